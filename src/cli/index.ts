@@ -1,0 +1,13 @@
+// The `mixtile` command line: one file per command in this folder, each exporting register().
+import { Command } from 'commander';
+
+const COMMANDS: Array<() => Promise<{ register(program: Command): void }>> = [
+];
+
+const program = new Command('mixtile')
+  .description('Run Mixture-of-Experts models with experts on CPU matrix units and the rest on one GPU')
+  .version('0.1.0')
+  .showHelpAfterError();
+
+for (const load of COMMANDS) (await load()).register(program);
+await program.parseAsync(process.argv);

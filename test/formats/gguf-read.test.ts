@@ -24,7 +24,7 @@ class Raw {
   parts: Buffer[] = [];
   u32(v: number) { const b = Buffer.alloc(4); b.writeUInt32LE(v); this.parts.push(b); return this; }
   u64(v: bigint | number) { const b = Buffer.alloc(8); b.writeBigUInt64LE(BigInt(v)); this.parts.push(b); return this; }
-  bytes(b: Uint8Array) { this.parts.push(Buffer.from(b)); return this; }
+  bytes(b: Uint8Array | number[]) { this.parts.push(Buffer.from(b)); return this; }
   str(s: string) { const b = Buffer.from(s); return this.u64(b.length).bytes(b); }
   len() { return Buffer.concat(this.parts).length; }
   pad(a = 32) { const r = this.len() % a; if (r) this.bytes(new Uint8Array(a - r)); return this; }

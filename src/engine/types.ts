@@ -34,6 +34,11 @@ export interface GenerateRequest {
   stop: string[];
   /** Stop at end-of-generation tokens (EOS, <|im_end|>); false only for benchmarks. */
   stopAtEog: boolean;
+  /**
+   * A prompt that does not fit the context keeps only its last tokens (room is left to generate)
+   * instead of failing with EngineError('prompt_too_long'). Default false.
+   */
+  truncatePrompt?: boolean;
 }
 
 export type FinishReason = 'stop' | 'length' | 'cancelled' | 'error';

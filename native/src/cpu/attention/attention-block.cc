@@ -1,0 +1,101 @@
+// The attention half of a decoder layer; see attention-block.h. Projections go through
+// linear_forward (any weight type), the attention core through the dispatch table.
+#include "cpu/attention/attention-block.h"
+
+#include <cmath>
+#include <stdexcept>
+#include <string>
+
+#include "cpu/attention/attention.h"
+#include "cpu/dequant/dequant.h"
+#include "cpu/norm/norm.h"
+#include "cpu/rope/rope.h"
+
+namespace mixtile {
+
+std::vector<float> norm_weight_floats(const Weight& w, int64_t n, const char* what) {
+  if (w.ne[0] != n || w.rows() != 1) {
+    throw std::invalid_argument(std::string(what) + ": expected a vector of " + std::to_string(n) +
+                                " elements, got shape [" + std::to_string(w.ne[0]) + ", " +
+                                std::to_string(w.rows()) + "]");
+  }
+  std::vector<float> out(static_cast<size_t>(n));
+  dequantize_row(w.type, w.data, out.data(), n);
+  return out;
+}
+
+static std::shared_ptr<LinearWeight> projection(const Weight& w, int64_t k, int64_t m, const char* what) {
+  if (w.ne[0] != k || w.ne[1] != m || w.ne[2] != 1) {
+    throw std::invalid_argument(std::string(what) + ": expected shape {" + std::to_string(k) + ", " +
+                                std::to_string(m) + "} (ggml order), got {" + std::to_string(w.ne[0]) + ", " +
+                                std::to_string(w.ne[1]) + ", " + std::to_string(w.ne[2]) + "}");
+  }
+  return linear_load(w);
+}
+
+std::shared_ptr<AttentionLayer> attention_layer_create(int layer, int n_heads, int n_kv_heads, int head_dim, float eps,
+                                                       double rope_theta, const Weight& norm, const Weight* q_norm,
+                                                       const Weight* k_norm, const Weight& wq, const Weight& wk,
+                                                       const Weight& wv, const Weight& wo) {
+  if (n_heads <= 0 || n_kv_heads <= 0 || n_heads % n_kv_heads != 0 || head_dim <= 0 || head_dim % 2 != 0) {
+    throw std::invalid_argument("attention layer " + std::to_string(layer) + ": bad head counts (heads " +
+                                std::to_string(n_heads) + ", kv heads " + std::to_string(n_kv_heads) +
+                                ", head dim " + std::to_string(head_dim) + ")");
+  }
+  auto L = std::make_shared<AttentionLayer>();
+  L->layer = layer;
+  L->hidden = norm.ne[0];
+  L->n_heads = n_heads;
+  L->n_kv_heads = n_kv_heads;
+  L->head_dim = head_dim;
+  L->eps = eps;
+  const int64_t q_dim = int64_t(n_heads) * head_dim, kv_dim = int64_t(n_kv_heads) * head_dim;
+  L->norm = norm_weight_floats(norm, L->hidden, "input_layernorm");
+  if (q_norm) L->q_norm = norm_weight_floats(*q_norm, head_dim, "self_attn.q_norm");
+  if (k_norm) L->k_norm = norm_weight_floats(*k_norm, head_dim, "self_attn.k_norm");
+  L->wq = projection(wq, L->hidden, q_dim, "self_attn.q_proj");
+  L->wk = projection(wk, L->hidden, kv_dim, "self_attn.k_proj");
+  L->wv = projection(wv, L->hidden, kv_dim, "self_attn.v_proj");
+  L->wo = projection(wo, q_dim, L->hidden, "self_attn.o_proj");
+  L->inv_freq = rope_inv_freq(head_dim, rope_theta);
+  return L;
+}
+
+void attention_block_forward(const AttentionLayer& L, KvCache& kv, float* x, int64_t n, const int32_t* pos,
+                             const int32_t* seq) {
+  const int64_t hidden = L.hidden, d = L.head_dim;
+  const int64_t q_dim = L.n_heads * d, kv_dim = L.n_kv_heads * d;
+  // One scratch allocation per call: h [n, hidden], q/att [n, q_dim], k/v [n, kv_dim].
+  std::vector<float> buf(static_cast<size_t>(n * (hidden * 2 + q_dim * 2 + kv_dim * 2)));
+  float* h = buf.data();
+  float* q = h + n * hidden;
+  float* att = q + n * q_dim;
+  float* k = att + n * q_dim;
+  float* v = k + n * kv_dim;
+  float* o = v + n * kv_dim;
+
+  rms_norm(x, L.norm.data(), h, n, hidden, L.eps);
+  linear_forward(*L.wq, h, n, q);
+  linear_forward(*L.wk, h, n, k);
+  linear_forward(*L.wv, h, n, v);
+  if (!L.q_norm.empty()) rms_norm(q, L.q_norm.data(), q, n * L.n_heads, d, L.eps);
+  if (!L.k_norm.empty()) rms_norm(k, L.k_norm.data(), k, n * L.n_kv_heads, d, L.eps);
+  rope_neox(q, n, L.n_heads, int(d), pos, L.inv_freq.data());
+  rope_neox(k, n, L.n_kv_heads, int(d), pos, L.inv_freq.data());
+  kv_cache_write(kv, L.layer, n, seq, pos, k, v);
+
+  AttentionArgs a = attention_args_for(kv, L.layer);
+  a.q = q;
+  a.out = att;
+  a.pos = pos;
+  a.seq = seq;
+  a.n = n;
+  a.n_heads = L.n_heads;
+  a.scale = float(1.0 / std::sqrt(double(d)));
+  attention_select(a).fn(a);
+
+  linear_forward(*L.wo, att, n, o);
+  for (int64_t i = 0; i < n * hidden; ++i) x[i] += o[i];
+}
+
+}  // namespace mixtile

@@ -1,0 +1,35 @@
+// Attention dispatch: the AVX-512 path for head_dim a multiple of 16 (64 and 128 in every
+// Qwen3 model), the scalar reference otherwise.
+#include "cpu/attention/attention.h"
+
+namespace mixtile {
+
+const std::vector<AttentionKernel>& attention_kernels() {
+  static const std::vector<AttentionKernel> table = {
+      {Isa::avx512, "avx512", attention_avx512_accepts, attention_avx512},
+      {Isa::scalar, "scalar", [](const AttentionArgs&) { return true; }, attention_scalar},
+  };
+  return table;
+}
+
+const AttentionKernel& attention_select(const AttentionArgs& a) {
+  const Isa active = active_isa();
+  for (const auto& k : attention_kernels()) {
+    if (k.isa <= active && k.accepts(a)) return k;
+  }
+  return attention_kernels().back();
+}
+
+AttentionArgs attention_args_for(const KvCache& kv, int layer) {
+  AttentionArgs a;
+  a.kv_type = kv.type;
+  a.k = kv.k->data + kv.offset(0, layer, 0);
+  a.v = kv.v->data + kv.offset(0, layer, 0);
+  a.seq_stride = kv.seq_stride();
+  a.pos_stride = kv.pos_stride();
+  a.n_kv_heads = kv.n_kv_heads;
+  a.head_dim = kv.head_dim;
+  return a;
+}
+
+}  // namespace mixtile

@@ -1,0 +1,47 @@
+// Causal GQA attention of a batch of tokens (from several sequences) over their KV slots:
+// token i of sequence seq[i] at position pos[i] attends to cache positions [0, pos[i]] of that
+// slot, which the caller has already written (this batch's K/V included). Softmax is online
+// (running max and sum), so no [T, T] score matrix exists at any context length.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "cpu/isa.h"
+#include "kv-cache.h"
+
+namespace mixtile {
+
+struct AttentionArgs {
+  const float* q;        // [n, n_heads, head_dim] F32, normed and roped
+  float* out;            // [n, n_heads, head_dim] F32, overwritten
+  const int32_t* pos;    // [n] position of each token (< ctx)
+  const int32_t* seq;    // [n] KV slot of each token
+  int64_t n = 0;
+  int n_heads = 0, n_kv_heads = 0, head_dim = 0;  // n_heads is a multiple of n_kv_heads (GQA group)
+  float scale = 1;       // 1/sqrt(head_dim)
+  KvType kv_type = KvType::f16;
+  const uint8_t* k = nullptr;  // cache K of this layer, slot 0 (element [pos][kv_head][head_dim])
+  const uint8_t* v = nullptr;  // cache V, same layout
+  int64_t seq_stride = 0;      // elements between slot s and s+1 of the same layer
+  int64_t pos_stride = 0;      // elements between positions (= n_kv_heads * head_dim)
+};
+
+struct AttentionKernel {
+  Isa isa;
+  const char* name;
+  bool (*accepts)(const AttentionArgs&);
+  void (*fn)(const AttentionArgs&);
+};
+
+// Dispatch table, best first (attention.cc); the scalar entry takes every call.
+const std::vector<AttentionKernel>& attention_kernels();
+// First entry the active ISA runs and that accepts `a`.
+const AttentionKernel& attention_select(const AttentionArgs& a);
+// Args for `layer` of `kv` (k, v, strides, type); the caller fills q, out, pos, seq, n, heads, scale.
+AttentionArgs attention_args_for(const KvCache& kv, int layer);
+
+void attention_scalar(const AttentionArgs& a);
+void attention_avx512(const AttentionArgs& a);
+bool attention_avx512_accepts(const AttentionArgs& a);
+
+}  // namespace mixtile

@@ -1,0 +1,104 @@
+// FFN halves of decoder layers and the output head; see ffn-block.h.
+#include "cpu/norm/ffn-block.h"
+
+#include <cmath>
+#include <cstring>
+#include <stdexcept>
+#include <string>
+
+#include "cpu/attention/attention-block.h"
+#include "cpu/norm/norm.h"
+
+namespace mixtile {
+
+static std::string layer_name(int layer, const char* part) {
+  return "model.layers." + std::to_string(layer) + "." + part;
+}
+
+std::shared_ptr<FfnBlock> ffn_block_create_moe(int layer, float eps, const Weight& norm, const Weight& router,
+                                               const Weight& gate_exps, const Weight& up_exps,
+                                               const Weight& down_exps, int top_k, bool norm_topk_prob) {
+  auto b = std::make_shared<FfnBlock>();
+  b->layer = layer;
+  b->hidden = norm.ne[0];
+  b->eps = eps;
+  b->norm = norm_weight_floats(norm, b->hidden, layer_name(layer, "post_attention_layernorm").c_str());
+  try {
+    b->experts = experts_load(gate_exps, up_exps, down_exps, router);
+  } catch (const std::exception& e) {
+    throw std::invalid_argument(layer_name(layer, "mlp.experts") + ": " + e.what());
+  }
+  if (b->experts->hidden != b->hidden) {
+    throw std::invalid_argument(layer_name(layer, "mlp.experts") + ": hidden size " +
+                                std::to_string(b->experts->hidden) + " differs from the norm's " +
+                                std::to_string(b->hidden));
+  }
+  if (top_k <= 0 || top_k > b->experts->n_expert) {
+    throw std::invalid_argument(layer_name(layer, "mlp") + ": top_k " + std::to_string(top_k) + " not in [1, " +
+                                std::to_string(b->experts->n_expert) + "]");
+  }
+  b->top_k = top_k;
+  b->norm_topk_prob = norm_topk_prob;
+  return b;
+}
+
+static std::shared_ptr<LinearWeight> checked_linear(const Weight& w, int64_t k, int64_t m, const std::string& what) {
+  if (w.ne[0] != k || (m > 0 && w.ne[1] != m) || w.ne[2] != 1) {
+    throw std::invalid_argument(what + ": expected shape {" + std::to_string(k) + ", " + std::to_string(m) +
+                                "} (ggml order), got {" + std::to_string(w.ne[0]) + ", " + std::to_string(w.ne[1]) +
+                                ", " + std::to_string(w.ne[2]) + "}");
+  }
+  return linear_load(w);
+}
+
+std::shared_ptr<FfnBlock> ffn_block_create_dense(int layer, float eps, const Weight& norm, const Weight& gate,
+                                                 const Weight& up, const Weight& down) {
+  auto b = std::make_shared<FfnBlock>();
+  b->layer = layer;
+  b->hidden = norm.ne[0];
+  b->eps = eps;
+  b->norm = norm_weight_floats(norm, b->hidden, layer_name(layer, "post_attention_layernorm").c_str());
+  const int64_t ffn = gate.ne[1];
+  b->gate = checked_linear(gate, b->hidden, ffn, layer_name(layer, "mlp.gate_proj"));
+  b->up = checked_linear(up, b->hidden, ffn, layer_name(layer, "mlp.up_proj"));
+  b->down = checked_linear(down, ffn, b->hidden, layer_name(layer, "mlp.down_proj"));
+  return b;
+}
+
+void ffn_block_forward(const FfnBlock& b, float* x, int64_t n) {
+  const int64_t hidden = b.hidden;
+  std::vector<float> h(static_cast<size_t>(n * hidden)), y(static_cast<size_t>(n * hidden));
+  rms_norm(x, b.norm.data(), h.data(), n, hidden, b.eps);
+  if (b.experts) {
+    moe_forward(*b.experts, h.data(), n, b.top_k, b.norm_topk_prob, y.data());
+  } else {
+    const int64_t ffn = b.gate->m;
+    std::vector<float> g(static_cast<size_t>(n * ffn)), u(static_cast<size_t>(n * ffn));
+    linear_forward(*b.gate, h.data(), n, g.data());
+    linear_forward(*b.up, h.data(), n, u.data());
+    for (int64_t i = 0; i < n * ffn; ++i) g[size_t(i)] = g[size_t(i)] / (1.0f + std::exp(-g[size_t(i)])) * u[size_t(i)];
+    linear_forward(*b.down, g.data(), n, y.data());
+  }
+  for (int64_t i = 0; i < n * hidden; ++i) x[i] += y[size_t(i)];
+}
+
+std::shared_ptr<LmHead> lm_head_create(float eps, const Weight& norm, const Weight& out) {
+  auto h = std::make_shared<LmHead>();
+  h->hidden = norm.ne[0];
+  h->eps = eps;
+  h->norm = norm_weight_floats(norm, h->hidden, "model.norm");
+  h->out = checked_linear(out, h->hidden, out.ne[1], "lm_head");
+  h->vocab = h->out->m;
+  return h;
+}
+
+void lm_head_forward(const LmHead& h, const float* x, const int32_t* rows, int64_t n_rows, float* logits) {
+  std::vector<float> sel(static_cast<size_t>(n_rows * h.hidden));
+  for (int64_t r = 0; r < n_rows; ++r) {
+    std::memcpy(sel.data() + r * h.hidden, x + int64_t(rows[r]) * h.hidden, size_t(h.hidden) * 4);
+  }
+  rms_norm(sel.data(), h.norm.data(), sel.data(), n_rows, h.hidden, h.eps);
+  linear_forward(*h.out, sel.data(), n_rows, logits);
+}
+
+}  // namespace mixtile

@@ -1,0 +1,117 @@
+// The built-in experts path: group tokens by expert, then two pool phases with tasks over
+// (expert, row block) pairs so 8 active experts x few tokens still fill every thread and each
+// task's weight slice stays in L2:
+//   phase 1: h[e] = SiLU(x[e] W_gate[e]^T) * (x[e] W_up[e]^T)     [n_e, ffn]
+//   phase 2: o[e] = h[e] W_down[e]^T                               [n_e, hidden]
+// then y[t] = sum_j weight[t, j] * o[ids[t, j]][pos]  in slot order (deterministic).
+#include <algorithm>
+#include <cmath>
+
+#include "cpu/experts/experts.h"
+#include "cpu/matmul/matmul.h"
+#include "threadpool.h"
+
+namespace mixtile {
+namespace {
+
+// Weight slice per task (gate+up rows together, or down rows): ~128 KiB, well inside L2.
+constexpr size_t EXPERT_SLICE_BYTES = 128 * 1024;
+
+int64_t row_block(size_t row_bytes, int64_t rows, int64_t n_active) {
+  int64_t rb = std::max<int64_t>(8, int64_t(EXPERT_SLICE_BYTES / row_bytes) / 8 * 8);
+  // Enough tasks for load balance: at least ~4 per thread overall.
+  int64_t want = 4 * pool_threads();
+  while (rb > 8 && n_active * ((rows + rb - 1) / rb) < want) rb /= 2;
+  return std::min(rb, rows);
+}
+
+}  // namespace
+
+void experts_forward_generic(const ExpertsWeights& ew, const MoeArgs& a) {
+  const int64_t H = ew.hidden, F = ew.ffn, K = a.top_k;
+  // Group (token, slot) pairs by expert; pos_of[t*K + j] = row of that pair inside its expert.
+  std::vector<int64_t> count(size_t(ew.n_expert), 0);
+  for (int64_t i = 0; i < a.n * K; ++i) ++count[size_t(a.ids[i])];
+  std::vector<int64_t> active, start(size_t(ew.n_expert), 0);
+  int64_t total = 0;
+  for (int64_t e = 0; e < ew.n_expert; ++e) {
+    start[size_t(e)] = total;
+    total += count[size_t(e)];
+    if (count[size_t(e)] > 0) active.push_back(e);
+  }
+  std::vector<int64_t> tok_of(static_cast<size_t>(total));
+  std::vector<int64_t> pos_of(static_cast<size_t>(a.n * K));
+  std::vector<int64_t> fill = start;
+  for (int64_t i = 0; i < a.n * K; ++i) {
+    int64_t e = a.ids[i], p = fill[size_t(e)]++;
+    tok_of[size_t(p)] = i / K;
+    pos_of[size_t(i)] = p;
+  }
+  const int64_t n_active = int64_t(active.size());
+
+  // Activations of gate/up for each grouped row (row p = pair p), converted once.
+  const size_t gs = act_row_bytes(ew.gate.type, H), us = act_row_bytes(ew.up.type, H);
+  const bool same_gu = act_type_for(ew.gate.type) == act_type_for(ew.up.type);
+  Buffer xg(gs * size_t(total)), xu(same_gu ? 64 : us * size_t(total));
+  parallel_for(total, [&](int64_t p, int) {
+    const float* xt = a.x + tok_of[size_t(p)] * H;
+    convert_act_row(ew.gate.type, xt, H, xg.data + size_t(p) * gs);
+    if (!same_gu) convert_act_row(ew.up.type, xt, H, xu.data + size_t(p) * us);
+  });
+  const uint8_t* xu_data = same_gu ? xg.data : xu.data;
+  const size_t xu_stride = same_gu ? gs : us;
+
+  // Phase 1: gate and up for one row block of one expert, then SiLU(g) * u into h.
+  std::vector<float> g(size_t(total * F)), u(size_t(total * F));
+  const int64_t rb1 = row_block(ew.gate.row_bytes + ew.up.row_bytes, F, n_active);
+  const int64_t nrb1 = (F + rb1 - 1) / rb1;
+  GemmArgs pg{ew.gate.data, ew.gate.row_bytes, rb1, xg.data, gs, 1, H, nullptr, F};
+  GemmArgs pu{ew.up.data, ew.up.row_bytes, rb1, xu_data, xu_stride, 1, H, nullptr, F};
+  const GemmKernel* kg = gemm_select(ew.gate.type, pg);
+  const GemmKernel* ku = gemm_select(ew.up.type, pu);
+  parallel_for(n_active * nrb1, [&](int64_t task, int) {
+    int64_t e = active[size_t(task / nrb1)], r0 = (task % nrb1) * rb1, nr = std::min(rb1, F - r0);
+    int64_t p0 = start[size_t(e)], ne = count[size_t(e)];
+    GemmArgs ag{ew.gate.data + ew.gate.matrix_bytes() * size_t(e) + ew.gate.row_bytes * size_t(r0),
+                ew.gate.row_bytes, nr, xg.data + gs * size_t(p0), gs, ne, H, g.data() + p0 * F + r0, F};
+    kg->fn(ag);
+    GemmArgs au{ew.up.data + ew.up.matrix_bytes() * size_t(e) + ew.up.row_bytes * size_t(r0),
+                ew.up.row_bytes, nr, xu_data + xu_stride * size_t(p0), xu_stride, ne, H, u.data() + p0 * F + r0, F};
+    ku->fn(au);
+    for (int64_t p = 0; p < ne; ++p) {
+      float* gp = g.data() + (p0 + p) * F + r0;
+      const float* up = u.data() + (p0 + p) * F + r0;
+      for (int64_t r = 0; r < nr; ++r) gp[r] = gp[r] / (1.f + std::exp(-gp[r])) * up[r];
+    }
+  });
+
+  // Phase 2: h -> down activations, then down rows per (expert, row block).
+  const size_t ds = act_row_bytes(ew.down.type, F);
+  Buffer hd(ds * size_t(total));
+  parallel_for(total, [&](int64_t p, int) { convert_act_row(ew.down.type, g.data() + p * F, F, hd.data + size_t(p) * ds); });
+  std::vector<float> o(size_t(total * H));
+  const int64_t rb2 = row_block(ew.down.row_bytes, H, n_active);
+  const int64_t nrb2 = (H + rb2 - 1) / rb2;
+  GemmArgs pd{ew.down.data, ew.down.row_bytes, rb2, hd.data, ds, 1, F, nullptr, H};
+  const GemmKernel* kd = gemm_select(ew.down.type, pd);
+  parallel_for(n_active * nrb2, [&](int64_t task, int) {
+    int64_t e = active[size_t(task / nrb2)], r0 = (task % nrb2) * rb2, nr = std::min(rb2, H - r0);
+    int64_t p0 = start[size_t(e)], ne = count[size_t(e)];
+    GemmArgs ad{ew.down.data + ew.down.matrix_bytes() * size_t(e) + ew.down.row_bytes * size_t(r0),
+                ew.down.row_bytes, nr, hd.data + ds * size_t(p0), ds, ne, F, o.data() + p0 * H + r0, H};
+    kd->fn(ad);
+  });
+
+  // Weighted sum back in token order.
+  parallel_for(a.n, [&](int64_t t, int) {
+    float* yt = a.y + t * H;
+    std::fill(yt, yt + H, 0.f);
+    for (int64_t j = 0; j < K; ++j) {
+      float wgt = a.weights[t * K + j];
+      const float* ot = o.data() + pos_of[size_t(t * K + j)] * H;
+      for (int64_t i = 0; i < H; ++i) yt[i] += wgt * ot[i];
+    }
+  });
+}
+
+}  // namespace mixtile

@@ -1,0 +1,52 @@
+// JS exports: linearLoad(weight) -> handle, linearForward(h, x, nTokens, out), linearDispose(h),
+// linearKernelName(h, nTokens).
+#include "cpu/linear/linear.h"
+#include "napi-registry.h"
+#include "napi-util.h"
+
+namespace mixtile {
+namespace {
+
+Napi::Value linear_load_js(const Napi::CallbackInfo& info) {
+  auto w = weight_arg(info[0], "linearLoad");
+  try {
+    return make_handle<LinearWeight>(info.Env(), HandleKind::linear, linear_load(*w));
+  } catch (const std::exception& e) {
+    throw Napi::Error::New(info.Env(), std::string("linearLoad: ") + e.what());
+  }
+}
+
+Napi::Value linear_forward_js(const Napi::CallbackInfo& info) {
+  auto lw = handle_get<LinearWeight>(info[0], HandleKind::linear, "linearForward");
+  int64_t n = int_arg(info[2], int64_t(1) << 24, "linearForward: nTokens");
+  const float* x = f32_array(info[1], size_t(n * lw->k), "linearForward: x");
+  float* y = f32_array(info[3], size_t(n * lw->m), "linearForward: out");
+  try {
+    linear_forward(*lw, x, n, y);
+  } catch (const std::exception& e) {
+    throw Napi::Error::New(info.Env(), std::string("linearForward: ") + e.what());
+  }
+  return info.Env().Undefined();
+}
+
+Napi::Value linear_dispose_js(const Napi::CallbackInfo& info) {
+  handle_arg<LinearWeight>(info[0], HandleKind::linear, "linearDispose")->ptr.reset();
+  return info.Env().Undefined();
+}
+
+Napi::Value linear_kernel_name(const Napi::CallbackInfo& info) {
+  auto lw = handle_get<LinearWeight>(info[0], HandleKind::linear, "linearKernelName");
+  int64_t n = int_arg(info[1], int64_t(1) << 24, "linearKernelName: nTokens");
+  GemmArgs probe{lw->w.data, lw->w.row_bytes, lw->m, nullptr, 0, n, lw->k, nullptr, lw->m};
+  const GemmKernel* k = gemm_select(lw->w.type, probe);
+  return Napi::String::New(info.Env(), k ? k->name : "none");
+}
+
+}  // namespace
+
+MIXTILE_EXPORT("linearLoad", linear_load_js);
+MIXTILE_EXPORT("linearForward", linear_forward_js);
+MIXTILE_EXPORT("linearDispose", linear_dispose_js);
+MIXTILE_EXPORT("linearKernelName", linear_kernel_name);
+
+}  // namespace mixtile

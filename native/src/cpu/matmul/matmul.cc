@@ -1,0 +1,29 @@
+// GEMM dispatch table, best entry first per weight type; scalar entries last take every call.
+#include "cpu/matmul/matmul.h"
+
+namespace mixtile {
+
+const std::vector<GemmKernel>& gemm_kernels() {
+  static const std::vector<GemmKernel> table = {
+      {Isa::scalar, GgmlType::F32, "f32-scalar", gemm_f32_scalar, nullptr},
+      {Isa::scalar, GgmlType::F16, "f16-scalar", gemm_f16_scalar, nullptr},
+      {Isa::scalar, GgmlType::BF16, "bf16-scalar", gemm_bf16_scalar, nullptr},
+      {Isa::scalar, GgmlType::Q8_0, "q8_0-scalar", gemm_q8_0_scalar, nullptr},
+      {Isa::scalar, GgmlType::Q4_K, "q4_k-scalar", gemm_q4_k_scalar, nullptr},
+      {Isa::scalar, GgmlType::Q5_K, "q5_k-scalar", gemm_q5_k_scalar, nullptr},
+      {Isa::scalar, GgmlType::Q6_K, "q6_k-scalar", gemm_q6_k_scalar, nullptr},
+  };
+  return table;
+}
+
+const GemmKernel* gemm_select(GgmlType wtype, const GemmArgs& probe) {
+  Isa active = active_isa();
+  for (const auto& k : gemm_kernels()) {
+    if (k.wtype != wtype || int(k.isa) > int(active)) continue;
+    if (k.accepts && !k.accepts(probe)) continue;
+    return &k;
+  }
+  return nullptr;
+}
+
+}  // namespace mixtile

@@ -1,0 +1,131 @@
+// `mixtile chat`: interactive multi-turn chat through the model's chat template. Each turn's
+// history prefix stays in the KV cache (prefix cache), so only the new turn is prefilled.
+import type { Command } from 'commander';
+import { createInterface } from 'node:readline/promises';
+import { loadEngine } from '../engine/index.ts';
+import { EngineError } from '../engine/errors.ts';
+import type { ChatMessage, Engine } from '../engine/types.ts';
+import { addLoadFlags, addSamplingFlags, formatStats, intArg, loadProgress, samplingFrom, type SamplingFlags } from './engine-flags.ts';
+
+interface ChatFlags extends SamplingFlags {
+  model: string;
+  threads?: number;
+  ctxSize?: number;
+  ubatch: number;
+  rules?: string;
+  system?: string;
+  nPredict: number;
+  think: boolean;
+  verbose: boolean;
+}
+
+const HELP = 'commands: /think (toggle thinking), /reset (forget the conversation), /exit; Ctrl-C stops an answer, Ctrl-D quits';
+
+export function register(program: Command): void {
+  const cmd = program
+    .command('chat')
+    .description('chat with a model in the terminal (multi-turn, with its chat template)')
+    .option('--system <text>', 'system message')
+    .option('-n, --n-predict <n>', 'most tokens per answer', intArg(1), 1024)
+    .option('--no-think', 'start with thinking off (toggle with /think)')
+    .option('-v, --verbose', 'print timings and cache use after each answer', false)
+    .addHelpText('after', `\n${HELP}\n\nExample:\n  mixtile synth --preset tiny /tmp/tiny.gguf && mixtile chat -m /tmp/tiny.gguf --temp 0.7`);
+  addLoadFlags(cmd);
+  addSamplingFlags(cmd);
+  cmd.action(async (o: ChatFlags) => {
+    process.exitCode = await run(o);
+  });
+}
+
+async function run(o: ChatFlags): Promise<number> {
+  const progress = loadProgress();
+  const engine = await loadEngine({
+    modelPath: o.model,
+    threads: o.threads,
+    ctxSize: o.ctxSize,
+    ubatch: o.ubatch,
+    rules: o.rules,
+    parallel: 1,
+    onProgress: progress.onProgress,
+  }).finally(progress.stop);
+  const rl = createInterface({ input: process.stdin, output: process.stdout, terminal: process.stdin.isTTY });
+  let current: AbortController | undefined;
+  let quit = false;
+  // Ctrl-C while answering stops the answer; at the prompt it quits.
+  rl.on('SIGINT', () => {
+    if (current) current.abort();
+    else {
+      quit = true;
+      rl.close();
+    }
+  });
+  rl.on('close', () => {
+    quit = true;
+    current?.abort();
+  });
+  const history: ChatMessage[] = o.system ? [{ role: 'system', content: o.system }] : [];
+  let think = o.think;
+  process.stderr.write(`${engine.info.name}${engine.info.isDemo ? ' (random-weight demo: answers are noise)' : ''}; ${HELP}\n`);
+  try {
+    while (!quit) {
+      let line: string;
+      try {
+        line = (await rl.question('> ')).trim();
+      } catch {
+        break; // readline closed (Ctrl-D)
+      }
+      if (line === '') continue;
+      if (line === '/exit' || line === '/quit') break;
+      if (line === '/think') {
+        think = !think;
+        process.stderr.write(`thinking ${think ? 'on' : 'off'}\n`);
+        continue;
+      }
+      if (line === '/reset') {
+        history.length = o.system ? 1 : 0;
+        continue;
+      }
+      history.push({ role: 'user', content: line });
+      current = new AbortController();
+      const answer = await answerTurn(engine, history, think, o, current.signal);
+      current = undefined;
+      if (answer === undefined) history.pop();
+      else history.push({ role: 'assistant', content: answer });
+    }
+    return 0;
+  } finally {
+    rl.close();
+    await engine.close();
+  }
+}
+
+/** Streams one answer; returns its text, or undefined when the turn failed and should be dropped. */
+async function answerTurn(engine: Engine, history: ChatMessage[], think: boolean, o: ChatFlags, signal: AbortSignal): Promise<string | undefined> {
+  const text = engine.applyChatTemplate(history, { addGenerationPrompt: true, enableThinking: think });
+  const prompt = engine.tokenize(text, { addSpecial: true, parseSpecial: true });
+  let answer = '';
+  try {
+    for await (const ev of engine.generate({ prompt, maxTokens: o.nPredict, sampling: samplingFrom(o), stop: [], stopAtEog: true }, signal)) {
+      if (ev.type === 'token') {
+        answer += ev.text;
+        process.stdout.write(ev.text);
+      } else {
+        process.stdout.write('\n');
+        if (ev.reason === 'error') {
+          process.stderr.write(`error: ${ev.error}\n`);
+          return undefined;
+        }
+        if (ev.reason === 'cancelled') process.stderr.write('[stopped]\n');
+        if (o.verbose) process.stderr.write(`[${ev.reason}] ${formatStats(ev.stats)}\n`);
+      }
+    }
+  } catch (err) {
+    if (err instanceof EngineError) {
+      // The conversation outgrew the context: say so and let the user /reset.
+      process.stderr.write(`${err.message}\n(use /reset to start over)\n`);
+      return undefined;
+    }
+    throw err;
+  }
+  return answer;
+}

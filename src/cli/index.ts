@@ -2,6 +2,9 @@
 import { Command } from 'commander';
 
 const COMMANDS: Array<() => Promise<{ register(program: Command): void }>> = [
+  () => import('./generate.ts'),
+  () => import('./chat.ts'),
+  () => import('./bench.ts'),
 ];
 
 const program = new Command('mixtile')

@@ -1,0 +1,141 @@
+// `mixtile bench`: llama-bench's table (model, size, params, backend, threads, test, t/s ± sd) plus
+// peak RSS, for a GGUF model run by our engine in-process; `--op` benchmarks one native operator.
+import type { Command } from 'commander';
+import { InvalidArgumentError } from 'commander';
+import { basename } from 'node:path';
+import { runBench, type BenchResult, type BenchTest } from '../engine/bench.ts';
+import { fileTypeName, paramCounts } from '../engine/model-info.ts';
+import { loadModel } from '../model/load.ts';
+import { Tokenizer } from '../tokenizer/tokenizer.ts';
+import { intArg, loadProgress } from './engine-flags.ts';
+
+interface BenchFlags {
+  model?: string;
+  nPrompt: number[];
+  nGen: number[];
+  repetitions: number;
+  threads?: number;
+  ubatch: number;
+  rules?: string;
+  output: 'md' | 'json';
+  verbose: boolean;
+  op?: string;
+}
+
+function intList(v: string): number[] {
+  const out = v.split(',').map((x) => Number(x.trim()));
+  if (out.some((n) => !Number.isInteger(n) || n < 0)) throw new InvalidArgumentError(`expected comma-separated integers >= 0, got "${v}"`);
+  return out;
+}
+
+export function register(program: Command): void {
+  program
+    .command('bench')
+    .description('measure prefill (pp) and decode (tg) speed like llama-bench, or one operator with --op')
+    .option('-m, --model <file>', 'GGUF model file')
+    .option('-p, --n-prompt <n,...>', 'prompt sizes for pp tests; 0 = none', intList, [512])
+    .option('-n, --n-gen <n,...>', 'tokens for tg tests; 0 = none', intList, [128])
+    .option('-r, --repetitions <n>', 'runs of each test', intArg(1), 5)
+    .option('-t, --threads <n>', 'CPU threads (default: all cores)', intArg(1))
+    .option('--ubatch <n>', 'most tokens per forward step', intArg(1), 512)
+    .option('--rules <file>', 'rule file or preset name for operator placement')
+    .option('-o, --output <fmt>', 'md or json', (v) => {
+      if (v !== 'md' && v !== 'json') throw new InvalidArgumentError('expected md or json');
+      return v;
+    }, 'md')
+    .option('-v, --verbose', 'add columns: ms per step inside the model, and TS overhead per step', false)
+    .option('--op <name>', 'benchmark one operator instead (experts | linear); see "mixtile bench --op experts --help"')
+    .allowUnknownOption(false)
+    .addHelpText('after', '\nExample:\n  mixtile synth --preset tiny /tmp/tiny.gguf && mixtile bench -m /tmp/tiny.gguf -p 64 -n 16 -r 3 -v')
+    .action(async (o: BenchFlags) => {
+      process.exitCode = o.op ? await benchOperator(o) : await benchModel(o);
+    });
+}
+
+async function benchModel(o: BenchFlags): Promise<number> {
+  if (!o.model) {
+    process.stderr.write('mixtile bench: -m FILE is needed (or --op experts|linear)\n');
+    return 2;
+  }
+  const tests: BenchTest[] = [...o.nPrompt.filter((n) => n > 0).map((n) => ({ kind: 'pp' as const, n })), ...o.nGen.filter((n) => n > 0).map((n) => ({ kind: 'tg' as const, n }))];
+  if (tests.length === 0) {
+    process.stderr.write('mixtile bench: nothing to run (-p and -n are both 0)\n');
+    return 2;
+  }
+  const ctxSize = Math.max(...tests.map((t) => t.n)) + 1;
+  const progress = loadProgress();
+  const model = await loadModel(o.model, { ctxSize, nSeq: 1, ubatch: o.ubatch, threads: o.threads, rules: o.rules, onProgress: progress.onProgress }).finally(progress.stop);
+  try {
+    const tokenizer = Tokenizer.fromGguf(model.gguf.metadata);
+    const { total } = paramCounts(model.gguf);
+    const sizeBytes = [...model.gguf.tensors.values()].reduce((a, t) => a + t.nBytes, 0);
+    const row = {
+      model: `${model.config.architecture} ${model.config.nLayers}L ${fileTypeName(model.gguf)}`,
+      size: `${(sizeBytes / 2 ** 30).toFixed(2)} GiB`,
+      params: total >= 1e9 ? `${(total / 1e9).toFixed(2)} B` : `${(total / 1e6).toFixed(2)} M`,
+      backend: 'CPU',
+      threads: String(o.threads ?? 'all'),
+    };
+    const md = o.output === 'md';
+    const cols = ['model', 'size', 'params', 'backend', 'threads', 'test', 't/s', 'peak RSS', ...(o.verbose ? ['model ms/step', 'TS ms/step'] : [])];
+    if (md) {
+      process.stdout.write(`| ${cols.join(' | ')} |\n|${cols.map((c, i) => (i >= 5 ? ' ---: ' : ' --- ')).join('|')}|\n`);
+    }
+    const json: object[] = [];
+    runBench(model, tokenizer, tests, {
+      reps: o.repetitions,
+      ubatch: o.ubatch,
+      onResult: (r: BenchResult) => {
+        const rssBytes = process.resourceUsage().maxRSS * 1024;
+        if (md) {
+          const cells = [row.model, row.size, row.params, row.backend, row.threads, r.test, `${r.avgTs.toFixed(2)} ± ${r.sdTs.toFixed(2)}`, `${(rssBytes / 2 ** 20).toFixed(0)} MiB`];
+          if (o.verbose) cells.push(r.forwardMsPerStep.toFixed(3), r.overheadMsPerStep.toFixed(3));
+          process.stdout.write(`| ${cells.join(' | ')} |\n`);
+        } else {
+          json.push({
+            model_filename: basename(o.model!),
+            model_type: row.model,
+            model_size: sizeBytes,
+            model_n_params: total,
+            backends: 'CPU',
+            n_threads: o.threads ?? null,
+            n_ubatch: o.ubatch,
+            n_prompt: r.nPrompt,
+            n_gen: r.nGen,
+            test: r.test,
+            avg_ts: r.avgTs,
+            stddev_ts: r.sdTs,
+            samples_ts: r.samplesTs,
+            peak_rss_bytes: rssBytes,
+            forward_ms_per_step: r.forwardMsPerStep,
+            ts_overhead_ms_per_step: r.overheadMsPerStep,
+            steps: r.steps,
+          });
+        }
+      },
+    });
+    if (!md) process.stdout.write(JSON.stringify(json, null, 2) + '\n');
+    return 0;
+  } finally {
+    model.dispose();
+  }
+}
+
+/** Hands `--op` to the native engineer's operator benchmark (src/engine/bench-op.ts). */
+async function benchOperator(o: BenchFlags): Promise<number> {
+  const ext = import.meta.url.endsWith('.ts') ? '.ts' : '.js';
+  let mod: { benchOp?: (opts: Record<string, unknown>) => Promise<unknown> };
+  try {
+    // Resolved at run time: the operator benchmark is a separate module that may be absent in a build.
+    mod = await import(new URL(`../engine/bench-op${ext}`, import.meta.url).href);
+  } catch (err) {
+    process.stderr.write(`mixtile bench --op: the operator benchmark is not available (${(err as Error).message})\n`);
+    return 2;
+  }
+  if (typeof mod.benchOp !== 'function') {
+    process.stderr.write('mixtile bench --op: src/engine/bench-op exports no benchOp()\n');
+    return 2;
+  }
+  await mod.benchOp({ op: o.op, threads: o.threads, repetitions: o.repetitions, output: o.output, model: o.model });
+  return 0;
+}

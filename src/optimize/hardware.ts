@@ -121,7 +121,7 @@ function probeGpus(): Pick<Hardware, 'gpus' | 'cudaDriver' | 'gpuNote'> {
   });
   if (r.error) {
     const code = (r.error as NodeJS.ErrnoException).code;
-    return { gpus: [], gpuNote: code === 'ENOENT' ? 'nvidia-smi not found (no NVIDIA driver installed)' : `nvidia-smi failed: ${r.error.message}` };
+    return { gpus: [], gpuNote: code === 'ENOENT' ? 'nvidia-smi not found, so no NVIDIA driver is installed' : `nvidia-smi failed: ${r.error.message}` };
   }
   if (r.status !== 0) return { gpus: [], gpuNote: `nvidia-smi exited with ${r.status}: ${(r.stderr || r.stdout).trim().split('\n')[0]}` };
   const { gpus, driver } = parseNvidiaSmi(r.stdout);

@@ -83,7 +83,7 @@ function resolveKwargs(
     const n = value === 'cuda' ? 0 : Number(value.slice(5));
     if (n < hw.gpus.length) return value;
     if (hw.gpus.length === 0) {
-      fallback(`${key} ${value} needs a CUDA GPU, found none (${hw.gpuNote ?? 'no GPU'}); using cpu`);
+      fallback(`${key} ${value} needs a CUDA GPU and none was found (${hw.gpuNote ?? 'no GPU'}); using cpu`);
       return 'cpu';
     }
     fallback(`${key} ${value}, but this machine has ${hw.gpus.length} GPU(s) (cuda:0..cuda:${hw.gpus.length - 1}); using cuda:0`);

@@ -25,7 +25,7 @@ export function fakeHardware(opts: { amx?: boolean; avx512?: boolean; gpus?: num
     },
     memory: { totalBytes: 256 * 2 ** 30, availableBytes: 200 * 2 ** 30 },
     gpus: Array.from({ length: gpus }, (_, index) => ({ index, name: 'NVIDIA RTX 4090', memoryTotalBytes: 24 * 2 ** 30, memoryFreeBytes: 23 * 2 ** 30 })),
-    ...(gpus ? { cudaDriver: '550.54' } : { gpuNote: 'nvidia-smi not found (no NVIDIA driver installed)' }),
+    ...(gpus ? { cudaDriver: '550.54' } : { gpuNote: 'nvidia-smi not found, so no NVIDIA driver is installed' }),
   };
 }
 

@@ -1,0 +1,89 @@
+// AMX expert kernels: weights repacked once into tile-shaped panels, then the routed-experts op
+// (gate+up fused, SiLU·up, down, weighted sum) on AMX-BF16 (TDPBF16PS) or AMX-INT8 (TDPBSSD),
+// with an AVX-512 path over the same panels for experts that get few tokens.
+// Plain pointers only: the experts dispatch entry (amx-experts.cc) adapts ExpertsWeights to this.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+namespace mixtile::amx {
+
+// ---- Packed layout -------------------------------------------------------------------------
+// A weight matrix W [n_out rows][k] (y = x · W^T) is cut into panels of 32 output columns.
+// A panel holds, for each K step (32 elements BF16, 64 elements INT8), two 1 KiB B tiles
+// (columns 0-15 and 16-31 of the panel), so a thread walking one panel reads contiguous memory:
+//
+//   panel p:  [kstep 0: tile0 | tile1][kstep 1: tile0 | tile1] ...        (2 KiB per kstep)
+//   BF16 tile (VNNI pairs): row r (0..15) = for n in 0..15: W[n][2r], W[n][2r+1]   (16 x 64 B)
+//   INT8 tile (VNNI quads): row r (0..15) = for n in 0..15: W[n][4r .. 4r+3]       (16 x 64 B)
+//
+// Fused gate+up: panel p carries gate rows [16p, 16p+16) as tile0 and up rows [16p, 16p+16) as
+// tile1, so one panel yields 16 finished columns of h = SiLU(gate)·up in a single weight pass.
+// Tails: n_out and k are zero-padded to the panel/kstep size; activations are zero-padded too.
+// INT8: symmetric per-row, per-group (group = `group` elements along K, a multiple of 64) scales,
+// stored [panel][group][32] float; colsum [panel][group][32] int32 (sum of the group's quants,
+// used by the AVX-512 VNNI path's unsigned-activation offset).
+enum class Dtype : int { bf16 = 0, int8 = 1 };
+
+struct PackedMatrix {
+  int64_t n_out = 0, k = 0;    // logical shape
+  int64_t n_panels = 0;        // ceil(n_out / 32) (fused: ceil(ffn / 16))
+  int64_t k_steps = 0;         // ceil(k / kstep_elems)
+  int64_t k_pad = 0;           // k_steps * kstep_elems
+  size_t panel_bytes = 0;      // k_steps * 2048
+  const uint8_t* data = nullptr;      // n_panels * panel_bytes, 64-byte aligned
+  const float* scales = nullptr;      // INT8: [n_panels][n_groups][32]
+  const int32_t* colsum = nullptr;    // INT8: [n_panels][n_groups][32]
+  int64_t n_groups = 0;               // INT8: k_pad / group
+};
+
+struct PackedExperts {
+  Dtype dtype = Dtype::bf16;
+  int group = 64;  // INT8 group size along K (64, 128 or 256)
+  int64_t n_expert = 0, hidden = 0, ffn = 0;
+  std::shared_ptr<uint8_t> storage;  // owns every matrix below
+  size_t storage_bytes = 0;
+  // Per expert: gate_up[e] (fused, n_out = 2*ffn, k = hidden), down[e] (n_out = hidden, k = ffn).
+  std::unique_ptr<PackedMatrix[]> gate_up, down;
+};
+
+// Writes row `row` of expert `expert`'s matrix as k floats into dst (any source type: the
+// caller dequantizes). Called from several threads at once.
+using RowFn = std::function<void(int64_t expert, int64_t row, float* dst)>;
+
+// Repacks all experts (parallel over experts on the pool). gate/up: rows of [ffn][hidden],
+// down: rows of [hidden][ffn]. group: INT8 group size (multiple of 64; ignored for BF16).
+std::shared_ptr<PackedExperts> pack_experts(Dtype dtype, int group, int64_t n_expert, int64_t hidden,
+                                            int64_t ffn, const RowFn& gate, const RowFn& up, const RowFn& down);
+
+// ---- Forward -------------------------------------------------------------------------------
+// Experts that get at least `min_tokens` tokens run on AMX, the others on AVX-512 over the same
+// panels. min_tokens < 0 means default_min_tokens().
+struct ForwardArgs {
+  const float* x;        // [n, hidden] F32
+  int64_t n;
+  const int32_t* ids;    // [n, top_k] expert ids in [0, n_expert)
+  const float* weights;  // [n, top_k] routing weights
+  int top_k;
+  float* y;              // [n, hidden] F32, overwritten
+  int min_tokens = -1;
+};
+void experts_forward(const PackedExperts& pe, const ForwardArgs& a);
+
+// Tokens per expert from which AMX beats the AVX-512 path (measured, see amx-experts.cc);
+// MIXTILE_AMX_MIN_TOKENS overrides it.
+int default_min_tokens();
+
+// ---- Machine -------------------------------------------------------------------------------
+// True when the CPU has AMX-TILE/BF16/INT8 and the kernel granted this process the tile data
+// state (arch_prctl ARCH_REQ_XCOMP_PERM, asked once). On refusal the reason is logged once to
+// stderr and kept for reason().
+bool available();
+const std::string& unavailable_reason();
+// CPU flags relevant to AMX, for messages ("avx512f avx512_bf16 amx_tile ...").
+std::string cpu_flags();
+
+}  // namespace mixtile::amx

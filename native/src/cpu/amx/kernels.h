@@ -1,0 +1,40 @@
+// Internal to native/src/cpu/amx: panel kernels (one 32-column weight panel against a block of
+// activation rows, full K) and the activation conversions they read. Layouts: see amx.h.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+namespace mixtile::amx {
+
+constexpr int kPanelCols = 32;        // output columns per panel (two 16-column B tiles)
+constexpr size_t kTileBytes = 1024;   // one B tile: 16 rows x 64 bytes
+constexpr size_t kStepBytes = 2048;   // one K step of a panel: tile0 | tile1
+constexpr int kBf16Step = 32;         // K elements per BF16 step (16 VNNI pairs)
+constexpr int kInt8Step = 64;         // K elements per INT8 step (16 VNNI quads)
+constexpr int kRowAlign = 16;         // activation rows are padded (with zeros) to this
+
+// All kernels: C is [round_up(mrows, 16)][32] F32 (row stride 32), overwritten; rows of A past
+// mrows up to the next multiple of 16 must be readable (they are zero padding); lda in elements.
+
+// BF16: A [rows][lda] bf16 bits (lda >= k_steps*32), panel of k_steps steps.
+void panel_bf16_amx(const uint16_t* A, int64_t lda, int mrows, const uint8_t* panel, int64_t k_steps, float* C);
+void panel_bf16_avx512(const uint16_t* A, int64_t lda, int mrows, const uint8_t* panel, int64_t k_steps, float* C);
+
+// INT8: A [rows][lda] int8 quants, a_scale [rows][n_groups] (per token per group), w_scale and
+// colsum [n_groups][32] of this panel; group_steps = group / 64 K steps per group.
+void panel_int8_amx(const int8_t* A, int64_t lda, const float* a_scale, int mrows, const uint8_t* panel,
+                    const float* w_scale, const int32_t* colsum, int64_t n_groups, int group_steps, float* C);
+void panel_int8_avx512(const int8_t* A, int64_t lda, const float* a_scale, int mrows, const uint8_t* panel,
+                       const float* w_scale, const int32_t* colsum, int64_t n_groups, int group_steps, float* C);
+
+// x[k] F32 -> dst[k_pad] bf16 (round to nearest even), zeros past k.
+void convert_row_bf16(const float* x, int64_t k, int64_t k_pad, uint16_t* dst);
+// x[k] F32 -> q[k_pad] int8 + scales[k_pad / group]: symmetric per group, scale = max|x| / 127,
+// q = round(x / scale); zeros past k; an all-zero group gets scale 0.
+void quantize_row_int8(const float* x, int64_t k, int64_t k_pad, int group, int8_t* q, float* scales);
+
+// Loads the palette-1 tile configuration on the calling thread if it has not yet (all eight
+// tiles 16 rows x 64 bytes: C0-C3 = tmm0-3, A0-A1 = tmm4-5, B0-B1 = tmm6-7).
+void tile_config_thread();
+
+}  // namespace mixtile::amx

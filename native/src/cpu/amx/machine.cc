@@ -1,0 +1,132 @@
+// AMX availability: cpuid (AMX-TILE/BF16/INT8), XCR0 tile state, and the Linux permission
+// request (arch_prctl ARCH_REQ_XCOMP_PERM for XTILEDATA) made once per process; the AMX/AVX-512
+// switch point. Tile configuration itself is per thread (kernels-amx.cc).
+#include <cpuid.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <mutex>
+#include <string>
+
+#include "cpu/amx/amx.h"
+
+namespace mixtile::amx {
+
+namespace {
+
+// Tokens per expert from which AMX beats the AVX-512 path over the same panels, measured on the
+// test machine (16-core Xeon, 16 threads, 30B-A3B expert shapes) by the crossover table of
+//   bench/amx: cmake -S bench/amx -B /tmp/b -DCMAKE_BUILD_TYPE=Release && cmake --build /tmp/b && /tmp/b/amx-bench
+// (bench/RESULTS.md "## AMX"). Override: MIXTILE_AMX_MIN_TOKENS.
+constexpr int kDefaultMinTokens = 8;
+
+constexpr long kArchGetXcompPerm = 0x1022;
+constexpr long kArchReqXcompPerm = 0x1023;
+constexpr int kXfeatureXtiledata = 18;
+
+struct CpuBits {
+  bool avx512f = false, avx512bw = false, avx512vl = false, avx512vnni = false, avx512bf16 = false;
+  bool amx_tile = false, amx_bf16 = false, amx_int8 = false, osxsave = false;
+};
+
+CpuBits probe() {
+  CpuBits b;
+  unsigned a, bx, c, d;
+  if (__get_cpuid_count(1, 0, &a, &bx, &c, &d)) b.osxsave = c & (1u << 27);
+  if (__get_cpuid_count(7, 0, &a, &bx, &c, &d)) {
+    b.avx512f = bx & (1u << 16);
+    b.avx512bw = bx & (1u << 30);
+    b.avx512vl = bx & (1u << 31);
+    b.avx512vnni = c & (1u << 11);
+    b.amx_bf16 = d & (1u << 22);
+    b.amx_tile = d & (1u << 24);
+    b.amx_int8 = d & (1u << 25);
+  }
+  if (__get_cpuid_count(7, 1, &a, &bx, &c, &d)) b.avx512bf16 = a & (1u << 5);
+  return b;
+}
+
+uint64_t xcr0() {
+  uint32_t lo, hi;
+  __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+  return uint64_t(hi) << 32 | lo;
+}
+
+struct State {
+  bool ok = false;
+  std::string reason;
+};
+
+const State& state() {
+  static State s;
+  static std::once_flag once;
+  std::call_once(once, [] {
+    const CpuBits b = probe();
+#ifdef MIXTILE_AMX_EMULATE
+    s.ok = b.avx512bf16 && b.avx512vnni;
+    if (!s.ok) s.reason = "the emulated AMX build needs AVX-512 BF16 and VNNI";
+    return;
+#endif
+    if (!(b.amx_tile && b.amx_bf16 && b.amx_int8)) {
+      s.reason = "no AMX on this CPU (flags: " + cpu_flags() + ")";
+    } else if (!(b.avx512bf16 && b.avx512vnni && b.avx512bw)) {
+      s.reason = "AMX present but AVX-512 BF16/VNNI missing (flags: " + cpu_flags() + ")";
+    } else if (!b.osxsave || (xcr0() & (3u << 17)) != (3u << 17)) {
+      s.reason = "the OS does not enable AMX tile state (XCR0 bits 17-18 clear); needs Linux >= 5.16";
+    } else {
+      long r = syscall(SYS_arch_prctl, kArchReqXcompPerm, kXfeatureXtiledata);
+      unsigned long mask = 0;
+      if (r == 0) r = syscall(SYS_arch_prctl, kArchGetXcompPerm, &mask);
+      if (r != 0 || !(mask & (1ul << kXfeatureXtiledata))) {
+        s.reason = "the kernel refused the AMX tile permission (arch_prctl ARCH_REQ_XCOMP_PERM); needs Linux >= 5.16";
+      } else {
+        s.ok = true;
+      }
+    }
+    if (!s.ok) std::fprintf(stderr, "mixtile: AMX off: %s; experts use the AVX-512 path\n", s.reason.c_str());
+  });
+  return s;
+}
+
+}  // namespace
+
+bool available() { return state().ok; }
+const std::string& unavailable_reason() { return state().reason; }
+
+std::string cpu_flags() {
+  const CpuBits b = probe();
+  std::string s;
+  auto add = [&](bool on, const char* name) {
+    if (!on) return;
+    if (!s.empty()) s += ' ';
+    s += name;
+  };
+  add(b.avx512f, "avx512f");
+  add(b.avx512bw, "avx512bw");
+  add(b.avx512vl, "avx512vl");
+  add(b.avx512vnni, "avx512_vnni");
+  add(b.avx512bf16, "avx512_bf16");
+  add(b.amx_tile, "amx_tile");
+  add(b.amx_bf16, "amx_bf16");
+  add(b.amx_int8, "amx_int8");
+  return s.empty() ? "none of avx512/amx" : s;
+}
+
+int default_min_tokens() {
+  static const int v = [] {
+    const char* env = std::getenv("MIXTILE_AMX_MIN_TOKENS");
+    if (env && *env) {
+      char* end = nullptr;
+      const long n = std::strtol(env, &end, 10);
+      if (end && *end == 0 && n >= 0 && n < (1 << 30)) return int(n);
+      std::fprintf(stderr, "mixtile: MIXTILE_AMX_MIN_TOKENS=\"%s\" is not a token count; using %d\n", env,
+                   kDefaultMinTokens);
+    }
+    return kDefaultMinTokens;
+  }();
+  return v;
+}
+
+}  // namespace mixtile::amx

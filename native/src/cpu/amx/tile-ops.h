@@ -1,0 +1,63 @@
+// Internal to native/src/cpu/amx: the five AMX tile operations the kernels use, as macros over
+// the intrinsics, or (MIXTILE_AMX_EMULATE, for testing the kernels' indexing on CPUs without
+// AMX) over a scalar model of the eight 16 x 64-byte tile registers.
+#pragma once
+#include <cstdint>
+
+#ifndef MIXTILE_AMX_EMULATE
+#include <immintrin.h>
+#define TILE_LOAD(t, ptr, stride) _tile_loadd(t, ptr, stride)
+#define TILE_STORE(t, ptr, stride) _tile_stored(t, ptr, stride)
+#define TILE_ZERO(t) _tile_zero(t)
+#define TILE_DPBF16PS(c, a, b) _tile_dpbf16ps(c, a, b)
+#define TILE_DPBSSD(c, a, b) _tile_dpbssd(c, a, b)
+#else
+#include <cstring>
+namespace mixtile::amx::emu {
+struct Tiles {
+  alignas(64) uint8_t t[8][16][64];
+};
+inline thread_local Tiles tiles;
+inline void load(int t, const void* p, long stride) {
+  for (int r = 0; r < 16; ++r) std::memcpy(tiles.t[t][r], static_cast<const uint8_t*>(p) + r * stride, 64);
+}
+inline void store(int t, void* p, long stride) {
+  for (int r = 0; r < 16; ++r) std::memcpy(static_cast<uint8_t*>(p) + r * stride, tiles.t[t][r], 64);
+}
+inline void zero(int t) { std::memset(tiles.t[t], 0, sizeof tiles.t[t]); }
+inline float bf(const uint8_t* p) {
+  uint32_t b = uint32_t(p[0] | p[1] << 8) << 16;
+  float f;
+  std::memcpy(&f, &b, 4);
+  return f;
+}
+// TDPBF16PS: C[m][n] += sum_k A[m][2k+j] * B[k][2n+j] (F32 accumulate).
+inline void dpbf16ps(int c, int a, int b) {
+  for (int m = 0; m < 16; ++m)
+    for (int n = 0; n < 16; ++n) {
+      float acc;
+      std::memcpy(&acc, &tiles.t[c][m][4 * n], 4);
+      for (int k = 0; k < 16; ++k)
+        for (int j = 0; j < 2; ++j) acc += bf(&tiles.t[a][m][4 * k + 2 * j]) * bf(&tiles.t[b][k][4 * n + 2 * j]);
+      std::memcpy(&tiles.t[c][m][4 * n], &acc, 4);
+    }
+}
+// TDPBSSD: C[m][n] += sum_k A[m][4k+j] * B[k][4n+j] (signed x signed, int32 accumulate).
+inline void dpbssd(int c, int a, int b) {
+  for (int m = 0; m < 16; ++m)
+    for (int n = 0; n < 16; ++n) {
+      int32_t acc;
+      std::memcpy(&acc, &tiles.t[c][m][4 * n], 4);
+      for (int k = 0; k < 16; ++k)
+        for (int j = 0; j < 4; ++j)
+          acc += int32_t(int8_t(tiles.t[a][m][4 * k + j])) * int32_t(int8_t(tiles.t[b][k][4 * n + j]));
+      std::memcpy(&tiles.t[c][m][4 * n], &acc, 4);
+    }
+}
+}  // namespace mixtile::amx::emu
+#define TILE_LOAD(t, ptr, stride) ::mixtile::amx::emu::load(t, ptr, stride)
+#define TILE_STORE(t, ptr, stride) ::mixtile::amx::emu::store(t, ptr, stride)
+#define TILE_ZERO(t) ::mixtile::amx::emu::zero(t)
+#define TILE_DPBF16PS(c, a, b) ::mixtile::amx::emu::dpbf16ps(c, a, b)
+#define TILE_DPBSSD(c, a, b) ::mixtile::amx::emu::dpbssd(c, a, b)
+#endif

@@ -5,6 +5,7 @@ const COMMANDS: Array<() => Promise<{ register(program: Command): void }>> = [
   () => import('./generate.ts'),
   () => import('./chat.ts'),
   () => import('./bench.ts'),
+  () => import('./doctor.ts'),
 ];
 
 const program = new Command('mixtile')

@@ -1,10 +1,11 @@
 // What this machine has for running a model: CPU matrix-unit features, cores, RAM, GPUs. Read from
-// /proc and nvidia-smi; the AMX tile permission comes from the native addon's probe when present.
+// /proc and nvidia-smi; the AMX tile permission comes from the native addon's probe (isa.cc).
 // Rules use it to check backends and devices; `mixtile doctor` prints it.
 import { readFileSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { cpus, totalmem, freemem } from 'node:os';
 import type { ExpertBackend } from '../operators/registry.ts';
+import { isaInfo, type IsaInfo, type IsaLevel } from '../native/isa.ts';
 
 export interface CpuFlags {
   avx2: boolean;
@@ -35,8 +36,12 @@ export interface Hardware {
     logicalCores: number;
     flags: CpuFlags;
     amxPermission: AmxPermission;
-    /** Why amxPermission is what it is, e.g. "native addon lacks the probe". */
+    /** Why amxPermission is what it is, e.g. "native addon not loadable: ...". */
     amxPermissionNote?: string;
+    /** Kernel levels of the native addon (absent when it could not be loaded). */
+    nativeIsa?: { detected: IsaLevel; active: IsaLevel; threads: number };
+    /** Why the native addon could not be asked, when nativeIsa is absent. */
+    nativeError?: string;
   };
   memory: { totalBytes: number; availableBytes: number };
   gpus: GpuInfo[];
@@ -128,32 +133,24 @@ function probeGpus(): Pick<Hardware, 'gpus' | 'cudaDriver' | 'gpuNote'> {
   return gpus.length ? { gpus, cudaDriver: driver } : { gpus, gpuNote: 'nvidia-smi lists no GPU' };
 }
 
-/**
- * AMX tile permission from the native probe (src/native/isa.ts, isaInfo()). The module is looked
- * up at run time so that this file works before, and without, a built addon.
- */
-async function probeAmxPermission(flags: CpuFlags): Promise<{ amxPermission: AmxPermission; amxPermissionNote?: string }> {
-  if (!flags.amxTile) return { amxPermission: 'not-needed', amxPermissionNote: 'the CPU has no AMX' };
-  const specifier = '../native/isa.ts';
-  let isaInfo: (() => Record<string, unknown>) | undefined;
+/** The native addon's probe: the AMX tile permission (arch_prctl) and the kernel level it picked. */
+function probeNative(flags: CpuFlags): Pick<Hardware['cpu'], 'amxPermission' | 'amxPermissionNote' | 'nativeIsa' | 'nativeError'> {
+  let info: IsaInfo;
   try {
-    isaInfo = ((await import(specifier)) as { isaInfo?: () => Record<string, unknown> }).isaInfo;
-  } catch {
-    isaInfo = undefined;
-  }
-  if (!isaInfo) return { amxPermission: 'unknown', amxPermissionNote: 'native addon lacks the probe' };
-  try {
-    const info = isaInfo();
-    const granted = info.amxPermitted ?? info.amxGranted ?? info.amxTilePermission ?? info.amxPermission;
-    if (typeof granted === 'boolean') return { amxPermission: granted ? 'granted' : 'denied' };
-    return { amxPermission: 'unknown', amxPermissionNote: 'the native probe does not report the AMX permission' };
+    info = isaInfo();
   } catch (e) {
-    return { amxPermission: 'unknown', amxPermissionNote: `native addon not loadable: ${(e as Error).message.split('\n')[0]}` };
+    const nativeError = `native addon not loadable: ${(e as Error).message.split('\n')[0]}`;
+    return flags.amxTile
+      ? { amxPermission: 'unknown', amxPermissionNote: nativeError, nativeError }
+      : { amxPermission: 'not-needed', amxPermissionNote: 'the CPU has no AMX', nativeError };
   }
+  const nativeIsa = { detected: info.detected, active: info.active, threads: info.threads };
+  if (!flags.amxTile) return { amxPermission: 'not-needed', amxPermissionNote: 'the CPU has no AMX', nativeIsa };
+  return { amxPermission: info.amxTile ? 'granted' : 'denied', nativeIsa };
 }
 
 /** Probes this machine. Never throws: what cannot be read is reported as absent with a note. */
-export async function probeHardware(): Promise<Hardware> {
+export function probeHardware(): Hardware {
   let cpu: Pick<Hardware['cpu'], 'model' | 'physicalCores' | 'logicalCores' | 'flags'>;
   try {
     cpu = parseCpuinfo(readFileSync('/proc/cpuinfo', 'utf8'));
@@ -168,7 +165,7 @@ export async function probeHardware(): Promise<Hardware> {
     memory = undefined;
   }
   return {
-    cpu: { ...cpu, ...(await probeAmxPermission(cpu.flags)) },
+    cpu: { ...cpu, ...probeNative(cpu.flags) },
     memory: memory ?? { totalBytes: totalmem(), availableBytes: freemem() },
     ...probeGpus(),
   };

@@ -5,6 +5,7 @@ namespace mixtile {
 
 const std::vector<GemmKernel>& gemm_kernels() {
   static const std::vector<GemmKernel> table = {
+      {Isa::avx512bf16, GgmlType::BF16, "bf16-avx512bf16", gemm_bf16_avx512bf16, nullptr},
       {Isa::scalar, GgmlType::F32, "f32-scalar", gemm_f32_scalar, nullptr},
       {Isa::scalar, GgmlType::F16, "f16-scalar", gemm_f16_scalar, nullptr},
       {Isa::scalar, GgmlType::BF16, "bf16-scalar", gemm_bf16_scalar, nullptr},

@@ -7,6 +7,7 @@
 // Dispatch: gemm_kernels() lists entries best first; gemm_select picks the first whose ISA is
 // active and whose accepts() takes the call.
 #pragma once
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <vector>
@@ -59,5 +60,8 @@ void gemm_q8_0_scalar(const GemmArgs&);
 void gemm_q4_k_scalar(const GemmArgs&);
 void gemm_q5_k_scalar(const GemmArgs&);
 void gemm_q6_k_scalar(const GemmArgs&);
+
+// Fast paths (matmul-<isa>.cc), each compiled with only its own ISA flags.
+void gemm_bf16_avx512bf16(const GemmArgs&);
 
 }  // namespace mixtile

@@ -1,0 +1,65 @@
+// BF16 weights x BF16 activations with AVX-512 BF16 (vdpbf16ps: 32 bf16 pairs -> 16 f32 lanes).
+// Register tile: 4 weight rows x 6 tokens = 24 zmm accumulators; per 32-element k step it loads
+// 4 weight vectors and 6 activation vectors (memory operands) for 24 dot instructions. The k tail
+// (k % 32) uses masked loads. Rows stay in the file's row-major layout: each row is streamed once
+// per token tile, and the activation tile (6 x k bf16) stays in L1/L2.
+#include <immintrin.h>
+
+#include "cpu/matmul/matmul.h"
+
+namespace mixtile {
+namespace {
+
+constexpr int TR = 4;  // rows per register tile
+constexpr int TT = 6;  // tokens per register tile
+
+template <int R, int T>
+void tile(const GemmArgs& g, int64_t r0, int64_t t0) {
+  __m512 acc[R][T];
+  for (int r = 0; r < R; ++r)
+    for (int t = 0; t < T; ++t) acc[r][t] = _mm512_setzero_ps();
+  const uint16_t* w[R];
+  const uint16_t* a[T];
+  for (int r = 0; r < R; ++r) w[r] = reinterpret_cast<const uint16_t*>(g.w + size_t(r0 + r) * g.w_stride);
+  for (int t = 0; t < T; ++t) a[t] = reinterpret_cast<const uint16_t*>(g.a + size_t(t0 + t) * g.a_stride);
+  int64_t i = 0;
+  for (; i + 32 <= g.k; i += 32) {
+    __m512bh wv[R];
+    for (int r = 0; r < R; ++r) wv[r] = (__m512bh)_mm512_loadu_si512(w[r] + i);
+    for (int t = 0; t < T; ++t) {
+      __m512bh av = (__m512bh)_mm512_loadu_si512(a[t] + i);
+      for (int r = 0; r < R; ++r) acc[r][t] = _mm512_dpbf16_ps(acc[r][t], wv[r], av);
+    }
+  }
+  if (i < g.k) {
+    __mmask32 m = __mmask32((1u << unsigned(g.k - i)) - 1);  // k - i in [1, 31]
+    __m512bh wv[R];
+    for (int r = 0; r < R; ++r) wv[r] = (__m512bh)_mm512_maskz_loadu_epi16(m, w[r] + i);
+    for (int t = 0; t < T; ++t) {
+      __m512bh av = (__m512bh)_mm512_maskz_loadu_epi16(m, a[t] + i);
+      for (int r = 0; r < R; ++r) acc[r][t] = _mm512_dpbf16_ps(acc[r][t], wv[r], av);
+    }
+  }
+  for (int t = 0; t < T; ++t)
+    for (int r = 0; r < R; ++r) g.y[(t0 + t) * g.ldy + r0 + r] = _mm512_reduce_add_ps(acc[r][t]);
+}
+
+using TileFn = void (*)(const GemmArgs&, int64_t, int64_t);
+template <int R>
+constexpr TileFn row_tiles[TT] = {tile<R, 1>, tile<R, 2>, tile<R, 3>, tile<R, 4>, tile<R, 5>, tile<R, 6>};
+constexpr const TileFn* tiles[TR] = {row_tiles<1>, row_tiles<2>, row_tiles<3>, row_tiles<4>};
+
+}  // namespace
+
+void gemm_bf16_avx512bf16(const GemmArgs& g) {
+  // Token tiles outer so one activation tile is reused across all rows of this task's block.
+  for (int64_t t0 = 0; t0 < g.n_tok; t0 += TT) {
+    int nt = int(std::min<int64_t>(TT, g.n_tok - t0));
+    for (int64_t r0 = 0; r0 < g.n_rows; r0 += TR) {
+      int nr = int(std::min<int64_t>(TR, g.n_rows - r0));
+      tiles[nr - 1][nt - 1](g, r0, t0);
+    }
+  }
+}
+
+}  // namespace mixtile

@@ -188,6 +188,30 @@ export interface PlacementRow {
   bytes: number;
 }
 
+/**
+ * Adds each weight's bytes to the deepest listed module its HF parameter name falls under
+ * (model.layers.3.mlp.experts.gate_proj.weight → model.layers.3.mlp.experts). Returns the modules
+ * with `bytes` set and the parameters no module claims.
+ */
+export function attributeBytes(
+  modules: readonly ModuleInfo[],
+  params: ReadonlyArray<{ name: string; bytes: number }>,
+): { modules: ModuleInfo[]; unclaimed: string[] } {
+  const bytes = new Map<string, number>(modules.map((m) => [m.name, 0]));
+  const unclaimed: string[] = [];
+  for (const p of params) {
+    const parts = p.name.split('.');
+    let owner: string | undefined;
+    for (let k = parts.length - 1; k >= 1 && owner === undefined; k--) {
+      const prefix = parts.slice(0, k).join('.');
+      if (bytes.has(prefix)) owner = prefix;
+    }
+    if (owner === undefined) unclaimed.push(p.name);
+    else bytes.set(owner, bytes.get(owner)! + p.bytes);
+  }
+  return { modules: modules.map((m) => ({ ...m, bytes: (m.bytes ?? 0) + bytes.get(m.name)! })), unclaimed };
+}
+
 export interface PlacementSummary {
   rows: PlacementRow[];
   ramBytes: number;

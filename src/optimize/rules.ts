@@ -8,7 +8,10 @@ import { LineCounter, isMap, isScalar, isSeq, parseDocument, type Node, type Pai
 import { KWARGS, OPERATOR_NAMES, OP_ALIASES, resolveOperatorClass, type OperatorKwargs, type OperatorName } from '../operators/registry.ts';
 import { PythonRegexError, compilePythonRegex } from './python-regex.ts';
 
-export { placeModules, describePlacement } from './place.ts';
+import { placeModules, type ModuleInfo, type PlacementResult } from './place.ts';
+import { defaultPreset, probeHardware, type Hardware } from './hardware.ts';
+
+export { placeModules, describePlacement, attributeBytes } from './place.ts';
 export type { ModuleInfo, Placement, PlacementResult, PlacementRow, PlacementSummary } from './place.ts';
 
 /** A rule file that cannot be used; the message starts with file:line:col. */
@@ -73,7 +76,7 @@ export function presetPath(name: PresetName): string {
 
 /**
  * Loads a rule file, or a preset by name (`cpu`, `qwen3moe-hybrid`, `qwen3moe-hybrid-amx`).
- * Example: `placeModules(modules, loadRules('qwen3moe-hybrid'), await probeHardware())`.
+ * Example: `placeModules(modules, loadRules("qwen3moe-hybrid"), probeHardware())`.
  */
 export function loadRules(pathOrPreset: string, opts: LoadRulesOptions = {}): RuleSet {
   const isPreset = (PRESETS as readonly string[]).includes(pathOrPreset);
@@ -224,4 +227,19 @@ export function parseRules(text: string, file: string, opts: LoadRulesOptions = 
     });
   });
   return { file, rules, warnings };
+}
+
+/**
+ * One call for loaders: loads `pathOrPreset` (or, when undefined, the preset `mixtile doctor` names
+ * for this machine), probes the hardware unless given, and places `modules`.
+ * Example: `const { placements, warnings } = resolvePlacements(qwen3Modules(config, true), opts.rules)`.
+ */
+export function resolvePlacements(
+  modules: readonly ModuleInfo[],
+  pathOrPreset: string | undefined,
+  opts: LoadRulesOptions & { hardware?: Hardware } = {},
+): PlacementResult & { rules: RuleSet; hardware: Hardware } {
+  const hardware = opts.hardware ?? probeHardware();
+  const rules = loadRules(pathOrPreset ?? defaultPreset(hardware).preset, opts);
+  return { ...placeModules(modules, rules, hardware, opts), rules, hardware };
 }

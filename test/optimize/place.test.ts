@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { fileURLToPath } from 'node:url';
-import { parseRules, loadRules, placeModules, describePlacement, RuleError } from '../../src/optimize/rules.ts';
+import { parseRules, loadRules, placeModules, describePlacement, attributeBytes, resolvePlacements, RuleError } from '../../src/optimize/rules.ts';
 import { fakeHardware, qwen3MoeModules } from './fixtures.ts';
 
 const modules = qwen3MoeModules(2);
@@ -130,4 +130,33 @@ test('describePlacement: rule per module and RAM / VRAM totals', () => {
   assert.equal(d.ramBytes, 2000);
   assert.equal(d.vramBytes, 20);
   assert.equal(d.rows.length, modules.length);
+});
+
+test('attributeBytes: each weight goes to the deepest listed module above it', () => {
+  const { modules: sized, unclaimed } = attributeBytes(
+    [
+      { name: 'model.layers.0.mlp', className: 'X' },
+      { name: 'model.layers.0.mlp.experts', className: 'Y' },
+      { name: 'lm_head', className: 'torch.nn.Linear' },
+    ],
+    [
+      { name: 'model.layers.0.mlp.experts.gate_proj.weight', bytes: 100 },
+      { name: 'model.layers.0.mlp.experts.down_proj.weight', bytes: 50 },
+      { name: 'model.layers.0.mlp.gate.weight', bytes: 7 },
+      { name: 'lm_head.weight', bytes: 9 },
+      { name: 'model.norm.weight', bytes: 1 },
+    ],
+  );
+  assert.deepEqual(sized.map((m) => m.bytes), [7, 150, 9]);
+  assert.deepEqual(unclaimed, ['model.norm.weight']);
+});
+
+test('resolvePlacements: without a rule file, the preset doctor names for the machine', () => {
+  const r = resolvePlacements(modules, undefined, { hardware: fakeHardware({ amx: true, gpus: 1 }) });
+  assert.match(r.rules.file, /qwen3moe-hybrid-amx\.yaml$/);
+  assert.equal((r.placements.get('model.layers.0.mlp.experts')!.kwargs as { backend: string }).backend, 'AMXInt8');
+  const cpu = resolvePlacements(modules, undefined, { hardware: fakeHardware() });
+  assert.match(cpu.rules.file, /cpu\.yaml$/);
+  assert.equal((cpu.placements.get('model.layers.0.mlp.experts')!.kwargs as { backend: string }).backend, 'generic');
+  assert.throws(() => resolvePlacements(modules, 'qwen3moe-hybrid-amx', { hardware: fakeHardware(), strict: true }), RuleError);
 });

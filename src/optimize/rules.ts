@@ -7,7 +7,6 @@ import { fileURLToPath } from 'node:url';
 import { LineCounter, isMap, isScalar, isSeq, parseDocument, type Node, type Pair, type YAMLMap } from 'yaml';
 import { KWARGS, OPERATOR_NAMES, OP_ALIASES, resolveOperatorClass, type OperatorKwargs, type OperatorName } from '../operators/registry.ts';
 import { PythonRegexError, compilePythonRegex } from './python-regex.ts';
-
 import { placeModules, type ModuleInfo, type PlacementResult } from './place.ts';
 import { defaultPreset, probeHardware, type Hardware } from './hardware.ts';
 

@@ -1,1 +1,216 @@
-int main() { return 0; }
+// amx-bench: the experts op on Qwen3-30B-A3B expert shapes (hidden 2048, ffn 768, 128 experts,
+// top-8): AMX-BF16 vs the AVX-512-BF16 path over the same panels, AMX-INT8 vs AMX-BF16, the
+// tokens-per-expert crossover that sets kDefaultMinTokens, and repack cost. Prints a table.
+// Usage: amx-bench [threads]   (default: the pool's, i.e. physical cores or MIXTILE_THREADS)
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <limits>
+#include <string>
+
+#include "common.h"
+#include "tensor.h"
+#include "threadpool.h"
+
+using mixtile::amx::Dtype;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+constexpr int64_t E = 128, H = 2048, F = 768;
+constexpr double kPeakBf16 = 14.7e12, kPeakInt8 = 28.7e12;  // anchor README, 16 threads, register-resident
+constexpr double kDramBytesPerS = 106e9;                     // anchor README, 16 threads
+
+double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+// Median of `reps` timed runs after 2 warm-ups, in seconds.
+double time_forward(const mixtile::amx::PackedExperts& pe, const float* x, int64_t n, const std::vector<int32_t>& ids,
+                    const std::vector<float>& w, int top_k, float* y, int min_tokens, int reps = 7) {
+  mixtile::amx::ForwardArgs a{x, n, ids.data(), w.data(), top_k, y, min_tokens};
+  for (int i = 0; i < 2; ++i) mixtile::amx::experts_forward(pe, a);
+  std::vector<double> t;
+  for (int i = 0; i < reps; ++i) {
+    const auto t0 = Clock::now();
+    mixtile::amx::experts_forward(pe, a);
+    t.push_back(seconds_since(t0));
+  }
+  std::sort(t.begin(), t.end());
+  return t[t.size() / 2];
+}
+
+struct Routing {
+  std::vector<int32_t> ids;
+  std::vector<float> w;
+};
+
+// Each token picks top_k distinct random experts.
+Routing random_routing(int64_t n, int top_k, uint64_t seed) {
+  bench::Rng r(seed);
+  Routing rt;
+  for (int64_t t = 0; t < n; ++t) {
+    std::vector<int32_t> used;
+    while (int(used.size()) < top_k) {
+      const int32_t e = int32_t(r.next() % uint64_t(E));
+      if (std::find(used.begin(), used.end(), e) == used.end()) used.push_back(e);
+    }
+    for (int32_t e : used) {
+      rt.ids.push_back(e);
+      rt.w.push_back(0.125f);
+    }
+  }
+  return rt;
+}
+
+// n = m * E / top_k tokens, token t -> experts (t * top_k + j) mod E: every expert gets exactly m.
+Routing uniform_routing(int64_t m, int top_k) {
+  Routing rt;
+  const int64_t n = m * E / top_k;
+  for (int64_t t = 0; t < n; ++t)
+    for (int j = 0; j < top_k; ++j) {
+      rt.ids.push_back(int32_t((t * top_k + j) % E));
+      rt.w.push_back(0.125f);
+    }
+  return rt;
+}
+
+std::string cpu_model() {
+  std::ifstream f("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(f, line))
+    if (line.rfind("model name", 0) == 0) return line.substr(line.find(':') + 2);
+  return "?";
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc > 1) mixtile::set_threads(std::atoi(argv[1]));
+  if (!mixtile::amx::available()) {
+    std::printf("SKIP: %s\n", mixtile::amx::unavailable_reason().c_str());
+    return 0;
+  }
+  const int threads = mixtile::pool_threads();
+  std::printf("cpu: %s, %d threads\n", cpu_model().c_str(), threads);
+
+  // BF16 source weights, as a BF16 GGUF holds them: gate/up [E][F][H], down [E][H][F].
+  const size_t n_gu = size_t(E * F * H), n_dn = size_t(E * H * F);
+  std::vector<uint16_t> src_gate(n_gu), src_up(n_gu), src_down(n_dn);
+  mixtile::parallel_for(E, [&](int64_t e, int) {
+    bench::Rng r(uint64_t(e) + 1);
+    auto fill = [&](uint16_t* p, size_t n) {
+      for (size_t i = 0; i < n; ++i) p[i] = mixtile::fp32_to_bf16(float((r.uniform() - 0.5) * 0.08));
+    };
+    fill(&src_gate[size_t(e) * F * H], size_t(F * H));
+    fill(&src_up[size_t(e) * F * H], size_t(F * H));
+    fill(&src_down[size_t(e) * H * F], size_t(H * F));
+  });
+  const double src_gb = double(n_gu * 2 + n_dn) * 2 / 1e9;
+  auto rows = [](const std::vector<uint16_t>& m, int64_t n_rows, int64_t k) {
+    return [&m, n_rows, k](int64_t e, int64_t r, float* dst) {
+      const uint16_t* s = &m[size_t((e * n_rows + r) * k)];
+      for (int64_t i = 0; i < k; ++i) dst[i] = mixtile::bf16_to_fp32(s[i]);
+    };
+  };
+  auto pack = [&](Dtype dt, int g, double* secs) {
+    const auto t0 = Clock::now();
+    auto pe = mixtile::amx::pack_experts(dt, g, E, H, F, rows(src_gate, F, H), rows(src_up, F, H),
+                                         rows(src_down, H, F));
+    *secs = seconds_since(t0);
+    return pe;
+  };
+  double t_bf16, t_i64, t_i128;
+  auto pe_bf16 = pack(Dtype::bf16, 0, &t_bf16);
+  auto pe_i64 = pack(Dtype::int8, 64, &t_i64);
+  auto pe_i128 = pack(Dtype::int8, 128, &t_i128);
+  std::printf("\nrepack from BF16 source (%.2f GB, %d threads): AMXBF16 %.3f s (%.3f s/GB), AMXInt8 g64 %.3f s "
+              "(%.3f s/GB), g128 %.3f s; packed %.2f / %.2f GB\n",
+              src_gb, threads, t_bf16, t_bf16 / src_gb, t_i64, t_i64 / src_gb, t_i128, pe_bf16->storage_bytes / 1e9,
+              pe_i64->storage_bytes / 1e9);
+
+  const double flop_per_pair = 2.0 * 3 * H * F;  // gate + up + down
+  std::vector<float> x;
+  bench::random_acts(x, 2048, H, 5);
+  std::vector<float> y(size_t(2048 * H));
+  const int kAmx = 0, kAvx = std::numeric_limits<int>::max();
+
+  struct Mode {
+    const char* name;
+    const mixtile::amx::PackedExperts* pe;
+    int min_tokens;
+    double peak;
+  };
+  const Mode modes[] = {{"AMX-BF16", pe_bf16.get(), kAmx, kPeakBf16},
+                        {"AVX512-BF16", pe_bf16.get(), kAvx, kPeakBf16},
+                        {"AMX-INT8 g64", pe_i64.get(), kAmx, kPeakInt8},
+                        {"AMX-INT8 g128", pe_i128.get(), kAmx, kPeakInt8},
+                        {"AVX512-VNNI g64", pe_i64.get(), kAvx, kPeakInt8}};
+
+  // Speed: 512 tokens x top-8 over 128 experts, and 1 expert x 512 tokens.
+  const Routing r512 = random_routing(512, 8, 9);
+  Routing one;
+  for (int t = 0; t < 512; ++t) {
+    one.ids.push_back(0);
+    one.w.push_back(1.0f);
+  }
+  double base[2] = {0, 0};
+  double amx_bf16[2] = {0, 0};
+  for (int c = 0; c < 2; ++c) {
+    const Routing& rt = c == 0 ? r512 : one;
+    const int top_k = c == 0 ? 8 : 1;
+    const double flops = flop_per_pair * 512 * top_k;
+    std::printf("\n%s (%.1f GFLOP per call)\n", c == 0 ? "512 tokens, top-8 of 128 experts (~32 tokens/expert)"
+                                                       : "1 expert x 512 tokens",
+                flops / 1e9);
+    std::printf("  %-16s %9s %9s %8s %9s\n", "path", "ms", "TFLOP/s", "%peak", "vs AVX");
+    double times[5];
+    for (int i = 0; i < 5; ++i) times[i] = time_forward(*modes[i].pe, x.data(), 512, rt.ids, rt.w, top_k, y.data(),
+                                                        modes[i].min_tokens);
+    base[c] = times[1];
+    amx_bf16[c] = times[0];
+    for (int i = 0; i < 5; ++i) {
+      const double tf = flops / times[i];
+      const double ref = modes[i].peak == kPeakBf16 ? times[1] : times[4];
+      std::printf("  %-16s %9.3f %9.2f %7.1f%% %8.2fx\n", modes[i].name, times[i] * 1e3, tf / 1e12,
+                  100 * tf / modes[i].peak, ref / times[i]);
+    }
+    std::printf("  AMX-BF16 / AVX512-BF16 = %.2fx, AMX-INT8 g64 / AMX-BF16 = %.2fx\n", times[1] / times[0],
+                times[0] / times[2]);
+    if (c == 0) {
+      const double bytes_bf16 = double(pe_bf16->storage_bytes), bytes_i8 = double(pe_i64->storage_bytes);
+      std::printf("  DRAM floor at %.0f GB/s: BF16 %.2f ms, INT8 %.2f ms (all 128 experts' weights read once)\n",
+                  kDramBytesPerS / 1e9, bytes_bf16 / kDramBytesPerS * 1e3, bytes_i8 / kDramBytesPerS * 1e3);
+    }
+  }
+
+  // Crossover: every expert gets exactly m tokens; AMX vs AVX-512 over the same panels.
+  std::printf("\ncrossover (every one of 128 experts gets m tokens, top-8; ms per call)\n");
+  std::printf("  %4s %6s | %9s %9s %6s | %9s %9s %6s\n", "m", "tokens", "AMX-BF16", "AVX-BF16", "ratio", "AMX-I8",
+              "VNNI-I8", "ratio");
+  for (int64_t m : {1, 2, 3, 4, 6, 8, 12, 16, 24, 32}) {
+    const Routing rt = uniform_routing(m, 8);
+    const int64_t n = m * E / 8;
+    const double tb = time_forward(*pe_bf16, x.data(), n, rt.ids, rt.w, 8, y.data(), kAmx, 5);
+    const double vb = time_forward(*pe_bf16, x.data(), n, rt.ids, rt.w, 8, y.data(), kAvx, 5);
+    const double ti = time_forward(*pe_i64, x.data(), n, rt.ids, rt.w, 8, y.data(), kAmx, 5);
+    const double vi = time_forward(*pe_i64, x.data(), n, rt.ids, rt.w, 8, y.data(), kAvx, 5);
+    std::printf("  %4ld %6ld | %9.3f %9.3f %6.2f | %9.3f %9.3f %6.2f\n", long(m), long(n), tb * 1e3, vb * 1e3, vb / tb,
+                ti * 1e3, vi * 1e3, vi / ti);
+  }
+  // Decode-like: 1 and 4 tokens, top-8 (8 / up to 32 experts with 1 token each).
+  std::printf("\ndecode-like (top-8, random experts; ms per call)\n");
+  for (int64_t n : {1, 4}) {
+    const Routing rt = random_routing(n, 8, 77 + uint64_t(n));
+    const double tb = time_forward(*pe_bf16, x.data(), n, rt.ids, rt.w, 8, y.data(), kAmx, 21);
+    const double vb = time_forward(*pe_bf16, x.data(), n, rt.ids, rt.w, 8, y.data(), kAvx, 21);
+    const double ti = time_forward(*pe_i64, x.data(), n, rt.ids, rt.w, 8, y.data(), kAmx, 21);
+    const double vi = time_forward(*pe_i64, x.data(), n, rt.ids, rt.w, 8, y.data(), kAvx, 21);
+    std::printf("  n=%ld: AMX-BF16 %.3f  AVX-BF16 %.3f  AMX-I8 %.3f  VNNI-I8 %.3f\n", long(n), tb * 1e3, vb * 1e3,
+                ti * 1e3, vi * 1e3);
+  }
+  std::printf("\nsummary: 512 tok AMX-BF16 %.2f TFLOP/s (%.1f%% of 14.7), %.2fx AVX512-BF16\n",
+              flop_per_pair * 4096 / amx_bf16[0] / 1e12, 100 * flop_per_pair * 4096 / amx_bf16[0] / kPeakBf16,
+              base[0] / amx_bf16[0]);
+  return 0;
+}

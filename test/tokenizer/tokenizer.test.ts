@@ -109,3 +109,16 @@ test('bad metadata gives a FormatError naming the key', () => {
   noTokens.delete('tokenizer.ggml.tokens');
   assert.throws(() => Tokenizer.fromGguf(noTokens), /tokenizer\.ggml\.tokens: expected an array of strings, found nothing \(key missing\)/);
 });
+
+test('random concatenations of awkward fragments encode and decode like the reference', () => {
+  const frags = ['a', 'The', ' ', '  ', '\n', '\r\n', '\t', "'s", "'LL", '123', '4567', '.', '!!', '你好', '世界', 'の', '한', 'é', 'e\u0301', '🤖', '👨‍👩‍👧', '🇯🇵', '<|im_start|>', '<|im_end|>', '<think>', '</think>', '<tool_call>', '<|endoftext|>', '{', '}', '=>', '\u00a0', '\u3000', 'ß', 'İ', 'ﬁ', 'x'.repeat(40), '\u200b', '\ufffd', '\u0000'];
+  let seed = 1;
+  const rnd = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
+  for (let i = 0; i < 300; i++) {
+    let s = '';
+    for (let n = 1 + Math.floor(rnd() * 12); n > 0; n--) s += frags[Math.floor(rnd() * frags.length)];
+    const ids = ours.encode(s);
+    assert.deepEqual(ids, reference.encode(s, { add_special_tokens: false }), JSON.stringify(s));
+    assert.equal(ours.decode(ids), reference.decode(ids), JSON.stringify(s));
+  }
+});

@@ -1,0 +1,282 @@
+// Micro-benchmarks of libmixtile-cuda on Qwen3-30B-A3B shapes (hidden 2048, 32 q / 4 kv heads, head_dim
+// 128, 128 experts of 768): attention decode and prefill, cuBLAS BF16 GEMM, small operators, PCIe copies
+// and streaming one layer's experts (Q4_K + GPU dequant vs BF16). Times are medians of CUDA-event timings;
+// weights/KV rotate over several copies so the 50 MB L2 does not flatter them. Usage: mixtile-cuda-bench.
+#include <algorithm>
+#include <cstdio>
+#include <functional>
+#include <vector>
+
+#include "host-util.h"
+
+using namespace mxt;
+
+// Median over `reps` of the mean time of `inner` calls of fn(i), in milliseconds.
+static double time_ms(const std::function<void(int)>& fn, int inner = 20, int reps = 11) {
+  mxc_event *a, *b;
+  MXT_CHECK(mxc_event_create(&a, 1));
+  MXT_CHECK(mxc_event_create(&b, 1));
+  for (int i = 0; i < 3; ++i) fn(i);  // warm-up
+  std::vector<double> v;
+  int it = 0;
+  for (int r = 0; r < reps; ++r) {
+    MXT_CHECK(mxc_event_record(a, nullptr));
+    for (int i = 0; i < inner; ++i) fn(it++);
+    MXT_CHECK(mxc_event_record(b, nullptr));
+    MXT_CHECK(mxc_event_sync(b));
+    float ms;
+    MXT_CHECK(mxc_event_elapsed_ms(a, b, &ms));
+    v.push_back(double(ms) / inner);
+  }
+  mxc_event_destroy(a);
+  mxc_event_destroy(b);
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+static void fill_random_bf16(void* dev, size_t n, Rng& rng) {
+  // Random f32 on the host in slices, converted on the device (never time or test on zeros).
+  const size_t slice = size_t(1) << 24;
+  std::vector<float> h(std::min(n, slice));
+  Dev tmp(h.size() * 4);
+  for (size_t off = 0; off < n; off += slice) {
+    size_t cnt = std::min(slice, n - off);
+    for (size_t i = 0; i < cnt; ++i) h[i] = rng.normal() * 0.5f;
+    MXT_CHECK(mxc_memcpy_h2d(tmp.p, h.data(), cnt * 4, nullptr));
+    MXT_CHECK(mxc_convert(tmp.p, MXC_F32, static_cast<uint16_t*>(dev) + off, MXC_BF16, int64_t(cnt), nullptr));
+    MXT_CHECK(mxc_stream_sync(nullptr));
+  }
+}
+
+int main() {
+  Rng rng(7);
+  int ndev = 0;
+  if (mxc_device_count(&ndev) != MXC_OK) {
+    std::printf("SKIP: %s\n", mxc_last_error());
+    return 0;
+  }
+  mxc_device_info info;
+  MXT_CHECK(mxc_device_info_get(0, &info));
+  std::printf("device: %s, %d SMs, %.0f GiB\n\n", info.name, info.multiprocessors, info.vram_bytes / 1073741824.0);
+  const int HID = 2048, NH = 32, NKV = 4, D = 128, NE = 128, FF = 768;
+  const float scale = 1.f / std::sqrt(float(D));
+
+  // ---- ceiling: device-to-device copy (bytes read + written)
+  {
+    const size_t bytes = size_t(1) << 30;
+    Dev a(bytes), b(bytes);
+    MXT_CHECK(mxc_memset(a.p, 1, bytes, nullptr));
+    double ms = time_ms([&](int) { MXT_CHECK(mxc_memcpy_d2d(b.p, a.p, bytes, nullptr)); }, 5, 7);
+    std::printf("d2d copy 1 GiB: %.3f ms, %.0f GB/s (read+write)\n", ms, 2.0 * bytes / ms / 1e6);
+  }
+
+  // ---- attention decode: one sequence (and 8), KV bf16, 32/4 heads; 8 layers' caches rotate
+  std::printf("\n# attention decode (split-K), bf16 KV, 32 q / 4 kv heads, D=128; KV GB/s = K+V bytes read / time\n");
+  for (int64_t ctx : {4096, 16384})
+    for (int64_t nseq : {1, 8}) {
+      const int layers = nseq == 1 ? 8 : 2;
+      const size_t kv_elems = size_t(nseq) * ctx * NKV * D;
+      std::vector<Dev*> ks, vs;
+      std::vector<mxc_kv_layer> kvs;
+      for (int l = 0; l < layers; ++l) {
+        ks.push_back(new Dev(kv_elems * 2));
+        vs.push_back(new Dev(kv_elems * 2));
+        fill_random_bf16(ks.back()->p, kv_elems, rng);
+        fill_random_bf16(vs.back()->p, kv_elems, rng);
+        kvs.push_back({ks.back()->p, vs.back()->p, MXC_BF16, int(nseq), ctx, NKV, D});
+      }
+      std::vector<int32_t> sid(nseq), len(nseq, int32_t(ctx));
+      for (int i = 0; i < nseq; ++i) sid[i] = i;
+      Dev dsid(nseq * 4), dlen(nseq * 4), dq(nseq * NH * D * 4), dout(nseq * NH * D * 4);
+      dsid.put(sid);
+      dlen.put(len);
+      dq.put(rng.normals(nseq * NH * D));
+      size_t wsb = mxc_attention_decode_workspace_bytes(nseq, NH, D, ctx);
+      Dev ws(wsb);
+      double ms = time_ms([&](int i) {
+        MXT_CHECK(mxc_attention_decode(&kvs[i % layers], dsid.as<int32_t>(), dlen.as<int32_t>(), ctx, dq.as<float>(),
+                                       nseq, NH, scale, dout.as<float>(), ws.p, wsb, nullptr));
+      }, 50);
+      double bytes = 2.0 * kv_elems * 2;
+      std::printf("decode ctx=%-6lld seqs=%lld: %.1f us/layer, KV %.0f GB/s\n", (long long)ctx, (long long)nseq,
+                  ms * 1e3, bytes / ms / 1e6);
+      for (auto* p : ks) delete p;
+      for (auto* p : vs) delete p;
+    }
+
+  // ---- attention prefill: causal, one sequence from position 0
+  std::printf("\n# attention prefill (flash, WMMA), 32 q / 4 kv heads, D=128; causal FLOPs = 4*D*heads*T(T+1)/2\n");
+  for (mxc_dtype t : {MXC_BF16, MXC_F16})
+    for (int64_t T : {512, 2048, 8192}) {
+      const size_t kv_elems = size_t(T) * NKV * D;
+      Dev k(kv_elems * 2), v(kv_elems * 2), q(T * NH * D * 4), out(T * NH * D * 4);
+      fill_random_bf16(k.p, kv_elems, rng);  // bf16 bits read as f16 are finite random values too
+      fill_random_bf16(v.p, kv_elems, rng);
+      q.put(rng.normals(T * NH * D));
+      mxc_kv_layer kv{k.p, v.p, t, 1, T, NKV, D};
+      double ms = time_ms([&](int) {
+        MXT_CHECK(mxc_attention_prefill(&kv, 0, q.as<float>(), T, NH, 0, scale, out.as<float>(), nullptr));
+      }, 5);
+      double flops = 4.0 * D * NH * double(T) * (T + 1) / 2;
+      std::printf("prefill %s T=%-5lld: %.3f ms/layer, %.1f TFLOP/s\n", t == MXC_BF16 ? "bf16" : "f16 ",
+                  (long long)T, ms, flops / ms / 1e9);
+    }
+
+  // ---- GEMM through cuBLAS
+  if (mxc_has_cublas()) {
+    std::printf("\n# BF16 GEMM (cuBLAS), y[m][n] = x[m][k] w[n][k]^T, f32 out; 8 weight copies rotate\n");
+    mxc_blas* blas;
+    MXT_CHECK(mxc_blas_create(&blas, nullptr));
+    struct S { int64_t n, k; const char* what; };
+    for (S s : {S{NH * D, HID, "q_proj"}, S{NKV * D, HID, "k/v_proj"}, S{HID, NH * D, "o_proj"},
+                S{NE, HID, "router"}, S{151936, HID, "lm_head"}})
+      for (int64_t m : {1, 8, 512, 2048}) {
+        const int copies = s.n * s.k * 2 > (size_t(256) << 20) ? 1 : 8;
+        std::vector<Dev*> ws;
+        for (int c = 0; c < copies; ++c) {
+          ws.push_back(new Dev(s.n * s.k * 2));
+          fill_random_bf16(ws.back()->p, s.n * s.k, rng);
+        }
+        Dev x(m * s.k * 2), y(m * s.n * 4);
+        fill_random_bf16(x.p, m * s.k, rng);
+        double ms = time_ms([&](int i) {
+          MXT_CHECK(mxc_gemm_bf16(blas, m, s.n, s.k, x.as<uint16_t>(), ws[i % copies]->as<uint16_t>(), y.p, MXC_F32,
+                                  0.f));
+        });
+        double flops = 2.0 * m * s.n * s.k, wbytes = 2.0 * s.n * s.k;
+        std::printf("gemm %-8s m=%-5lld n=%-6lld k=%-5lld: %8.1f us, %6.1f TFLOP/s, weights %5.0f GB/s\n", s.what,
+                    (long long)m, (long long)s.n, (long long)s.k, ms * 1e3, flops / ms / 1e9, wbytes / ms / 1e6);
+        for (auto* p : ws) delete p;
+      }
+    MXT_CHECK(mxc_blas_destroy(blas));
+  } else {
+    std::printf("\nGEMM: SKIP (built without cuBLAS)\n");
+  }
+
+  // ---- small operators at 512 tokens
+  {
+    std::printf("\n# small operators, 512 tokens\n");
+    const int64_t T = 512;
+    Dev x(T * HID * 4), w(HID * 4), o(T * HID * 4), qh(T * NH * D * 4), wd(D * 4), pos(T * 4), gu(T * 2 * FF * 8 * 4),
+        act(T * FF * 8 * 4), logit(T * NE * 4), ids(T * 8 * 4), wts(T * 8 * 4);
+    x.put(rng.normals(T * HID));
+    w.put(rng.normals(HID));
+    wd.put(rng.normals(D));
+    qh.put(rng.normals(T * NH * D));
+    gu.put(rng.normals(T * 2 * FF * 8));
+    logit.put(rng.normals(T * NE));
+    std::vector<int32_t> p(T);
+    for (int i = 0; i < T; ++i) p[i] = i;
+    pos.put(p);
+    auto us = [&](const char* what, const std::function<void(int)>& f) {
+      std::printf("%-44s %7.1f us\n", what, time_ms(f, 50) * 1e3);
+    };
+    us("rmsnorm [512][2048] -> bf16", [&](int) {
+      MXT_CHECK(mxc_rmsnorm(x.as<float>(), w.as<float>(), o.p, MXC_BF16, T, HID, 1e-6f, nullptr));
+    });
+    us("q_norm per head [512*32][128] in place", [&](int) {
+      MXT_CHECK(mxc_rmsnorm(qh.as<float>(), wd.as<float>(), qh.p, MXC_F32, T * NH, D, 1e-6f, nullptr));
+    });
+    us("rope_neox q [512][32][128]", [&](int) {
+      MXT_CHECK(mxc_rope_neox(qh.as<float>(), pos.as<int32_t>(), T, NH, D, 1e6f, nullptr));
+    });
+    us("silu_mul [512*8][768] fused in -> bf16", [&](int) {
+      MXT_CHECK(mxc_silu_mul(gu.as<float>(), gu.as<float>() + FF, 2 * FF, act.p, MXC_BF16, T * 8, FF, nullptr));
+    });
+    us("router top-8 of 128, 512 tokens", [&](int) {
+      MXT_CHECK(mxc_router_topk(logit.as<float>(), T, NE, 8, 1, ids.as<int32_t>(), wts.as<float>(), nullptr));
+    });
+    us("residual add [512][2048]", [&](int) {
+      MXT_CHECK(mxc_add(x.as<float>(), o.as<float>(), o.as<float>(), T * HID, nullptr));
+    });
+  }
+
+  // ---- PCIe and expert streaming
+  {
+    std::printf("\n# PCIe copies (pinned host memory unless said)\n");
+    const size_t big = size_t(1) << 30;
+    void* host;
+    MXT_CHECK(mxc_host_alloc(&host, big));
+    std::memset(host, 0x5a, big);
+    Dev dbuf(big);
+    for (size_t chunk : {size_t(1) << 20, size_t(4) << 20, size_t(64) << 20, big}) {
+      double ms = time_ms([&](int) {
+        for (size_t off = 0; off < big; off += chunk)
+          MXT_CHECK(mxc_memcpy_h2d(static_cast<char*>(dbuf.p) + off, static_cast<char*>(host) + off, chunk, nullptr));
+      }, 1, 5);
+      std::printf("h2d 1 GiB in %4zu MiB copies: %.1f ms, %.1f GB/s\n", chunk >> 20, ms, big / ms / 1e6);
+    }
+    double ms = time_ms([&](int) { MXT_CHECK(mxc_memcpy_d2h(host, dbuf.p, big, nullptr)); }, 1, 5);
+    std::printf("d2h 1 GiB: %.1f ms, %.1f GB/s\n", ms, big / ms / 1e6);
+    {
+      std::vector<char> pageable(size_t(256) << 20, 1);
+      double pms = time_ms([&](int) {
+        MXT_CHECK(mxc_memcpy_h2d(dbuf.p, pageable.data(), pageable.size(), nullptr));
+        MXT_CHECK(mxc_stream_sync(nullptr));
+      }, 1, 5);
+      std::printf("h2d 256 MiB from pageable memory: %.1f GB/s\n", pageable.size() / pms / 1e6);
+    }
+    MXT_CHECK(mxc_host_free(host));
+
+    // One layer's 128 experts (gate, up, down: 3 x [768 x 2048] each): BF16 streamed as is, or Q4_K
+    // streamed and dequantized to BF16 on the GPU, per expert, copy of e+1 overlapping dequant of e.
+    std::printf("\n# streaming one layer's 128 experts to the GPU (3 x 768 x 2048 each)\n");
+    const int64_t elems = int64_t(3) * FF * HID;  // per expert
+    const size_t q4_bytes = mxc_dtype_bytes(MXC_Q4_K, elems), bf_bytes = size_t(elems) * 2;
+    void *hq, *hb;
+    MXT_CHECK(mxc_host_alloc(&hq, q4_bytes * NE));
+    MXT_CHECK(mxc_host_alloc(&hb, bf_bytes * NE));
+    for (size_t i = 0; i < q4_bytes * NE; ++i) static_cast<uint8_t*>(hq)[i] = uint8_t(rng.u32());
+    for (int64_t b = 0; b < elems / 256 * NE; ++b) {  // sane fp16 scales d, dmin
+      uint16_t d = f32_to_f16(0.001f), dm = f32_to_f16(0.0005f);
+      std::memcpy(static_cast<uint8_t*>(hq) + b * 144, &d, 2);
+      std::memcpy(static_cast<uint8_t*>(hq) + b * 144 + 2, &dm, 2);
+    }
+    std::memset(hb, 0x3c, bf_bytes * NE);
+    Dev dq4(q4_bytes * 2), dbf(bf_bytes * NE);
+    mxc_stream *s0, *s1;
+    MXT_CHECK(mxc_stream_create(&s0));
+    MXT_CHECK(mxc_stream_create(&s1));
+    mxc_event* copied[2];
+    mxc_event* used[2];
+    for (int i = 0; i < 2; ++i) {
+      MXT_CHECK(mxc_event_create(&copied[i], 0));
+      MXT_CHECK(mxc_event_create(&used[i], 0));
+    }
+    auto stream_q4 = [&](int) {
+      for (int e = 0; e < NE; ++e) {
+        int slot = e & 1;
+        char* dst = static_cast<char*>(dq4.p) + slot * q4_bytes;
+        MXT_CHECK(mxc_stream_wait_event(s0, used[slot]));
+        MXT_CHECK(mxc_memcpy_h2d(dst, static_cast<char*>(hq) + e * q4_bytes, q4_bytes, s0));
+        MXT_CHECK(mxc_event_record(copied[slot], s0));
+        MXT_CHECK(mxc_stream_wait_event(s1, copied[slot]));
+        MXT_CHECK(mxc_dequant_bf16(dst, MXC_Q4_K, elems, static_cast<uint16_t*>(dbf.p) + e * elems, s1));
+        MXT_CHECK(mxc_event_record(used[slot], s1));
+      }
+      MXT_CHECK(mxc_stream_sync(s1));
+    };
+    auto stream_bf = [&](int) {
+      MXT_CHECK(mxc_memcpy_h2d(dbf.p, hb, bf_bytes * NE, s0));
+      MXT_CHECK(mxc_stream_sync(s0));
+    };
+    double dq_only = time_ms([&](int) {
+      MXT_CHECK(mxc_dequant_bf16(dq4.p, MXC_Q4_K, elems, dbf.as<uint16_t>(), nullptr));
+    }, 20, 5) * NE;
+    double q4 = time_ms(stream_q4, 1, 5), bf = time_ms(stream_bf, 1, 5);
+    std::printf("Q4_K: %.0f MB over PCIe + GPU dequant: %.2f ms/layer (%.1f GB/s of Q4_K; dequant alone %.2f ms)\n",
+                q4_bytes * NE / 1e6, q4, q4_bytes * NE / q4 / 1e6, dq_only);
+    std::printf("BF16: %.0f MB over PCIe:               %.2f ms/layer (%.1f GB/s)\n", bf_bytes * NE / 1e6, bf,
+                bf_bytes * NE / bf / 1e6);
+    std::printf("=> 48 layers: Q4_K %.0f ms, BF16 %.0f ms per full pass over all experts\n", q4 * 48, bf * 48);
+    for (int i = 0; i < 2; ++i) {
+      mxc_event_destroy(copied[i]);
+      mxc_event_destroy(used[i]);
+    }
+    mxc_stream_destroy(s0);
+    mxc_stream_destroy(s1);
+    mxc_host_free(hq);
+    mxc_host_free(hb);
+  }
+  return 0;
+}

@@ -1,0 +1,581 @@
+// Checks every libmixtile-cuda operator against a scalar CPU reference at awkward sizes (1, 7, 129
+// tokens; contexts 1, 100, 4096). Runs on a GPU machine: see test/cuda/README.md. Exit code 0 = all pass.
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <numeric>
+#include <string>
+#include <vector>
+
+#include "host-util.h"
+
+using namespace mxt;
+
+static int g_fail = 0, g_pass = 0;
+
+// ||out - ref|| / ||ref|| with NaN (an unwritten, poisoned element) counted as a failure.
+static void expect_close(const std::string& name, const std::vector<float>& out, const std::vector<float>& ref,
+                         double tol) {
+  double num = 0, den = 0;
+  size_t nan = 0;
+  for (size_t i = 0; i < ref.size(); ++i) {
+    if (!std::isfinite(out[i])) {
+      ++nan;
+      continue;
+    }
+    double d = double(out[i]) - ref[i];
+    num += d * d;
+    den += double(ref[i]) * ref[i];
+  }
+  double err = den > 0 ? std::sqrt(num / den) : std::sqrt(num);
+  bool ok = nan == 0 && err <= tol;
+  std::printf("%s %-58s rel_err %.2e (tol %.0e)%s\n", ok ? "PASS" : "FAIL", name.c_str(), err, tol,
+              nan ? (" non-finite: " + std::to_string(nan)).c_str() : "");
+  (ok ? g_pass : g_fail)++;
+}
+static void expect(const std::string& name, bool ok, const std::string& detail = "") {
+  std::printf("%s %-58s %s\n", ok ? "PASS" : "FAIL", name.c_str(), detail.c_str());
+  (ok ? g_pass : g_fail)++;
+}
+
+static std::vector<float> bf16_vec_to_f32(const std::vector<uint16_t>& v) {
+  std::vector<float> o(v.size());
+  for (size_t i = 0; i < v.size(); ++i) o[i] = bf16_to_f32(v[i]);
+  return o;
+}
+
+// ---------------------------------------------------------------- probe and errors
+static void test_probe() {
+  int n = 0;
+  mxc_status st = mxc_device_count(&n);
+  int drv = 0, rt = 0;
+  mxc_versions(&drv, &rt);
+  std::printf("devices: %d (status %d %s), driver %d, runtime %d, cuBLAS %d, ABI %d\n", n, int(st), mxc_last_error(),
+              drv, rt, mxc_has_cublas(), mxc_abi_version());
+  expect("probe: at least one device", st == MXC_OK && n > 0);
+  for (int d = 0; d < n; ++d) {
+    mxc_device_info info;
+    MXT_CHECK(mxc_device_info_get(d, &info));
+    std::printf("device %d: %s, %.1f GiB (%.1f free), cc %d.%d, %d SMs, L2 %.0f MiB\n", d, info.name,
+                info.vram_bytes / 1073741824.0, info.free_bytes / 1073741824.0, info.cc_major, info.cc_minor,
+                info.multiprocessors, info.l2_bytes / 1048576.0);
+  }
+  mxc_device_info info;
+  expect("errors: device out of range", mxc_device_info_get(n + 5, &info) == MXC_ERR_INVALID_ARG, mxc_last_error());
+  expect("errors: null pointer", mxc_rmsnorm(nullptr, nullptr, nullptr, MXC_F32, 1, 1, 1e-6f, nullptr) ==
+                                     MXC_ERR_INVALID_ARG,
+         mxc_last_error());
+  void* p = nullptr;
+  expect("errors: cudaMalloc of 1 PiB", mxc_malloc(&p, size_t(1) << 50) == MXC_ERR_OUT_OF_MEMORY, mxc_last_error());
+  mxc_kv_layer kv{};
+  kv.type = MXC_F16;
+  kv.head_dim = 96;
+  expect("errors: unsupported head_dim", mxc_attention_prefill(&kv, 0, nullptr, 1, 1, 0, 1.f, nullptr, nullptr) ==
+                                             MXC_ERR_INVALID_ARG,
+         mxc_last_error());
+}
+
+// ---------------------------------------------------------------- element-wise
+static void test_rmsnorm(Rng& rng) {
+  for (int n : {128, 2048, 4099})
+    for (int rows : {1, 7, 129}) {
+      auto x = rng.normals(size_t(rows) * n, 3.f);
+      auto w = rng.normals(n);
+      std::vector<float> ref(x.size());
+      for (int r = 0; r < rows; ++r) {
+        double ss = 0;
+        for (int i = 0; i < n; ++i) ss += double(x[r * n + i]) * x[r * n + i];
+        double inv = 1.0 / std::sqrt(ss / n + 1e-6);
+        for (int i = 0; i < n; ++i) ref[r * n + i] = float(x[r * n + i] * inv * w[i]);
+      }
+      Dev dx(x.size() * 4), dw(n * 4), dout(x.size() * 4);
+      dx.put(x);
+      dw.put(w);
+      dout.poison();
+      MXT_CHECK(mxc_rmsnorm(dx.as<float>(), dw.as<float>(), dout.p, MXC_F32, rows, n, 1e-6f, nullptr));
+      expect_close("rmsnorm f32 rows=" + std::to_string(rows) + " n=" + std::to_string(n), dout.get<float>(x.size()),
+                   ref, 1e-5);
+      dout.poison();
+      MXT_CHECK(mxc_rmsnorm(dx.as<float>(), dw.as<float>(), dout.p, MXC_BF16, rows, n, 1e-6f, nullptr));
+      expect_close("rmsnorm bf16 rows=" + std::to_string(rows) + " n=" + std::to_string(n),
+                   bf16_vec_to_f32(dout.get<uint16_t>(x.size())), ref, 8e-3);
+    }
+}
+
+static void test_rope(Rng& rng) {
+  for (int D : {64, 128})
+    for (int tokens : {1, 7, 129}) {
+      const int heads = 5;
+      const float theta = 1e6f;
+      auto x = rng.normals(size_t(tokens) * heads * D);
+      std::vector<int32_t> pos(tokens);
+      for (int t = 0; t < tokens; ++t) pos[t] = t == 0 ? 0 : int32_t(rng.u32() % 40000);
+      std::vector<float> ref(x);
+      for (int t = 0; t < tokens; ++t)
+        for (int h = 0; h < heads; ++h)
+          for (int i = 0; i < D / 2; ++i) {
+            float inv = float(1.0 / std::pow(double(theta), double(2 * i) / D));
+            double a = double(float(pos[t]) * inv);
+            float* p = &ref[(size_t(t) * heads + h) * D];
+            double x0 = x[(size_t(t) * heads + h) * D + i], x1 = x[(size_t(t) * heads + h) * D + i + D / 2];
+            p[i] = float(x0 * std::cos(a) - x1 * std::sin(a));
+            p[i + D / 2] = float(x1 * std::cos(a) + x0 * std::sin(a));
+          }
+      Dev dx(x.size() * 4), dp(tokens * 4);
+      dx.put(x);
+      dp.put(pos);
+      MXT_CHECK(mxc_rope_neox(dx.as<float>(), dp.as<int32_t>(), tokens, heads, D, theta, nullptr));
+      expect_close("rope_neox tokens=" + std::to_string(tokens) + " D=" + std::to_string(D) + " pos<40000",
+                   dx.get<float>(x.size()), ref, 2e-3);
+    }
+}
+
+static void test_silu_add_convert(Rng& rng) {
+  for (int rows : {1, 7, 129}) {
+    const int n = 768;
+    auto gu = rng.normals(size_t(rows) * 2 * n, 2.f);  // fused [rows][2n]
+    std::vector<float> ref(size_t(rows) * n);
+    for (int r = 0; r < rows; ++r)
+      for (int i = 0; i < n; ++i) {
+        double g = gu[size_t(r) * 2 * n + i], u = gu[size_t(r) * 2 * n + n + i];
+        ref[size_t(r) * n + i] = float(g / (1 + std::exp(-g)) * u);
+      }
+    Dev dgu(gu.size() * 4), dout(ref.size() * 4);
+    dgu.put(gu);
+    dout.poison();
+    MXT_CHECK(mxc_silu_mul(dgu.as<float>(), dgu.as<float>() + n, 2 * n, dout.p, MXC_F32, rows, n, nullptr));
+    expect_close("silu_mul f32 fused rows=" + std::to_string(rows), dout.get<float>(ref.size()), ref, 1e-5);
+    dout.poison();
+    MXT_CHECK(mxc_silu_mul(dgu.as<float>(), dgu.as<float>() + n, 2 * n, dout.p, MXC_BF16, rows, n, nullptr));
+    expect_close("silu_mul bf16 fused rows=" + std::to_string(rows), bf16_vec_to_f32(dout.get<uint16_t>(ref.size())),
+                 ref, 8e-3);
+  }
+  for (int64_t n : {int64_t(1), int64_t(1000003)}) {
+    auto a = rng.normals(n), b = rng.normals(n);
+    std::vector<float> ref(n);
+    for (int64_t i = 0; i < n; ++i) ref[i] = a[i] + b[i];
+    Dev da(n * 4), db(n * 4);
+    da.put(a);
+    db.put(b);
+    MXT_CHECK(mxc_add(da.as<float>(), db.as<float>(), da.as<float>(), n, nullptr));
+    expect_close("add in place n=" + std::to_string(n), da.get<float>(n), ref, 0);
+  }
+  {
+    const int64_t n = 100003;
+    auto x = rng.normals(n, 100.f);
+    Dev dx(n * 4), d16(n * 2), dback(n * 4);
+    dx.put(x);
+    size_t bad_bf = 0, bad_h = 0;
+    MXT_CHECK(mxc_convert(dx.p, MXC_F32, d16.p, MXC_BF16, n, nullptr));
+    auto bf = d16.get<uint16_t>(n);
+    for (int64_t i = 0; i < n; ++i) bad_bf += bf[i] != f32_to_bf16(x[i]);
+    MXT_CHECK(mxc_convert(dx.p, MXC_F32, d16.p, MXC_F16, n, nullptr));
+    auto h = d16.get<uint16_t>(n);
+    for (int64_t i = 0; i < n; ++i) bad_h += h[i] != f32_to_f16(x[i]);
+    MXT_CHECK(mxc_convert(d16.p, MXC_F16, dback.p, MXC_F32, n, nullptr));
+    auto back = dback.get<float>(n);
+    size_t bad_back = 0;
+    for (int64_t i = 0; i < n; ++i) bad_back += back[i] != f16_to_f32(h[i]);
+    expect("convert f32->bf16 bit-exact (RNE)", bad_bf == 0, std::to_string(bad_bf) + " mismatches");
+    expect("convert f32->f16 bit-exact (RNE)", bad_h == 0, std::to_string(bad_h) + " mismatches");
+    expect("convert f16->f32 exact", bad_back == 0, std::to_string(bad_back) + " mismatches");
+  }
+}
+
+static void test_router(Rng& rng) {
+  struct C { int n, k; };
+  for (C c : {C{128, 8}, C{64, 4}, C{256, 8}, C{160, 6}})
+    for (int tokens : {1, 7, 129})
+      for (int renorm : {1, 0}) {
+        auto logits = rng.normals(size_t(tokens) * c.n, 2.f);
+        std::vector<int32_t> rid(size_t(tokens) * c.k);
+        std::vector<float> rw(rid.size());
+        for (int t = 0; t < tokens; ++t) {
+          const float* l = &logits[size_t(t) * c.n];
+          double mx = *std::max_element(l, l + c.n), sum = 0;
+          for (int e = 0; e < c.n; ++e) sum += std::exp(l[e] - mx);
+          std::vector<int> idx(c.n);
+          std::iota(idx.begin(), idx.end(), 0);
+          std::stable_sort(idx.begin(), idx.end(), [&](int a, int b) { return l[a] > l[b]; });
+          double sel = 0;
+          for (int r = 0; r < c.k; ++r) sel += std::exp(l[idx[r]] - mx) / sum;
+          for (int r = 0; r < c.k; ++r) {
+            double p = std::exp(l[idx[r]] - mx) / sum;
+            rid[size_t(t) * c.k + r] = idx[r];
+            rw[size_t(t) * c.k + r] = float(renorm ? p / sel : p);
+          }
+        }
+        Dev dl(logits.size() * 4), di(rid.size() * 4), dw(rw.size() * 4);
+        dl.put(logits);
+        di.poison();
+        dw.poison();
+        MXT_CHECK(mxc_router_topk(dl.as<float>(), tokens, c.n, c.k, renorm, di.as<int32_t>(), dw.as<float>(), nullptr));
+        auto gid = di.get<int32_t>(rid.size());
+        std::string name = "router n=" + std::to_string(c.n) + " k=" + std::to_string(c.k) +
+                           " tokens=" + std::to_string(tokens) + (renorm ? " renorm" : " softmax");
+        expect(name + " ids", gid == rid);
+        expect_close(name + " weights", dw.get<float>(rw.size()), rw, 1e-5);
+      }
+}
+
+static void test_embed(Rng& rng) {
+  const int64_t rows = 1000;
+  const int dim = 2048;
+  std::vector<int32_t> ids = {0, 999, 17, -1, 1000, 500, 17};  // 7 tokens, two out of range
+  auto table = rng.normals(size_t(rows) * dim);
+  std::vector<float> ref(ids.size() * dim, 0.f);
+  auto fill_ref = [&](auto value_of) {
+    for (size_t t = 0; t < ids.size(); ++t)
+      for (int i = 0; i < dim; ++i)
+        ref[t * dim + i] = (ids[t] >= 0 && ids[t] < rows) ? value_of(int64_t(ids[t]) * dim + i) : 0.f;
+  };
+  Dev di(ids.size() * 4), dout(ref.size() * 4);
+  di.put(ids);
+  {
+    std::vector<uint16_t> bf(table.size());
+    for (size_t i = 0; i < bf.size(); ++i) bf[i] = f32_to_bf16(table[i]);
+    Dev dt(bf.size() * 2);
+    dt.put(bf);
+    fill_ref([&](int64_t j) { return bf16_to_f32(bf[j]); });
+    dout.poison();
+    MXT_CHECK(mxc_embed_gather(dt.p, MXC_BF16, rows, dim, di.as<int32_t>(), ids.size(), dout.as<float>(), nullptr));
+    expect_close("embed_gather bf16 (ids -1 and n_rows give zeros)", dout.get<float>(ref.size()), ref, 0);
+  }
+  {
+    std::vector<uint16_t> h(table.size());
+    for (size_t i = 0; i < h.size(); ++i) h[i] = f32_to_f16(table[i]);
+    Dev dt(h.size() * 2);
+    dt.put(h);
+    fill_ref([&](int64_t j) { return f16_to_f32(h[j]); });
+    dout.poison();
+    MXT_CHECK(mxc_embed_gather(dt.p, MXC_F16, rows, dim, di.as<int32_t>(), ids.size(), dout.as<float>(), nullptr));
+    expect_close("embed_gather f16", dout.get<float>(ref.size()), ref, 0);
+  }
+  {
+    Dev dt(table.size() * 4);
+    dt.put(table);
+    fill_ref([&](int64_t j) { return table[j]; });
+    dout.poison();
+    MXT_CHECK(mxc_embed_gather(dt.p, MXC_F32, rows, dim, di.as<int32_t>(), ids.size(), dout.as<float>(), nullptr));
+    expect_close("embed_gather f32", dout.get<float>(ref.size()), ref, 0);
+  }
+  {
+    // Q8_0: per block of 32, d = amax/127, q = round(x/d).
+    const int nb = dim / 32;
+    std::vector<uint8_t> q(size_t(rows) * nb * 34);
+    for (int64_t r = 0; r < rows; ++r)
+      for (int b = 0; b < nb; ++b) {
+        const float* x = &table[r * dim + b * 32];
+        float amax = 0;
+        for (int j = 0; j < 32; ++j) amax = std::max(amax, std::fabs(x[j]));
+        float d = amax / 127.f;
+        uint16_t dh = f32_to_f16(d);
+        uint8_t* blk = &q[(size_t(r) * nb + b) * 34];
+        std::memcpy(blk, &dh, 2);
+        for (int j = 0; j < 32; ++j) blk[2 + j] = uint8_t(int8_t(d ? std::lround(x[j] / d) : 0));
+      }
+    Dev dt(q.size());
+    dt.put(q);
+    fill_ref([&](int64_t j) {
+      int64_t r = j / dim;
+      int i = int(j % dim);
+      const uint8_t* blk = &q[(size_t(r) * nb + i / 32) * 34];
+      uint16_t dh;
+      std::memcpy(&dh, blk, 2);
+      return f16_to_f32(dh) * float(int8_t(blk[2 + i % 32]));
+    });
+    dout.poison();
+    MXT_CHECK(mxc_embed_gather(dt.p, MXC_Q8_0, rows, dim, di.as<int32_t>(), ids.size(), dout.as<float>(), nullptr));
+    expect_close("embed_gather q8_0", dout.get<float>(ref.size()), ref, 0);
+  }
+}
+
+// ---------------------------------------------------------------- dequant
+static void test_dequant(Rng& rng) {
+  const int64_t n = 256 * 37;
+  auto rand_half = [&](float lo, float hi) { return f32_to_f16(rng.uniform(lo, hi)); };
+  auto run = [&](const char* name, mxc_dtype t, const std::vector<uint8_t>& src, const std::vector<float>& ref) {
+    Dev ds(src.size()), dout(n * 2);
+    ds.put(src);
+    dout.poison();
+    MXT_CHECK(mxc_dequant_bf16(ds.p, t, n, dout.as<uint16_t>(), nullptr));
+    auto out = dout.get<uint16_t>(n);
+    size_t bad = 0;
+    for (int64_t i = 0; i < n; ++i) bad += out[i] != f32_to_bf16(ref[i]);
+    expect(std::string("dequant ") + name + " -> bf16 bit-exact vs CPU (n=9472)", bad == 0,
+           std::to_string(bad) + " mismatches");
+  };
+  {  // Q8_0
+    std::vector<uint8_t> src(n / 32 * 34);
+    std::vector<float> ref(n);
+    for (int64_t b = 0; b < n / 32; ++b) {
+      uint8_t* blk = &src[b * 34];
+      uint16_t d = rand_half(-0.05f, 0.05f);
+      std::memcpy(blk, &d, 2);
+      for (int j = 0; j < 32; ++j) {
+        blk[2 + j] = uint8_t(rng.u32());
+        ref[b * 32 + j] = f16_to_f32(d) * float(int8_t(blk[2 + j]));
+      }
+    }
+    run("q8_0", MXC_Q8_0, src, ref);
+  }
+  {  // Q4_K, as ggml dequantize_row_q4_K
+    std::vector<uint8_t> src(n / 256 * 144);
+    for (auto& b : src) b = uint8_t(rng.u32());
+    std::vector<float> ref(n);
+    for (int64_t b = 0; b < n / 256; ++b) {
+      uint8_t* blk = &src[b * 144];
+      uint16_t d = rand_half(-0.01f, 0.01f), dmin = rand_half(-0.01f, 0.01f);
+      std::memcpy(blk, &d, 2);
+      std::memcpy(blk + 2, &dmin, 2);
+      const uint8_t* scales = blk + 4;
+      const uint8_t* qs = blk + 16;
+      float* y = &ref[b * 256];
+      int is = 0;
+      for (int j = 0; j < 256; j += 64) {
+        auto scale_min = [&](int k, uint8_t* s, uint8_t* m) {
+          if (k < 4) {
+            *s = scales[k] & 63;
+            *m = scales[k + 4] & 63;
+          } else {
+            *s = (scales[k + 4] & 0xF) | ((scales[k - 4] >> 6) << 4);
+            *m = (scales[k + 4] >> 4) | ((scales[k] >> 6) << 4);
+          }
+        };
+        uint8_t s, m;
+        scale_min(is, &s, &m);
+        float d1 = f16_to_f32(d) * s, m1 = f16_to_f32(dmin) * m;
+        scale_min(is + 1, &s, &m);
+        float d2 = f16_to_f32(d) * s, m2 = f16_to_f32(dmin) * m;
+        for (int l = 0; l < 32; ++l) *y++ = d1 * (qs[l] & 0xF) - m1;
+        for (int l = 0; l < 32; ++l) *y++ = d2 * (qs[l] >> 4) - m2;
+        qs += 32;
+        is += 2;
+      }
+    }
+    run("q4_K", MXC_Q4_K, src, ref);
+  }
+  {  // Q6_K, as ggml dequantize_row_q6_K
+    std::vector<uint8_t> src(n / 256 * 210);
+    for (auto& b : src) b = uint8_t(rng.u32());
+    std::vector<float> ref(n);
+    for (int64_t b = 0; b < n / 256; ++b) {
+      uint8_t* blk = &src[b * 210];
+      uint16_t dh = rand_half(-0.01f, 0.01f);
+      std::memcpy(blk + 208, &dh, 2);
+      const float d = f16_to_f32(dh);
+      const uint8_t* ql = blk;
+      const uint8_t* qh = blk + 128;
+      const int8_t* sc = reinterpret_cast<const int8_t*>(blk + 192);
+      float* y = &ref[b * 256];
+      for (int h = 0; h < 256; h += 128) {
+        for (int l = 0; l < 32; ++l) {
+          int is = l / 16;
+          int q1 = int8_t((ql[l] & 0xF) | (((qh[l] >> 0) & 3) << 4)) - 32;
+          int q2 = int8_t((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) - 32;
+          int q3 = int8_t((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32;
+          int q4 = int8_t((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32;
+          y[l] = d * sc[is] * q1;
+          y[l + 32] = d * sc[is + 2] * q2;
+          y[l + 64] = d * sc[is + 4] * q3;
+          y[l + 96] = d * sc[is + 6] * q4;
+        }
+        y += 128;
+        ql += 64;
+        qh += 32;
+        sc += 8;
+      }
+    }
+    run("q6_K", MXC_Q6_K, src, ref);
+  }
+  {  // F16
+    std::vector<uint8_t> src(n * 2);
+    std::vector<float> ref(n);
+    for (int64_t i = 0; i < n; ++i) {
+      uint16_t h = rand_half(-100.f, 100.f);
+      std::memcpy(&src[i * 2], &h, 2);
+      ref[i] = f16_to_f32(h);
+    }
+    run("f16", MXC_F16, src, ref);
+  }
+  expect("dequant: n not whole blocks is refused", mxc_dequant_bf16((void*)16, MXC_Q4_K, 100, (uint16_t*)16, nullptr) ==
+                                                       MXC_ERR_INVALID_ARG,
+         mxc_last_error());
+}
+
+// ---------------------------------------------------------------- GEMM
+static void test_gemm(Rng& rng) {
+  if (!mxc_has_cublas()) {
+    expect("gemm: SKIP, built without cuBLAS", true);
+    return;
+  }
+  mxc_blas* blas = nullptr;
+  MXT_CHECK(mxc_blas_create(&blas, nullptr));
+  struct S { int64_t n, k; const char* what; };
+  for (S s : {S{512, 2048, "k/v proj"}, S{4096, 2048, "q proj"}, S{2048, 4096, "o proj"}})
+    for (int64_t m : {1, 7, 129}) {
+      if (s.n == 4096 && m == 129) continue;  // keeps the CPU reference short
+      std::vector<uint16_t> x(m * s.k), w(s.n * s.k);
+      for (auto& v : x) v = f32_to_bf16(rng.normal());
+      for (auto& v : w) v = f32_to_bf16(rng.normal() * 0.02f);
+      std::vector<float> xf = bf16_vec_to_f32(x), wf = bf16_vec_to_f32(w), ref(m * s.n);
+      for (int64_t i = 0; i < m; ++i)
+        for (int64_t j = 0; j < s.n; ++j) {
+          double acc = 0;
+          for (int64_t l = 0; l < s.k; ++l) acc += double(xf[i * s.k + l]) * wf[j * s.k + l];
+          ref[i * s.n + j] = float(acc);
+        }
+      Dev dx(x.size() * 2), dw(w.size() * 2), dy(ref.size() * 4);
+      dx.put(x);
+      dw.put(w);
+      dy.poison();
+      MXT_CHECK(mxc_gemm_bf16(blas, m, s.n, s.k, dx.as<uint16_t>(), dw.as<uint16_t>(), dy.p, MXC_F32, 0.f));
+      std::string name = std::string("gemm bf16 ") + s.what + " m=" + std::to_string(m) + " n=" + std::to_string(s.n) +
+                         " k=" + std::to_string(s.k);
+      expect_close(name + " ->f32", dy.get<float>(ref.size()), ref, 1e-4);
+      dy.poison();
+      MXT_CHECK(mxc_gemm_bf16(blas, m, s.n, s.k, dx.as<uint16_t>(), dw.as<uint16_t>(), dy.p, MXC_BF16, 0.f));
+      expect_close(name + " ->bf16", bf16_vec_to_f32(dy.get<uint16_t>(ref.size())), ref, 8e-3);
+    }
+  MXT_CHECK(mxc_blas_destroy(blas));
+}
+
+// ---------------------------------------------------------------- attention
+struct KvHost {
+  int n_seq, kv_heads, D;
+  int64_t cap;
+  mxc_dtype type;
+  std::vector<float> k, v;  // [n_seq][cap][kv_heads][D], as stored (rounded to the cache type)
+};
+
+static float round_to(mxc_dtype t, float x) {
+  return t == MXC_F16 ? f16_to_f32(f32_to_f16(x)) : bf16_to_f32(f32_to_bf16(x));
+}
+
+// Fills positions [0, len) of sequence `seq` through mxc_kv_store (in two pieces, to test pos arrays).
+static void fill_kv(Rng& rng, KvHost& h, const mxc_kv_layer& kv, int seq, int64_t len) {
+  const int64_t row = int64_t(h.kv_heads) * h.D;
+  for (int64_t start = 0; start < len;) {
+    int64_t cnt = std::min<int64_t>(len - start, start == 0 ? std::max<int64_t>(1, len / 3) : len);
+    auto k = rng.normals(cnt * row), v = rng.normals(cnt * row);
+    std::vector<int32_t> pos(cnt);
+    for (int64_t t = 0; t < cnt; ++t) pos[t] = int32_t(start + t);
+    Dev dk(k.size() * 4), dv(v.size() * 4), dp(cnt * 4);
+    dk.put(k);
+    dv.put(v);
+    dp.put(pos);
+    MXT_CHECK(mxc_kv_store(&kv, seq, dk.as<float>(), dv.as<float>(), dp.as<int32_t>(), cnt, nullptr));
+    for (int64_t t = 0; t < cnt; ++t)
+      for (int64_t e = 0; e < row; ++e) {
+        size_t dst = (size_t(seq) * h.cap + start + t) * row + e;
+        h.k[dst] = round_to(h.type, k[t * row + e]);
+        h.v[dst] = round_to(h.type, v[t * row + e]);
+      }
+    start += cnt;
+  }
+  MXT_CHECK(mxc_stream_sync(nullptr));
+}
+
+// out[h][:] for one query at position qpos seeing cache positions [0, qpos] of `seq`.
+static void ref_attend(const KvHost& h, int seq, const float* q, int heads, int64_t nkeys, float scale, float* out) {
+  const int G = heads / h.kv_heads;
+  std::vector<double> s(nkeys);
+  for (int hh = 0; hh < heads; ++hh) {
+    int kvh = hh / G;
+    double mx = -1e300;
+    for (int64_t p = 0; p < nkeys; ++p) {
+      const float* kr = &h.k[((size_t(seq) * h.cap + p) * h.kv_heads + kvh) * h.D];
+      double d = 0;
+      for (int i = 0; i < h.D; ++i) d += double(q[hh * h.D + i]) * kr[i];
+      s[p] = d * scale;
+      mx = std::max(mx, s[p]);
+    }
+    double sum = 0;
+    for (int64_t p = 0; p < nkeys; ++p) sum += (s[p] = std::exp(s[p] - mx));
+    for (int i = 0; i < h.D; ++i) {
+      double o = 0;
+      for (int64_t p = 0; p < nkeys; ++p) o += s[p] * h.v[((size_t(seq) * h.cap + p) * h.kv_heads + kvh) * h.D + i];
+      out[hh * h.D + i] = nkeys ? float(o / sum) : 0.f;
+    }
+  }
+}
+
+static void test_attention(Rng& rng) {
+  struct Cfg { int D, heads, kv_heads; mxc_dtype type; };
+  for (Cfg c : {Cfg{128, 32, 4, MXC_BF16}, Cfg{128, 8, 8, MXC_F16}, Cfg{64, 16, 2, MXC_F16}, Cfg{64, 16, 1, MXC_BF16}}) {
+    const char* tn = c.type == MXC_F16 ? "f16" : "bf16";
+    const double tol = c.type == MXC_F16 ? 3e-3 : 1.5e-2;
+    const float scale = 1.f / std::sqrt(float(c.D));
+    KvHost h{3, c.kv_heads, c.D, 4200, c.type, {}, {}};
+    h.k.assign(size_t(h.n_seq) * h.cap * c.kv_heads * c.D, 0.f);
+    h.v = h.k;
+    Dev dk(h.k.size() * 2), dv(h.v.size() * 2);
+    dk.poison();  // NaN everywhere not written: reading past the visible keys shows up as NaN
+    dv.poison();
+    mxc_kv_layer kv{dk.p, dv.p, c.type, h.n_seq, h.cap, c.kv_heads, c.D};
+    const int64_t lens[3] = {4096, 100, 1};
+    for (int sq = 0; sq < 3; ++sq) fill_kv(rng, h, kv, sq, lens[sq]);
+
+    // Prefill: queries at positions [pos0, pos0 + tokens) of a sequence whose cache holds [0, len).
+    struct P { int seq; int64_t tokens, pos0; };
+    for (P p : {P{2, 1, 0}, P{1, 7, 0}, P{1, 100, 0}, P{0, 129, 4096 - 129}, P{0, 1, 4095}, P{0, 7, 1000}}) {
+      auto q = rng.normals(size_t(p.tokens) * c.heads * c.D);
+      std::vector<float> ref(q.size());
+      for (int64_t t = 0; t < p.tokens; ++t)
+        ref_attend(h, p.seq, &q[t * c.heads * c.D], c.heads, p.pos0 + t + 1, scale, &ref[t * c.heads * c.D]);
+      Dev dq(q.size() * 4), dout(q.size() * 4);
+      dq.put(q);
+      dout.poison();
+      MXT_CHECK(mxc_attention_prefill(&kv, p.seq, dq.as<float>(), p.tokens, c.heads, p.pos0, scale, dout.as<float>(),
+                                      nullptr));
+      char name[160];
+      std::snprintf(name, sizeof name, "prefill %s D=%d %d/%d heads tokens=%lld pos0=%lld", tn, c.D, c.heads,
+                    c.kv_heads, (long long)p.tokens, (long long)p.pos0);
+      expect_close(name, dout.get<float>(q.size()), ref, tol);
+    }
+
+    // Decode: 4 rows over cache sequences {0, 1, 2, invalid}, lengths 4096 / 100 / 1 / -.
+    for (int64_t variant = 0; variant < 2; ++variant) {
+      std::vector<int32_t> seq_ids = {0, 1, 2, 7}, lens_v = {4096, 100, 1, 50};
+      if (variant == 1) seq_ids = {2, 0, 1, -1}, lens_v = {1, 4000, 37, 10};
+      const int64_t n = 4, max_len = 4096;
+      auto q = rng.normals(size_t(n) * c.heads * c.D);
+      std::vector<float> ref(q.size(), 0.f);
+      for (int64_t i = 0; i < n; ++i)
+        if (seq_ids[i] >= 0 && seq_ids[i] < h.n_seq)
+          ref_attend(h, seq_ids[i], &q[i * c.heads * c.D], c.heads, lens_v[i], scale, &ref[i * c.heads * c.D]);
+      size_t ws_bytes = mxc_attention_decode_workspace_bytes(n, c.heads, c.D, max_len);
+      Dev dq(q.size() * 4), dout(q.size() * 4), dsid(n * 4), dlen(n * 4), dws(ws_bytes);
+      dq.put(q);
+      dsid.put(seq_ids);
+      dlen.put(lens_v);
+      dout.poison();
+      MXT_CHECK(mxc_attention_decode(&kv, dsid.as<int32_t>(), dlen.as<int32_t>(), max_len, dq.as<float>(), n,
+                                     c.heads, scale, dout.as<float>(), dws.p, ws_bytes, nullptr));
+      char name[160];
+      std::snprintf(name, sizeof name, "decode %s D=%d %d/%d heads 4 seqs lens %d/%d/%d/%d%s", tn, c.D, c.heads,
+                    c.kv_heads, lens_v[0], lens_v[1], lens_v[2], lens_v[3], " (one invalid)");
+      expect_close(name, dout.get<float>(q.size()), ref, tol);
+    }
+  }
+}
+
+int main() {
+  Rng rng(20261125);
+  test_probe();
+  int n = 0;
+  if (mxc_device_count(&n) != MXC_OK || n == 0) {
+    std::printf("SKIP: no CUDA device: %s\n", mxc_last_error());
+    return 0;
+  }
+  test_rmsnorm(rng);
+  test_rope(rng);
+  test_silu_add_convert(rng);
+  test_router(rng);
+  test_embed(rng);
+  test_dequant(rng);
+  test_gemm(rng);
+  test_attention(rng);
+  std::printf("\n%d passed, %d failed\n", g_pass, g_fail);
+  return g_fail ? 1 : 0;
+}

@@ -6,6 +6,7 @@ const COMMANDS: Array<() => Promise<{ register(program: Command): void }>> = [
   () => import('./chat.ts'),
   () => import('./bench.ts'),
   () => import('./doctor.ts'),
+  () => import('./synth.ts'),
 ];
 
 const program = new Command('mixtile')

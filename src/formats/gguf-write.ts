@@ -54,7 +54,7 @@ async function writeAll(fh: FileHandle, data: Uint8Array): Promise<void> {
   while (off < data.length) off += (await fh.write(data, off, data.length - off)).bytesWritten;
 }
 
-/** Grows a byte buffer for the header. */
+/** Grows a byte buffer for the header. (room() may replace this.buf: call it before reading this.buf.) */
 class ByteSink {
   private buf = Buffer.alloc(1 << 16);
   len = 0;
@@ -68,60 +68,79 @@ class ByteSink {
     this.len += n;
     return at;
   }
-  u8(v: number) { this.buf.writeUInt8(v, this.room(1)); }
-  i8(v: number) { this.buf.writeInt8(v, this.room(1)); }
-  u16(v: number) { this.buf.writeUInt16LE(v, this.room(2)); }
-  i16(v: number) { this.buf.writeInt16LE(v, this.room(2)); }
-  u32(v: number) { this.buf.writeUInt32LE(v, this.room(4)); }
-  i32(v: number) { this.buf.writeInt32LE(v, this.room(4)); }
-  f32(v: number) { this.buf.writeFloatLE(v, this.room(4)); }
-  f64(v: number) { this.buf.writeDoubleLE(v, this.room(8)); }
-  u64(v: bigint | number) { this.buf.writeBigUInt64LE(BigInt(v), this.room(8)); }
-  i64(v: bigint | number) { this.buf.writeBigInt64LE(BigInt(v), this.room(8)); }
+  u8(v: number) { const o = this.room(1); this.buf.writeUInt8(v, o); }
+  i8(v: number) { const o = this.room(1); this.buf.writeInt8(v, o); }
+  u16(v: number) { const o = this.room(2); this.buf.writeUInt16LE(v, o); }
+  i16(v: number) { const o = this.room(2); this.buf.writeInt16LE(v, o); }
+  u32(v: number) { const o = this.room(4); this.buf.writeUInt32LE(v, o); }
+  i32(v: number) { const o = this.room(4); this.buf.writeInt32LE(v, o); }
+  f32(v: number) { const o = this.room(4); this.buf.writeFloatLE(v, o); }
+  f64(v: number) { const o = this.room(8); this.buf.writeDoubleLE(v, o); }
+  u64(v: bigint | number) { const o = this.room(8); this.buf.writeBigUInt64LE(BigInt(v), o); }
+  i64(v: bigint | number) { const o = this.room(8); this.buf.writeBigInt64LE(BigInt(v), o); }
   str(s: string) {
-    const n = Buffer.byteLength(s, 'utf8');
-    this.u64(n);
-    this.buf.write(s, this.room(n), 'utf8');
+    // Reserve the UTF-8 worst case (3 bytes per UTF-16 unit), write, then trim: one pass per string.
+    const at = this.room(8 + 3 * s.length);
+    const n = this.buf.write(s, at + 8, 'utf8');
+    this.buf.writeUInt32LE(n, at);
+    this.buf.writeUInt32LE(0, at + 4);
+    this.len = at + 8 + n;
   }
   pad(alignment: number) {
     const n = (alignment - (this.len % alignment)) % alignment;
-    this.buf.fill(0, this.room(n), this.len);
+    const o = this.room(n);
+    this.buf.fill(0, o, this.len);
   }
   bytes(): Buffer {
     return this.buf.subarray(0, this.len);
   }
 }
 
+const INT_RANGE: Partial<Record<GGUFValueType, [number, number]>> = {
+  [GGUFValueType.UINT8]: [0, 0xff],
+  [GGUFValueType.INT8]: [-0x80, 0x7f],
+  [GGUFValueType.UINT16]: [0, 0xffff],
+  [GGUFValueType.INT16]: [-0x8000, 0x7fff],
+  [GGUFValueType.UINT32]: [0, 0xffffffff],
+  [GGUFValueType.INT32]: [-0x80000000, 0x7fffffff],
+  [GGUFValueType.UINT64]: [0, Number.MAX_SAFE_INTEGER],
+  [GGUFValueType.INT64]: [-Number.MAX_SAFE_INTEGER, Number.MAX_SAFE_INTEGER],
+};
+
+function badValue(key: string, type: GGUFValueType, v: GgufValue): never {
+  const range = INT_RANGE[type];
+  const what = typeof v === 'number' && range ? `${v} does not fit` : `a ${typeof v} cannot be stored as`;
+  throw new Error(`metadata key "${key}": ${what} ${GGUFValueType[type] ?? `type ${type}`}`);
+}
+
+/** Writes one value of a scalar type (also each item of an array); checks it fits the type. */
 function writeScalar(s: ByteSink, key: string, type: GGUFValueType, v: GgufValue): void {
-  const num = (): number => {
-    if (typeof v === 'number') return v;
-    if (typeof v === 'bigint') return Number(v);
-    throw new Error(`metadata key "${key}": ${GGUFValueType[type]} needs a number, got ${typeof v}`);
-  };
-  const int = (lo: number, hi: number): number => {
-    const n = num();
-    if (!Number.isInteger(n) || n < lo || n > hi) throw new Error(`metadata key "${key}": ${n} does not fit ${GGUFValueType[type]}`);
-    return n;
-  };
+  if (type === GGUFValueType.STRING) {
+    if (typeof v !== 'string') badValue(key, type, v);
+    return s.str(v);
+  }
+  if (type === GGUFValueType.BOOL) {
+    if (typeof v !== 'boolean') badValue(key, type, v);
+    return s.u8(v ? 1 : 0);
+  }
+  if (typeof v === 'bigint' && (type === GGUFValueType.UINT64 || type === GGUFValueType.INT64)) {
+    return type === GGUFValueType.UINT64 ? s.u64(v) : s.i64(v);
+  }
+  const n = typeof v === 'bigint' ? Number(v) : v;
+  if (typeof n !== 'number') return badValue(key, type, v);
+  if (type === GGUFValueType.FLOAT32) return s.f32(n);
+  if (type === GGUFValueType.FLOAT64) return s.f64(n);
+  const range = INT_RANGE[type];
+  if (!range || !Number.isInteger(n) || n < range[0] || n > range[1]) return badValue(key, type, v);
   switch (type) {
-    case GGUFValueType.UINT8: return s.u8(int(0, 0xff));
-    case GGUFValueType.INT8: return s.i8(int(-0x80, 0x7f));
-    case GGUFValueType.UINT16: return s.u16(int(0, 0xffff));
-    case GGUFValueType.INT16: return s.i16(int(-0x8000, 0x7fff));
-    case GGUFValueType.UINT32: return s.u32(int(0, 0xffffffff));
-    case GGUFValueType.INT32: return s.i32(int(-0x80000000, 0x7fffffff));
-    case GGUFValueType.FLOAT32: return s.f32(num());
-    case GGUFValueType.FLOAT64: return s.f64(num());
-    case GGUFValueType.UINT64: return s.u64(typeof v === 'bigint' ? v : BigInt(int(0, Number.MAX_SAFE_INTEGER)));
-    case GGUFValueType.INT64: return s.i64(typeof v === 'bigint' ? v : BigInt(int(-Number.MAX_SAFE_INTEGER, Number.MAX_SAFE_INTEGER)));
-    case GGUFValueType.BOOL:
-      if (typeof v !== 'boolean') throw new Error(`metadata key "${key}": BOOL needs a boolean, got ${typeof v}`);
-      return s.u8(v ? 1 : 0);
-    case GGUFValueType.STRING:
-      if (typeof v !== 'string') throw new Error(`metadata key "${key}": STRING needs a string, got ${typeof v}`);
-      return s.str(v);
-    default:
-      throw new Error(`metadata key "${key}": ${GGUFValueType[type] ?? type} is not a scalar type`);
+    case GGUFValueType.UINT8: return s.u8(n);
+    case GGUFValueType.INT8: return s.i8(n);
+    case GGUFValueType.UINT16: return s.u16(n);
+    case GGUFValueType.INT16: return s.i16(n);
+    case GGUFValueType.UINT32: return s.u32(n);
+    case GGUFValueType.INT32: return s.i32(n);
+    case GGUFValueType.UINT64: return s.u64(n);
+    default: return s.i64(n);
   }
 }
 

@@ -126,16 +126,7 @@ function quantizeScaleMinBlock(x: Float32Array, xo: number, out: Uint8Array, o: 
   const sc = o + 4;
   out.fill(0, sc, sc + 12);
   for (let j = 0; j < QK_K / 32; j++) {
-    const ls = Math.min(63, nearestInt(f(invScale * SCALES[j])) & 0xff);
-    const lm = Math.min(63, nearestInt(f(invMin * MINS[j])) & 0xff);
-    if (j < 4) {
-      out[sc + j] = ls;
-      out[sc + j + 4] = lm;
-    } else {
-      out[sc + j + 4] = (ls & 0xf) | ((lm & 0xf) << 4);
-      out[sc + j - 4] |= (ls >> 4) << 6;
-      out[sc + j] |= (lm >> 4) << 6;
-    }
+    packScaleMin(out, sc, j, Math.min(63, nearestInt(f(invScale * SCALES[j])) & 0xff), Math.min(63, nearestInt(f(invMin * MINS[j])) & 0xff));
   }
   putF16(out, o, f(maxScale / 63));
   putF16(out, o + 2, f(maxMin / 63));
@@ -149,6 +140,22 @@ function quantizeScaleMinBlock(x: Float32Array, xo: number, out: Uint8Array, o: 
     for (let ii = 0; ii < 32; ii++) {
       L[32 * j + ii] = Math.max(0, Math.min(nmax, nearestInt(f(f(x[xo + 32 * j + ii] + dm) / dj))));
     }
+  }
+}
+
+/**
+ * Stores sub-block j's 6-bit scale and min into the 12-byte scales field at q[sc..] (which must
+ * start zeroed): j<4 in the low 6 bits of bytes j and j+4; j>=4 as nibbles of byte j+4 with the
+ * top 2 bits in bytes j-4 and j.
+ */
+export function packScaleMin(q: Uint8Array, sc: number, j: number, scale: number, min: number): void {
+  if (j < 4) {
+    q[sc + j] |= scale;
+    q[sc + j + 4] |= min;
+  } else {
+    q[sc + j + 4] = (scale & 0xf) | ((min & 0xf) << 4);
+    q[sc + j - 4] |= (scale >> 4) << 6;
+    q[sc + j] |= (min >> 4) << 6;
   }
 }
 

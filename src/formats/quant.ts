@@ -4,7 +4,7 @@
 // results are bit-exact with ggml built without FMA contraction. These are the reference the native
 // kernels are tested against; they are not fast (see quant-k.ts for figures).
 import { GGML_TYPES, GgmlType } from './ggml-types.ts';
-import { fp32ToFp16, fp32ToBf16, bf16ToFp32, FP16_TABLE } from './half.ts';
+import { fp32ToFp16, bf16ToFp32, FP16_TABLE } from './half.ts';
 import { quantizeQ4K, quantizeQ5K, quantizeQ6K, dequantizeQ4K, dequantizeQ5K, dequantizeQ6K } from './quant-k.ts';
 
 const f = Math.fround;
@@ -61,8 +61,13 @@ export function quantize(type: GgmlType, x: Float32Array): Uint8Array {
       break;
     }
     case GgmlType.BF16: {
+      // Inline ggml_compute_fp32_to_bf16 on the raw bits: the hot path of synth's BF16 models.
       const h = new Uint16Array(out.buffer);
-      for (let i = 0; i < x.length; i++) h[i] = fp32ToBf16(x[i]);
+      const u = new Uint32Array(x.buffer, x.byteOffset, x.length);
+      for (let i = 0; i < u.length; i++) {
+        const b = u[i];
+        h[i] = (b & 0x7fffffff) > 0x7f800000 ? (b >>> 16) | 64 : (b + 0x7fff + ((b >>> 16) & 1)) >>> 16;
+      }
       break;
     }
     case GgmlType.Q8_0: quantizeQ8_0(x, out); break;

@@ -7,6 +7,7 @@ const COMMANDS: Array<() => Promise<{ register(program: Command): void }>> = [
   () => import('./bench.ts'),
   () => import('./doctor.ts'),
   () => import('./synth.ts'),
+  () => import('./inspect.ts'),
 ];
 
 const program = new Command('mixtile')

@@ -1,0 +1,61 @@
+// `mixtile inspect FILE`: what a GGUF holds and what it needs, without loading any weights.
+import type { Command } from 'commander';
+import { readGguf } from '../formats/gguf-read.ts';
+import { summarizeGguf } from '../formats/gguf-summary.ts';
+import type { GgufSummary } from '../formats/gguf-summary.ts';
+import { FormatError } from '../formats/errors.ts';
+import { intArg } from './engine-flags.ts';
+
+function bytes(n: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let i = 0;
+  while (n >= 1024 && i < units.length - 1) {
+    n /= 1024;
+    i++;
+  }
+  return `${n.toFixed(i === 0 ? 0 : n < 10 ? 2 : 1)} ${units[i]}`;
+}
+
+function count(n: number): string {
+  return n >= 1e9 ? `${(n / 1e9).toFixed(2)} B` : n >= 1e6 ? `${(n / 1e6).toFixed(2)} M` : `${n}`;
+}
+
+function render(s: GgufSummary): string {
+  const h = s.hparams;
+  const parts = s.files.length > 1 ? `${s.files.length} parts, ` : '';
+  const lines = [
+    `file          ${s.files[0]} (${parts}${bytes(s.fileBytes)})`,
+    `architecture  ${s.architecture}${s.name ? `  "${s.name}"` : ''}`,
+    `file type     ${s.fileType ?? '(general.file_type missing)'}`,
+    `shape         ${h.nLayers} layers, hidden ${h.hidden}, heads ${h.nHeads} (${h.nKvHeads} KV) x ${h.headDim}` +
+      (h.nExperts ? `, ${h.nExperts} experts (${h.nExpertsUsed} used) x FFN ${h.expertFfn}` : '') +
+      `, vocab ${h.vocab}, context ${h.contextLength}`,
+    `parameters    ${count(s.nParams)} total, ${count(s.nActiveParams)} active per token` +
+      (h.nExperts ? ` (non-expert tensors incl. embeddings + ${h.nExpertsUsed}/${h.nExperts} of experts)` : ''),
+    `tensors       ${s.nTensors}: ` + s.types.map((t) => `${t.type} x${t.nTensors} ${bytes(t.nBytes)}`).join(', '),
+    `memory        weights + F16 KV cache for ${s.memory.ctx} tokens (${bytes(s.memory.kvBytes)}), compute buffers not included`,
+    `  all CPU                 RAM ${bytes(s.memory.allCpu.ramBytes)}`,
+    `  experts CPU, rest GPU   RAM ${bytes(s.memory.expertsCpu.ramBytes)}, VRAM ${bytes(s.memory.expertsCpu.vramBytes)}`,
+  ];
+  return lines.join('\n');
+}
+
+export function register(program: Command): void {
+  program
+    .command('inspect')
+    .description('show a GGUF model\'s architecture, parameter counts, tensor types and memory needs (reads only the header)')
+    .argument('<file>', 'GGUF file (any part of a split model)')
+    .option('--json', 'print the summary as JSON', false)
+    .option('-c, --ctx <n>', 'context size for the KV cache estimate (default: min(4096, the model\'s))', intArg(1))
+    .addHelpText('after', '\nExample:\n  mixtile synth --preset tiny /tmp/tiny.gguf && mixtile inspect /tmp/tiny.gguf\n')
+    .action(async (file: string, o: { json: boolean; ctx?: number }) => {
+      try {
+        const summary = summarizeGguf(await readGguf(file), { ctx: o.ctx });
+        console.log(o.json ? JSON.stringify(summary, null, 2) : render(summary));
+      } catch (e) {
+        if (!(e instanceof FormatError) && (e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+        console.error(`mixtile inspect: ${(e as Error).message}`);
+        process.exitCode = 1;
+      }
+    });
+}

@@ -103,7 +103,7 @@ test('reasoning then tool calls, chained as the server does', () => {
   const make = (): Parser => {
     const r = new ReasoningParser();
     const t = new ToolCallParser();
-    const route = (evs: Ev[]) => evs.flatMap((e) => (e.type === 'content' ? t.push(e.text!) : [e]));
+    const route = (evs: Ev[]): Ev[] => evs.flatMap((e): Ev[] => (e.type === 'content' ? t.push(e.text!) : [e]));
     return { push: (x) => route(r.push(x)), end: () => [...route(r.end()), ...t.end()] };
   };
   checkSplits(make, text, [

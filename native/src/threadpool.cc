@@ -79,7 +79,10 @@ class Pool {
   void start(int n) {
     n_threads_ = n;
     quit_ = false;
-    for (int i = 1; i < n; ++i) workers_.emplace_back([this, i] { loop(i); });
+    // Workers start from the generation current now: a job posted before a new thread first
+    // runs must still count as new for it.
+    uint64_t g0 = generation_.load(std::memory_order_acquire);
+    for (int i = 1; i < n; ++i) workers_.emplace_back([this, i, g0] { loop(i, g0); });
   }
 
   void stop() {
@@ -109,8 +112,7 @@ class Pool {
     t_in_task = false;
   }
 
-  void loop(int thread) {
-    uint64_t seen = generation_.load(std::memory_order_acquire);
+  void loop(int thread, uint64_t seen) {
     for (;;) {
       int spins = 0;
       while (generation_.load(std::memory_order_acquire) == seen && spins < SPIN_ITERS) {

@@ -12,12 +12,13 @@
 // All values are uniform with that mean/std (src/formats/random-tensor.ts).
 import { GgufWriter } from '../formats/gguf-write.ts';
 import { GGUFValueType } from '../formats/gguf-read.ts';
-import type { GgufValue } from '../formats/gguf-read.ts';
-import { GGML_TYPES, GgmlType } from '../formats/ggml-types.ts';
+import { GGML_TYPES } from '../formats/ggml-types.ts';
 import { QUANT_TYPES } from '../formats/quant.ts';
 import { parseFileType, tensorTypeFor, LlamaFileType } from '../formats/file-types.ts';
 import { randomTensorChunks } from '../formats/random-tensor.ts';
 import type { RandomTensorSpec } from '../formats/random-tensor.ts';
+import { qwen3moeTensors, setQwen3MoeMetadata, setTokenizerMetadata } from '../formats/qwen3moe-gguf.ts';
+import type { Qwen3MoeShape, Qwen3MoeTensor } from '../formats/qwen3moe-gguf.ts';
 import { qwen3TokenizerMetadata, QWEN3_TOKENIZER_GGUF_TYPES } from '../tokenizer/qwen3-vocab.ts';
 
 export type SynthPreset = 'tiny' | 'qwen3-30b-a3b' | 'qwen3-235b-a22b';
@@ -45,23 +46,8 @@ export interface SynthOptions {
   onProgress?: (done: number, total: number) => void;
 }
 
-/** Hyperparameters of a synthetic model, in GGUF terms. */
-export interface SynthConfig {
-  nLayers: number;
-  hidden: number;
-  nHeads: number;
-  nKvHeads: number;
-  headDim: number;
-  nExperts: number;
-  nExpertsUsed: number;
-  expertFfn: number;
-  /** Dense FFN width (qwen3moe.feed_forward_length); unused by all-MoE layers, kept as real files carry it. */
-  ffn: number;
-  vocab: number;
-  contextLength: number;
-  ropeTheta: number;
-  rmsEps: number;
-}
+/** Hyperparameters of a synthetic model (always untied output, as the Qwen3-MoE releases). */
+export type SynthConfig = Qwen3MoeShape;
 
 export const SYNTH_PRESETS: Readonly<Record<SynthPreset, SynthConfig>> = {
   // CI-sized: rows of 256 so every K-quant mix applies; the real 151 936-row vocabulary.
@@ -104,84 +90,40 @@ export function synthConfig(opts: SynthOptions): SynthConfig {
   return c;
 }
 
-export interface SynthTensor extends RandomTensorSpec {}
+/** Init of each kind of tensor; see the table at the top of this file. */
+function init(t: Qwen3MoeTensor): { mean: number; std: number } {
+  switch (t.kind) {
+    case 'norm': return { mean: 1, std: 0.1 / Math.sqrt(3) }; // 1 + U(-0.1, 0.1)
+    case 'embedding': return { mean: 0, std: 1 };
+    case 'router':
+    case 'output': return { mean: 0, std: 3 / Math.sqrt(t.fanIn) };
+    case 'linear':
+    case 'experts': return { mean: 0, std: 1 / Math.sqrt(t.fanIn) };
+  }
+}
 
 /** Every tensor of the model in file order, with its type in `fileType` and its init. */
-export function synthTensors(c: SynthConfig, fileType: LlamaFileType): SynthTensor[] {
-  const q = c.nHeads * c.headDim;
-  const kv = c.nKvHeads * c.headDim;
-  const norm = { mean: 1, std: 0.1 / Math.sqrt(3) }; // 1 + U(-0.1, 0.1)
-  const w = (fanIn: number, gain = 1) => ({ mean: 0, std: gain / Math.sqrt(fanIn) });
-  const list: Array<[string, number[], { mean: number; std: number }]> = [['token_embd.weight', [c.hidden, c.vocab], { mean: 0, std: 1 }]];
-  for (let i = 0; i < c.nLayers; i++) {
-    const b = `blk.${i}.`;
-    list.push(
-      [`${b}attn_norm.weight`, [c.hidden], norm],
-      [`${b}attn_q.weight`, [c.hidden, q], w(c.hidden)],
-      [`${b}attn_k.weight`, [c.hidden, kv], w(c.hidden)],
-      [`${b}attn_v.weight`, [c.hidden, kv], w(c.hidden)],
-      [`${b}attn_output.weight`, [q, c.hidden], w(q)],
-      [`${b}attn_q_norm.weight`, [c.headDim], norm],
-      [`${b}attn_k_norm.weight`, [c.headDim], norm],
-      [`${b}ffn_norm.weight`, [c.hidden], norm],
-      [`${b}ffn_gate_inp.weight`, [c.hidden, c.nExperts], w(c.hidden, 3)],
-      [`${b}ffn_gate_exps.weight`, [c.hidden, c.expertFfn, c.nExperts], w(c.hidden)],
-      [`${b}ffn_up_exps.weight`, [c.hidden, c.expertFfn, c.nExperts], w(c.hidden)],
-      [`${b}ffn_down_exps.weight`, [c.expertFfn, c.hidden, c.nExperts], w(c.expertFfn)],
-    );
-  }
-  list.push(['output_norm.weight', [c.hidden], norm], ['output.weight', [c.hidden, c.vocab], w(c.hidden, 3)]);
-  return list.map(([name, dims, init]) => {
-    const type = tensorTypeFor(fileType, name, { dims, nLayers: c.nLayers, nExperts: c.nExperts });
+export function synthTensors(c: SynthConfig, fileType: LlamaFileType): RandomTensorSpec[] {
+  return qwen3moeTensors(c).map((t) => {
+    const type = tensorTypeFor(fileType, t.name, { dims: t.dims, nLayers: c.nLayers, nExperts: c.nExperts });
     if (!QUANT_TYPES.has(type)) {
-      throw new Error(`synth: tensor ${name} [${dims.join(', ')}] would be ${GGML_TYPES.get(type)!.name} in this file type (its rows of ${dims[0]} do not fit K-quant blocks of 256), which mixtile cannot write; use sizes that are multiples of 256 or a float file type`);
+      throw new Error(`synth: tensor ${t.name} [${t.dims.join(', ')}] would be ${GGML_TYPES.get(type)!.name} in this file type (its rows of ${t.dims[0]} do not fit K-quant blocks of 256), which mixtile cannot write; use sizes that are multiples of 256 or a float file type`);
     }
-    return { name, type, dims, ...init };
+    return { name: t.name, type, dims: t.dims, ...init(t) };
   });
 }
 
-/** Metadata keys in the order and with the types llama.cpp's converter writes them. */
+/** Metadata keys with the types llama.cpp's converter writes them, plus the synth markers. */
 function synthMetadata(w: GgufWriter, c: SynthConfig, opts: SynthOptions, fileType: LlamaFileType): void {
-  const u32 = GGUFValueType.UINT32;
-  const f32 = GGUFValueType.FLOAT32;
-  w.setMeta('general.architecture', 'qwen3moe');
-  w.setMeta('general.type', 'model');
-  w.setMeta('general.name', `Mixtile synthetic ${opts.preset}`);
-  w.setMeta('general.description', `random weights from mixtile synth (preset ${opts.preset}, seed ${opts.seed ?? 0}); output is noise`);
-  const a = (k: string, v: number, t: GGUFValueType = u32) => w.setMeta(`qwen3moe.${k}`, v, t);
-  a('block_count', c.nLayers);
-  a('context_length', c.contextLength);
-  a('embedding_length', c.hidden);
-  a('feed_forward_length', c.ffn);
-  a('attention.head_count', c.nHeads);
-  a('attention.head_count_kv', c.nKvHeads);
-  a('rope.freq_base', c.ropeTheta, f32);
-  a('attention.layer_norm_rms_epsilon', c.rmsEps, f32);
-  a('expert_used_count', c.nExpertsUsed);
-  a('attention.key_length', c.headDim);
-  a('attention.value_length', c.headDim);
-  a('expert_count', c.nExperts);
-  a('expert_feed_forward_length', c.expertFfn);
-  w.setMeta('general.file_type', fileType, u32);
-  w.setMeta('general.quantization_version', 2, u32);
+  setQwen3MoeMetadata(w, c, {
+    name: `Mixtile synthetic ${opts.preset}`,
+    description: `random weights from mixtile synth (preset ${opts.preset}, seed ${opts.seed ?? 0}); output is noise`,
+    fileType,
+  });
   // Marks the file as synthetic for the engine (ModelInfo.isDemo); llama.cpp ignores unknown keys.
   w.setMeta('mixtile.synth.preset', opts.preset);
-  w.setMeta('mixtile.synth.seed', opts.seed ?? 0, u32);
-  for (const [key, value] of qwen3TokenizerMetadata()) {
-    let v = value as GgufValue;
-    if (key === 'tokenizer.ggml.tokens' || key === 'tokenizer.ggml.token_type') v = padVocab(key, value as GgufValue[], c.vocab);
-    const t = QWEN3_TOKENIZER_GGUF_TYPES[key];
-    const type = t === undefined ? undefined : (GGUFValueType[t.replace(/^ARRAY<(.*)>$/, '$1') as keyof typeof GGUFValueType] as GGUFValueType);
-    w.setMeta(key, v, type);
-  }
-}
-
-/** Tokens and types for `vocab` embedding rows: extra rows are unused [PADn] tokens, as Qwen pads. */
-function padVocab(key: string, arr: GgufValue[], vocab: number): GgufValue[] {
-  if (arr.length === vocab) return arr;
-  if (arr.length > vocab) return arr.slice(0, vocab);
-  const extra = Array.from({ length: vocab - arr.length }, (_, i) => (key.endsWith('tokens') ? `[PAD${arr.length + i}]` : 5));
-  return arr.concat(extra);
+  w.setMeta('mixtile.synth.seed', opts.seed ?? 0, GGUFValueType.UINT32);
+  setTokenizerMetadata(w, qwen3TokenizerMetadata(), QWEN3_TOKENIZER_GGUF_TYPES, c.vocab);
 }
 
 /** Writes the synthetic model to opts.out (via out.tmp, renamed when complete). */

@@ -11,6 +11,8 @@
 #include <string>
 
 #include "common.h"
+#include "cpu/amx/kernels.h"
+#include "cpu/dequant/dequant.h"
 #include "tensor.h"
 #include "threadpool.h"
 
@@ -129,6 +131,38 @@ int main(int argc, char** argv) {
               src_gb, threads, t_bf16, t_bf16 / src_gb, t_i64, t_i64 / src_gb, t_i128, pe_bf16->storage_bytes / 1e9,
               pe_i64->storage_bytes / 1e9);
 
+  {
+    // Repack from a Q4_K source (dequantize_row + INT8 requantization), as from a Q4_K_M GGUF.
+    const size_t blocks_gu = n_gu / 256, blocks_dn = n_dn / 256;
+    std::vector<mixtile::block_q4_K> q_gate(blocks_gu), q_up(blocks_gu), q_down(blocks_dn);
+    mixtile::parallel_for(E, [&](int64_t e, int) {
+      bench::Rng r(uint64_t(e) + 99);
+      auto fill = [&](mixtile::block_q4_K* b, size_t n) {
+        for (size_t i = 0; i < n; ++i) {
+          b[i].d = mixtile::fp32_to_fp16(0.0004f);
+          b[i].dmin = mixtile::fp32_to_fp16(0.0002f);
+          for (auto& v : b[i].scales) v = uint8_t(r.next());
+          for (auto& v : b[i].qs) v = uint8_t(r.next());
+        }
+      };
+      fill(&q_gate[size_t(e) * blocks_gu / E], blocks_gu / E);
+      fill(&q_up[size_t(e) * blocks_gu / E], blocks_gu / E);
+      fill(&q_down[size_t(e) * blocks_dn / E], blocks_dn / E);
+    });
+    auto qrows = [](const std::vector<mixtile::block_q4_K>& m, int64_t n_rows, int64_t k) {
+      return [&m, n_rows, k](int64_t e, int64_t r, float* dst) {
+        mixtile::dequantize_row(mixtile::GgmlType::Q4_K, &m[size_t((e * n_rows + r) * k / 256)], dst, k);
+      };
+    };
+    const double q_gb = double(blocks_gu * 2 + blocks_dn) * sizeof(mixtile::block_q4_K) / 1e9;
+    const auto t0 = Clock::now();
+    auto pq = mixtile::amx::pack_experts(Dtype::int8, 64, E, H, F, qrows(q_gate, F, H), qrows(q_up, F, H),
+                                         qrows(q_down, H, F));
+    const double tq = seconds_since(t0);
+    std::printf("repack from Q4_K source (%.2f GB) to AMXInt8 g64: %.3f s (%.3f s per GB of Q4_K, %.3f s per GB "
+                "packed)\n", q_gb, tq, tq / q_gb, tq / (pq->storage_bytes / 1e9));
+  }
+
   const double flop_per_pair = 2.0 * 3 * H * F;  // gate + up + down
   std::vector<float> x;
   bench::random_acts(x, 2048, H, 5);
@@ -182,6 +216,29 @@ int main(int argc, char** argv) {
       std::printf("  DRAM floor at %.0f GB/s: BF16 %.2f ms, INT8 %.2f ms (all 128 experts' weights read once)\n",
                   kDramBytesPerS / 1e9, bytes_bf16 / kDramBytesPerS * 1e3, bytes_i8 / kDramBytesPerS * 1e3);
     }
+  }
+
+  // Kernel knobs (kernels.h KernelTuning): prefetch distance x K blocking of a single row pair.
+  {
+    std::printf("\ntuning sweep (ms per call): pf = prefetch K steps ahead, ub = single pair unblocked\n");
+    std::printf("  %-10s %10s %10s %10s %10s %10s %10s\n", "config", "512 BF16", "512 INT8", "1x512 BF16",
+                "1x512 I8", "m16 BF16", "m1 AVXbf");
+    const Routing r16 = uniform_routing(16, 8), r1 = uniform_routing(1, 8);
+    const mixtile::amx::KernelTuning saved = mixtile::amx::tuning;
+    for (int ub : {0, 1})
+      for (int pf : {0, 4, 8, 16}) {
+        mixtile::amx::tuning.prefetch_steps = pf;
+        mixtile::amx::tuning.single_pair_unblocked = ub != 0;
+        const double a = time_forward(*pe_bf16, x.data(), 512, r512.ids, r512.w, 8, y.data(), kAmx, 5);
+        const double b = time_forward(*pe_i64, x.data(), 512, r512.ids, r512.w, 8, y.data(), kAmx, 5);
+        const double c = time_forward(*pe_bf16, x.data(), 512, one.ids, one.w, 1, y.data(), kAmx, 5);
+        const double d = time_forward(*pe_i64, x.data(), 512, one.ids, one.w, 1, y.data(), kAmx, 5);
+        const double e = time_forward(*pe_bf16, x.data(), 256, r16.ids, r16.w, 8, y.data(), kAmx, 5);
+        const double f = time_forward(*pe_bf16, x.data(), 16, r1.ids, r1.w, 8, y.data(), kAvx, 5);
+        std::printf("  pf=%-2d ub=%d %10.3f %10.3f %10.3f %10.3f %10.3f %10.3f\n", pf, ub, a * 1e3, b * 1e3, c * 1e3,
+                    d * 1e3, e * 1e3, f * 1e3);
+      }
+    mixtile::amx::tuning = saved;
   }
 
   // Crossover: every expert gets exactly m tokens; AMX vs AVX-512 over the same panels.

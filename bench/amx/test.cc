@@ -9,6 +9,7 @@
 #include <string>
 
 #include "common.h"
+#include "cpu/amx/kernels.h"
 #include "threadpool.h"
 
 using mixtile::amx::Dtype;
@@ -114,11 +115,22 @@ int main(int argc, char** argv) {
   std::printf("threads %d, default AMX switch at %d tokens per expert\n", mixtile::pool_threads(),
               mixtile::amx::default_min_tokens());
   const std::vector<int64_t> tokens{1, 3, 17, 129};
-  for (auto [dt, g] : {std::pair{Dtype::bf16, 0}, {Dtype::int8, 64}, {Dtype::int8, 128}}) {
-    check_case(dt, g, 5, 200, 72, 2, tokens, 100);   // K, N off every tile size
-    check_case(dt, g, 4, 96, 40, 3, tokens, 200);    // ffn smaller than one panel pair
-    if (!quick) check_case(dt, g, 3, 512, 160, 2, {129}, 300);
+  // Every case under the default kernel tuning and under the other setting of each knob.
+  const mixtile::amx::KernelTuning defaults = mixtile::amx::tuning;
+  mixtile::amx::KernelTuning other = defaults;
+  other.prefetch_steps = defaults.prefetch_steps ? 0 : 8;
+  other.single_pair_unblocked = !defaults.single_pair_unblocked;
+  for (const auto& tn : {defaults, other}) {
+    mixtile::amx::tuning = tn;
+    std::printf("kernel tuning: prefetch_steps=%d single_pair_unblocked=%d\n", tn.prefetch_steps,
+                int(tn.single_pair_unblocked));
+    for (auto [dt, g] : {std::pair{Dtype::bf16, 0}, {Dtype::int8, 64}, {Dtype::int8, 128}}) {
+      check_case(dt, g, 5, 200, 72, 2, tokens, 100);  // K, N off every tile size
+      check_case(dt, g, 4, 96, 40, 3, tokens, 200);   // ffn smaller than one panel pair
+      if (!quick) check_case(dt, g, 3, 512, 160, 2, {129}, 300);
+    }
   }
+  mixtile::amx::tuning = defaults;
   accuracy_report(quick ? 4 : 64);
   std::printf("\n%s: %d failure(s)\n", failures ? "FAILED" : "PASSED", failures);
   return failures ? 1 : 0;

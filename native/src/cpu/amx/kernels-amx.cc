@@ -42,13 +42,27 @@ void tile_config_thread() {
 }
 
 // C tiles: tmm0 = rows 0-15 x cols 0-15, tmm1 = rows 0-15 x cols 16-31, tmm2/3 = rows 16-31.
+KernelTuning tuning;
+
+namespace {
+// Prefetches (into L2) the panel bytes `tuning.prefetch_steps` K steps ahead of bp.
+inline void prefetch_ahead(const uint8_t* bp) {
+  if (tuning.prefetch_steps <= 0) return;
+  const char* p = reinterpret_cast<const char*>(bp) + size_t(tuning.prefetch_steps) * kStepBytes;
+  for (int l = 0; l < int(kStepBytes / 64); ++l) _mm_prefetch(p + l * 64, _MM_HINT_T1);
+}
+}  // namespace
+
 void panel_bf16_amx(const uint16_t* A, int64_t lda, int mrows, const uint8_t* panel, int64_t k_steps, float* C) {
   tile_config_thread();
   const int mt = (mrows + 15) / 16;
   const long sa = long(lda) * 2;
-  for (int64_t k0 = 0; k0 < k_steps; k0 += kBf16BlockSteps) {
-    const int64_t k1 = std::min<int64_t>(k_steps, k0 + kBf16BlockSteps);
+  // One row pair gains nothing from K blocking (B is used once): run the whole K in one block.
+  const int64_t kblk = mt <= 2 && tuning.single_pair_unblocked ? k_steps : kBf16BlockSteps;
+  for (int64_t k0 = 0; k0 < k_steps; k0 += kblk) {
+    const int64_t k1 = std::min<int64_t>(k_steps, k0 + kblk);
     for (int m = 0; m < mt; m += 2) {
+      const bool first = m == 0;
       float* c = C + int64_t(m) * 16 * kPanelCols;
       const uint16_t* a0 = A + int64_t(m) * 16 * lda;
       if (m + 1 < mt) {
@@ -66,6 +80,7 @@ void panel_bf16_amx(const uint16_t* A, int64_t lda, int mrows, const uint8_t* pa
         }
         for (int64_t ks = k0; ks < k1; ++ks) {
           const uint8_t* bp = panel + ks * kStepBytes;
+          if (first) prefetch_ahead(bp);
           TILE_LOAD(4, a0 + ks * kBf16Step, sa);
           TILE_LOAD(6, bp, 64);
           TILE_LOAD(7, bp + kTileBytes, 64);
@@ -89,6 +104,7 @@ void panel_bf16_amx(const uint16_t* A, int64_t lda, int mrows, const uint8_t* pa
         }
         for (int64_t ks = k0; ks < k1; ++ks) {
           const uint8_t* bp = panel + ks * kStepBytes;
+          if (first) prefetch_ahead(bp);
           TILE_LOAD(4, a0 + ks * kBf16Step, sa);
           TILE_LOAD(6, bp, 64);
           TILE_LOAD(7, bp + kTileBytes, 64);
@@ -128,7 +144,7 @@ void panel_int8_amx(const int8_t* A, int64_t lda, const float* a_scale, int mrow
   const int mt = (mrows + 15) / 16;
   std::memset(C, 0, sizeof(float) * size_t(mt) * 16 * kPanelCols);
   alignas(64) int32_t S[32 * kPanelCols];
-  const int64_t gblk = std::max(1, 4 / group_steps);
+  const int64_t gblk = mt <= 2 && tuning.single_pair_unblocked ? n_groups : std::max(1, 4 / group_steps);
   for (int64_t g0 = 0; g0 < n_groups; g0 += gblk) {
     const int64_t g1 = std::min(n_groups, g0 + gblk);
     for (int m = 0; m < mt; m += 2) {
@@ -136,6 +152,7 @@ void panel_int8_amx(const int8_t* A, int64_t lda, const float* a_scale, int mrow
       const int rows = std::min(mrows - m * 16, m + 1 < mt ? 32 : 16);
       float* c = C + int64_t(m) * 16 * kPanelCols;
       const float* as = a_scale + int64_t(m) * 16 * n_groups;
+      const bool first = m == 0;
       for (int64_t g = g0; g < g1; ++g) {
         const int64_t s0 = g * group_steps, s1 = s0 + group_steps;
         if (m + 1 < mt) {
@@ -146,6 +163,7 @@ void panel_int8_amx(const int8_t* A, int64_t lda, const float* a_scale, int mrow
           TILE_ZERO(3);
           for (int64_t ks = s0; ks < s1; ++ks) {
             const uint8_t* bp = panel + ks * kStepBytes;
+            if (first) prefetch_ahead(bp);
             TILE_LOAD(4, a0 + ks * kInt8Step, lda);
             TILE_LOAD(6, bp, 64);
             TILE_LOAD(7, bp + kTileBytes, 64);
@@ -164,6 +182,7 @@ void panel_int8_amx(const int8_t* A, int64_t lda, const float* a_scale, int mrow
           TILE_ZERO(1);
           for (int64_t ks = s0; ks < s1; ++ks) {
             const uint8_t* bp = panel + ks * kStepBytes;
+            if (first) prefetch_ahead(bp);
             TILE_LOAD(4, a0 + ks * kInt8Step, lda);
             TILE_LOAD(6, bp, 64);
             TILE_LOAD(7, bp + kTileBytes, 64);
@@ -189,6 +208,7 @@ void panel_bf16_avx512(const uint16_t* A, int64_t lda, int mrows, const uint8_t*
     const uint16_t* a = A + int64_t(m) * lda;
     for (int64_t ks = 0; ks < k_steps; ++ks) {
       const uint8_t* bp = panel + ks * kStepBytes;
+      if (m == 0) prefetch_ahead(bp);
       const uint16_t* ak = a + ks * kBf16Step;
       for (int kp = 0; kp < 16; ++kp) {
         const __m512bh b0 = (__m512bh)_mm512_load_si512(bp + kp * 64);
@@ -224,6 +244,7 @@ void panel_int8_avx512(const int8_t* A, int64_t lda, const float* a_scale, int m
       for (auto& r : ai) r[0] = r[1] = _mm512_setzero_si512();
       for (int64_t ks = g * group_steps; ks < (g + 1) * group_steps; ++ks) {
         const uint8_t* bp = panel + ks * kStepBytes;
+        if (m == 0) prefetch_ahead(bp);
         const int8_t* ak = a + ks * kInt8Step;
         for (int kq = 0; kq < 16; ++kq) {
           const __m512i b0 = _mm512_load_si512(bp + kq * 64);

@@ -33,6 +33,13 @@ void convert_row_bf16(const float* x, int64_t k, int64_t k_pad, uint16_t* dst);
 // q = round(x / scale); zeros past k; an all-zero group gets scale 0.
 void quantize_row_int8(const float* x, int64_t k, int64_t k_pad, int group, int8_t* q, float* scales);
 
+// Kernel knobs under measurement (bench/amx); defaults are the measured best.
+struct KernelTuning {
+  int prefetch_steps = 0;             // software prefetch of the panel this many K steps ahead (0 = off)
+  bool single_pair_unblocked = false; // no K blocking when the rows fit one 32-row pair
+};
+extern KernelTuning tuning;
+
 // Loads the palette-1 tile configuration on the calling thread if it has not yet (all eight
 // tiles 16 rows x 64 bytes: C0-C3 = tmm0-3, A0-A1 = tmm4-5, B0-B1 = tmm6-7).
 void tile_config_thread();

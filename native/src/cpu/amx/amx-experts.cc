@@ -1,0 +1,63 @@
+// The AMX entries of the experts dispatch table (experts.cc's AMX slot): "AMXBF16" and
+// "AMXInt8". At experts_load one of them repacks the weights (dequantize_row per source row):
+// AMXBF16 for BF16 sources, AMXInt8 (group 64) for quantized ones (Q8_0, Q4_K, Q5_K, Q6_K), none
+// for F32/F16 (rounding them to BF16 is the user's call), unless MIXTILE_AMX_BACKEND=AMXBF16 |
+// AMXInt8 | off says otherwise. Each call then runs every expert
+// with >= default_min_tokens() tokens on AMX and the rest on AVX-512 over the same panels, so the
+// original weights are not read again after load.
+#include <cstdlib>
+#include <cstring>
+#include <string>
+
+#include "cpu/amx/amx.h"
+#include "cpu/dequant/dequant.h"
+#include "cpu/experts/experts.h"
+
+namespace mixtile {
+namespace {
+
+constexpr int kInt8Group = 64;  // one TDPBSSD K step per group (why 64: amx.h, INT8 layout)
+
+// The backend the table should prepare for these weights, or nullptr for none.
+const char* chosen_backend(const ExpertsWeights& ew) {
+  const char* env = std::getenv("MIXTILE_AMX_BACKEND");
+  if (env && *env) {
+    if (!std::strcmp(env, "AMXBF16") || !std::strcmp(env, "AMXInt8")) return env;
+    return nullptr;  // "off" or anything else
+  }
+  if (ew.gate.type == GgmlType::F32 || ew.gate.type == GgmlType::F16) return nullptr;
+  return ew.gate.type == GgmlType::BF16 ? "AMXBF16" : "AMXInt8";
+}
+
+amx::RowFn rows_of(const Weight& w) {
+  return [&w](int64_t e, int64_t r, float* dst) {
+    dequantize_row(w.type, w.data + size_t(e) * w.matrix_bytes() + size_t(r) * w.row_bytes, dst, w.ne[0]);
+  };
+}
+
+template <amx::Dtype DT>
+std::shared_ptr<void> prepare(const ExpertsWeights& ew) {
+  const char* want = DT == amx::Dtype::bf16 ? "AMXBF16" : "AMXInt8";
+  const char* chosen = chosen_backend(ew);
+  if (!chosen || std::strcmp(chosen, want) != 0 || !amx::available()) return nullptr;
+  return amx::pack_experts(DT, kInt8Group, ew.n_expert, ew.hidden, ew.ffn, rows_of(ew.gate), rows_of(ew.up),
+                           rows_of(ew.down));
+}
+
+bool accepts(const ExpertsWeights&, const MoeArgs&) { return amx::available(); }
+
+template <amx::Dtype DT>
+void forward(const ExpertsWeights& ew, const MoeArgs& a) {
+  const auto& pe = *static_cast<const amx::PackedExperts*>(ew.prepared.at(DT == amx::Dtype::bf16 ? "AMXBF16" : "AMXInt8").get());
+  amx::experts_forward(pe, {a.x, a.n, a.ids, a.weights, a.top_k, a.y, -1});
+}
+
+struct Register {
+  Register() {
+    experts_register_kernel({Isa::amx, "AMXInt8", accepts, forward<amx::Dtype::int8>, prepare<amx::Dtype::int8>});
+    experts_register_kernel({Isa::amx, "AMXBF16", accepts, forward<amx::Dtype::bf16>, prepare<amx::Dtype::bf16>});
+  }
+} register_amx;
+
+}  // namespace
+}  // namespace mixtile

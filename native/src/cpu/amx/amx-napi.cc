@@ -1,0 +1,95 @@
+// JS exports for the AMX kernels: amxInfo() -> {available, reason, flags, minTokens},
+// amxExpertsPack(gate, up, down, dtype "bf16" | "int8", group) -> handle,
+// amxExpertsForward(h, x, n, ids, weights, topK, out, minTokens) (minTokens -1 = default),
+// amxExpertsBytes(h). Used by test/kernels/amx.test.ts and benchmarks; the engine goes through
+// the experts dispatch table (amx-experts.cc).
+#include "cpu/amx/amx.h"
+#include "cpu/dequant/dequant.h"
+#include "napi-registry.h"
+#include "napi-util.h"
+
+namespace mixtile {
+namespace {
+
+constexpr int64_t kMaxTokens = int64_t(1) << 24;
+
+// What an AMX handle holds (packing copies, so the source weights may be disposed after).
+struct AmxHandle {
+  std::shared_ptr<amx::PackedExperts> pe;
+};
+
+Napi::Value amx_info_js(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("available", Napi::Boolean::New(env, amx::available()));
+  o.Set("reason", Napi::String::New(env, amx::unavailable_reason()));
+  o.Set("flags", Napi::String::New(env, amx::cpu_flags()));
+  o.Set("minTokens", Napi::Number::New(env, amx::default_min_tokens()));
+  return o;
+}
+
+amx::RowFn rows_of(const std::shared_ptr<Weight>& w) {
+  return [w](int64_t e, int64_t r, float* dst) {
+    dequantize_row(w->type, w->data + size_t(e) * w->matrix_bytes() + size_t(r) * w->row_bytes, dst, w->ne[0]);
+  };
+}
+
+Napi::Value amx_experts_pack_js(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto gate = weight_arg(info[0], "amxExpertsPack: gate");
+  auto up = weight_arg(info[1], "amxExpertsPack: up");
+  auto down = weight_arg(info[2], "amxExpertsPack: down");
+  const std::string dt = info[3].IsString() ? info[3].As<Napi::String>().Utf8Value() : "";
+  if (dt != "bf16" && dt != "int8") throw Napi::TypeError::New(env, "amxExpertsPack: dtype must be \"bf16\" or \"int8\"");
+  const int group = int(int_arg(info[4], 4096, "amxExpertsPack: group"));
+  const int64_t hidden = gate->ne[0], ffn = gate->ne[1], n_expert = gate->ne[2];
+  if (up->ne[0] != hidden || up->ne[1] != ffn || up->ne[2] != n_expert || down->ne[0] != ffn ||
+      down->ne[1] != hidden || down->ne[2] != n_expert) {
+    throw Napi::Error::New(env, "amxExpertsPack: expected gate/up [hidden, ffn, n_expert] and down [ffn, hidden, "
+                                "n_expert] (ggml order)");
+  }
+  if (!amx::available()) throw Napi::Error::New(env, "amxExpertsPack: " + amx::unavailable_reason());
+  auto h = std::make_shared<AmxHandle>();
+  try {
+    h->pe = amx::pack_experts(dt == "bf16" ? amx::Dtype::bf16 : amx::Dtype::int8, group, n_expert, hidden, ffn,
+                              rows_of(gate), rows_of(up), rows_of(down));
+  } catch (const std::exception& e) {
+    throw Napi::Error::New(env, std::string("amxExpertsPack: ") + e.what());
+  }
+  return make_handle<AmxHandle>(env, HandleKind::other, h);
+}
+
+Napi::Value amx_experts_forward_js(const Napi::CallbackInfo& info) {
+  auto h = handle_get<AmxHandle>(info[0], HandleKind::other, "amxExpertsForward");
+  const amx::PackedExperts& pe = *h->pe;
+  const int64_t n = int_arg(info[2], kMaxTokens, "amxExpertsForward: nTokens");
+  const float* x = f32_array(info[1], size_t(n * pe.hidden), "amxExpertsForward: x");
+  const int top_k = int(int_arg(info[5], pe.n_expert, "amxExpertsForward: topK"));
+  const int32_t* ids = i32_array(info[3], size_t(n * top_k), "amxExpertsForward: ids");
+  const float* w = f32_array(info[4], size_t(n * top_k), "amxExpertsForward: weights");
+  float* y = f32_array(info[6], size_t(n * pe.hidden), "amxExpertsForward: out");
+  const int min_tokens = info[7].IsNumber() ? info[7].As<Napi::Number>().Int32Value() : -1;
+  for (int64_t i = 0; i < n * top_k; ++i) {
+    if (ids[i] < 0 || ids[i] >= pe.n_expert) {
+      throw Napi::RangeError::New(info.Env(), "amxExpertsForward: expert id " + std::to_string(ids[i]) + " at token " +
+                                                  std::to_string(i / top_k) + " is outside [0, " +
+                                                  std::to_string(pe.n_expert) + ")");
+    }
+  }
+  amx::experts_forward(pe, {x, n, ids, w, top_k, y, min_tokens});
+  return info.Env().Undefined();
+}
+
+Napi::Value amx_experts_bytes_js(const Napi::CallbackInfo& info) {
+  auto h = handle_get<AmxHandle>(info[0], HandleKind::other, "amxExpertsBytes");
+  return Napi::Number::New(info.Env(), double(h->pe->storage_bytes));
+}
+
+}  // namespace
+
+MIXTILE_EXPORT("amxInfo", amx_info_js);
+MIXTILE_EXPORT("amxExpertsPack", amx_experts_pack_js);
+MIXTILE_EXPORT("amxExpertsForward", amx_experts_forward_js);
+MIXTILE_EXPORT("amxExpertsBytes", amx_experts_bytes_js);
+
+}  // namespace mixtile

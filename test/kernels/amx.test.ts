@@ -1,0 +1,159 @@
+// AMX experts kernels through the addon (native/src/cpu/amx): AMX-BF16 and AMX-INT8 (group 64),
+// each run all-AMX, all-AVX-512 (same packed panels) and with the default per-expert switch,
+// against a float64 forward over the TS-decoded weights. Awkward sizes: 1/3/17/129 tokens on one
+// expert, K and N off the tile sizes, an expert with no tokens. Skips where AMX is absent.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { GgmlType } from '../../src/formats/ggml-types.ts';
+import { addon } from '../../src/native/addon.ts';
+import { expertsLoad, moeForwardRouted } from '../../src/native/experts.ts';
+import type { NativeHandle } from '../../src/native/tensor.ts';
+import { randomF32, randomWeight, rng, typeName } from './helpers.ts';
+
+interface AmxInfo {
+  available: boolean;
+  reason: string;
+  flags: string;
+  minTokens: number;
+}
+const info = addon().amxInfo() as AmxInfo;
+const skip = info.available ? false : info.reason || `no AMX on this CPU (flags: ${info.flags})`;
+
+const N_EXPERT = 5;
+const TOP_K = 2;
+const TOKENS = [1, 3, 17, 129];
+// Output error bound, as a fraction of the RMS of the reference output row.
+const TOL = { bf16: 0.03, int8: 0.15 } as const;
+// Whole-tensor relative L2 error bound.
+const REL_L2 = { bf16: 6e-3, int8: 4e-2 } as const;
+
+// Source types and shapes (hidden, ffn are whole blocks; off the 32/64 tile sizes where the block allows).
+const SOURCES: { type: GgmlType; hidden: number; ffn: number }[] = [
+  { type: GgmlType.BF16, hidden: 200, ffn: 72 },
+  { type: GgmlType.F16, hidden: 136, ffn: 40 },
+  { type: GgmlType.Q8_0, hidden: 160, ffn: 96 },
+  { type: GgmlType.Q4_K, hidden: 256, ffn: 256 },
+  { type: GgmlType.Q6_K, hidden: 256, ffn: 256 },
+];
+
+/** Expert 0 gets every token; the other slot picks among 1..N-2; expert N-1 gets none. */
+function routing(n: number, seed: number): { ids: Int32Array; weights: Float32Array } {
+  const r = rng(seed);
+  const ids = new Int32Array(n * TOP_K);
+  const weights = new Float32Array(n * TOP_K);
+  for (let t = 0; t < n; t++) {
+    ids.set([0, 1 + Math.floor(r() * (N_EXPERT - 2))], t * TOP_K);
+    weights.set([0.2 + 0.6 * r(), 0.2 + 0.6 * r()], t * TOP_K);
+  }
+  return { ids, weights };
+}
+
+const silu = (v: number): number => v / (1 + Math.exp(-v));
+
+function reference(
+  g: Float32Array,
+  u: Float32Array,
+  d: Float32Array,
+  hidden: number,
+  ffn: number,
+  x: Float32Array,
+  n: number,
+  ids: Int32Array,
+  weights: Float32Array,
+): Float64Array {
+  const y = new Float64Array(n * hidden);
+  const h = new Float64Array(ffn);
+  for (let t = 0; t < n; t++) {
+    for (let j = 0; j < TOP_K; j++) {
+      const e = ids[t * TOP_K + j];
+      for (let f = 0; f < ffn; f++) {
+        let gs = 0;
+        let us = 0;
+        const off = (e * ffn + f) * hidden;
+        for (let i = 0; i < hidden; i++) {
+          gs += g[off + i] * x[t * hidden + i];
+          us += u[off + i] * x[t * hidden + i];
+        }
+        h[f] = silu(gs) * us;
+      }
+      for (let o = 0; o < hidden; o++) {
+        let s = 0;
+        const off = (e * hidden + o) * ffn;
+        for (let f = 0; f < ffn; f++) s += d[off + f] * h[f];
+        y[t * hidden + o] += weights[t * TOP_K + j] * s;
+      }
+    }
+  }
+  return y;
+}
+
+/** Checks every output against the reference (bound: tol x RMS of its row) and the whole tensor's L2 error. */
+function check(y: Float32Array, ref: Float64Array, hidden: number, tol: number, relL2: number, what: string): void {
+  let num = 0;
+  let den = 0;
+  for (let t = 0; t < y.length / hidden; t++) {
+    let ss = 0;
+    for (let o = 0; o < hidden; o++) ss += ref[t * hidden + o] ** 2;
+    const rms = Math.sqrt(ss / hidden) + 1e-6;
+    for (let o = 0; o < hidden; o++) {
+      const i = t * hidden + o;
+      const err = Math.abs(y[i] - ref[i]);
+      assert.ok(err <= tol * rms, `${what}: output [${t}, ${o}]: ${y[i]} vs ${ref[i]} (row rms ${rms.toExponential(2)})`);
+      num += err * err;
+      den += ref[i] * ref[i];
+    }
+  }
+  const rel = Math.sqrt(num / den);
+  assert.ok(rel <= relL2, `${what}: relative L2 error ${rel.toExponential(2)} > ${relL2}`);
+}
+
+for (const { type, hidden, ffn } of SOURCES) {
+  for (const dtype of ['bf16', 'int8'] as const) {
+    test(`amx ${dtype} from ${typeName(type)} hidden=${hidden} ffn=${ffn} e=${N_EXPERT} k=${TOP_K}`, { skip }, () => {
+      const gate = randomWeight(type, [hidden, ffn, N_EXPERT], 100 + type);
+      const up = randomWeight(type, [hidden, ffn, N_EXPERT], 200 + type);
+      const down = randomWeight(type, [ffn, hidden, N_EXPERT], 300 + type);
+      const h = addon().amxExpertsPack(gate.w.handle, up.w.handle, down.w.handle, dtype, 64) as NativeHandle;
+      for (const w of [gate.w, up.w, down.w]) w.dispose(); // packing copied them
+      for (const n of TOKENS) {
+        const x = randomF32(n * hidden, 50 + n);
+        const { ids, weights } = routing(n, 60 + n);
+        const ref = reference(gate.values, up.values, down.values, hidden, ffn, x, n, ids, weights);
+        for (const [path, minTokens] of [['amx', 0], ['avx512', 2 ** 30], ['switch', -1]] as const) {
+          const y = new Float32Array(n * hidden).fill(Number.NaN);
+          addon().amxExpertsForward(h, x, n, ids, weights, TOP_K, y, minTokens);
+          check(y, ref, hidden, TOL[dtype], REL_L2[dtype], `n=${n} path=${path}`);
+        }
+      }
+    });
+  }
+}
+
+test('amx entries in the experts dispatch table: BF16 weights -> AMXBF16, Q4_K -> AMXInt8', { skip }, () => {
+  for (const [type, name, hidden, ffn] of [
+    [GgmlType.BF16, 'AMXBF16', 200, 72],
+    [GgmlType.Q4_K, 'AMXInt8', 256, 256],
+  ] as const) {
+    const gate = randomWeight(type, [hidden, ffn, N_EXPERT], 1);
+    const up = randomWeight(type, [hidden, ffn, N_EXPERT], 2);
+    const down = randomWeight(type, [ffn, hidden, N_EXPERT], 3);
+    const router = randomWeight(GgmlType.F32, [hidden, N_EXPERT], 4);
+    const ex = expertsLoad({ gate: gate.w, up: up.w, down: down.w, router: router.w });
+    assert.equal(ex.kernelName(17, TOP_K), name);
+    const n = 17;
+    const x = randomF32(n * hidden, 5);
+    const { ids, weights } = routing(n, 6);
+    const y = new Float32Array(n * hidden).fill(Number.NaN);
+    moeForwardRouted(ex, x, n, ids, weights, TOP_K, y);
+    const ref = reference(gate.values, up.values, down.values, hidden, ffn, x, n, ids, weights);
+    const dt = name === 'AMXBF16' ? 'bf16' : 'int8';
+    check(y, ref, hidden, TOL[dt], REL_L2[dt], `${name} through moeForwardRouted`);
+    ex.dispose();
+  }
+});
+
+test('amxInfo reports availability, the reason when off, and the switch point', () => {
+  assert.equal(typeof info.available, 'boolean');
+  assert.ok(info.minTokens >= 0);
+  if (!info.available) assert.match(info.reason, /AMX|amx/);
+});

@@ -40,7 +40,8 @@ export async function loadModel(path: string, opts: LoadOptions = {}): Promise<L
   if (opts.threads !== undefined) setThreads(opts.threads);
   const kwargs = placementKwargs(opts.rules);
 
-  // Map every file once; weights view the mappings and keep them alive, so the JS objects can go.
+  // Map every file once; weights view the mappings and keep them alive, so the files can close.
+  // The weight handles are small and stay until dispose() (the embedding reads its table per step).
   const files = gguf.files.map((f) => MappedFile.open(f));
   const present = expected.filter((t) => gguf.tensors.has(t.gguf));
   const made = new Map<string, NativeWeight>();
@@ -60,8 +61,10 @@ export async function loadModel(path: string, opts: LoadOptions = {}): Promise<L
   let built: BuiltModel;
   try {
     built = arch.build(config, weights, kwargs);
-  } finally {
+  } catch (e) {
     for (const w of made.values()) w.dispose();
+    throw e;
+  } finally {
     for (const f of files) f.close();
   }
 
@@ -118,6 +121,7 @@ export async function loadModel(path: string, opts: LoadOptions = {}): Promise<L
     forward,
     dispose() {
       built.dispose();
+      for (const w of made.values()) w.dispose();
       if (kv) kvCacheDispose(kv);
       kv = undefined;
     },

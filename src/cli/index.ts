@@ -3,11 +3,13 @@ import { Command } from 'commander';
 
 const COMMANDS: Array<() => Promise<{ register(program: Command): void }>> = [
   () => import('./generate.ts'),
+  () => import('./serve.ts'),
   () => import('./chat.ts'),
   () => import('./bench.ts'),
   () => import('./doctor.ts'),
   () => import('./synth.ts'),
   () => import('./inspect.ts'),
+  () => import('./convert.ts'),
 ];
 
 const program = new Command('mixtile')

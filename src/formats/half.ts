@@ -60,3 +60,15 @@ export function bf16ToFp32(h: number): number {
 /** Half-float table: dequantizing scales is a hot path in the K-quant references. */
 export const FP16_TABLE = new Float32Array(65536);
 for (let i = 0; i < 65536; i++) FP16_TABLE[i] = fp16ToFp32(i);
+
+/** float8 e4m3fn (PyTorch float8_e4m3fn: bias 7, no infinities, 0x7f/0xff NaN) -> float32, by table. */
+const FP8_E4M3_TABLE = new Float32Array(256);
+for (let b = 0; b < 256; b++) {
+  const exp = (b >> 3) & 0xf;
+  const man = b & 7;
+  const mag = (b & 0x7f) === 0x7f ? NaN : exp === 0 ? man * 2 ** -9 : (8 + man) * 2 ** (exp - 10);
+  FP8_E4M3_TABLE[b] = b & 0x80 ? -mag : mag;
+}
+export function fp8e4m3ToFp32(b: number): number {
+  return FP8_E4M3_TABLE[b];
+}

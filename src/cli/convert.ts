@@ -1,0 +1,52 @@
+// `mixtile convert`: Hugging Face Qwen3-MoE folder -> GGUF (see src/formats/hf-convert.ts).
+import { Option } from 'commander';
+import type { Command } from 'commander';
+import cliProgress from 'cli-progress';
+import { convertHfToGguf } from '../formats/hf-convert.ts';
+import { FILE_TYPE_NAMES } from '../formats/file-types.ts';
+
+export function register(program: Command): void {
+  program
+    .command('convert')
+    .description('convert a Hugging Face Qwen3-MoE checkpoint folder (safetensors, BF16/F16/F32/FP8) to a GGUF that llama.cpp and mixtile load')
+    .argument('<hf-dir>', 'folder with config.json, *.safetensors, tokenizer.json, tokenizer_config.json')
+    .argument('<out>', 'output .gguf path (written as OUT.tmp, renamed when complete)')
+    .addOption(new Option('--dtype <type>', 'tensor type mix, as llama-quantize makes it (K-quants are slow: ~1 M values/s)').choices([...FILE_TYPE_NAMES.keys()]).default('BF16'))
+    .addHelpText('after', '\nExample:\n  mixtile convert ./Qwen3-30B-A3B ./qwen3-30b-a3b-bf16.gguf --dtype BF16\n')
+    .action(async (dir: string, out: string, o: { dtype: string }) => {
+      const bar = new cliProgress.SingleBar(
+        { format: 'convert [{bar}] {percentage}% {doneMB}/{totalMB} MB eta {eta_formatted}', stream: process.stderr, hideCursor: true },
+        cliProgress.Presets.shades_classic,
+      );
+      const t0 = performance.now();
+      let started = false;
+      let lastUpdate = 0;
+      let total = 0;
+      const mb = (b: number) => (b / 1e6).toFixed(0);
+      try {
+        await convertHfToGguf({
+          dir,
+          out,
+          fileType: o.dtype,
+          onProgress: (done, all) => {
+            total = all;
+            const now = performance.now();
+            const payload = { doneMB: mb(done), totalMB: mb(all) };
+            if (!started) bar.start(all, done, payload);
+            // Redraw at most 10 times a second.
+            else if (now - lastUpdate > 100 || done === all) bar.update(done, payload);
+            started = true;
+            lastUpdate = now;
+          },
+        });
+      } catch (e) {
+        if (started) bar.stop();
+        console.error(`mixtile convert: ${(e as Error).message}`);
+        process.exitCode = 1;
+        return;
+      }
+      if (started) bar.stop();
+      const s = (performance.now() - t0) / 1000;
+      console.log(`wrote ${out}: ${o.dtype}, ${mb(total)} MB of tensor data in ${s.toFixed(1)} s`);
+    });
+}

@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { GgmlType } from '../../src/formats/ggml-types.ts';
 import { addon } from '../../src/native/addon.ts';
 import { expertsLoad, moeForwardRouted } from '../../src/native/experts.ts';
+import { isaInfo } from '../../src/native/isa.ts';
 import type { NativeHandle } from '../../src/native/tensor.ts';
 import { randomF32, randomWeight, rng, typeName } from './helpers.ts';
 
@@ -22,8 +23,10 @@ const skip = info.available ? false : info.reason || `no AMX on this CPU (flags:
 const N_EXPERT = 5;
 const TOP_K = 2;
 const TOKENS = [1, 3, 17, 129];
-// Output error bound, as a fraction of the RMS of the reference output row.
-const TOL = { bf16: 0.03, int8: 0.15 } as const;
+// Output error bound, as a fraction of the RMS of the reference output row. BF16/INT8 rounding of
+// weights, x and h is amplified where gate/up sums cancel, so single outputs reach a few percent;
+// an indexing error is of the order of the RMS itself.
+const TOL = { bf16: 0.08, int8: 0.2 } as const;
 // Whole-tensor relative L2 error bound.
 const REL_L2 = { bf16: 6e-3, int8: 4e-2 } as const;
 
@@ -129,7 +132,8 @@ for (const { type, hidden, ffn } of SOURCES) {
   }
 }
 
-test('amx entries in the experts dispatch table: BF16 weights -> AMXBF16, Q4_K -> AMXInt8', { skip }, () => {
+const tableSkip = skip || (isaInfo().active !== 'amx' ? `active ISA is ${isaInfo().active} (MIXTILE_ISA)` : false);
+test('amx entries in the experts dispatch table: BF16 weights -> AMXBF16, Q4_K -> AMXInt8', { skip: tableSkip }, () => {
   for (const [type, name, hidden, ffn] of [
     [GgmlType.BF16, 'AMXBF16', 200, 72],
     [GgmlType.Q4_K, 'AMXInt8', 256, 256],

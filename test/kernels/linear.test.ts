@@ -77,3 +77,24 @@ test('linear rejects short arrays, wrong handles and disposed handles', () => {
   w.dispose();
   assert.throws(() => linearLoad(w), /disposed/);
 });
+
+test('the fast paths this CPU supports are the ones selected', (t) => {
+  const expect: [GgmlType, string][] = [
+    [GgmlType.BF16, 'avx512bf16'],
+    [GgmlType.Q4_K, 'avx512vnni'],
+    [GgmlType.Q6_K, 'avx512vnni'],
+  ];
+  const levels = isaCases().run;
+  let checked = 0;
+  for (const [type, isa] of expect) {
+    if (!levels.includes(isa as never)) continue;
+    const { w } = randomWeight(type, [rowLength(type), 4], 1);
+    const lin = linearLoad(w);
+    assert.equal(lin.kernelName(3), `${typeName(type).toLowerCase()}-${isa}`);
+    assert.equal(withIsa('scalar', () => lin.kernelName(3)), `${typeName(type).toLowerCase()}-scalar`);
+    lin.dispose();
+    w.dispose();
+    checked++;
+  }
+  if (checked === 0) t.skip('this CPU has none of the AVX-512 fast paths');
+});

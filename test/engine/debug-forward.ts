@@ -12,7 +12,7 @@ const arch = (process.argv[3] ?? 'qwen3moe') as 'qwen3moe' | 'qwen3';
 const path = join(tmpdir(), `mixtile-debug-${arch}-${type}.gguf`);
 await writeSmallModel(path, { type, arch });
 const model = await loadModel(path, { ctxSize: 64, kvType: 'f32' });
-const ref = await ReferenceModel.load(path, { roundActivations: process.argv[4] === 'round' });
+const ref = await ReferenceModel.load(path);
 const prompt = [1, 17, 42, 99, 5, 250, 3];
 const n = prompt.length;
 const logits = model.forward({
@@ -21,7 +21,7 @@ const logits = model.forward({
   seqIds: new Int32Array(n),
   logitsFor: Int32Array.from(prompt.keys()),
 });
-const want = ref.forward(prompt);
+const want = ref.forward(prompt, { roundActivations: process.argv[4] === 'round' });
 const V = model.config.vocab;
 for (let p = 0; p < n; p++) {
   let maxd = 0, mean = 0, sq = 0;

@@ -67,11 +67,13 @@ export class ReferenceModel {
     private readonly layers: RefLayer[],
     private readonly outNorm: Float32Array,
     private readonly out: Mat,
-    private readonly round: boolean,
   ) {}
 
+  /** Whether the current forward() rounds matrix inputs (see ReferenceOptions). */
+  private round = false;
+
   /** Reads every weight of `path` into float32 (exact dequantization); the math runs in float64. */
-  static async load(path: string, opts: ReferenceOptions = {}): Promise<ReferenceModel> {
+  static async load(path: string): Promise<ReferenceModel> {
     const g = await readGguf(path);
     const arch = String(g.metadata.get('general.architecture'));
     const num = (k: string, fallback?: number): number => {
@@ -125,11 +127,12 @@ export class ReferenceModel {
     }
     const embd = await mat(g, 'token_embd.weight');
     const out = g.tensors.has('output.weight') ? await mat(g, 'output.weight') : embd;
-    return new ReferenceModel(config, embd, layers, await vec('output_norm.weight'), out, opts.roundActivations ?? false);
+    return new ReferenceModel(config, embd, layers, await vec('output_norm.weight'), out);
   }
 
   /** Logits [tokens.length][vocab] of one sequence starting at position 0. */
-  forward(tokens: readonly number[]): Float64Array[] {
+  forward(tokens: readonly number[], opts: ReferenceOptions = {}): Float64Array[] {
+    this.round = opts.roundActivations ?? false;
     const c = this.config;
     const T = tokens.length;
     // Per layer, K and V of every position: [T][kvDim].

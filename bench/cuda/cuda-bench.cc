@@ -3,6 +3,7 @@
 // and streaming one layer's experts (Q4_K + GPU dequant vs BF16). Times are medians of CUDA-event timings;
 // weights/KV rotate over several copies so the 50 MB L2 does not flatter them. Usage: mixtile-cuda-bench.
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <functional>
 #include <vector>
@@ -48,7 +49,19 @@ static void fill_random_bf16(void* dev, size_t n, Rng& rng) {
   }
 }
 
-int main() {
+static int g_argc;
+static char** g_argv;
+// Sections to run: all without arguments, else those named (copy decode prefill gemm ops pcie step).
+static bool want(const char* section) {
+  if (g_argc < 2) return true;
+  for (int i = 1; i < g_argc; ++i)
+    if (std::strcmp(g_argv[i], section) == 0) return true;
+  return false;
+}
+
+int main(int argc, char** argv) {
+  g_argc = argc;
+  g_argv = argv;
   Rng rng(7);
   int ndev = 0;
   if (mxc_device_count(&ndev) != MXC_OK) {
@@ -62,7 +75,7 @@ int main() {
   const float scale = 1.f / std::sqrt(float(D));
 
   // ---- ceiling: device-to-device copy (bytes read + written)
-  {
+  if (want("copy")) {
     const size_t bytes = size_t(1) << 30;
     Dev a(bytes), b(bytes);
     MXT_CHECK(mxc_memset(a.p, 1, bytes, nullptr));
@@ -71,8 +84,8 @@ int main() {
   }
 
   // ---- attention decode: one sequence (and 8), KV bf16, 32/4 heads; 8 layers' caches rotate
-  std::printf("\n# attention decode (split-K), bf16 KV, 32 q / 4 kv heads, D=128; KV GB/s = K+V bytes read / time\n");
-  for (int64_t ctx : {4096, 16384})
+  if (want("decode")) std::printf("\n# attention decode (split-K), bf16 KV, 32 q / 4 kv heads, D=128; KV GB/s = K+V bytes read / time\n");
+  if (want("decode")) for (int64_t ctx : {4096, 16384})
     for (int64_t nseq : {1, 8}) {
       const int layers = nseq == 1 ? 8 : 2;
       const size_t kv_elems = size_t(nseq) * ctx * NKV * D;
@@ -105,8 +118,8 @@ int main() {
     }
 
   // ---- attention prefill: causal, one sequence from position 0
-  std::printf("\n# attention prefill (flash, WMMA), 32 q / 4 kv heads, D=128; causal FLOPs = 4*D*heads*T(T+1)/2\n");
-  for (mxc_dtype t : {MXC_BF16, MXC_F16})
+  if (want("prefill")) std::printf("\n# attention prefill (flash, WMMA), 32 q / 4 kv heads, D=128; causal FLOPs = 4*D*heads*T(T+1)/2\n");
+  if (want("prefill")) for (mxc_dtype t : {MXC_BF16, MXC_F16})
     for (int64_t T : {512, 2048, 8192}) {
       const size_t kv_elems = size_t(T) * NKV * D;
       Dev k(kv_elems * 2), v(kv_elems * 2), q(T * NH * D * 4), out(T * NH * D * 4);
@@ -123,14 +136,19 @@ int main() {
     }
 
   // ---- GEMM through cuBLAS
-  if (mxc_has_cublas()) {
+  if (want("gemm")) {
     std::printf("\n# BF16 GEMM (cuBLAS), y[m][n] = x[m][k] w[n][k]^T, f32 out; 8 weight copies rotate\n");
     mxc_blas* blas;
     MXT_CHECK(mxc_blas_create(&blas, nullptr));
+    setenv("MIXTILE_CUDA_GEMV_MAX_M", "0", 1);  // a second handle that sends every m to cuBLAS
+    mxc_blas* cublas_only;
+    MXT_CHECK(mxc_blas_create(&cublas_only, nullptr));
+    unsetenv("MIXTILE_CUDA_GEMV_MAX_M");
     struct S { int64_t n, k; const char* what; };
     for (S s : {S{NH * D, HID, "q_proj"}, S{NKV * D, HID, "k/v_proj"}, S{HID, NH * D, "o_proj"},
                 S{NE, HID, "router"}, S{151936, HID, "lm_head"}})
       for (int64_t m : {1, 8, 512, 2048}) {
+        if (!mxc_has_cublas() && m > 8) continue;
         const int copies = s.n * s.k * 2 > (size_t(256) << 20) ? 1 : 8;
         std::vector<Dev*> ws;
         for (int c = 0; c < copies; ++c) {
@@ -139,22 +157,26 @@ int main() {
         }
         Dev x(m * s.k * 2), y(m * s.n * 4);
         fill_random_bf16(x.p, m * s.k, rng);
-        double ms = time_ms([&](int i) {
-          MXT_CHECK(mxc_gemm_bf16(blas, m, s.n, s.k, x.as<uint16_t>(), ws[i % copies]->as<uint16_t>(), y.p, MXC_F32,
-                                  0.f));
-        });
-        double flops = 2.0 * m * s.n * s.k, wbytes = 2.0 * s.n * s.k;
-        std::printf("gemm %-8s m=%-5lld n=%-6lld k=%-5lld: %8.1f us, %6.1f TFLOP/s, weights %5.0f GB/s\n", s.what,
-                    (long long)m, (long long)s.n, (long long)s.k, ms * 1e3, flops / ms / 1e9, wbytes / ms / 1e6);
+        for (mxc_blas* h : {blas, cublas_only}) {
+          if (h == cublas_only && (m > 8 || !mxc_has_cublas())) continue;
+          double ms = time_ms([&](int i) {
+            MXT_CHECK(mxc_gemm_bf16(h, m, s.n, s.k, x.as<uint16_t>(), ws[i % copies]->as<uint16_t>(), y.p, MXC_F32,
+                                    0.f));
+          });
+          double flops = 2.0 * m * s.n * s.k, wbytes = 2.0 * s.n * s.k;
+          const char* path = m <= 8 ? (h == blas ? "own   " : "cuBLAS") : (mxc_has_cublas() ? "cuBLAS" : "own   ");
+          std::printf("gemm %s %-8s m=%-5lld n=%-6lld k=%-5lld: %8.1f us, %6.1f TFLOP/s, weights %5.0f GB/s\n", path,
+                      s.what, (long long)m, (long long)s.n, (long long)s.k, ms * 1e3, flops / ms / 1e9,
+                      wbytes / ms / 1e6);
+        }
         for (auto* p : ws) delete p;
       }
     MXT_CHECK(mxc_blas_destroy(blas));
-  } else {
-    std::printf("\nGEMM: SKIP (built without cuBLAS)\n");
+    MXT_CHECK(mxc_blas_destroy(cublas_only));
   }
 
   // ---- small operators at 512 tokens
-  {
+  if (want("ops")) {
     std::printf("\n# small operators, 512 tokens\n");
     const int64_t T = 512;
     Dev x(T * HID * 4), w(HID * 4), o(T * HID * 4), qh(T * NH * D * 4), wd(D * 4), pos(T * 4), gu(T * 2 * FF * 8 * 4),
@@ -192,7 +214,7 @@ int main() {
   }
 
   // ---- PCIe and expert streaming
-  {
+  if (want("pcie")) {
     std::printf("\n# PCIe copies (pinned host memory unless said)\n");
     const size_t big = size_t(1) << 30;
     void* host;
@@ -278,5 +300,114 @@ int main() {
     mxc_host_free(hq);
     mxc_host_free(hb);
   }
+  // ---- one decode token through the GPU side of all 48 layers (everything but the experts):
+  // norm, q/k/v GEMMs, q/k norm, RoPE, KV store, attention over 4096 positions, o GEMM, residual,
+  // post-attention norm, router GEMM + top-8, and the copy of the normed hidden state + routing to
+  // pinned host memory for the CPU experts. Eager launches vs one CUDA graph per layer.
+  if (want("step")) {
+    std::printf("\n# decode step, GPU side of 48 layers (no experts), 1 sequence at context 4096\n");
+    const int L = 48;
+    const int64_t ctx = 4096;
+    mxc_stream* s;
+    MXT_CHECK(mxc_stream_create(&s));
+    mxc_blas* blas;
+    MXT_CHECK(mxc_blas_create(&blas, s));
+    struct Layer {
+      Dev *wq, *wk, *wv, *wo, *wr, *kc, *vc;
+      mxc_kv_layer kv;
+    };
+    std::vector<Layer> layers(L);
+    for (auto& l : layers) {
+      l.wq = new Dev(size_t(NH) * D * HID * 2);
+      l.wk = new Dev(size_t(NKV) * D * HID * 2);
+      l.wv = new Dev(size_t(NKV) * D * HID * 2);
+      l.wo = new Dev(size_t(HID) * NH * D * 2);
+      l.wr = new Dev(size_t(NE) * HID * 2);
+      l.kc = new Dev(size_t(ctx + 1) * NKV * D * 2);
+      l.vc = new Dev(size_t(ctx + 1) * NKV * D * 2);
+      for (Dev* d : {l.wq, l.wk, l.wv, l.wo, l.wr, l.kc, l.vc}) fill_random_bf16(d->p, d->bytes / 2, rng);
+      l.kv = {l.kc->p, l.vc->p, MXC_BF16, 1, ctx + 1, NKV, D};
+    }
+    Dev x(HID * 4), xb(HID * 2), q(NH * D * 4), k(NKV * D * 4), v(NKV * D * 4), att(NH * D * 4), attb(NH * D * 2),
+        o(HID * 4), logits(NE * 4), ids(8 * 4), wts(8 * 4), nw(HID * 4), hw(D * 4), pos(4), sid(4), len(4);
+    x.put(rng.normals(HID));
+    nw.put(rng.normals(HID));
+    hw.put(rng.normals(D));
+    pos.put(std::vector<int32_t>{int32_t(ctx)});
+    sid.put(std::vector<int32_t>{0});
+    len.put(std::vector<int32_t>{int32_t(ctx + 1)});
+    size_t wsb = mxc_attention_decode_workspace_bytes(1, NH, D, ctx + 1);
+    Dev ws(wsb);
+    void* host;  // normed hidden (bf16) + ids + weights for the CPU experts
+    MXT_CHECK(mxc_host_alloc(&host, HID * 2 + 64));
+    MXT_CHECK(mxc_stream_sync(nullptr));
+    auto layer_step = [&](Layer& l) {
+      MXT_CHECK(mxc_rmsnorm(x.as<float>(), nw.as<float>(), xb.p, MXC_BF16, 1, HID, 1e-6f, s));
+      MXT_CHECK(mxc_gemm_bf16(blas, 1, NH * D, HID, xb.as<uint16_t>(), l.wq->as<uint16_t>(), q.p, MXC_F32, 0.f));
+      MXT_CHECK(mxc_gemm_bf16(blas, 1, NKV * D, HID, xb.as<uint16_t>(), l.wk->as<uint16_t>(), k.p, MXC_F32, 0.f));
+      MXT_CHECK(mxc_gemm_bf16(blas, 1, NKV * D, HID, xb.as<uint16_t>(), l.wv->as<uint16_t>(), v.p, MXC_F32, 0.f));
+      MXT_CHECK(mxc_rmsnorm(q.as<float>(), hw.as<float>(), q.p, MXC_F32, NH, D, 1e-6f, s));
+      MXT_CHECK(mxc_rmsnorm(k.as<float>(), hw.as<float>(), k.p, MXC_F32, NKV, D, 1e-6f, s));
+      MXT_CHECK(mxc_rope_neox(q.as<float>(), pos.as<int32_t>(), 1, NH, D, 1e6f, s));
+      MXT_CHECK(mxc_rope_neox(k.as<float>(), pos.as<int32_t>(), 1, NKV, D, 1e6f, s));
+      MXT_CHECK(mxc_kv_store(&l.kv, 0, k.as<float>(), v.as<float>(), pos.as<int32_t>(), 1, s));
+      MXT_CHECK(mxc_attention_decode(&l.kv, sid.as<int32_t>(), len.as<int32_t>(), ctx + 1, q.as<float>(), 1, NH, scale,
+                                     att.as<float>(), ws.p, wsb, s));
+      MXT_CHECK(mxc_convert(att.p, MXC_F32, attb.p, MXC_BF16, NH * D, s));
+      MXT_CHECK(mxc_gemm_bf16(blas, 1, HID, NH * D, attb.as<uint16_t>(), l.wo->as<uint16_t>(), o.p, MXC_F32, 0.f));
+      MXT_CHECK(mxc_add(x.as<float>(), o.as<float>(), x.as<float>(), HID, s));
+      MXT_CHECK(mxc_rmsnorm(x.as<float>(), nw.as<float>(), xb.p, MXC_BF16, 1, HID, 1e-6f, s));
+      MXT_CHECK(mxc_gemm_bf16(blas, 1, NE, HID, xb.as<uint16_t>(), l.wr->as<uint16_t>(), logits.p, MXC_F32, 0.f));
+      MXT_CHECK(mxc_router_topk(logits.as<float>(), 1, NE, 8, 1, ids.as<int32_t>(), wts.as<float>(), s));
+      MXT_CHECK(mxc_memcpy_d2h(host, xb.p, HID * 2, s));
+      MXT_CHECK(mxc_memcpy_d2h(static_cast<char*>(host) + HID * 2, ids.p, 32, s));
+      MXT_CHECK(mxc_memcpy_d2h(static_cast<char*>(host) + HID * 2 + 32, wts.p, 32, s));
+    };
+    auto token_eager = [&]() {
+      for (auto& l : layers) layer_step(l);
+      MXT_CHECK(mxc_stream_sync(s));
+    };
+    std::vector<mxc_graph*> graphs(L);
+    for (int i = 0; i < L; ++i) {
+      MXT_CHECK(mxc_graph_begin(s));
+      layer_step(layers[i]);
+      MXT_CHECK(mxc_graph_end(s, &graphs[i]));
+    }
+    auto token_graph = [&](bool sync_each_layer) {
+      for (int i = 0; i < L; ++i) {
+        MXT_CHECK(mxc_graph_launch(graphs[i], s));
+        if (sync_each_layer) MXT_CHECK(mxc_stream_sync(s));  // the CPU experts wait for each layer's routing
+      }
+      MXT_CHECK(mxc_stream_sync(s));
+    };
+    auto wall = [&](const std::function<void()>& f) {  // host wall clock, median of 21
+      for (int i = 0; i < 3; ++i) f();
+      std::vector<double> v;
+      for (int r = 0; r < 21; ++r) {
+        auto t0 = std::chrono::steady_clock::now();
+        f();
+        v.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+      }
+      std::sort(v.begin(), v.end());
+      return v[v.size() / 2];
+    };
+    double eager = wall(token_eager), graph = wall([&] { token_graph(false); }),
+           graph_sync = wall([&] { token_graph(true); });
+    double wbytes = double(L) * 2 * (double(NH) * D * HID * 2 + 2.0 * NKV * D * HID + NE * HID);
+    double kvbytes = double(L) * 2 * 2 * (ctx + 1) * NKV * D;
+    std::printf("eager launches:              %.3f ms/token (%.0f GB/s of weights + KV)\n", eager,
+                (wbytes + kvbytes) / eager / 1e6);
+    std::printf("one graph per layer:         %.3f ms/token (%.0f GB/s)\n", graph, (wbytes + kvbytes) / graph / 1e6);
+    std::printf("graph per layer + host sync: %.3f ms/token (what a hybrid step waits for, experts excluded)\n",
+                graph_sync);
+    std::printf("bytes read per token: weights %.0f MB, KV %.0f MB\n", wbytes / 1e6, kvbytes / 1e6);
+    for (auto* g : graphs) mxc_graph_destroy(g);
+    for (auto& l : layers)
+      for (Dev* d : {l.wq, l.wk, l.wv, l.wo, l.wr, l.kc, l.vc}) delete d;
+    MXT_CHECK(mxc_host_free(host));
+    MXT_CHECK(mxc_blas_destroy(blas));
+    MXT_CHECK(mxc_stream_destroy(s));
+  }
+
   return 0;
 }

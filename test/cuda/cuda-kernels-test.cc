@@ -33,6 +33,13 @@ static void expect_close(const std::string& name, const std::vector<float>& out,
               nan ? (" non-finite: " + std::to_string(nan)).c_str() : "");
   (ok ? g_pass : g_fail)++;
 }
+// For a call expected to fail: the status it returned and the message it left.
+static void expect_status(const std::string& name, mxc_status got, mxc_status want) {
+  std::string msg = mxc_last_error();
+  bool ok = got == want && !msg.empty();
+  std::printf("%s %-58s status %d: %s\n", ok ? "PASS" : "FAIL", name.c_str(), int(got), msg.c_str());
+  (ok ? g_pass : g_fail)++;
+}
 static void expect(const std::string& name, bool ok, const std::string& detail = "") {
   std::printf("%s %-58s %s\n", ok ? "PASS" : "FAIL", name.c_str(), detail.c_str());
   (ok ? g_pass : g_fail)++;
@@ -61,18 +68,16 @@ static void test_probe() {
                 info.multiprocessors, info.l2_bytes / 1048576.0);
   }
   mxc_device_info info;
-  expect("errors: device out of range", mxc_device_info_get(n + 5, &info) == MXC_ERR_INVALID_ARG, mxc_last_error());
-  expect("errors: null pointer", mxc_rmsnorm(nullptr, nullptr, nullptr, MXC_F32, 1, 1, 1e-6f, nullptr) ==
-                                     MXC_ERR_INVALID_ARG,
-         mxc_last_error());
+  expect_status("errors: device out of range", mxc_device_info_get(n + 5, &info), MXC_ERR_INVALID_ARG);
+  expect_status("errors: null pointer", mxc_rmsnorm(nullptr, nullptr, nullptr, MXC_F32, 1, 1, 1e-6f, nullptr),
+                MXC_ERR_INVALID_ARG);
   void* p = nullptr;
-  expect("errors: cudaMalloc of 1 PiB", mxc_malloc(&p, size_t(1) << 50) == MXC_ERR_OUT_OF_MEMORY, mxc_last_error());
-  mxc_kv_layer kv{};
-  kv.type = MXC_F16;
-  kv.head_dim = 96;
-  expect("errors: unsupported head_dim", mxc_attention_prefill(&kv, 0, nullptr, 1, 1, 0, 1.f, nullptr, nullptr) ==
-                                             MXC_ERR_INVALID_ARG,
-         mxc_last_error());
+  expect_status("errors: cudaMalloc of 1 PiB", mxc_malloc(&p, size_t(1) << 50), MXC_ERR_OUT_OF_MEMORY);
+  int dummy = 0;
+  mxc_kv_layer kv{&dummy, &dummy, MXC_F16, 1, 16, 1, 96};
+  expect_status("errors: unsupported head_dim", mxc_attention_prefill(&kv, 0, nullptr, 1, 1, 0, 1.f, nullptr, nullptr),
+                MXC_ERR_INVALID_ARG);
+  expect_status("errors: graph capture on the NULL stream", mxc_graph_begin(nullptr), MXC_ERR_INVALID_ARG);
 }
 
 // ---------------------------------------------------------------- element-wise
@@ -295,15 +300,17 @@ static void test_dequant(Rng& rng) {
   const int64_t n = 256 * 37;
   auto rand_half = [&](float lo, float hi) { return f32_to_f16(rng.uniform(lo, hi)); };
   auto run = [&](const char* name, mxc_dtype t, const std::vector<uint8_t>& src, const std::vector<float>& ref) {
-    Dev ds(src.size()), dout(n * 2);
+    Dev ds(src.size()), dout(n * 2 + 16);
     ds.put(src);
-    dout.poison();
-    MXT_CHECK(mxc_dequant_bf16(ds.p, t, n, dout.as<uint16_t>(), nullptr));
-    auto out = dout.get<uint16_t>(n);
-    size_t bad = 0;
-    for (int64_t i = 0; i < n; ++i) bad += out[i] != f32_to_bf16(ref[i]);
-    expect(std::string("dequant ") + name + " -> bf16 bit-exact vs CPU (n=9472)", bad == 0,
-           std::to_string(bad) + " mismatches");
+    for (int offset : {0, 1}) {  // an output 2 bytes off 8-byte alignment takes the scalar kernels
+      dout.poison();
+      MXT_CHECK(mxc_dequant_bf16(ds.p, t, n, dout.as<uint16_t>() + offset, nullptr));
+      auto out = dout.get<uint16_t>(n + 1);
+      size_t bad = 0;
+      for (int64_t i = 0; i < n; ++i) bad += out[i + offset] != f32_to_bf16(ref[i]);
+      expect(std::string("dequant ") + name + " -> bf16 bit-exact vs CPU (n=9472)" + (offset ? ", unaligned out" : ""),
+             bad == 0, std::to_string(bad) + " mismatches");
+    }
   };
   {  // Q8_0
     std::vector<uint8_t> src(n / 32 * 34);
@@ -398,21 +405,22 @@ static void test_dequant(Rng& rng) {
     }
     run("f16", MXC_F16, src, ref);
   }
-  expect("dequant: n not whole blocks is refused", mxc_dequant_bf16((void*)16, MXC_Q4_K, 100, (uint16_t*)16, nullptr) ==
-                                                       MXC_ERR_INVALID_ARG,
-         mxc_last_error());
+  expect_status("dequant: n not whole blocks is refused",
+                mxc_dequant_bf16((void*)16, MXC_Q4_K, 100, (uint16_t*)16, nullptr), MXC_ERR_INVALID_ARG);
 }
 
 // ---------------------------------------------------------------- GEMM
 static void test_gemm(Rng& rng) {
-  if (!mxc_has_cublas()) {
-    expect("gemm: SKIP, built without cuBLAS", true);
-    return;
-  }
+  // Two handles: the default (our kernel for m <= 8, cuBLAS above when built in) and one that never uses
+  // cuBLAS, so our kernel is checked at every m, the 129-row case included.
   mxc_blas* blas = nullptr;
   MXT_CHECK(mxc_blas_create(&blas, nullptr));
+  setenv("MIXTILE_CUDA_NO_CUBLAS", "1", 1);
+  mxc_blas* own = nullptr;
+  MXT_CHECK(mxc_blas_create(&own, nullptr));
+  unsetenv("MIXTILE_CUDA_NO_CUBLAS");
   struct S { int64_t n, k; const char* what; };
-  for (S s : {S{512, 2048, "k/v proj"}, S{4096, 2048, "q proj"}, S{2048, 4096, "o proj"}})
+  for (S s : {S{512, 2048, "k/v proj"}, S{4096, 2048, "q proj"}, S{2048, 4096, "o proj"}, S{100, 72, "odd n"}})
     for (int64_t m : {1, 7, 129}) {
       if (s.n == 4096 && m == 129) continue;  // keeps the CPU reference short
       std::vector<uint16_t> x(m * s.k), w(s.n * s.k);
@@ -428,16 +436,28 @@ static void test_gemm(Rng& rng) {
       Dev dx(x.size() * 2), dw(w.size() * 2), dy(ref.size() * 4);
       dx.put(x);
       dw.put(w);
-      dy.poison();
-      MXT_CHECK(mxc_gemm_bf16(blas, m, s.n, s.k, dx.as<uint16_t>(), dw.as<uint16_t>(), dy.p, MXC_F32, 0.f));
-      std::string name = std::string("gemm bf16 ") + s.what + " m=" + std::to_string(m) + " n=" + std::to_string(s.n) +
-                         " k=" + std::to_string(s.k);
-      expect_close(name + " ->f32", dy.get<float>(ref.size()), ref, 1e-4);
-      dy.poison();
-      MXT_CHECK(mxc_gemm_bf16(blas, m, s.n, s.k, dx.as<uint16_t>(), dw.as<uint16_t>(), dy.p, MXC_BF16, 0.f));
-      expect_close(name + " ->bf16", bf16_vec_to_f32(dy.get<uint16_t>(ref.size())), ref, 8e-3);
+      for (mxc_blas* h : {blas, own}) {
+        const bool cublas_path = h == blas && mxc_has_cublas() && m > 8;
+        std::string name = std::string("gemm bf16 ") + (cublas_path ? "cuBLAS " : "own    ") + s.what +
+                           " m=" + std::to_string(m) + " n=" + std::to_string(s.n) + " k=" + std::to_string(s.k);
+        dy.poison();
+        MXT_CHECK(mxc_gemm_bf16(h, m, s.n, s.k, dx.as<uint16_t>(), dw.as<uint16_t>(), dy.p, MXC_F32, 0.f));
+        expect_close(name + " ->f32", dy.get<float>(ref.size()), ref, 1e-4);
+        // beta = 1 accumulates onto the previous result: 2 * ref.
+        MXT_CHECK(mxc_gemm_bf16(h, m, s.n, s.k, dx.as<uint16_t>(), dw.as<uint16_t>(), dy.p, MXC_F32, 1.f));
+        std::vector<float> ref2(ref);
+        for (auto& v : ref2) v *= 2;
+        expect_close(name + " ->f32 beta=1", dy.get<float>(ref.size()), ref2, 1e-4);
+        dy.poison();
+        MXT_CHECK(mxc_gemm_bf16(h, m, s.n, s.k, dx.as<uint16_t>(), dw.as<uint16_t>(), dy.p, MXC_BF16, 0.f));
+        expect_close(name + " ->bf16", bf16_vec_to_f32(dy.get<uint16_t>(ref.size())), ref, 8e-3);
+      }
     }
+  expect_status("gemm: k not a multiple of 8 without cuBLAS is refused",
+                mxc_gemm_bf16(own, 1, 16, 12, (const uint16_t*)256, (const uint16_t*)256, (void*)256, MXC_F32, 0.f),
+                MXC_ERR_UNSUPPORTED);
   MXT_CHECK(mxc_blas_destroy(blas));
+  MXT_CHECK(mxc_blas_destroy(own));
 }
 
 // ---------------------------------------------------------------- attention
@@ -560,6 +580,37 @@ static void test_attention(Rng& rng) {
   }
 }
 
+// A captured graph replays the same work: rmsnorm then add, launched twice on new inputs.
+static void test_graph(Rng& rng) {
+  const int rows = 7, n = 2048;
+  Dev x(rows * n * 4), w(n * 4), y(rows * n * 4);
+  w.put(rng.normals(n));
+  mxc_stream* s;
+  MXT_CHECK(mxc_stream_create(&s));
+  mxc_graph* g;
+  MXT_CHECK(mxc_graph_begin(s));
+  MXT_CHECK(mxc_rmsnorm(x.as<float>(), w.as<float>(), y.p, MXC_F32, rows, n, 1e-6f, s));
+  MXT_CHECK(mxc_add(y.as<float>(), x.as<float>(), y.as<float>(), rows * n, s));
+  MXT_CHECK(mxc_graph_end(s, &g));
+  for (int rep = 0; rep < 2; ++rep) {
+    auto xv = rng.normals(rows * n);
+    x.put(xv);
+    MXT_CHECK(mxc_stream_sync(nullptr));
+    Dev ref(rows * n * 4);
+    MXT_CHECK(mxc_rmsnorm(x.as<float>(), w.as<float>(), ref.p, MXC_F32, rows, n, 1e-6f, nullptr));
+    MXT_CHECK(mxc_add(ref.as<float>(), x.as<float>(), ref.as<float>(), rows * n, nullptr));
+    MXT_CHECK(mxc_stream_sync(nullptr));
+    y.poison();
+    MXT_CHECK(mxc_stream_sync(nullptr));
+    MXT_CHECK(mxc_graph_launch(g, s));
+    MXT_CHECK(mxc_stream_sync(s));
+    expect_close("graph: captured rmsnorm+add replay " + std::to_string(rep + 1), y.get<float>(rows * n),
+                 ref.get<float>(rows * n), 0);
+  }
+  MXT_CHECK(mxc_graph_destroy(g));
+  MXT_CHECK(mxc_stream_destroy(s));
+}
+
 int main() {
   Rng rng(20261125);
   test_probe();
@@ -576,6 +627,7 @@ int main() {
   test_dequant(rng);
   test_gemm(rng);
   test_attention(rng);
+  test_graph(rng);
   std::printf("\n%d passed, %d failed\n", g_pass, g_fail);
   return g_fail ? 1 : 0;
 }

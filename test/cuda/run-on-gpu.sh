@@ -1,11 +1,13 @@
 #!/bin/bash
 # One device call: build libmixtile-cuda (sm_90) with its test and bench programs, run the kernel
 # test, the PyTorch SDPA check and the benchmarks; logs go to $OUT (or /tmp/mxc-out).
-# Usage from the repo root on the GPU machine: bash test/cuda/run-on-gpu.sh [test|bench|all]
+# Usage from the repo root on the GPU machine: bash test/cuda/run-on-gpu.sh [test|bench|all] [bench sections...]
+# (sections: copy decode prefill gemm ops pcie step; none = all)
 set -o pipefail
 OUT=${OUT:-/tmp/mxc-out}
 mkdir -p "$OUT"
 what=${1:-all}
+shift
 nvidia-smi --query-gpu=name,memory.total,memory.used,driver_version,pcie.link.gen.current,pcie.link.width.current \
   --format=csv 2>&1 | tee "$OUT/smi.txt"
 export MIXTILE_CUDA_ARCHS=${MIXTILE_CUDA_ARCHS:-90}
@@ -21,6 +23,6 @@ if [ "$what" != bench ]; then
   PYTHONUNBUFFERED=1 timeout 120 python3 test/cuda/sdpa-check.py /tmp/mxc/lib/libmixtile-cuda.so 2>&1 | tee "$OUT/sdpa.log"
 fi
 if [ "$what" != test ]; then
-  timeout 300 /tmp/mxc/mixtile-cuda-bench 2>&1 | tee "$OUT/bench.log"
+  timeout 300 /tmp/mxc/mixtile-cuda-bench "$@" 2>&1 | tee "$OUT/bench.log"
 fi
 exit $rc

@@ -180,10 +180,19 @@ __global__ void __launch_bounds__(PREFILL_THREADS) attention_prefill_kernel(
 
 // ---- decode (split-K) ----
 // Block = 256 threads for (sequence i, kv head, split): the G = heads/kv_heads query heads sharing the
-// kv head, keys [split*chunk, min(len, (split+1)*chunk)). Phase 1: scores, LANES = D/8 lanes per key,
-// 16-byte loads; phase 2: per-head max and exp (warp per head); phase 3: warp per head accumulates
-// P V with D/32 dims per lane. Partials (m, l, acc) go to the workspace; a second kernel combines them.
-constexpr int DEC_THREADS = 256, DEC_MAX_CHUNK = 512, DEC_MIN_CHUNK = 64, DEC_MAX_G = 16;
+// kv head, keys [split*chunk, min(len, (split+1)*chunk)), chunk <= 128. Phase 0: the chunk's K and V
+// rows go to shared memory, every thread issuing all its 16-byte loads before the first store (memory
+// parallelism is what a decode needs); phase 1: scores, LANES = D/8 lanes per key; phase 2: per-head
+// max and exp (warp per head); phase 3: warp per head accumulates P V, D/32 dims per lane. Partials
+// (m, l, acc) go to the workspace; a second kernel combines them.
+// Dynamic shared memory: K [128][D] T, V [128][D] T, q [16][D] f32, scores [16][128] f32.
+constexpr int DEC_THREADS = 256, DEC_MAX_CHUNK = 128, DEC_MIN_CHUNK = 64, DEC_MAX_G = 16;
+
+template <int D>
+constexpr size_t decode_smem_bytes() {
+  return size_t(2 * DEC_MAX_CHUNK * D) * 2 + size_t(DEC_MAX_G * D) * 4 + size_t(DEC_MAX_G * DEC_MAX_CHUNK) * 4 +
+         DEC_MAX_G * 2 * 4;
+}
 
 template <class T, int D>
 __global__ void __launch_bounds__(DEC_THREADS) attention_decode_kernel(
@@ -191,9 +200,13 @@ __global__ void __launch_bounds__(DEC_THREADS) attention_decode_kernel(
     const int32_t* __restrict__ seq_ids, const int32_t* __restrict__ lens, const float* __restrict__ q, int heads,
     int kv_heads, int chunk, int n_split, float scale_log2, float* __restrict__ ws_acc, float* __restrict__ ws_ml) {
   constexpr int LANES = D / 8, KPW = 32 / LANES, DPL = D / 32;
-  __shared__ float qs[DEC_MAX_G * D];
-  __shared__ float sc[DEC_MAX_G * DEC_MAX_CHUNK];
-  __shared__ float ml[DEC_MAX_G][2];
+  constexpr int LOADS = DEC_MAX_CHUNK * (D / 8) / DEC_THREADS;  // 16-byte loads per thread per tensor
+  extern __shared__ __align__(16) unsigned char dsmem[];
+  T* Ks = reinterpret_cast<T*>(dsmem);
+  T* Vs = Ks + DEC_MAX_CHUNK * D;
+  float* qs = reinterpret_cast<float*>(Vs + DEC_MAX_CHUNK * D);
+  float* sc = qs + DEC_MAX_G * D;
+  float* ml = sc + DEC_MAX_G * DEC_MAX_CHUNK;
 
   const int i = blockIdx.x, kvh = blockIdx.y, split = blockIdx.z;
   const int G = heads / kv_heads;
@@ -205,29 +218,47 @@ __global__ void __launch_bounds__(DEC_THREADS) attention_decode_kernel(
   const int64_t k0 = int64_t(split) * chunk;
   const int n = int(len - k0 < chunk ? (len - k0 > 0 ? len - k0 : 0) : chunk);
   const int64_t row_stride = int64_t(kv_heads) * D;
-  const T* kbase = kc + (int64_t(sid < 0 ? 0 : sid) * capacity + k0) * row_stride + int64_t(kvh) * D;
-  const T* vbase = vc + (int64_t(sid < 0 ? 0 : sid) * capacity + k0) * row_stride + int64_t(kvh) * D;
+  const int64_t base = (int64_t(sid < 0 ? 0 : sid) * capacity + k0) * row_stride + int64_t(kvh) * D;
 
+  // Phase 0: K, V chunk -> shared; q -> shared.
+  {
+    uint4 kr[LOADS], vr[LOADS];
+#pragma unroll
+    for (int j = 0; j < LOADS; ++j) {
+      const int idx = tid + j * DEC_THREADS, r = idx / (D / 8), c = (idx % (D / 8)) * 8;
+      if (r < n) {
+        kr[j] = *reinterpret_cast<const uint4*>(kc + base + int64_t(r) * row_stride + c);
+        vr[j] = *reinterpret_cast<const uint4*>(vc + base + int64_t(r) * row_stride + c);
+      }
+    }
+#pragma unroll
+    for (int j = 0; j < LOADS; ++j) {
+      const int idx = tid + j * DEC_THREADS, r = idx / (D / 8), c = (idx % (D / 8)) * 8;
+      if (r < n) {
+        *reinterpret_cast<uint4*>(Ks + r * D + c) = kr[j];
+        *reinterpret_cast<uint4*>(Vs + r * D + c) = vr[j];
+      }
+    }
+  }
   for (int e = tid; e < G * D; e += DEC_THREADS) qs[e] = q[(int64_t(i) * heads + kvh * G) * D + e];
   __syncthreads();
 
-  // Phase 1: scores (log2 domain).
+  // Phase 1: scores (log2 domain). The loop bound is per warp (not per key) so every lane reaches the shuffles.
   {
     const int sub = lane / LANES, l8 = (lane % LANES) * 8;
-    // The loop bound is per warp (not per key) so every lane reaches the shuffles.
     for (int kw = warp * KPW; kw < n; kw += (DEC_THREADS / 32) * KPW) {
       const int kk = kw + sub;
       const bool valid = kk < n;
-      uint4 raw = valid ? *reinterpret_cast<const uint4*>(kbase + int64_t(kk) * row_stride + l8) : make_uint4(0, 0, 0, 0);
+      uint4 raw = valid ? *reinterpret_cast<const uint4*>(Ks + kk * D + l8) : make_uint4(0, 0, 0, 0);
       const T* kv = reinterpret_cast<const T*>(&raw);
       float kf[8];
 #pragma unroll
       for (int j = 0; j < 8; ++j) kf[j] = to_f32<T>(kv[j]);
       for (int g = 0; g < G; ++g) {
-        const float* qg = qs + g * D + l8;
-        float d = 0.f;
-#pragma unroll
-        for (int j = 0; j < 8; ++j) d += qg[j] * kf[j];
+        const float4 qa = *reinterpret_cast<const float4*>(qs + g * D + l8);
+        const float4 qb = *reinterpret_cast<const float4*>(qs + g * D + l8 + 4);
+        float d = qa.x * kf[0] + qa.y * kf[1] + qa.z * kf[2] + qa.w * kf[3] + qb.x * kf[4] + qb.y * kf[5] +
+                  qb.z * kf[6] + qb.w * kf[7];
 #pragma unroll
         for (int o = LANES / 2; o > 0; o >>= 1) d += __shfl_xor_sync(0xffffffffu, d, o);
         if (valid && lane % LANES == 0) sc[g * DEC_MAX_CHUNK + kk] = d * scale_log2;
@@ -249,8 +280,8 @@ __global__ void __launch_bounds__(DEC_THREADS) attention_decode_kernel(
     }
     sum = warp_sum(sum);
     if (lane == 0) {
-      ml[g][0] = mx;  // -inf when n == 0
-      ml[g][1] = sum;
+      ml[2 * g] = mx;  // -inf when n == 0
+      ml[2 * g + 1] = sum;
     }
   }
   __syncthreads();
@@ -261,16 +292,17 @@ __global__ void __launch_bounds__(DEC_THREADS) attention_decode_kernel(
 #pragma unroll
     for (int j = 0; j < DPL; ++j) acc[j] = 0.f;
     const float* pg = sc + g * DEC_MAX_CHUNK;
+#pragma unroll 4
     for (int kk = 0; kk < n; ++kk) {
-      const T* vr = vbase + int64_t(kk) * row_stride + lane * DPL;
+      const T* vrow = Vs + kk * D + lane * DPL;
       float p = pg[kk];
       if constexpr (DPL == 4) {
-        uint2 raw = *reinterpret_cast<const uint2*>(vr);
+        uint2 raw = *reinterpret_cast<const uint2*>(vrow);
         const T* vv = reinterpret_cast<const T*>(&raw);
 #pragma unroll
         for (int j = 0; j < 4; ++j) acc[j] += p * to_f32<T>(vv[j]);
       } else {
-        uint32_t raw = *reinterpret_cast<const uint32_t*>(vr);
+        uint32_t raw = *reinterpret_cast<const uint32_t*>(vrow);
         const T* vv = reinterpret_cast<const T*>(&raw);
 #pragma unroll
         for (int j = 0; j < DPL; ++j) acc[j] += p * to_f32<T>(vv[j]);
@@ -281,35 +313,57 @@ __global__ void __launch_bounds__(DEC_THREADS) attention_decode_kernel(
 #pragma unroll
     for (int j = 0; j < DPL; ++j) dst[j] = acc[j];
     if (lane == 0) {
-      ws_ml[(hrow * n_split + split) * 2] = ml[g][0];
-      ws_ml[(hrow * n_split + split) * 2 + 1] = ml[g][1];
+      ws_ml[(hrow * n_split + split) * 2] = ml[2 * g];
+      ws_ml[(hrow * n_split + split) * 2 + 1] = ml[2 * g + 1];
     }
   }
 }
 
 // Block of D threads per (sequence, head): out = sum_s acc_s 2^(m_s - M) / sum_s l_s 2^(m_s - M).
+// The split weights go to shared memory first (w [n_split] f32, dynamic) so the final loop's loads
+// are independent of each other and can all be in flight: a serial chain over 100+ splits was the
+// decode's bottleneck (26 us at context 4096).
 template <int D>
 __global__ void attention_decode_combine(const float* __restrict__ ws_acc, const float* __restrict__ ws_ml,
                                          int n_split, float* __restrict__ out) {
+  extern __shared__ float w[];
+  __shared__ float red[D / 32];
   const int64_t hrow = blockIdx.x;
+  const int tid = threadIdx.x;
   const float* mlp = ws_ml + hrow * n_split * 2;
   float M = -INFINITY;
-  for (int s = 0; s < n_split; ++s) M = fmaxf(M, mlp[2 * s]);
-  float L = 0.f, o = 0.f;
-  if (M != -INFINITY) {
-    for (int s = 0; s < n_split; ++s) {
-      float m = mlp[2 * s];
-      if (m == -INFINITY) continue;
-      float w = exp2f(m - M);
-      L += mlp[2 * s + 1] * w;
-      o += ws_acc[(hrow * n_split + s) * D + threadIdx.x] * w;
-    }
+  for (int s = tid; s < n_split; s += D) M = fmaxf(M, mlp[2 * s]);
+  M = warp_max(M);
+  if (tid % 32 == 0) red[tid / 32] = M;
+  __syncthreads();
+  M = red[0];
+#pragma unroll
+  for (int j = 1; j < D / 32; ++j) M = fmaxf(M, red[j]);
+  __syncthreads();
+  float L = 0.f;
+  for (int s = tid; s < n_split; s += D) {
+    const float m = mlp[2 * s];
+    const float ws = (m == -INFINITY) ? 0.f : exp2f(m - M);
+    w[s] = ws;
+    L += mlp[2 * s + 1] * ws;
   }
-  out[hrow * D + threadIdx.x] = L > 0.f ? o / L : 0.f;
+  L = warp_sum(L);
+  if (tid % 32 == 0) red[tid / 32] = L;
+  __syncthreads();
+  L = 0.f;
+#pragma unroll
+  for (int j = 0; j < D / 32; ++j) L += red[j];
+  float o = 0.f;
+  if (M != -INFINITY) {
+    const float* acc = ws_acc + hrow * n_split * D + tid;
+#pragma unroll 8
+    for (int s = 0; s < n_split; ++s) o += acc[int64_t(s) * D] * w[s];
+  }
+  out[hrow * D + tid] = L > 0.f ? o / L : 0.f;
 }
 
 static int decode_chunk(int64_t n_seq, int kv_heads, int64_t max_len) {
-  // Aim for about 4 blocks per SM (132 SMs on an H100) in total; chunks of 64..512 keys.
+  // Aim for about 4 blocks per SM (132 SMs on an H100) in total; chunks of 64..128 keys.
   int dev = 0, sms = 132;
   if (cudaGetDevice(&dev) == cudaSuccess) cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
   cudaGetLastError();
@@ -353,15 +407,23 @@ static mxc_status launch_decode(const mxc_kv_layer* kv, const int32_t* seq_ids, 
   int chunk = decode_chunk(n_seq, kv->kv_heads, max_len);
   int n_split = int((max_len + chunk - 1) / chunk);
   if (n_split < 1) n_split = 1;
+  const size_t wbytes = size_t(n_split) * sizeof(float);
+  if (wbytes > 48 * 1024) {
+    return fail(MXC_ERR_INVALID_ARG, "mxc_attention_decode: max_len %lld needs %d splits, over the %d the combine supports",
+                (long long)max_len, n_split, 48 * 1024 / 4);
+  }
   float* ws_acc = static_cast<float*>(ws);
   float* ws_ml = ws_acc + n_seq * heads * int64_t(n_split) * D;
+  constexpr size_t smem = decode_smem_bytes<D>();
+  MXC_CUDA(cudaFuncSetAttribute(attention_decode_kernel<T, D>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)),
+           "mxc_attention_decode: raising the shared-memory limit");
   dim3 grid(unsigned(n_seq), unsigned(kv->kv_heads), unsigned(n_split));
-  attention_decode_kernel<T, D><<<grid, DEC_THREADS, 0, st>>>(
+  attention_decode_kernel<T, D><<<grid, DEC_THREADS, smem, st>>>(
       static_cast<const T*>(kv->k), static_cast<const T*>(kv->v), kv->n_seq, kv->capacity, seq_ids, lens, q, heads,
       kv->kv_heads, chunk, n_split, scale * 1.4426950408889634f, ws_acc, ws_ml);
   mxc_status s = check_launch("mxc_attention_decode");
   if (s != MXC_OK) return s;
-  attention_decode_combine<D><<<unsigned(n_seq * heads), D, 0, st>>>(ws_acc, ws_ml, n_split, out);
+  attention_decode_combine<D><<<unsigned(n_seq * heads), D, wbytes, st>>>(ws_acc, ws_ml, n_split, out);
   return check_launch("mxc_attention_decode (combine)");
 }
 

@@ -64,6 +64,75 @@ __global__ void dequant_q6_k(const uint8_t* __restrict__ src, int64_t n, __nv_bf
   }
 }
 
+// Vectorised Q4_K: thread per (super-block, 64-element chunk c, 4-byte group g): 4 bytes of qs give
+// elements 64c + 4g + [0,4) (low nibbles) and 64c + 32 + 4g + [0,4) (high nibbles), stored 8 bytes at a time.
+__device__ __forceinline__ void store4_bf16(__nv_bfloat16* dst, float a, float b, float c, float d) {
+  __nv_bfloat162 lo = __floats2bfloat162_rn(a, b), hi = __floats2bfloat162_rn(c, d);
+  uint2 v;
+  v.x = *reinterpret_cast<uint32_t*>(&lo);
+  v.y = *reinterpret_cast<uint32_t*>(&hi);
+  *reinterpret_cast<uint2*>(dst) = v;
+}
+
+__global__ void dequant_q4_k_x8(const uint8_t* __restrict__ src, int64_t nsb, __nv_bfloat16* __restrict__ out) {
+  GRID_LOOP(t, nsb * 32) {
+    const int64_t sb = t / 32;
+    const int c = int(t % 32) / 8, g = int(t % 8);
+    const uint8_t* b = src + sb * Q4_K_BYTES;
+    const uint8_t* sc = b + 4;
+    const float d = half_at(b), dmin = half_at(b + 2);
+    float dd[2], mm[2];
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const int is = 2 * c + h;
+      uint8_t s, m;
+      if (is < 4) {
+        s = sc[is] & 63;
+        m = sc[is + 4] & 63;
+      } else {
+        s = (sc[is + 4] & 0xF) | ((sc[is - 4] >> 6) << 4);
+        m = (sc[is + 4] >> 4) | ((sc[is] >> 6) << 4);
+      }
+      dd[h] = d * float(s);
+      mm[h] = dmin * float(m);
+    }
+    const uint8_t* q = b + 16 + 32 * c + 4 * g;
+    const uint8_t q0 = q[0], q1 = q[1], q2 = q[2], q3 = q[3];
+    __nv_bfloat16* y = out + sb * QK_K + 64 * c + 4 * g;
+    store4_bf16(y, dd[0] * float(q0 & 0xF) - mm[0], dd[0] * float(q1 & 0xF) - mm[0], dd[0] * float(q2 & 0xF) - mm[0],
+                dd[0] * float(q3 & 0xF) - mm[0]);
+    store4_bf16(y + 32, dd[1] * float(q0 >> 4) - mm[1], dd[1] * float(q1 >> 4) - mm[1], dd[1] * float(q2 >> 4) - mm[1],
+                dd[1] * float(q3 >> 4) - mm[1]);
+  }
+}
+
+// Vectorised Q6_K: thread per (super-block, half h, 4-element group g of l): elements 128h + 32qq + 4g + [0,4)
+// for qq = 0..3 (see dequant_q6_k for the bit layout).
+__global__ void dequant_q6_k_x16(const uint8_t* __restrict__ src, int64_t nsb, __nv_bfloat16* __restrict__ out) {
+  GRID_LOOP(t, nsb * 16) {
+    const int64_t sb = t / 16;
+    const int h = int(t % 16) / 8, g = int(t % 8);
+    const uint8_t* b = src + sb * Q6_K_BYTES;
+    const uint8_t* ql = b + 64 * h + 4 * g;
+    const uint8_t* qh = b + 128 + 32 * h + 4 * g;
+    const int8_t* sc = reinterpret_cast<const int8_t*>(b + 192) + 8 * h + (4 * g) / 16;
+    const float d = half_at(b + 208);
+    __nv_bfloat16* y = out + sb * QK_K + 128 * h + 4 * g;
+#pragma unroll
+    for (int qq = 0; qq < 4; ++qq) {
+      const float ds = d * float(sc[2 * qq]);
+      float v[4];
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        int lo = ql[e + 32 * (qq & 1)];
+        lo = qq < 2 ? (lo & 0xF) : (lo >> 4);
+        v[e] = ds * float((lo | (((qh[e] >> (2 * qq)) & 3) << 4)) - 32);
+      }
+      store4_bf16(y + 32 * qq, v[0], v[1], v[2], v[3]);
+    }
+  }
+}
+
 template <class T>
 __global__ void to_bf16(const T* __restrict__ src, int64_t n, __nv_bfloat16* __restrict__ out) {
   GRID_LOOP(i, n) out[i] = __float2bfloat16_rn(to_f32<T>(src[i]));
@@ -101,8 +170,19 @@ mxc_status mxc_dequant_bf16(const void* src, mxc_dtype t, int64_t n, uint16_t* o
   auto* o = reinterpret_cast<__nv_bfloat16*>(out);
   switch (t) {
     case MXC_Q8_0: dequant_q8_0<<<g, 256, 0, st>>>((const uint8_t*)src, n, o); break;
-    case MXC_Q4_K: dequant_q4_k<<<g, 256, 0, st>>>((const uint8_t*)src, n, o); break;
-    case MXC_Q6_K: dequant_q6_k<<<g, 256, 0, st>>>((const uint8_t*)src, n, o); break;
+    // The vectorised kernels store 8 bytes at a time: they need `out` 8-byte aligned.
+    case MXC_Q4_K:
+      if (reinterpret_cast<uintptr_t>(out) % 8 == 0)
+        dequant_q4_k_x8<<<grid_1d(n / 8, 256), 256, 0, st>>>((const uint8_t*)src, n / QK_K, o);
+      else
+        dequant_q4_k<<<g, 256, 0, st>>>((const uint8_t*)src, n, o);
+      break;
+    case MXC_Q6_K:
+      if (reinterpret_cast<uintptr_t>(out) % 8 == 0)
+        dequant_q6_k_x16<<<grid_1d(n / 16, 256), 256, 0, st>>>((const uint8_t*)src, n / QK_K, o);
+      else
+        dequant_q6_k<<<g, 256, 0, st>>>((const uint8_t*)src, n, o);
+      break;
     case MXC_F16: to_bf16<__half><<<g, 256, 0, st>>>((const __half*)src, n, o); break;
     case MXC_F32: to_bf16<float><<<g, 256, 0, st>>>((const float*)src, n, o); break;
     case MXC_BF16:

@@ -80,6 +80,16 @@ mxc_status mxc_event_sync(mxc_event* e);
 mxc_status mxc_event_query(mxc_event* e, int* done); /* *done = 1 once the work before it finished */
 mxc_status mxc_event_elapsed_ms(mxc_event* start, mxc_event* end, float* ms);
 
+/* CUDA graphs: the work issued on stream `s` (a created stream, not NULL) between begin and end is
+ * captured, not run, and replays with one launch. A decode step issues a dozen small kernels per layer,
+ * so host launch overhead otherwise dominates. Device pointers and shapes are baked into the graph;
+ * values behind them (positions, lengths) may change between launches. */
+typedef struct mxc_graph mxc_graph;
+mxc_status mxc_graph_begin(mxc_stream* s);
+mxc_status mxc_graph_end(mxc_stream* s, mxc_graph** out);
+mxc_status mxc_graph_launch(mxc_graph* g, mxc_stream* s);
+mxc_status mxc_graph_destroy(mxc_graph* g);
+
 mxc_status mxc_malloc(void** ptr, size_t bytes);      /* device memory; MXC_ERR_OUT_OF_MEMORY says how much */
 mxc_status mxc_free(void* ptr);
 mxc_status mxc_host_alloc(void** ptr, size_t bytes);  /* pinned (page-locked) host memory */
@@ -127,7 +137,11 @@ mxc_status mxc_dequant_bf16(const void* src, mxc_dtype src_type, int64_t n, uint
 /* Bytes of n elements of `type` (0 if n is not a whole number of blocks or the type is unknown). */
 size_t mxc_dtype_bytes(mxc_dtype type, int64_t n);
 
-/* ---- GEMM (cuBLAS; MXC_ERR_UNSUPPORTED where built without it) ---- */
+/* ---- GEMM ----
+ * m <= 8 (decode) runs our own bandwidth-bound kernel, larger m cuBLAS where it was built in (mxc_has_cublas).
+ * Without cuBLAS our kernel serves every m (slow for large m) and needs k % 8 == 0 and 16-byte aligned
+ * x, w; otherwise MXC_ERR_UNSUPPORTED. Environment, read at mxc_blas_create: MIXTILE_CUDA_GEMV_MAX_M
+ * (default 8; 0 = always cuBLAS), MIXTILE_CUDA_NO_CUBLAS=1 (never cuBLAS). */
 mxc_status mxc_blas_create(mxc_blas** out, mxc_stream* s);
 mxc_status mxc_blas_destroy(mxc_blas* b);
 mxc_status mxc_blas_set_stream(mxc_blas* b, mxc_stream* s);
@@ -160,7 +174,8 @@ mxc_status mxc_attention_prefill(const mxc_kv_layer* kv, int seq, const float* q
  * seq_ids[i] and sees positions [0, lens[i]) (device int32 arrays). max_len bounds every lens[i] and sizes
  * the split; workspace: mxc_attention_decode_workspace_bytes(...) device bytes. */
 size_t mxc_attention_decode_workspace_bytes(int64_t n_seq, int heads, int head_dim, int64_t max_len);
-/* seq_ids[i] outside [0, n_seq) gives a zero output row; lens[i] is clamped to [0, capacity]. heads/kv_heads <= 16. */
+/* seq_ids[i] outside [0, n_seq) gives a zero output row; lens[i] is clamped to [0, capacity]. heads/kv_heads <= 16;
+ * max_len <= 786432 (12288 splits). */
 mxc_status mxc_attention_decode(const mxc_kv_layer* kv, const int32_t* seq_ids, const int32_t* lens,
                                 int64_t max_len, const float* q, int64_t n_seq, int heads, float scale, float* out,
                                 void* workspace, size_t workspace_bytes, mxc_stream* s);

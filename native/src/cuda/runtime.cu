@@ -182,6 +182,33 @@ mxc_status mxc_event_elapsed_ms(mxc_event* start, mxc_event* end, float* ms) {
   return MXC_OK;
 }
 
+mxc_status mxc_graph_begin(mxc_stream* s) {
+  MXC_CHECK_ARG(s, "mxc_graph_begin: capture needs a created stream, not the NULL stream");
+  MXC_CUDA(cudaStreamBeginCapture(stream_of(s), cudaStreamCaptureModeThreadLocal), "cudaStreamBeginCapture");
+  return MXC_OK;
+}
+mxc_status mxc_graph_end(mxc_stream* s, mxc_graph** out) {
+  MXC_CHECK_ARG(s && out, "mxc_graph_end: null argument");
+  *out = nullptr;
+  cudaGraph_t g = nullptr;
+  MXC_CUDA(cudaStreamEndCapture(stream_of(s), &g), "cudaStreamEndCapture (a call in the captured region failed?)");
+  cudaGraphExec_t ex = nullptr;
+  cudaError_t e = cudaGraphInstantiate(&ex, g, 0);
+  cudaGraphDestroy(g);
+  MXC_CUDA(e, "cudaGraphInstantiate");
+  *out = reinterpret_cast<mxc_graph*>(ex);
+  return MXC_OK;
+}
+mxc_status mxc_graph_launch(mxc_graph* g, mxc_stream* s) {
+  MXC_CHECK_ARG(g, "mxc_graph_launch: null graph");
+  MXC_CUDA(cudaGraphLaunch(reinterpret_cast<cudaGraphExec_t>(g), stream_of(s)), "cudaGraphLaunch");
+  return MXC_OK;
+}
+mxc_status mxc_graph_destroy(mxc_graph* g) {
+  if (g) MXC_CUDA(cudaGraphExecDestroy(reinterpret_cast<cudaGraphExec_t>(g)), "cudaGraphExecDestroy");
+  return MXC_OK;
+}
+
 mxc_status mxc_malloc(void** ptr, size_t bytes) {
   MXC_CHECK_ARG(ptr, "mxc_malloc: null output pointer");
   *ptr = nullptr;

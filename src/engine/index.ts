@@ -38,6 +38,8 @@ export interface EngineOptions {
 
 const DEFAULT_UBATCH = 512;
 const DEFAULT_MAX_QUEUE = 64;
+/** How long close() waits for the worker to finish its step and free the model. */
+const CLOSE_TIMEOUT_MS = 10_000;
 
 /**
  * Loads a model into a worker thread and returns the Engine.
@@ -204,8 +206,13 @@ class WorkerEngine implements Engine {
     this.closed = 'the engine is closed';
     const exited = new Promise<void>((r) => this.worker.once('exit', () => r()));
     this.post({ type: 'close' });
-    // The worker finishes its current step, cancels everything, frees the model and says 'closed'.
-    await Promise.race([exited, new Promise<void>((r) => this.worker.once('message', (m: FromWorker) => m.type === 'closed' && r()))]);
+    // The worker finishes its current step, cancels everything, frees the model and says 'closed';
+    // a worker that does not answer within CLOSE_TIMEOUT_MS is terminated anyway.
+    const said = new Promise<void>((r) => this.worker.on('message', (m: FromWorker) => m.type === 'closed' && r()));
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<void>((r) => (timer = setTimeout(r, CLOSE_TIMEOUT_MS)));
+    await Promise.race([exited, said, late]);
+    clearTimeout(timer);
     await this.worker.terminate();
   }
 

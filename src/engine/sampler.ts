@@ -77,8 +77,9 @@ export class Sampler {
 
   private draw(logits: Float32Array): number {
     const { topK, topP, minP, temperature } = this.params;
-    // Candidates sorted by logit, descending.
-    let ids = topK > 0 ? topKIndices(logits, topK) : sortedAboveGap(logits);
+    // Candidates sorted by logit, descending. With top-k and top-p both off, min-p needs only the
+    // max, so the whole vocabulary is not sorted (a 152k sort costs tens of ms per token).
+    let ids = topK > 0 ? topKIndices(logits, topK) : topP < 1 ? sortedAboveGap(logits) : bestFirstAboveGap(logits);
     let vals = Float64Array.from(ids, (i) => logits[i]);
     // top-p and min-p on the temperature-1 softmax of what is left.
     let probs = softmax(vals, 1);
@@ -97,11 +98,11 @@ export class Sampler {
       probs = softmax(vals, 1);
     }
     if (minP > 0) {
+      // Kept in order, not as a prefix: only the first entry is known to be the best when unsorted.
       const floor = probs[0] * minP;
-      let keep = 1;
-      while (keep < probs.length && probs[keep] >= floor) keep++;
-      ids = ids.subarray(0, keep);
-      vals = vals.subarray(0, keep);
+      const keep = Array.from(ids.keys()).filter((i) => probs[i] >= floor);
+      ids = Int32Array.from(keep, (i) => ids[i]);
+      vals = Float64Array.from(keep, (i) => vals[i]);
     }
     const p = softmax(vals, temperature);
     const r = this.rng.next();
@@ -140,7 +141,7 @@ export function argmax(logits: Float32Array): number {
   return best;
 }
 
-/** Softmax of `vals / temperature`, in float64. */
+/** Softmax of `vals / temperature`, in float64; vals[0] is the largest. */
 function softmax(vals: Float64Array, temperature: number): Float64Array {
   const out = new Float64Array(vals.length);
   const max = vals[0];
@@ -191,6 +192,15 @@ export function topKIndices(logits: Float32Array, k: number): Int32Array {
     }
   }
   return heap.sort((a, b) => logits[b] - logits[a] || a - b);
+}
+
+/** All ids within NEGLIGIBLE_LOGIT_GAP of the max, best first, the rest in id order (no sort). */
+function bestFirstAboveGap(logits: Float32Array): Int32Array {
+  const best = argmax(logits);
+  const floor = logits[best] - NEGLIGIBLE_LOGIT_GAP;
+  const ids: number[] = [best];
+  for (let i = 0; i < logits.length; i++) if (i !== best && logits[i] >= floor) ids.push(i);
+  return Int32Array.from(ids);
 }
 
 /** All ids within NEGLIGIBLE_LOGIT_GAP of the max, sorted descending (top-k off). */

@@ -46,6 +46,12 @@ test('min-p drops tokens below minP × the best probability', () => {
   assert.equal(h[2], 0);
   const kept = histogram({ ...OFF, minP: 0.1 }, logits, 2000);
   assert.ok(kept[2] > 0);
+  // The best token is not first in id order, with and without top-k.
+  for (const topK of [0, 3]) {
+    const h2 = histogram({ ...OFF, topK, minP: 0.2 }, [0, Math.log(8), Math.log(4)], 2000);
+    assert.equal(h2[0], 0, `topK ${topK}: ${h2}`);
+    assert.ok(Math.abs(h2[1] / 2000 - 2 / 3) < 0.04, `topK ${topK}: ${h2}`);
+  }
 });
 
 test('temperature sharpens and flattens after top-p/min-p', () => {

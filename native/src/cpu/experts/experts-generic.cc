@@ -78,11 +78,7 @@ void experts_forward_generic(const ExpertsWeights& ew, const MoeArgs& a) {
     GemmArgs au{ew.up.data + ew.up.matrix_bytes() * size_t(e) + ew.up.row_bytes * size_t(r0),
                 ew.up.row_bytes, nr, xu_data + xu_stride * size_t(p0), xu_stride, ne, H, u.data() + p0 * F + r0, F};
     ku->fn(au);
-    for (int64_t p = 0; p < ne; ++p) {
-      float* gp = g.data() + (p0 + p) * F + r0;
-      const float* up = u.data() + (p0 + p) * F + r0;
-      for (int64_t r = 0; r < nr; ++r) gp[r] = gp[r] / (1.f + std::exp(-gp[r])) * up[r];
-    }
+    for (int64_t p = 0; p < ne; ++p) silu_mul(g.data() + (p0 + p) * F + r0, u.data() + (p0 + p) * F + r0, nr);
   });
 
   // Phase 2: h -> down activations, then down rows per (expert, row block).

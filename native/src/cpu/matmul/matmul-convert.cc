@@ -52,6 +52,7 @@ static void quantize_q8_k(const float* x, int64_t k, block_q8_K* y) {
 }
 
 void convert_act_row(GgmlType wtype, const float* x, int64_t k, void* dst) {
+  if (int(active_isa()) >= int(Isa::avx512)) return convert_act_row_avx512(wtype, x, k, dst);
   switch (act_type_for(wtype)) {
     case GgmlType::BF16: {
       auto y = static_cast<uint16_t*>(dst);
@@ -62,6 +63,15 @@ void convert_act_row(GgmlType wtype, const float* x, int64_t k, void* dst) {
     case GgmlType::Q8_K: quantize_q8_k(x, k, static_cast<block_q8_K*>(dst)); break;
     default: std::memcpy(dst, x, size_t(k) * 4); break;
   }
+}
+
+}  // namespace mixtile
+
+namespace mixtile {
+
+void silu_mul(float* g, const float* u, int64_t n) {
+  if (int(active_isa()) >= int(Isa::avx512)) return silu_mul_avx512(g, u, n);
+  for (int64_t i = 0; i < n; ++i) g[i] = g[i] / (1.f + std::exp(-g[i])) * u[i];
 }
 
 }  // namespace mixtile

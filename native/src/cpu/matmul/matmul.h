@@ -23,7 +23,13 @@ GgmlType act_type_for(GgmlType wtype);
 size_t act_row_bytes(GgmlType wtype, int64_t k);
 // Converts one F32 row x[k] into the activation form for `wtype` at dst (act_row_bytes bytes).
 // k must be a whole number of the weight type's blocks.
+// Uses the AVX-512 version when the active ISA allows (identical bytes).
 void convert_act_row(GgmlType wtype, const float* x, int64_t k, void* dst);
+void convert_act_row_avx512(GgmlType wtype, const float* x, int64_t k, void* dst);
+
+// g[i] = SiLU(g[i]) * u[i] for i < n (the experts' gate/up combine); AVX-512 when active.
+void silu_mul(float* g, const float* u, int64_t n);
+void silu_mul_avx512(float* g, const float* u, int64_t n);
 
 struct GemmArgs {
   const uint8_t* w;   // n_rows weight rows, each w_stride bytes (k elements of the weight type)

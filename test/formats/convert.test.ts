@@ -65,8 +65,7 @@ test('transformers 5 fused experts (gate_up_proj, down_proj) convert to the same
 });
 
 test('Q8_0: llama-quantize mix and values within Q8_0 error of the source', async () => {
-  const hf = join(dir, 'hf-q8');
-  await writeHfFixture(synth, hf);
+  const hf = join(dir, 'hf-sharded'); // written by the first test
   const out = join(dir, 'conv-q8.gguf');
   await convertHfToGguf({ dir: hf, out, fileType: 'Q8_0' });
   const m = await readGguf(out);

@@ -3,6 +3,7 @@ import { Command } from 'commander';
 
 const COMMANDS: Array<() => Promise<{ register(program: Command): void }>> = [
   () => import('./generate.ts'),
+  () => import('./serve.ts'),
   () => import('./chat.ts'),
   () => import('./bench.ts'),
   () => import('./doctor.ts'),

@@ -94,7 +94,10 @@ int main(int argc, char** argv) {
     return 0;
   }
   const int threads = mixtile::pool_threads();
-  std::printf("cpu: %s, %d threads\n", cpu_model().c_str(), threads);
+  std::printf("cpu: %s, %d threads; AMX from %d (BF16) / %d (INT8) tokens per expert; prefetch %d steps, "
+              "single pair unblocked %d\n", cpu_model().c_str(), threads, mixtile::amx::default_min_tokens(Dtype::bf16),
+              mixtile::amx::default_min_tokens(Dtype::int8), mixtile::amx::tuning.prefetch_steps,
+              int(mixtile::amx::tuning.single_pair_unblocked));
 
   // BF16 source weights, as a BF16 GGUF holds them: gate/up [E][F][H], down [E][H][F].
   const size_t n_gu = size_t(E * F * H), n_dn = size_t(E * H * F);
@@ -197,17 +200,22 @@ int main(int argc, char** argv) {
     std::printf("\n%s (%.1f GFLOP per call)\n", c == 0 ? "512 tokens, top-8 of 128 experts (~32 tokens/expert)"
                                                        : "1 expert x 512 tokens",
                 flops / 1e9);
-    std::printf("  %-16s %9s %9s %8s %9s\n", "path", "ms", "TFLOP/s", "%peak", "vs AVX");
+    std::printf("  %-16s %9s %9s %8s %9s | %7s %7s %7s %7s (ms, last run)\n", "path", "ms", "TFLOP/s", "%peak",
+                "vs AVX", "convert", "gate+up", "down", "sum");
     double times[5];
-    for (int i = 0; i < 5; ++i) times[i] = time_forward(*modes[i].pe, x.data(), 512, rt.ids, rt.w, top_k, y.data(),
-                                                        modes[i].min_tokens);
+    mixtile::amx::ForwardStats st[5];
+    for (int i = 0; i < 5; ++i) {
+      times[i] = time_forward(*modes[i].pe, x.data(), 512, rt.ids, rt.w, top_k, y.data(), modes[i].min_tokens);
+      st[i] = mixtile::amx::last_forward_stats();
+    }
     base[c] = times[1];
     amx_bf16[c] = times[0];
     for (int i = 0; i < 5; ++i) {
       const double tf = flops / times[i];
       const double ref = modes[i].peak == kPeakBf16 ? times[1] : times[4];
-      std::printf("  %-16s %9.3f %9.2f %7.1f%% %8.2fx\n", modes[i].name, times[i] * 1e3, tf / 1e12,
-                  100 * tf / modes[i].peak, ref / times[i]);
+      std::printf("  %-16s %9.3f %9.2f %7.1f%% %8.2fx | %7.3f %7.3f %7.3f %7.3f\n", modes[i].name, times[i] * 1e3,
+                  tf / 1e12, 100 * tf / modes[i].peak, ref / times[i], st[i].convert_s * 1e3, st[i].gate_up_s * 1e3,
+                  st[i].down_s * 1e3, st[i].sum_s * 1e3);
     }
     std::printf("  AMX-BF16 / AVX512-BF16 = %.2fx, AMX-INT8 g64 / AMX-BF16 = %.2fx\n", times[1] / times[0],
                 times[0] / times[2]);

@@ -37,12 +37,13 @@ inline void random_weights(std::vector<float>& w, size_t n, float s, uint64_t se
     w[i] = float(v);
   }
 }
-// Activations: N(0, 1) with a few outlier channels (x20), as post-norm hidden states have.
-inline void random_acts(std::vector<float>& x, int64_t n, int64_t k, uint64_t seed) {
+// Activations: N(0, 1) with a few outlier channels (every 97th, x outlier), as post-norm hidden
+// states have.
+inline void random_acts(std::vector<float>& x, int64_t n, int64_t k, uint64_t seed, double outlier = 20.0) {
   x.resize(size_t(n * k));
   Rng r(seed);
   for (int64_t t = 0; t < n; ++t)
-    for (int64_t i = 0; i < k; ++i) x[size_t(t * k + i)] = float(r.normal() * ((i % 97) == 5 ? 20.0 : 1.0));
+    for (int64_t i = 0; i < k; ++i) x[size_t(t * k + i)] = float(r.normal() * ((i % 97) == 5 ? outlier : 1.0));
 }
 
 inline float bf16_round(float f) {

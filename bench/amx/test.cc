@@ -82,7 +82,7 @@ void check_case(Dtype dt, int group, int64_t E, int64_t H, int64_t F, int top_k,
 }
 
 // Error of each dtype against the unquantized float64 forward on 30B-A3B expert shapes.
-void accuracy_report(int64_t n) {
+void accuracy_report(int64_t n, double outlier) {
   const int64_t E = 4, H = 2048, F = 768;
   const int top_k = 2;
   bench::Experts w{E, H, F, {}, {}, {}};
@@ -90,12 +90,12 @@ void accuracy_report(int64_t n) {
   bench::random_weights(w.up, size_t(E * F * H), 0.02f, 72);
   bench::random_weights(w.down, size_t(E * H * F), 0.02f, 73);
   std::vector<float> x;
-  bench::random_acts(x, n, H, 74);
+  bench::random_acts(x, n, H, 74, outlier);
   Route rt = route(n, top_k, E, 75);
   std::vector<double> ref;
   bench::reference(w, false, Dtype::bf16, 0, x.data(), n, rt.ids.data(), rt.w.data(), top_k, ref);
   std::printf("\naccuracy vs unquantized float64 (hidden 2048, ffn 768, %ld tokens, heavy-tailed weights, "
-              "outlier activation channels):\n", long(n));
+              "activation channel outliers x%g):\n", long(n), outlier);
   for (auto [dt, g] : {std::pair{Dtype::bf16, 0}, {Dtype::int8, 64}, {Dtype::int8, 128}, {Dtype::int8, 256}}) {
     auto pe = bench::pack(w, dt, g);
     std::vector<float> y(size_t(n * H));
@@ -112,8 +112,8 @@ int main(int argc, char** argv) {
     std::printf("SKIP: %s\n", mixtile::amx::unavailable_reason().c_str());
     return 0;
   }
-  std::printf("threads %d, default AMX switch at %d tokens per expert\n", mixtile::pool_threads(),
-              mixtile::amx::default_min_tokens());
+  std::printf("threads %d, AMX from %d (BF16) / %d (INT8) tokens per expert\n", mixtile::pool_threads(),
+              mixtile::amx::default_min_tokens(Dtype::bf16), mixtile::amx::default_min_tokens(Dtype::int8));
   const std::vector<int64_t> tokens{1, 3, 17, 129};
   // Every case under the default kernel tuning and under the other setting of each knob.
   const mixtile::amx::KernelTuning defaults = mixtile::amx::tuning;
@@ -131,7 +131,8 @@ int main(int argc, char** argv) {
     }
   }
   mixtile::amx::tuning = defaults;
-  accuracy_report(quick ? 4 : 64);
+  accuracy_report(quick ? 4 : 64, 20.0);
+  accuracy_report(quick ? 4 : 64, 1.0);
   std::printf("\n%s: %d failure(s)\n", failures ? "FAILED" : "PASSED", failures);
   return failures ? 1 : 0;
 }

@@ -1,8 +1,10 @@
-// JS exports for the AMX kernels: amxInfo() -> {available, reason, flags, minTokens},
+// JS exports for the AMX kernels: amxInfo() -> {available, reason, flags, minTokensBf16, minTokensInt8},
 // amxExpertsPack(gate, up, down, dtype "bf16" | "int8", group) -> handle,
 // amxExpertsForward(h, x, n, ids, weights, topK, out, minTokens) (minTokens -1 = default),
-// amxExpertsBytes(h). Used by test/kernels/amx.test.ts and benchmarks; the engine goes through
-// the experts dispatch table (amx-experts.cc).
+// amxExpertsBytes(h), amxLastStats() -> {convertMs, gateUpMs, downMs, sumMs, totalMs, flops,
+// expertsAmx, expertsAvx512} of the last forward (any caller, dispatch table included).
+// Used by test/kernels/amx.test.ts and benchmarks; the engine goes through the experts dispatch
+// table (amx-experts.cc).
 #include "cpu/amx/amx.h"
 #include "cpu/dequant/dequant.h"
 #include "napi-registry.h"
@@ -24,7 +26,8 @@ Napi::Value amx_info_js(const Napi::CallbackInfo& info) {
   o.Set("available", Napi::Boolean::New(env, amx::available()));
   o.Set("reason", Napi::String::New(env, amx::unavailable_reason()));
   o.Set("flags", Napi::String::New(env, amx::cpu_flags()));
-  o.Set("minTokens", Napi::Number::New(env, amx::default_min_tokens()));
+  o.Set("minTokensBf16", Napi::Number::New(env, amx::default_min_tokens(amx::Dtype::bf16)));
+  o.Set("minTokensInt8", Napi::Number::New(env, amx::default_min_tokens(amx::Dtype::int8)));
   return o;
 }
 
@@ -80,6 +83,21 @@ Napi::Value amx_experts_forward_js(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+Napi::Value amx_last_stats_js(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const amx::ForwardStats st = amx::last_forward_stats();
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("convertMs", st.convert_s * 1e3);
+  o.Set("gateUpMs", st.gate_up_s * 1e3);
+  o.Set("downMs", st.down_s * 1e3);
+  o.Set("sumMs", st.sum_s * 1e3);
+  o.Set("totalMs", st.total_s * 1e3);
+  o.Set("flops", st.flops);
+  o.Set("expertsAmx", st.experts_amx);
+  o.Set("expertsAvx512", st.experts_avx512);
+  return o;
+}
+
 Napi::Value amx_experts_bytes_js(const Napi::CallbackInfo& info) {
   auto h = handle_get<AmxHandle>(info[0], HandleKind::other, "amxExpertsBytes");
   return Napi::Number::New(info.Env(), double(h->pe->storage_bytes));
@@ -91,5 +109,6 @@ MIXTILE_EXPORT("amxInfo", amx_info_js);
 MIXTILE_EXPORT("amxExpertsPack", amx_experts_pack_js);
 MIXTILE_EXPORT("amxExpertsForward", amx_experts_forward_js);
 MIXTILE_EXPORT("amxExpertsBytes", amx_experts_bytes_js);
+MIXTILE_EXPORT("amxLastStats", amx_last_stats_js);
 
 }  // namespace mixtile

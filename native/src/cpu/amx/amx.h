@@ -61,7 +61,7 @@ std::shared_ptr<PackedExperts> pack_experts(Dtype dtype, int group, int64_t n_ex
 
 // ---- Forward -------------------------------------------------------------------------------
 // Experts that get at least `min_tokens` tokens run on AMX, the others on AVX-512 over the same
-// panels. min_tokens < 0 means default_min_tokens().
+// panels. min_tokens < 0 means default_min_tokens(dtype).
 struct ForwardArgs {
   const float* x;        // [n, hidden] F32
   int64_t n;
@@ -73,9 +73,17 @@ struct ForwardArgs {
 };
 void experts_forward(const PackedExperts& pe, const ForwardArgs& a);
 
-// Tokens per expert from which AMX beats the AVX-512 path (measured, see amx-experts.cc);
-// MIXTILE_AMX_MIN_TOKENS overrides it.
-int default_min_tokens();
+// Timing and work of the last experts_forward call (per-kernel counters for bench and metrics).
+struct ForwardStats {
+  double convert_s = 0, gate_up_s = 0, down_s = 0, sum_s = 0, total_s = 0;
+  double flops = 0;  // 2 * tokens * 3 * hidden * ffn over all (token, expert) pairs, padding excluded
+  int experts_amx = 0, experts_avx512 = 0;
+};
+ForwardStats last_forward_stats();
+
+// Tokens per expert from which AMX beats the AVX-512 path for this dtype (measured, see
+// machine.cc); MIXTILE_AMX_MIN_TOKENS overrides it.
+int default_min_tokens(Dtype dtype);
 
 // ---- Machine -------------------------------------------------------------------------------
 // True when the CPU has AMX-TILE/BF16/INT8 and the kernel granted this process the tile data

@@ -15,6 +15,7 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -88,18 +89,35 @@ inline void silu_mul16(const float* gate, const float* up, float* h) {
   _mm512_storeu_ps(h, _mm512_mul_ps(_mm512_div_ps(g, _mm512_add_ps(_mm512_set1_ps(1.0f), e)), _mm512_loadu_ps(up)));
 }
 
+std::mutex forward_mutex;  // guards the shared scratch and the stats
+ForwardStats stats;
+
+double since(std::chrono::steady_clock::time_point& t) {
+  const auto now = std::chrono::steady_clock::now();
+  const double s = std::chrono::duration<double>(now - t).count();
+  t = now;
+  return s;
+}
+
 }  // namespace
 
+ForwardStats last_forward_stats() {
+  std::lock_guard<std::mutex> lock(forward_mutex);
+  return stats;
+}
+
 void experts_forward(const PackedExperts& pe, const ForwardArgs& a) {
-  static std::mutex mu;
   static Scratch s_tok, s_w, s_pos, s_act, s_act_scale, s_h, s_h_scale, s_y;
-  std::lock_guard<std::mutex> lock(mu);
+  std::lock_guard<std::mutex> lock(forward_mutex);
+  auto t = std::chrono::steady_clock::now();
+  const auto t_start = t;
+  stats = ForwardStats{};
 
   const int64_t E = pe.n_expert, H = pe.hidden;
   const bool int8 = pe.dtype == Dtype::int8;
   const int group = pe.group;
   const int gsteps = int8 ? group / kInt8Step : 0;
-  const int min_tokens = a.min_tokens >= 0 ? a.min_tokens : default_min_tokens();
+  const int min_tokens = a.min_tokens >= 0 ? a.min_tokens : default_min_tokens(pe.dtype);
   const bool amx_ok = available();
   if (a.n <= 0) return;
   if (a.top_k <= 0) {
@@ -165,6 +183,8 @@ void experts_forward(const PackedExperts& pe, const ForwardArgs& a) {
     }
   });
 
+  stats.convert_s = since(t);
+
   // Task lists for phases 2 and 3: (expert, row chunk, column block).
   struct Task {
     int32_t e;
@@ -182,6 +202,11 @@ void experts_forward(const PackedExperts& pe, const ForwardArgs& a) {
     }
   }
   const int64_t up_block = int8 ? std::max(kUpBlockCols, group) : kUpBlockCols;
+  for (int64_t e = 0; e < E; ++e) {
+    if (count[e] == 0) continue;
+    ++(amx_ok && count[e] >= min_tokens ? stats.experts_amx : stats.experts_avx512);
+    stats.flops += 2.0 * double(count[e]) * 3.0 * double(H) * double(pe.ffn);
+  }
 
   // 2. gate+up, SiLU(gate)·up, convert h.
   parallel_for(int64_t(up_tasks.size()), [&](int64_t ti, int) {
@@ -224,6 +249,8 @@ void experts_forward(const PackedExperts& pe, const ForwardArgs& a) {
     }
   });
 
+  stats.gate_up_s = since(t);
+
   // 3. down, scaled by the routing weight, into Y_pairs.
   parallel_for(int64_t(down_tasks.size()), [&](int64_t ti, int) {
     const Task t = down_tasks[ti];
@@ -256,6 +283,8 @@ void experts_forward(const PackedExperts& pe, const ForwardArgs& a) {
     }
   });
 
+  stats.down_s = since(t);
+
   // 4. Per-token sum over its top_k pairs.
   const int64_t tok_block = 16;
   parallel_for((a.n + tok_block - 1) / tok_block, [&](int64_t b, int) {
@@ -269,6 +298,8 @@ void experts_forward(const PackedExperts& pe, const ForwardArgs& a) {
       }
     }
   });
+  stats.sum_s = since(t);
+  stats.total_s = std::chrono::duration<double>(t - t_start).count();
 }
 
 }  // namespace mixtile::amx

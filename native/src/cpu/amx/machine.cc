@@ -16,11 +16,16 @@ namespace mixtile::amx {
 
 namespace {
 
-// Tokens per expert from which AMX beats the AVX-512 path over the same panels, measured on the
-// test machine (16-core Xeon, 16 threads, 30B-A3B expert shapes) by the crossover table of
-//   bench/amx: cmake -S bench/amx -B /tmp/b -DCMAKE_BUILD_TYPE=Release && cmake --build /tmp/b && /tmp/b/amx-bench
-// (bench/RESULTS.md "## AMX"). Override: MIXTILE_AMX_MIN_TOKENS.
-constexpr int kDefaultMinTokens = 8;
+// Tokens per expert from which AMX beats the AVX-512 path over the same panels (the expert's rows
+// are padded to 16 for AMX; both paths prefetch the panels, so up to a few tokens both run at
+// DRAM speed and tie). Measured on the test machine (16-core Xeon with AMX, 16 threads, 30B-A3B
+// expert shapes, all 128 experts streamed from DRAM) by the crossover table of
+//   cmake -S bench/amx -B /tmp/b -DCMAKE_BUILD_TYPE=Release && cmake --build /tmp/b -j16 && /tmp/b/amx-bench
+// (bench/RESULTS.md "## AMX", 2026-11-25): AVX-512 / AMX time ratio BF16 1.04 1.02 0.90 1.05 1.14
+// 1.41 2.05 at 1 2 3 4 6 8 12 tokens; INT8 0.92 0.93 0.84 0.93 1.11 0.96 1.47. AMX takes an
+// expert from the first count after which it stays ahead. Override both: MIXTILE_AMX_MIN_TOKENS.
+constexpr int kDefaultMinTokensBf16 = 6;
+constexpr int kDefaultMinTokensInt8 = 12;
 
 constexpr long kArchGetXcompPerm = 0x1022;
 constexpr long kArchReqXcompPerm = 0x1023;
@@ -114,19 +119,18 @@ std::string cpu_flags() {
   return s.empty() ? "none of avx512/amx" : s;
 }
 
-int default_min_tokens() {
-  static const int v = [] {
-    const char* env = std::getenv("MIXTILE_AMX_MIN_TOKENS");
-    if (env && *env) {
-      char* end = nullptr;
-      const long n = std::strtol(env, &end, 10);
-      if (end && *end == 0 && n >= 0 && n < (1 << 30)) return int(n);
-      std::fprintf(stderr, "mixtile: MIXTILE_AMX_MIN_TOKENS=\"%s\" is not a token count; using %d\n", env,
-                   kDefaultMinTokens);
-    }
-    return kDefaultMinTokens;
+int default_min_tokens(Dtype dtype) {
+  static const int env = [] {
+    const char* v = std::getenv("MIXTILE_AMX_MIN_TOKENS");
+    if (!v || !*v) return -1;
+    char* end = nullptr;
+    const long n = std::strtol(v, &end, 10);
+    if (end && *end == 0 && n >= 0 && n < (1 << 30)) return int(n);
+    std::fprintf(stderr, "mixtile: MIXTILE_AMX_MIN_TOKENS=\"%s\" is not a token count; using the measured defaults\n", v);
+    return -1;
   }();
-  return v;
+  if (env >= 0) return env;
+  return dtype == Dtype::bf16 ? kDefaultMinTokensBf16 : kDefaultMinTokensInt8;
 }
 
 }  // namespace mixtile::amx

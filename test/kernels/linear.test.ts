@@ -83,6 +83,7 @@ test('the fast paths this CPU supports are the ones selected', (t) => {
     [GgmlType.BF16, 'avx512bf16'],
     [GgmlType.Q4_K, 'avx512vnni'],
     [GgmlType.Q6_K, 'avx512vnni'],
+    [GgmlType.Q8_0, 'avx512vnni'],
   ];
   const levels = isaCases().run;
   let checked = 0;

@@ -8,6 +8,7 @@ const std::vector<GemmKernel>& gemm_kernels() {
       {Isa::avx512bf16, GgmlType::BF16, "bf16-avx512bf16", gemm_bf16_avx512bf16, nullptr},
       {Isa::avx512vnni, GgmlType::Q4_K, "q4_k-avx512vnni", gemm_q4_k_avx512vnni, nullptr},
       {Isa::avx512vnni, GgmlType::Q6_K, "q6_k-avx512vnni", gemm_q6_k_avx512vnni, nullptr},
+      {Isa::avx512vnni, GgmlType::Q8_0, "q8_0-avx512vnni", gemm_q8_0_avx512vnni, nullptr},
       {Isa::scalar, GgmlType::F32, "f32-scalar", gemm_f32_scalar, nullptr},
       {Isa::scalar, GgmlType::F16, "f16-scalar", gemm_f16_scalar, nullptr},
       {Isa::scalar, GgmlType::BF16, "bf16-scalar", gemm_bf16_scalar, nullptr},

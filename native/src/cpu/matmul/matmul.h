@@ -71,5 +71,6 @@ void gemm_q6_k_scalar(const GemmArgs&);
 void gemm_bf16_avx512bf16(const GemmArgs&);
 void gemm_q4_k_avx512vnni(const GemmArgs&);
 void gemm_q6_k_avx512vnni(const GemmArgs&);
+void gemm_q8_0_avx512vnni(const GemmArgs&);
 
 }  // namespace mixtile

@@ -54,7 +54,7 @@ async function openLlama(path: string): Promise<LlamaRun | string> {
     return {
       async logits(prompt) {
         await seq.clearHistory();
-        const out = await seq.controlledEvaluate(prompt.map((t) => [t, { generateNext: { logits: true } }] as const));
+        const out = await seq.controlledEvaluate(prompt.map((t): [number, { generateNext: { logits: true } }] => [t, { generateNext: { logits: true } }]));
         return prompt.map((_, i) => {
           const l = out[i]?.next.logits;
           if (!l) throw new Error(`node-llama-cpp returned no logits for position ${i}`);

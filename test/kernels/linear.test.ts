@@ -84,6 +84,8 @@ test('the fast paths this CPU supports are the ones selected', (t) => {
     [GgmlType.Q4_K, 'avx512vnni'],
     [GgmlType.Q6_K, 'avx512vnni'],
     [GgmlType.Q8_0, 'avx512vnni'],
+    [GgmlType.F32, 'avx512'],
+    [GgmlType.F16, 'avx512'],
   ];
   const levels = isaCases().run;
   let checked = 0;

@@ -6,6 +6,7 @@
 #include <mutex>
 
 #include "cpu/dequant/dequant.h"
+#include "cpu/matmul/matmul.h"
 #include "threadpool.h"
 
 namespace mixtile {
@@ -109,15 +110,23 @@ void moe_route(const ExpertsWeights& ew, const float* x, int64_t n, int top_k, b
     throw std::invalid_argument("moe: top_k must be in [1, " + std::to_string(ew.n_expert) + "], got " +
                                 std::to_string(top_k));
   }
+  // Router logits [n, n_expert] with the F32 GEMM (identical router rows give identical logits,
+  // so ties stay exact ties and go to the lower expert id below).
+  std::vector<float> all_logits(size_t(n * ew.n_expert));
+  const size_t xs = size_t(ew.hidden) * 4;
+  constexpr int64_t ROUTE_TOKENS = 16;
+  GemmArgs probe{reinterpret_cast<const uint8_t*>(ew.router.data()), xs, ew.n_expert, nullptr, xs, 1, ew.hidden, nullptr, ew.n_expert};
+  const GemmKernel* kern = gemm_select(GgmlType::F32, probe);
+  parallel_for((n + ROUTE_TOKENS - 1) / ROUTE_TOKENS, [&](int64_t blk, int) {
+    int64_t t0 = blk * ROUTE_TOKENS;
+    GemmArgs g = probe;
+    g.a = reinterpret_cast<const uint8_t*>(x + t0 * ew.hidden);
+    g.n_tok = std::min(ROUTE_TOKENS, n - t0);
+    g.y = all_logits.data() + t0 * ew.n_expert;
+    kern->fn(g);
+  });
   parallel_for(n, [&](int64_t t, int) {
-    const float* xt = x + t * ew.hidden;
-    std::vector<float> logits(size_t(ew.n_expert));
-    for (int64_t e = 0; e < ew.n_expert; ++e) {
-      const float* r = ew.router.data() + e * ew.hidden;
-      double s = 0;  // router logits decide discrete choices: sum in double for stable ties
-      for (int64_t i = 0; i < ew.hidden; ++i) s += double(r[i]) * xt[i];
-      logits[size_t(e)] = float(s);
-    }
+    std::vector<float> logits(all_logits.begin() + t * ew.n_expert, all_logits.begin() + (t + 1) * ew.n_expert);
     float mx = *std::max_element(logits.begin(), logits.end());
     double z = 0;
     for (auto& l : logits) z += std::exp(double(l - mx));

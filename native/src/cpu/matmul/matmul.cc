@@ -9,6 +9,8 @@ const std::vector<GemmKernel>& gemm_kernels() {
       {Isa::avx512vnni, GgmlType::Q4_K, "q4_k-avx512vnni", gemm_q4_k_avx512vnni, nullptr},
       {Isa::avx512vnni, GgmlType::Q6_K, "q6_k-avx512vnni", gemm_q6_k_avx512vnni, nullptr},
       {Isa::avx512vnni, GgmlType::Q8_0, "q8_0-avx512vnni", gemm_q8_0_avx512vnni, nullptr},
+      {Isa::avx512, GgmlType::F32, "f32-avx512", gemm_f32_avx512, nullptr},
+      {Isa::avx512, GgmlType::F16, "f16-avx512", gemm_f16_avx512, nullptr},
       {Isa::scalar, GgmlType::F32, "f32-scalar", gemm_f32_scalar, nullptr},
       {Isa::scalar, GgmlType::F16, "f16-scalar", gemm_f16_scalar, nullptr},
       {Isa::scalar, GgmlType::BF16, "bf16-scalar", gemm_bf16_scalar, nullptr},

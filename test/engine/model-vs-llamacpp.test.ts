@@ -14,6 +14,7 @@ import { fileURLToPath } from 'node:url';
 import { synthModel } from '../../src/model/synth.ts';
 import { loadModel } from '../../src/model/load.ts';
 import type { LoadedModel } from '../../src/model/types.ts';
+import type { Token } from 'node-llama-cpp';
 
 const ADDON = process.env.MIXTILE_ADDON ?? fileURLToPath(new URL('../../native/build/Release/mixtile.node', import.meta.url));
 const noAddon = existsSync(ADDON) ? false : `native addon not built (${ADDON}); run npm run build:native`;
@@ -54,7 +55,9 @@ async function openLlama(path: string): Promise<LlamaRun | string> {
     return {
       async logits(prompt) {
         await seq.clearHistory();
-        const out = await seq.controlledEvaluate(prompt.map((t): [number, { generateNext: { logits: true } }] => [t, { generateNext: { logits: true } }]));
+        // node-llama-cpp brands token ids (Token = number & {...}); ours are plain vocabulary indexes.
+        const input = prompt.map((t): [Token, { generateNext: { logits: boolean } }] => [t as Token, { generateNext: { logits: true } }]);
+        const out = await seq.controlledEvaluate(input);
         return prompt.map((_, i) => {
           const l = out[i]?.next.logits;
           if (!l) throw new Error(`node-llama-cpp returned no logits for position ${i}`);

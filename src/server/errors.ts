@@ -35,12 +35,24 @@ function jsonPath(path: ReadonlyArray<PropertyKey>): string {
   return out || '(body)';
 }
 
-/** The first issue of a failed body parse, with where it is, as a 400. */
-export function fromZod(err: ZodError): ApiError {
+/** What a JSON value is, for messages: "number 5", "string", "array", "null". */
+function describeValue(v: unknown): string {
+  if (v === null) return 'null';
+  if (Array.isArray(v)) return 'an array';
+  if (typeof v === 'number' || typeof v === 'boolean') return `${typeof v} ${v}`;
+  return typeof v === 'object' ? 'an object' : typeof v;
+}
+
+/** The first issue of a failed body parse, with where it is and what was found, as a 400. */
+export function fromZod(err: ZodError, body: unknown): ApiError {
   const issue = err.issues[0]!;
   const where = jsonPath(issue.path);
+  let found: unknown = body;
+  for (const p of issue.path) found = found !== null && typeof found === 'object' ? (found as Record<PropertyKey, unknown>)[p] : undefined;
+  // zod says only "Invalid input" for a union; say what was there instead.
+  const what = issue.code === 'invalid_union' ? `unexpected value (found ${describeValue(found)})` : issue.message;
   const more = err.issues.length > 1 ? ` (and ${err.issues.length - 1} more problem${err.issues.length > 2 ? 's' : ''})` : '';
-  return badRequest(`${where}: ${issue.message}${more}`, where);
+  return badRequest(`${where}: ${what}${more}`, where);
 }
 
 /** EngineError codes to HTTP: a full queue or a closed engine is ours (503), the rest is the client's (400). */

@@ -27,7 +27,7 @@ export async function readJson<S extends z.ZodType>(c: Context, schema: S): Prom
     throw badRequest(`the request body is not valid JSON: ${(err as Error).message}${text ? '' : ' (the body is empty)'}`);
   }
   const r = schema.safeParse(value);
-  if (!r.success) throw fromZod(r.error);
+  if (!r.success) throw fromZod(r.error, value);
   return r.data;
 }
 

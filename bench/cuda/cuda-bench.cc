@@ -139,6 +139,7 @@ int main(int argc, char** argv) {
   if (want("gemm")) {
     std::printf("\n# BF16 GEMM (cuBLAS), y[m][n] = x[m][k] w[n][k]^T, f32 out; 8 weight copies rotate\n");
     mxc_blas* blas;
+    setenv("MIXTILE_CUDA_GEMV_MAX_M", "8", 1);  // our kernel for every m <= 8, to compare with cuBLAS there
     MXT_CHECK(mxc_blas_create(&blas, nullptr));
     setenv("MIXTILE_CUDA_GEMV_MAX_M", "0", 1);  // a second handle that sends every m to cuBLAS
     mxc_blas* cublas_only;

@@ -1,4 +1,4 @@
-// BF16 GEMM of libmixtile-cuda: y[m][n] = x[m][k] w[n][k]^T with f32 accumulation. Small m (decode)
+// BF16 GEMM of libmixtile-cuda: y[m][n] = x[m][k] w[n][k]^T with f32 accumulation. m = 1 (decode)
 // goes to our own bandwidth-bound kernel (a warp per row of w); larger m to cuBLAS (cublasGemmEx),
 // which is built in only where CMake found it (MIXTILE_CUDA_CUBLAS). Without cuBLAS our kernel serves
 // every m (correct, but it re-reads w once per 8 rows of x: a fallback, not a prefill path).
@@ -12,10 +12,12 @@
 
 namespace mixtile::cuda {
 
-// Up to this many rows of x our kernel is used when cuBLAS is present. cuBLAS took 8.5-11.5 us for any
-// m <= 8 on the 30B-A3B projections (H100, bench/cuda/cuda-bench.cc "gemm" section), mostly fixed cost.
-// MIXTILE_CUDA_GEMV_MAX_M overrides it (0 = always cuBLAS); MIXTILE_CUDA_NO_CUBLAS=1 = never cuBLAS.
-constexpr int GEMV_MAX_M = 8;
+// Up to this many rows of x our kernel is used when cuBLAS is present. Measured on the H100 with
+// `mixtile-cuda-bench gemm` (2026-11-25), m = 1, ours vs cuBLAS: q_proj 10.8 vs 9.9 us, k/v_proj 6.5 vs
+// 9.2, o_proj 14.2 vs 15.0, router 6.4 vs 7.7 (a decode layer: 44 vs 51 us); at m = 8 cuBLAS wins 2-3x
+// (ours re-reads x from L1 per row of w). MIXTILE_CUDA_GEMV_MAX_M overrides it (0 = always cuBLAS);
+// MIXTILE_CUDA_NO_CUBLAS=1 = never cuBLAS.
+constexpr int GEMV_MAX_M = 1;
 constexpr int GEMV_MT = 8;  // rows of x per pass over w
 
 // Warp per row `r` of w (= output column r); lanes stride k by 8 elements (16-byte loads); MT rows of x

@@ -138,10 +138,10 @@ mxc_status mxc_dequant_bf16(const void* src, mxc_dtype src_type, int64_t n, uint
 size_t mxc_dtype_bytes(mxc_dtype type, int64_t n);
 
 /* ---- GEMM ----
- * m <= 8 (decode) runs our own bandwidth-bound kernel, larger m cuBLAS where it was built in (mxc_has_cublas).
+ * m = 1 (decode) runs our own bandwidth-bound kernel, larger m cuBLAS where it was built in (mxc_has_cublas).
  * Without cuBLAS our kernel serves every m (slow for large m) and needs k % 8 == 0 and 16-byte aligned
  * x, w; otherwise MXC_ERR_UNSUPPORTED. Environment, read at mxc_blas_create: MIXTILE_CUDA_GEMV_MAX_M
- * (default 8; 0 = always cuBLAS), MIXTILE_CUDA_NO_CUBLAS=1 (never cuBLAS). */
+ * (default 1; 0 = always cuBLAS), MIXTILE_CUDA_NO_CUBLAS=1 (never cuBLAS). */
 mxc_status mxc_blas_create(mxc_blas** out, mxc_stream* s);
 mxc_status mxc_blas_destroy(mxc_blas* b);
 mxc_status mxc_blas_set_stream(mxc_blas* b, mxc_stream* s);

@@ -1,6 +1,7 @@
 // `mixtile convert`: a Hugging Face Qwen3-MoE checkpoint folder (safetensors) to a GGUF laid out as
 // llama.cpp's convert_hf_to_gguf.py + llama-quantize would make it. Streams row chunks, so memory
-// stays bounded; the output is written to OUT.tmp and renamed when complete.
+// stays bounded; the output is written to OUT.tmp and renamed when complete. Quantized types are
+// computed on worker threads (QuantPool), one chunk of rows per job.
 //
 // Layout facts: HF Linear weights [out, in] are ggml dims [in, out] with the same bytes; per-expert
 // weights are stacked into 3-D ffn_{gate,up,down}_exps; transformers 5's fused experts
@@ -16,6 +17,7 @@ import { GGML_TYPES, GgmlType } from './ggml-types.ts';
 import { QUANT_TYPES, quantize } from './quant.ts';
 import { FP16_TABLE, fp8e4m3ToFp32 } from './half.ts';
 import { parseFileType, tensorTypeFor } from './file-types.ts';
+import { QuantPool, quantizeOrdered } from './quant-pool.ts';
 import { readSafetensorsDir, readSafetensorsRange, SAFETENSORS_DTYPES } from './safetensors.ts';
 import type { SafetensorsModel, SafetensorsTensorInfo } from './safetensors.ts';
 import { qwen3moeTensors, setQwen3MoeMetadata, setTokenizerMetadata } from './qwen3moe-gguf.ts';
@@ -28,6 +30,8 @@ export interface ConvertOptions {
   out: string;
   /** F32 | F16 | BF16 (default) | Q8_0 | Q4_K_M | Q4_K_S | Q5_K_M | Q5_K_S | Q6_K */
   fileType?: string;
+  /** Worker threads for quantized types (default: all cores). */
+  threads?: number;
   /** Called after each chunk with bytes of tensor data written so far and in total. */
   onProgress?: (done: number, total: number) => void;
 }
@@ -174,23 +178,51 @@ function decode(src: SafetensorsTensorInfo, bytes: Uint8Array, start: number, co
 /** Source dtypes whose bytes are already the target type's. */
 const SAME_BYTES: Partial<Record<string, GgmlType>> = { F32: GgmlType.F32, F16: GgmlType.F16, BF16: GgmlType.BF16 };
 
-async function* tensorChunks(segs: Segment[], rowLength: number, type: GgmlType, handles: Map<string, FileHandle>): AsyncGenerator<Uint8Array> {
+interface SourceChunk {
+  seg: Segment;
+  bytes: Uint8Array;
+  /** Element index within seg.src of bytes[0], and element count. */
+  start: number;
+  count: number;
+}
+
+/** The source bytes of a GGUF tensor, whole rows at a time, in element order. */
+async function* readChunks(segs: Segment[], rowLength: number, handles: Map<string, FileHandle>): AsyncGenerator<SourceChunk> {
   const rowsPerChunk = Math.max(1, Math.floor(CHUNK_VALUES / rowLength));
   for (const seg of segs) {
     const elemBytes = SAFETENSORS_DTYPES.get(seg.src.dtype)!;
     let fh = handles.get(seg.src.file);
     if (!fh) handles.set(seg.src.file, (fh = await open(seg.src.file, 'r')));
     for (let el = 0; el < seg.count; el += rowsPerChunk * rowLength) {
-      const n = Math.min(rowsPerChunk * rowLength, seg.count - el);
-      const bytes = new Uint8Array(n * elemBytes);
+      const count = Math.min(rowsPerChunk * rowLength, seg.count - el);
+      const bytes = new Uint8Array(count * elemBytes);
       const pos = seg.src.offset + (seg.start + el) * elemBytes;
       for (let got = 0; got < bytes.length; ) {
         const { bytesRead } = await fh.read(bytes, got, bytes.length - got, pos + got);
         if (bytesRead === 0) throw new FormatError(`${seg.src.file}: tensor "${seg.src.name}" data ends early at byte ${pos + got}`, { file: seg.src.file, tensor: seg.src.name, offset: pos + got });
         got += bytesRead;
       }
-      yield SAME_BYTES[seg.src.dtype] === type && !seg.scale ? bytes : quantize(type, decode(seg.src, bytes, seg.start + el, n, seg.scale));
+      yield { seg, bytes, start: seg.start + el, count };
     }
+  }
+}
+
+async function* decoded(chunks: AsyncIterable<SourceChunk>): AsyncGenerator<Float32Array> {
+  for await (const c of chunks) yield decode(c.seg.src, c.bytes, c.start, c.count, c.seg.scale);
+}
+
+/** Float targets convert inline; quantized ones go through the worker pool. */
+const FLOAT_TYPES: ReadonlySet<GgmlType> = new Set([GgmlType.F32, GgmlType.F16, GgmlType.BF16]);
+
+/** The GGUF tensor's bytes in `type`: copied when the source bytes already are, else converted. */
+async function* tensorChunks(segs: Segment[], rowLength: number, type: GgmlType, handles: Map<string, FileHandle>, pool: () => QuantPool): AsyncGenerator<Uint8Array> {
+  const chunks = readChunks(segs, rowLength, handles);
+  if (segs.every((s) => SAME_BYTES[s.src.dtype] === type && !s.scale)) {
+    for await (const c of chunks) yield c.bytes;
+  } else if (FLOAT_TYPES.has(type)) {
+    for await (const x of decoded(chunks)) yield quantize(type, x);
+  } else {
+    yield* quantizeOrdered(pool(), type, decoded(chunks));
   }
 }
 
@@ -214,6 +246,8 @@ export async function convertHfToGguf(opts: ConvertOptions): Promise<void> {
 
   const w = new GgufWriter(opts.out);
   const handles = new Map<string, FileHandle>();
+  let quantPool: QuantPool | undefined;
+  const pool = () => (quantPool ??= new QuantPool(opts.threads));
   try {
     setQwen3MoeMetadata(w, shape, { name: basename(resolve(opts.dir)), fileType, ropeScaling });
     setTokenizerMetadata(w, tokenizer, HF_TOKENIZER_GGUF_TYPES, shape.vocab);
@@ -229,7 +263,7 @@ export async function convertHfToGguf(opts: ConvertOptions): Promise<void> {
           opts.onProgress?.(done, total);
         }
       };
-      await w.writeTensor(p.t.name, counted(tensorChunks(p.segs, p.t.dims[0], p.type, handles)));
+      await w.writeTensor(p.t.name, counted(tensorChunks(p.segs, p.t.dims[0], p.type, handles, pool)));
     }
     await w.close();
   } catch (e) {
@@ -237,5 +271,6 @@ export async function convertHfToGguf(opts: ConvertOptions): Promise<void> {
     throw e;
   } finally {
     for (const fh of handles.values()) await fh.close();
+    await quantPool?.close();
   }
 }

@@ -48,8 +48,24 @@ export function cudaInfo(libPath?: string): CudaInfo {
     cached = { available: false, reason: `native addon unavailable: ${(e as Error).message}`, devices: [] };
     return cached;
   }
-  cached = raw as CudaInfo;
+  cached = requireAmpere(raw as CudaInfo);
   return cached;
+}
+
+/** Compute capability the kernels are built for (bf16 tensor cores: Ampere, sm_80, and newer). */
+export const CUDA_MIN_CC = 8.0;
+
+// A device below CUDA_MIN_CC has no kernel image in the library: report it as unavailable, with why.
+function requireAmpere(info: CudaInfo): CudaInfo {
+  if (!info.available) return info;
+  const old = info.devices.filter((d) => Number(d.cc) < CUDA_MIN_CC);
+  if (old.length === 0 || old.length < info.devices.length) return info;
+  const list = old.map((d) => `${d.name} (cc ${d.cc})`).join(', ');
+  return {
+    ...info,
+    available: false,
+    reason: `no CUDA device with compute capability ${CUDA_MIN_CC.toFixed(1)} or newer (found ${list}); the GPU kernels need bf16 tensor cores`,
+  };
 }
 
 /** Human-readable one-liner for doctor / logs: the devices, or why there are none. */

@@ -4,6 +4,7 @@ import type { Command } from 'commander';
 import cliProgress from 'cli-progress';
 import { convertHfToGguf } from '../formats/hf-convert.ts';
 import { FILE_TYPE_NAMES } from '../formats/file-types.ts';
+import { intArg } from './engine-flags.ts';
 
 export function register(program: Command): void {
   program
@@ -11,9 +12,10 @@ export function register(program: Command): void {
     .description('convert a Hugging Face Qwen3-MoE checkpoint folder (safetensors, BF16/F16/F32/FP8) to a GGUF that llama.cpp and mixtile load')
     .argument('<hf-dir>', 'folder with config.json, *.safetensors, tokenizer.json, tokenizer_config.json')
     .argument('<out>', 'output .gguf path (written as OUT.tmp, renamed when complete)')
-    .addOption(new Option('--dtype <type>', 'tensor type mix, as llama-quantize makes it (K-quants are slow: ~1 M values/s)').choices([...FILE_TYPE_NAMES.keys()]).default('BF16'))
+    .addOption(new Option('--dtype <type>', 'tensor type mix, as llama-quantize makes it (K-quants run ~1 M values/s per thread)').choices([...FILE_TYPE_NAMES.keys()]).default('BF16'))
+    .option('-t, --threads <n>', 'worker threads for quantized types (default: all cores)', intArg(1))
     .addHelpText('after', '\nExample:\n  mixtile convert ./Qwen3-30B-A3B ./qwen3-30b-a3b-bf16.gguf --dtype BF16\n')
-    .action(async (dir: string, out: string, o: { dtype: string }) => {
+    .action(async (dir: string, out: string, o: { dtype: string; threads?: number }) => {
       const bar = new cliProgress.SingleBar(
         { format: 'convert [{bar}] {percentage}% {doneMB}/{totalMB} MB eta {eta_formatted}', stream: process.stderr, hideCursor: true },
         cliProgress.Presets.shades_classic,
@@ -28,6 +30,7 @@ export function register(program: Command): void {
           dir,
           out,
           fileType: o.dtype,
+          threads: o.threads,
           onProgress: (done, all) => {
             total = all;
             const now = performance.now();

@@ -60,6 +60,8 @@ export interface TensorTypeContext {
   dims: number[];
   nLayers: number;
   nExperts: number;
+  /** No output.weight: llama-quantize then gives token_embd the output head's type. */
+  tiedEmbeddings?: boolean;
 }
 
 /** llama-quantize's use_more_bits: the first and last eighth of layers and every third in between. */
@@ -100,7 +102,7 @@ export function tensorTypeFor(fileType: LlamaFileType, name: string, ctx: Tensor
 
   const ft = fileType;
   let t = def;
-  if (name === 'output.weight') {
+  if (name === 'output.weight' || (ctx.tiedEmbeddings && name === 'token_embd.weight')) {
     // Output head: Q8_0 if rows do not fit the default's blocks, else Q6_K unless the mix is Q8_0.
     t = ctx.dims[0] % GGML_TYPES.get(def)!.blockSize !== 0 ? GgmlType.Q8_0 : def !== GgmlType.Q8_0 ? GgmlType.Q6_K : def;
   } else if (name === 'token_embd.weight') {

@@ -236,7 +236,7 @@ export async function convertHfToGguf(opts: ConvertOptions): Promise<void> {
   const tensors = qwen3moeTensors(shape);
   const plans: Array<{ t: Qwen3MoeTensor; type: GgmlType; segs: Segment[] }> = [];
   for (const t of tensors) {
-    const type = tensorTypeFor(fileType, t.name, { dims: t.dims, nLayers: shape.nLayers, nExperts: shape.nExperts });
+    const type = tensorTypeFor(fileType, t.name, { dims: t.dims, nLayers: shape.nLayers, nExperts: shape.nExperts, tiedEmbeddings: shape.tiedEmbeddings });
     if (!QUANT_TYPES.has(type)) {
       throw new Error(`convert: ${t.name} [${t.dims.join(', ')}] would be ${GGML_TYPES.get(type)!.name} in this file type (rows of ${t.dims[0]} do not fit K-quant blocks), which mixtile cannot write; choose a float type or Q8_0`);
     }

@@ -77,6 +77,12 @@ test('rows not a multiple of 256 fall back like llama.cpp', () => {
   assert.equal(tensorTypeFor(LlamaFileType.MOSTLY_Q4_K_M, 'output.weight', { ...ctx, dims: [96, 64] }), GgmlType.Q8_0);
 });
 
+test('tied embeddings: token_embd takes the output head rule', () => {
+  const ctx = { ...A3B, dims: [2048, 151936], tiedEmbeddings: true };
+  assert.equal(tensorTypeFor(LlamaFileType.MOSTLY_Q4_K_M, 'token_embd.weight', ctx), GgmlType.Q6_K);
+  assert.equal(tensorTypeFor(LlamaFileType.MOSTLY_Q4_K_M, 'token_embd.weight', { ...ctx, tiedEmbeddings: false }), GgmlType.Q4_K);
+});
+
 test('file type names', () => {
   assert.equal(parseFileType('q4_k_m'), LlamaFileType.MOSTLY_Q4_K_M);
   assert.equal(fileTypeName(32), 'BF16');

@@ -83,6 +83,7 @@ test('the fast paths this CPU supports are the ones selected', (t) => {
     [GgmlType.BF16, 'avx512bf16'],
     [GgmlType.Q4_K, 'avx512vnni'],
     [GgmlType.Q6_K, 'avx512vnni'],
+    [GgmlType.Q5_K, 'avx512vnni'],
     [GgmlType.Q8_0, 'avx512vnni'],
     [GgmlType.F32, 'avx512'],
     [GgmlType.F16, 'avx512'],

@@ -8,10 +8,12 @@ import { FormatError } from '../formats/errors.ts';
 import { QUANT_TYPES } from '../formats/quant.ts';
 import { kvCacheCreate, kvCacheDispose, type KvCacheHandle } from '../native/kv-cache.ts';
 import { setThreads } from '../native/isa.ts';
+import { probeHardware } from '../optimize/hardware.ts';
+import { loadRules, placeModules } from '../optimize/rules.ts';
 import { MappedFile, weightFromFile, type NativeWeight } from '../native/tensor.ts';
 import type { BuiltModel, KwargsLookup, WeightLookup } from './architecture.ts';
 import { KvSlotTable } from './kv-slots.ts';
-import type { ExpectedTensor } from './qwen3moe.ts';
+import type { ExpectedTensor, ModuleInfo } from './qwen3moe.ts';
 import { architectureFor } from './registry.ts';
 import type { ForwardBatch, LoadedModel, LoadOptions } from './types.ts';
 
@@ -38,7 +40,7 @@ export async function loadModel(path: string, opts: LoadOptions = {}): Promise<L
     if (!Number.isInteger(v) || v < 1) throw new RangeError(`loadModel: ${name} must be a positive integer, got ${v}`);
   }
   if (opts.threads !== undefined) setThreads(opts.threads);
-  const kwargs = placementKwargs(opts.rules);
+  const kwargs = placementKwargs(opts.rules, arch.modules(config), opts.onWarning);
 
   // Map every file once; weights view the mappings and keep them alive, so the files can close.
   // The weight handles are small and stay until dispose() (the embedding reads its table per step).
@@ -161,8 +163,17 @@ function checkTensors(gguf: GgufModel, expected: ExpectedTensor[]): void {
   }
 }
 
-/** kwargs per module from a rule file or preset; without rules every operator takes its CPU defaults. */
-function placementKwargs(rules: string | undefined): KwargsLookup {
-  if (rules === undefined || rules === 'cpu') return () => undefined;
-  throw new Error(`loadModel: rules "${rules}" cannot be applied yet: only the all-CPU placement ("cpu") runs in this build`);
+/**
+ * kwargs per module from a rule file or preset (src/optimize); without rules every operator takes
+ * its defaults (all CPU). A module served by a `recursive: false` ancestor gets the ancestor's kwargs.
+ */
+function placementKwargs(rules: string | undefined, modules: ModuleInfo[], onWarning?: (message: string) => void): KwargsLookup {
+  if (rules === undefined) return () => undefined;
+  const set = loadRules(rules);
+  const result = placeModules(modules, set, probeHardware());
+  for (const w of [...set.warnings, ...result.warnings]) onWarning?.(w);
+  return (module) => {
+    const owner = result.coveredBy.get(module) ?? module;
+    return result.placements.get(owner)?.kwargs as Record<string, unknown> | undefined;
+  };
 }

@@ -87,4 +87,6 @@ export interface LoadOptions {
   /** KV cache element type; default f16. */
   kvType?: KvType;
   onProgress?: (done: number, total: number, what: string) => void;
+  /** Rule-file warnings (fallbacks, ignored kwargs), each with file:line. */
+  onWarning?: (message: string) => void;
 }

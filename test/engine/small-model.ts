@@ -20,6 +20,10 @@ export interface SmallModelOptions {
   nExpertsUsed?: number;
   ffn?: number;
   tied?: boolean;
+  /** Tensors to leave out (bad-input tests). */
+  drop?: string[];
+  /** Metadata values written over the computed ones, e.g. { 'qwen3moe.attention.head_count': 8 }. */
+  meta?: Record<string, number | string>;
 }
 
 /** Writes the model to `path`. */
@@ -65,6 +69,8 @@ export async function writeSmallModel(path: string, o: SmallModelOptions = {}): 
   }
   w.setMeta(k('feed_forward_length'), ffn);
 
+  for (const [key, v] of Object.entries(o.meta ?? {})) w.setMeta(key, v);
+
   const tensors: Array<{ name: string; type: GgmlType; dims: number[]; scale: number; offset?: number }> = [];
   const add = (name: string, t: GgmlType, dims: number[], scale: number, offset = 0) => tensors.push({ name, type: t, dims, scale, offset });
   add('token_embd.weight', type, [hidden, vocab], 2);
@@ -91,9 +97,10 @@ export async function writeSmallModel(path: string, o: SmallModelOptions = {}): 
   }
   add('output_norm.weight', GgmlType.F32, [hidden], 0.5, 1);
   if (!o.tied) add('output.weight', type, [hidden, vocab], 8 / Math.sqrt(hidden));
-  for (const t of tensors) w.addTensor(t.name, t.type, t.dims);
+  const kept = tensors.filter((t) => !o.drop?.includes(t.name));
+  for (const t of kept) w.addTensor(t.name, t.type, t.dims);
   await w.begin();
-  for (const t of tensors) {
+  for (const t of kept) {
     const n = t.dims.reduce((a, b) => a * b, 1);
     const x = new Float32Array(n);
     for (let i = 0; i < n; i++) x[i] = (t.offset ?? 0) + rand() * 2 * t.scale;

@@ -33,6 +33,7 @@ namespace {
 constexpr int kChunkRows = 128;   // rows of an expert's tokens per task
 constexpr int kUpBlockCols = 64;  // h columns per gate+up task (4 fused panels)
 constexpr int kDownBlockCols = 128;
+constexpr int kDownColumnCols = 64;  // y columns per task when down runs by column blocks
 
 int64_t round_up(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
 
@@ -159,7 +160,6 @@ void experts_forward(const PackedExperts& pe, const ForwardArgs& a) {
   uint8_t* hbuf = s_h.get<uint8_t>(size_t(rows_total) * lda_h * elem);
   float* act_scale = int8 ? s_act_scale.get<float>(size_t(rows_total) * ng_in) : nullptr;
   float* h_scale = int8 ? s_h_scale.get<float>(size_t(rows_total) * ng_h) : nullptr;
-  float* ypairs = s_y.get<float>(size_t(P) * H);
 
   // Row -> expert map for the convert phase (rows in 16-row blocks; a block never spans experts).
   std::vector<int32_t> block_expert(size_t(rows_total / kRowAlign));
@@ -251,53 +251,83 @@ void experts_forward(const PackedExperts& pe, const ForwardArgs& a) {
 
   stats.gate_up_s = since(t);
 
-  // 3. down, scaled by the routing weight, into Y_pairs.
-  parallel_for(int64_t(down_tasks.size()), [&](int64_t ti, int) {
-    const Task t = down_tasks[ti];
-    const PackedMatrix& w = pe.down[t.e];
-    const int64_t r0 = row_start[t.e] + t.m0;
-    const bool use_amx = amx_ok && count[t.e] >= min_tokens;
-    const int mrows = chunk_rows(t.m0, row_start[t.e + 1] - row_start[t.e], count[t.e], use_amx);
-    const int64_t valid = std::min<int64_t>(mrows, count[t.e] - t.m0);
-    float* C = tls.C();
-    for (int64_t c0 = t.n0; c0 < std::min<int64_t>(H, t.n0 + kDownBlockCols); c0 += kPanelCols) {
-      const int64_t p = c0 / kPanelCols;
-      const uint8_t* panel = w.data + p * w.panel_bytes;
-      if (int8) {
-        const int8_t* A = reinterpret_cast<const int8_t*>(hbuf) + r0 * lda_h;
-        const float* as = h_scale + r0 * ng_h;
-        const float* ws = w.scales + p * w.n_groups * kPanelCols;
-        const int32_t* cs = w.colsum + p * w.n_groups * kPanelCols;
-        (use_amx ? panel_int8_amx : panel_int8_avx512)(A, lda_h, as, mrows, panel, ws, cs, w.n_groups, gsteps, C);
-      } else {
-        const uint16_t* A = reinterpret_cast<const uint16_t*>(hbuf) + r0 * lda_h;
-        (use_amx ? panel_bf16_amx : panel_bf16_avx512)(A, lda_h, mrows, panel, w.k_steps, C);
-      }
-      const int64_t nc = std::min<int64_t>(kPanelCols, H - c0);
-      for (int64_t m = 0; m < valid; ++m) {
-        const int64_t pr = pair_start[t.e] + t.m0 + m;
-        const float rw = pair_w[pr];
-        float* yo = ypairs + pr * H + c0;
-        for (int64_t c = 0; c < nc; ++c) yo[c] = C[m * kPanelCols + c] * rw;
-      }
+  // Runs down panel p of expert e for the row chunk at m0 into C; returns the real rows in it.
+  auto down_panel = [&](int64_t e, int64_t m0, int64_t p, float* C) -> int64_t {
+    const PackedMatrix& w = pe.down[e];
+    const int64_t r0 = row_start[e] + m0;
+    const bool use_amx = amx_ok && count[e] >= min_tokens;
+    const int mrows = chunk_rows(m0, row_start[e + 1] - row_start[e], count[e], use_amx);
+    const uint8_t* panel = w.data + p * w.panel_bytes;
+    if (int8) {
+      const int8_t* A = reinterpret_cast<const int8_t*>(hbuf) + r0 * lda_h;
+      const float* as = h_scale + r0 * ng_h;
+      const float* ws = w.scales + p * w.n_groups * kPanelCols;
+      const int32_t* cs = w.colsum + p * w.n_groups * kPanelCols;
+      (use_amx ? panel_int8_amx : panel_int8_avx512)(A, lda_h, as, mrows, panel, ws, cs, w.n_groups, gsteps, C);
+    } else {
+      const uint16_t* A = reinterpret_cast<const uint16_t*>(hbuf) + r0 * lda_h;
+      (use_amx ? panel_bf16_amx : panel_bf16_avx512)(A, lda_h, mrows, panel, w.k_steps, C);
     }
-  });
+    return std::min<int64_t>(mrows, count[e] - m0);
+  };
 
-  stats.down_s = since(t);
-
-  // 4. Per-token sum over its top_k pairs.
-  const int64_t tok_block = 16;
-  parallel_for((a.n + tok_block - 1) / tok_block, [&](int64_t b, int) {
-    for (int64_t tk = b * tok_block; tk < std::min(a.n, (b + 1) * tok_block); ++tk) {
-      float* y = a.y + tk * H;
-      const float* y0 = ypairs + pos[tk * a.top_k] * H;
-      std::memcpy(y, y0, size_t(H) * sizeof(float));
-      for (int j = 1; j < a.top_k; ++j) {
-        const float* yj = ypairs + pos[tk * a.top_k + j] * H;
-        for (int64_t c = 0; c < H; ++c) y[c] += yj[c];
+  if (tuning.down_by_columns) {
+    // 3. down by column blocks of y: a task owns y[:, cols] and adds every expert's rows into it,
+    // scaled by the routing weight (no per-pair buffer, no separate sum).
+    const int64_t n_blocks = (H + kDownColumnCols - 1) / kDownColumnCols;
+    parallel_for(n_blocks, [&](int64_t b, int) {
+      const int64_t c_begin = b * kDownColumnCols, c_end = std::min(H, c_begin + kDownColumnCols);
+      for (int64_t tk = 0; tk < a.n; ++tk) std::memset(a.y + tk * H + c_begin, 0, sizeof(float) * size_t(c_end - c_begin));
+      float* C = tls.C();
+      for (int64_t e = 0; e < E; ++e) {
+        for (int64_t m0 = 0; m0 < count[e]; m0 += kChunkRows) {
+          for (int64_t c0 = c_begin; c0 < c_end; c0 += kPanelCols) {
+            const int64_t valid = down_panel(e, m0, c0 / kPanelCols, C);
+            const int64_t nc = std::min<int64_t>(kPanelCols, H - c0);
+            for (int64_t m = 0; m < valid; ++m) {
+              const int64_t pr = pair_start[e] + m0 + m;
+              const float rw = pair_w[pr];
+              float* yo = a.y + pair_tok[pr] * H + c0;
+              for (int64_t c = 0; c < nc; ++c) yo[c] += C[m * kPanelCols + c] * rw;
+            }
+          }
+        }
       }
-    }
-  });
+    });
+    stats.down_s = since(t);
+  } else {
+    // 3. down, scaled by the routing weight, into Y_pairs.
+    float* ypairs = s_y.get<float>(size_t(P) * H);
+    parallel_for(int64_t(down_tasks.size()), [&](int64_t ti, int) {
+      const Task t = down_tasks[ti];
+      float* C = tls.C();
+      for (int64_t c0 = t.n0; c0 < std::min<int64_t>(H, t.n0 + kDownBlockCols); c0 += kPanelCols) {
+        const int64_t valid = down_panel(t.e, t.m0, c0 / kPanelCols, C);
+        const int64_t nc = std::min<int64_t>(kPanelCols, H - c0);
+        for (int64_t m = 0; m < valid; ++m) {
+          const int64_t pr = pair_start[t.e] + t.m0 + m;
+          const float rw = pair_w[pr];
+          float* yo = ypairs + pr * H + c0;
+          for (int64_t c = 0; c < nc; ++c) yo[c] = C[m * kPanelCols + c] * rw;
+        }
+      }
+    });
+    stats.down_s = since(t);
+
+    // 4. Per-token sum over its top_k pairs.
+    const int64_t tok_block = 16;
+    parallel_for((a.n + tok_block - 1) / tok_block, [&](int64_t b, int) {
+      for (int64_t tk = b * tok_block; tk < std::min(a.n, (b + 1) * tok_block); ++tk) {
+        float* y = a.y + tk * H;
+        const float* y0 = ypairs + pos[tk * a.top_k] * H;
+        std::memcpy(y, y0, size_t(H) * sizeof(float));
+        for (int j = 1; j < a.top_k; ++j) {
+          const float* yj = ypairs + pos[tk * a.top_k + j] * H;
+          for (int64_t c = 0; c < H; ++c) y[c] += yj[c];
+        }
+      }
+    });
+  }
   stats.sum_s = since(t);
   stats.total_s = std::chrono::duration<double>(t - t_start).count();
 }

@@ -88,7 +88,7 @@ export function register(program: Command): void {
       } catch (e) {
         if (started) bar.stop();
         started = false;
-        console.error(`mixtile ${(e as Error).message}`);
+        console.error(`mixtile synth: ${(e as Error).message.replace(/^synth: /, "")}`);
         process.exitCode = 1;
         return;
       } finally {

@@ -381,6 +381,10 @@ export async function readGguf(path: string): Promise<GgufModel> {
       tensors.set(t.name, t);
     }
   }
+  const splitCount = first.metadata.get('split.count');
+  if (parts.length === 1 && splitCount !== undefined && Number(splitCount) > 1) {
+    throw new FormatError(`${path}: metadata says this is one of ${splitCount} parts of a split model, but the file name does not follow <name>-0000N-of-0000M.gguf, so the other parts cannot be found`, { file: path, key: 'split.count' });
+  }
   const total = first.metadata.get('split.tensors.count');
   if (parts.length > 1 && total !== undefined && Number(total) !== tensors.size) {
     throw new FormatError(`${parts[0]}: metadata key "split.tensors.count" is ${total} but the ${parts.length} parts hold ${tensors.size} tensors`, { file: parts[0], key: 'split.tensors.count' });

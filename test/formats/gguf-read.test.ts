@@ -2,7 +2,7 @@
 // place and byte offset; plus writer -> reader round trips and split sets.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, writeFileSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { readGguf, readTensorBytes, metaNumber, metaString, metaArray, metaBool, GGUFValueType } from '../../src/formats/gguf-read.ts';
@@ -238,4 +238,7 @@ test('split set is read as one model from any part', async () => {
   assert.deepEqual(await readTensorBytes(m, 't1'), new Uint8Array(32).fill(2));
   rmSync(names[1]);
   await assert.rejects(readGguf(names[0]), /part 2 of 2 of this split model is missing/);
+  const renamed = join(dir, 'renamed.gguf');
+  writeFileSync(renamed, readFileSync(names[0]));
+  await assert.rejects(readGguf(renamed), /one of 2 parts of a split model, but the file name does not follow/);
 });

@@ -4,6 +4,7 @@ import { readGguf } from '../formats/gguf-read.ts';
 import { summarizeGguf } from '../formats/gguf-summary.ts';
 import type { GgufSummary } from '../formats/gguf-summary.ts';
 import { FormatError } from '../formats/errors.ts';
+import { GGML_TYPES } from '../formats/ggml-types.ts';
 import { intArg } from './engine-flags.ts';
 
 function bytes(n: number): string {
@@ -46,12 +47,23 @@ export function register(program: Command): void {
     .description('show a GGUF model\'s architecture, parameter counts, tensor types and memory needs (reads only the header)')
     .argument('<file>', 'GGUF file (any part of a split model)')
     .option('--json', 'print the summary as JSON', false)
+    .option('--tensors', 'also list every tensor: name, type, ggml dims, file and byte offset', false)
     .option('-c, --ctx <n>', 'context size for the KV cache estimate (default: min(4096, the model\'s))', intArg(1))
     .addHelpText('after', '\nExample:\n  mixtile synth --preset tiny /tmp/tiny.gguf && mixtile inspect /tmp/tiny.gguf\n')
-    .action(async (file: string, o: { json: boolean; ctx?: number }) => {
+    .action(async (file: string, o: { json: boolean; tensors: boolean; ctx?: number }) => {
       try {
-        const summary = summarizeGguf(await readGguf(file), { ctx: o.ctx });
-        console.log(o.json ? JSON.stringify(summary, null, 2) : render(summary));
+        const model = await readGguf(file);
+        const summary = summarizeGguf(model, { ctx: o.ctx });
+        const tensors = [...model.tensors.values()].map((t) => ({ name: t.name, type: GGML_TYPES.get(t.type)!.name, dims: t.dims, file: t.fileIndex, offset: t.offset, nBytes: t.nBytes }));
+        if (o.json) {
+          console.log(JSON.stringify(o.tensors ? { ...summary, tensors } : summary, null, 2));
+          return;
+        }
+        console.log(render(summary));
+        if (o.tensors) {
+          const w = Math.max(...tensors.map((t) => t.name.length));
+          for (const t of tensors) console.log(`  ${t.name.padEnd(w)}  ${t.type.padEnd(5)} [${t.dims.join(', ')}]  part ${t.file + 1} @ ${t.offset} (${bytes(t.nBytes)})`);
+        }
       } catch (e) {
         if (!(e instanceof FormatError) && (e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
         console.error(`mixtile inspect: ${(e as Error).message}`);

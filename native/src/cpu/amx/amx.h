@@ -25,7 +25,16 @@ namespace mixtile::amx {
 // Tails: n_out and k are zero-padded to the panel/kstep size; activations are zero-padded too.
 // INT8: symmetric per-row, per-group (group = `group` elements along K, a multiple of 64) scales,
 // stored [panel][group][32] float; colsum [panel][group][32] int32 (sum of the group's quants,
-// used by the AVX-512 VNNI path's unsigned-activation offset).
+// used by the AVX-512 VNNI path's unsigned-activation offset). Activations are quantized per
+// token per group the same way when an expert's rows are gathered.
+// Why group 64 (the default): one TDPBSSD consumes exactly 64 K elements per tile row, so a group
+// is one K step: the int32 tile is stored and scaled (AVX-512, per row: convert, x w_scale,
+// fma with a_scale) once per step. Group 32 would need half-width tiles (half the work per
+// TDPBSSD) and twice the scaling; 128/256 scale less often (faster when compute-bound) but lose
+// accuracy (bench/RESULTS.md "## AMX": 3.3% / 4.3% / 5.5% relative error for 64 / 128 / 256).
+//
+// The AVX-512 path for experts with few tokens reads these same panels, so after load the
+// original (mmapped) weights are not read again and there is one copy of the experts in memory.
 enum class Dtype : int { bf16 = 0, int8 = 1 };
 
 struct PackedMatrix {

@@ -17,6 +17,23 @@ namespace {
 // Weight slice per task (gate+up rows together, or down rows): ~128 KiB, well inside L2.
 constexpr size_t EXPERT_SLICE_BYTES = 128 * 1024;
 
+// Scratch of the calling thread, kept between calls: fresh multi-MiB allocations each call cost
+// page faults and zeroing (tens of ms at 512 tokens). Sized up only; never shared across threads.
+struct Scratch {
+  std::vector<uint8_t> xg, xu, hd;
+  std::vector<float> g, u, o;
+};
+Scratch& scratch() {
+  thread_local Scratch s;
+  return s;
+}
+
+template <class T>
+T* grow(std::vector<T>& v, size_t n) {
+  if (v.size() < n) v.resize(n);
+  return v.data();
+}
+
 int64_t row_block(size_t row_bytes, int64_t rows, int64_t n_active) {
   int64_t rb = std::max<int64_t>(8, int64_t(EXPERT_SLICE_BYTES / row_bytes) / 8 * 8);
   // Enough tasks for load balance: at least ~4 per thread overall.
@@ -52,20 +69,23 @@ void experts_forward_generic(const ExpertsWeights& ew, const MoeArgs& a) {
   // Activations of gate/up for each grouped row (row p = pair p), converted once.
   const size_t gs = act_row_bytes(ew.gate.type, H), us = act_row_bytes(ew.up.type, H);
   const bool same_gu = act_type_for(ew.gate.type) == act_type_for(ew.up.type);
-  Buffer xg(gs * size_t(total)), xu(same_gu ? 64 : us * size_t(total));
+  Scratch& sc = scratch();
+  uint8_t* xg = grow(sc.xg, gs * size_t(total));
+  uint8_t* xu = same_gu ? xg : grow(sc.xu, us * size_t(total));
   parallel_for(total, [&](int64_t p, int) {
     const float* xt = a.x + tok_of[size_t(p)] * H;
-    convert_act_row(ew.gate.type, xt, H, xg.data + size_t(p) * gs);
-    if (!same_gu) convert_act_row(ew.up.type, xt, H, xu.data + size_t(p) * us);
+    convert_act_row(ew.gate.type, xt, H, xg + size_t(p) * gs);
+    if (!same_gu) convert_act_row(ew.up.type, xt, H, xu + size_t(p) * us);
   });
-  const uint8_t* xu_data = same_gu ? xg.data : xu.data;
+  const uint8_t* xu_data = xu;
   const size_t xu_stride = same_gu ? gs : us;
 
   // Phase 1: gate and up for one row block of one expert, then SiLU(g) * u into h.
-  std::vector<float> g(size_t(total * F)), u(size_t(total * F));
+  float* g = grow(sc.g, size_t(total * F));
+  float* u = grow(sc.u, size_t(total * F));
   const int64_t rb1 = row_block(ew.gate.row_bytes + ew.up.row_bytes, F, n_active);
   const int64_t nrb1 = (F + rb1 - 1) / rb1;
-  GemmArgs pg{ew.gate.data, ew.gate.row_bytes, rb1, xg.data, gs, 1, H, nullptr, F};
+  GemmArgs pg{ew.gate.data, ew.gate.row_bytes, rb1, xg, gs, 1, H, nullptr, F};
   GemmArgs pu{ew.up.data, ew.up.row_bytes, rb1, xu_data, xu_stride, 1, H, nullptr, F};
   const GemmKernel* kg = gemm_select(ew.gate.type, pg);
   const GemmKernel* ku = gemm_select(ew.up.type, pu);
@@ -73,28 +93,28 @@ void experts_forward_generic(const ExpertsWeights& ew, const MoeArgs& a) {
     int64_t e = active[size_t(task / nrb1)], r0 = (task % nrb1) * rb1, nr = std::min(rb1, F - r0);
     int64_t p0 = start[size_t(e)], ne = count[size_t(e)];
     GemmArgs ag{ew.gate.data + ew.gate.matrix_bytes() * size_t(e) + ew.gate.row_bytes * size_t(r0),
-                ew.gate.row_bytes, nr, xg.data + gs * size_t(p0), gs, ne, H, g.data() + p0 * F + r0, F};
+                ew.gate.row_bytes, nr, xg + gs * size_t(p0), gs, ne, H, g + p0 * F + r0, F};
     kg->fn(ag);
     GemmArgs au{ew.up.data + ew.up.matrix_bytes() * size_t(e) + ew.up.row_bytes * size_t(r0),
-                ew.up.row_bytes, nr, xu_data + xu_stride * size_t(p0), xu_stride, ne, H, u.data() + p0 * F + r0, F};
+                ew.up.row_bytes, nr, xu_data + xu_stride * size_t(p0), xu_stride, ne, H, u + p0 * F + r0, F};
     ku->fn(au);
-    for (int64_t p = 0; p < ne; ++p) silu_mul(g.data() + (p0 + p) * F + r0, u.data() + (p0 + p) * F + r0, nr);
+    for (int64_t p = 0; p < ne; ++p) silu_mul(g + (p0 + p) * F + r0, u + (p0 + p) * F + r0, nr);
   });
 
   // Phase 2: h -> down activations, then down rows per (expert, row block).
   const size_t ds = act_row_bytes(ew.down.type, F);
-  Buffer hd(ds * size_t(total));
-  parallel_for(total, [&](int64_t p, int) { convert_act_row(ew.down.type, g.data() + p * F, F, hd.data + size_t(p) * ds); });
-  std::vector<float> o(size_t(total * H));
+  uint8_t* hd = grow(sc.hd, ds * size_t(total));
+  parallel_for(total, [&](int64_t p, int) { convert_act_row(ew.down.type, g + p * F, F, hd + size_t(p) * ds); });
+  float* o = grow(sc.o, size_t(total * H));
   const int64_t rb2 = row_block(ew.down.row_bytes, H, n_active);
   const int64_t nrb2 = (H + rb2 - 1) / rb2;
-  GemmArgs pd{ew.down.data, ew.down.row_bytes, rb2, hd.data, ds, 1, F, nullptr, H};
+  GemmArgs pd{ew.down.data, ew.down.row_bytes, rb2, hd, ds, 1, F, nullptr, H};
   const GemmKernel* kd = gemm_select(ew.down.type, pd);
   parallel_for(n_active * nrb2, [&](int64_t task, int) {
     int64_t e = active[size_t(task / nrb2)], r0 = (task % nrb2) * rb2, nr = std::min(rb2, H - r0);
     int64_t p0 = start[size_t(e)], ne = count[size_t(e)];
     GemmArgs ad{ew.down.data + ew.down.matrix_bytes() * size_t(e) + ew.down.row_bytes * size_t(r0),
-                ew.down.row_bytes, nr, hd.data + ds * size_t(p0), ds, ne, F, o.data() + p0 * H + r0, H};
+                ew.down.row_bytes, nr, hd + ds * size_t(p0), ds, ne, F, o + p0 * H + r0, H};
     kd->fn(ad);
   });
 
@@ -104,7 +124,7 @@ void experts_forward_generic(const ExpertsWeights& ew, const MoeArgs& a) {
     std::fill(yt, yt + H, 0.f);
     for (int64_t j = 0; j < K; ++j) {
       float wgt = a.weights[t * K + j];
-      const float* ot = o.data() + pos_of[size_t(t * K + j)] * H;
+      const float* ot = o + pos_of[size_t(t * K + j)] * H;
       for (int64_t i = 0; i < H; ++i) yt[i] += wgt * ot[i];
     }
   });

@@ -73,9 +73,13 @@ async function run(o: ServeFlags): Promise<number> {
     keepAliveMs,
     log,
     load: async (progress) => {
+      let modelPath = given;
+      if (modelPath === undefined) {
+        const writing = loadProgress();
+        modelPath = await ensureDemoModel({ onProgress: (d, t) => writing.onProgress(d, t, 'writing the demo model'), log }).finally(writing.stop);
+      }
       const bar = loadProgress();
       try {
-        const modelPath = given ?? (await ensureDemoModel({ onProgress: (d, t) => bar.onProgress(d, t, 'writing demo model'), log }));
         const engine = await loadEngine({
           modelPath,
           threads: o.threads,

@@ -35,6 +35,19 @@ export interface GgufTensorInfo {
   /** Absolute byte offset of the data in `file`. */
   offset: number;
   nBytes: number;
+  /**
+   * Only for models read from Hugging Face folders (hf-model.ts): the data is these byte ranges
+   * concatenated (per-expert tensors stacked into one 3-D tensor). When set, fileIndex and offset
+   * are -1 and a loader must gather the ranges; GGUF files never set it.
+   */
+  segments?: TensorSegment[];
+}
+
+/** A byte range of one file. */
+export interface TensorSegment {
+  file: string;
+  offset: number;
+  nBytes: number;
 }
 
 export interface GgufModel {
@@ -449,17 +462,20 @@ export async function readTensorBytes(model: GgufModel, name: string): Promise<U
   if (t.nBytes > MAX_JS_TENSOR_BYTES) {
     throw new FormatError(`${t.file}: tensor "${name}" is ${t.nBytes} bytes; readTensorBytes is for small tensors (at most ${MAX_JS_TENSOR_BYTES}), map it natively instead`, { file: t.file, tensor: name });
   }
-  const fh = await open(t.file, 'r');
-  try {
-    const out = new Uint8Array(t.nBytes);
-    let got = 0;
-    while (got < t.nBytes) {
-      const { bytesRead } = await fh.read(out, got, t.nBytes - got, t.offset + got);
-      if (bytesRead === 0) throw new FormatError(`${t.file}: tensor "${name}" data ends early at byte ${t.offset + got} (file changed since it was read?)`, { file: t.file, tensor: name, offset: t.offset + got });
-      got += bytesRead;
+  const out = new Uint8Array(t.nBytes);
+  let at = 0;
+  for (const seg of t.segments ?? [{ file: t.file, offset: t.offset, nBytes: t.nBytes }]) {
+    const fh = await open(seg.file, 'r');
+    try {
+      for (let got = 0; got < seg.nBytes; ) {
+        const { bytesRead } = await fh.read(out, at + got, seg.nBytes - got, seg.offset + got);
+        if (bytesRead === 0) throw new FormatError(`${seg.file}: tensor "${name}" data ends early at byte ${seg.offset + got} (file changed since it was read?)`, { file: seg.file, tensor: name, offset: seg.offset + got });
+        got += bytesRead;
+      }
+    } finally {
+      await fh.close();
     }
-    return out;
-  } finally {
-    await fh.close();
+    at += seg.nBytes;
   }
+  return out;
 }

@@ -189,6 +189,11 @@ export class GgufWriter {
     }
   }
 
+  /** The metadata set so far with stored types, in order (for in-memory headers: hf-model.ts). */
+  metadataEntries(): Array<[string, { value: GgufValue; type: GGUFValueType; itemType?: GGUFValueType }]> {
+    return [...this.meta];
+  }
+
   /** Declares a tensor; dims in ggml order (dims[0] = elements per row). */
   addTensor(name: string, type: GgmlType, dims: number[]): void {
     if (this.fh) throw new Error(`GgufWriter(${this.path}): addTensor("${name}") after begin()`);

@@ -15,13 +15,13 @@ import { FormatError } from './errors.ts';
 import { GgufWriter } from './gguf-write.ts';
 import { GGML_TYPES, GgmlType } from './ggml-types.ts';
 import { QUANT_TYPES, quantize } from './quant.ts';
-import { FP16_TABLE, fp8e4m3ToFp32 } from './half.ts';
 import { parseFileType, tensorTypeFor } from './file-types.ts';
 import { QuantPool, quantizeOrdered } from './quant-pool.ts';
-import { readSafetensorsDir, readSafetensorsRange, SAFETENSORS_DTYPES } from './safetensors.ts';
-import type { SafetensorsModel, SafetensorsTensorInfo } from './safetensors.ts';
+import { readSafetensorsDir, SAFETENSORS_DTYPES } from './safetensors.ts';
 import { qwen3moeTensors, setQwen3MoeMetadata, setTokenizerMetadata } from './qwen3moe-gguf.ts';
-import type { Qwen3MoeShape, Qwen3MoeRopeScaling, Qwen3MoeTensor } from './qwen3moe-gguf.ts';
+import type { Qwen3MoeTensor } from './qwen3moe-gguf.ts';
+import { decode, planSegments, qwen3moeShapeFromConfig } from './hf-qwen3moe.ts';
+import type { Segment } from './hf-qwen3moe.ts';
 import { hfTokenizerMetadata, HF_TOKENIZER_GGUF_TYPES } from './hf-tokenizer.ts';
 
 export interface ConvertOptions {
@@ -36,144 +36,8 @@ export interface ConvertOptions {
   onProgress?: (done: number, total: number) => void;
 }
 
-/** The model shape from config.json, checked; throws naming the key. */
-export function qwen3moeShapeFromConfig(config: Record<string, unknown>, file: string): { shape: Qwen3MoeShape; ropeScaling?: Qwen3MoeRopeScaling } {
-  const bad = (key: string, msg: string): never => {
-    throw new FormatError(`${file}: "${key}" ${msg}`, { file, key });
-  };
-  const arch = (config.architectures as unknown[] | undefined)?.[0];
-  if (arch !== 'Qwen3MoeForCausalLM') bad('architectures', `is ${JSON.stringify(config.architectures)}; convert supports Qwen3MoeForCausalLM`);
-  const int = (key: string, fallback?: number): number => {
-    const v = config[key] ?? fallback;
-    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v <= 0) bad(key, `must be a positive integer, found ${JSON.stringify(config[key])}`);
-    return v as number;
-  };
-  const float = (key: string, fallback: number): number => {
-    const v = config[key] ?? fallback;
-    if (typeof v !== 'number' || !(v > 0)) bad(key, `must be a positive number, found ${JSON.stringify(config[key])}`);
-    return v as number;
-  };
-  const hidden = int('hidden_size');
-  const nHeads = int('num_attention_heads');
-  const shape: Qwen3MoeShape = {
-    nLayers: int('num_hidden_layers'),
-    hidden,
-    nHeads,
-    nKvHeads: int('num_key_value_heads', nHeads),
-    headDim: int('head_dim', hidden / nHeads),
-    nExperts: int('num_experts'),
-    nExpertsUsed: int('num_experts_per_tok'),
-    expertFfn: int('moe_intermediate_size'),
-    ffn: int('intermediate_size', 1),
-    vocab: int('vocab_size'),
-    contextLength: int('max_position_embeddings'),
-    ropeTheta: float('rope_theta', 10000),
-    rmsEps: float('rms_norm_eps', 1e-6),
-    tiedEmbeddings: config.tie_word_embeddings === true,
-  };
-  // llama.cpp's qwen3moe graph: every layer sparse, top-k weights renormalized.
-  if ((config.decoder_sparse_step ?? 1) !== 1) bad('decoder_sparse_step', 'must be 1: llama.cpp\'s qwen3moe has no dense layers');
-  if (Array.isArray(config.mlp_only_layers) && config.mlp_only_layers.length > 0) bad('mlp_only_layers', 'must be empty: llama.cpp\'s qwen3moe has no dense layers');
-  if (config.norm_topk_prob === false) bad('norm_topk_prob', 'is false, but llama.cpp\'s qwen3moe always renormalizes the top-k weights');
-  let ropeScaling: Qwen3MoeRopeScaling | undefined;
-  const rs = config.rope_scaling as Record<string, unknown> | null | undefined;
-  if (rs) {
-    const type = rs.rope_type ?? rs.type;
-    if (type !== 'yarn' && type !== 'linear') bad('rope_scaling', `type ${JSON.stringify(type)} is not supported (yarn, linear)`);
-    ropeScaling = { type: type as 'yarn' | 'linear', factor: Number(rs.factor), originalContextLength: typeof rs.original_max_position_embeddings === 'number' ? rs.original_max_position_embeddings : undefined };
-  }
-  return { shape, ropeScaling };
-}
-
-/** A run of consecutive elements of one HF tensor, whole rows of the GGUF tensor. */
-interface Segment {
-  src: SafetensorsTensorInfo;
-  /** First element within src, and element count. */
-  start: number;
-  count: number;
-  /** FP8 block scales of src: value = fp8 * scale[row / bh][col / bw]. */
-  scale?: { values: Float32Array; bh: number; bw: number; cols: number };
-}
-
+/** Values per chunk of rows: 4 MiB of float32. */
 const CHUNK_VALUES = 1 << 20;
-const SOURCE_DTYPES = ['BF16', 'F16', 'F32', 'F8_E4M3'];
-
-/** HF source tensors of each GGUF tensor, in element order; validates presence, shapes and dtypes. */
-async function planSegments(model: SafetensorsModel, t: Qwen3MoeTensor, s: Qwen3MoeShape, blockSize: [number, number] | undefined): Promise<Segment[]> {
-  const need = (name: string, shape: number[]): SafetensorsTensorInfo => {
-    const info = model.tensors.get(name);
-    if (!info) throw new FormatError(`${model.dir}: tensor "${name}" (for ${t.name}) is missing from the checkpoint`, { file: model.dir, tensor: name });
-    if (info.shape.join(',') !== shape.join(',')) {
-      throw new FormatError(`${info.file}: tensor "${name}" has shape [${info.shape.join(', ')}] but config.json implies [${shape.join(', ')}] (for ${t.name})`, { file: info.file, tensor: name });
-    }
-    if (!SOURCE_DTYPES.includes(info.dtype)) {
-      throw new FormatError(`${info.file}: tensor "${name}" is ${info.dtype}; convert reads ${SOURCE_DTYPES.join(', ')}`, { file: info.file, tensor: name });
-    }
-    return info;
-  };
-  const whole = async (name: string, shape: number[]): Promise<Segment> => {
-    const src = need(name, shape);
-    const seg: Segment = { src, start: 0, count: src.nElements };
-    if (src.dtype === 'F8_E4M3') {
-      const scaleName = `${name}_scale_inv`;
-      const [rows, cols] = shape;
-      if (!blockSize || shape.length !== 2) throw new FormatError(`${src.file}: FP8 tensor "${name}" needs config.json quantization_config.weight_block_size`, { file: src.file, tensor: name });
-      const [bh, bw] = blockSize;
-      const sc = need(scaleName, [Math.ceil(rows / bh), Math.ceil(cols / bw)]);
-      seg.scale = { values: decode(sc, await readSafetensorsRange(sc), 0, sc.nElements), bh, bw, cols };
-    }
-    return seg;
-  };
-  const rev = (dims: number[]) => [...dims].reverse();
-  if (t.kind !== 'experts') return [await whole(t.hf, rev(t.dims))];
-
-  const [cols, rows, nExperts] = t.dims;
-  const layer = t.name.split('.')[1];
-  const fusedBase = `model.layers.${layer}.mlp.experts.`;
-  const isDown = t.name.includes('down');
-  const fusedName = (n: string) => [fusedBase + n, `${fusedBase}${n}.weight`].find((x) => model.tensors.has(x));
-  const fused = fusedName(isDown ? 'down_proj' : 'gate_up_proj');
-  if (fused && !model.tensors.has(t.hf.replace('{e}', '0'))) {
-    if (isDown) return [{ src: need(fused, [nExperts, rows, cols]), start: 0, count: nExperts * rows * cols }];
-    const src = need(fused, [nExperts, 2 * rows, cols]);
-    const second = t.name.includes('up_exps') ? 1 : 0; // gate rows first, then up rows, per expert
-    return Array.from({ length: nExperts }, (_, e) => ({ src, start: (2 * e + second) * rows * cols, count: rows * cols }));
-  }
-  const segs: Segment[] = [];
-  for (let e = 0; e < nExperts; e++) segs.push(await whole(t.hf.replace('{e}', String(e)), [rows, cols]));
-  return segs;
-}
-
-/** Float values of elements [start, start + count) of `src`, given their bytes. */
-function decode(src: SafetensorsTensorInfo, bytes: Uint8Array, start: number, count: number, scale?: Segment['scale']): Float32Array {
-  const out = new Float32Array(count);
-  switch (src.dtype) {
-    case 'F32':
-      new Uint8Array(out.buffer).set(bytes.subarray(0, count * 4));
-      break;
-    case 'F16':
-      for (let i = 0; i < count; i++) out[i] = FP16_TABLE[bytes[2 * i] | (bytes[2 * i + 1] << 8)];
-      break;
-    case 'BF16': {
-      const u = new Uint32Array(out.buffer);
-      for (let i = 0; i < count; i++) u[i] = (bytes[2 * i] | (bytes[2 * i + 1] << 8)) << 16;
-      break;
-    }
-    case 'F8_E4M3':
-      for (let i = 0; i < count; i++) {
-        let v = fp8e4m3ToFp32(bytes[i]);
-        if (scale) {
-          const el = start + i;
-          const r = Math.floor(el / scale.cols);
-          const c = el - r * scale.cols;
-          v *= scale.values[Math.floor(r / scale.bh) * Math.ceil(scale.cols / scale.bw) + Math.floor(c / scale.bw)];
-        }
-        out[i] = v;
-      }
-      break;
-  }
-  return out;
-}
 
 /** Source dtypes whose bytes are already the target type's. */
 const SAME_BYTES: Partial<Record<string, GgmlType>> = { F32: GgmlType.F32, F16: GgmlType.F16, BF16: GgmlType.BF16 };

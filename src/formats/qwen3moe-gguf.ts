@@ -2,9 +2,13 @@
 // gguf-py constants): tensor names, ggml dims, the HF tensors each comes from, and the metadata
 // keys with their stored types. Shared by `synth` (random weights) and `convert` (HF checkpoints).
 // Qwen3 uses NeoX RoPE, so unlike LLaMA no q/k row permutation is applied.
-import { GgufWriter } from './gguf-write.ts';
 import { GGUFValueType } from './gguf-read.ts';
 import type { GgufValue } from './gguf-read.ts';
+
+/** Where metadata goes: a GgufWriter, or a collector building an in-memory header (hf-model.ts). */
+export interface MetaSink {
+  setMeta(key: string, value: GgufValue, type?: GGUFValueType): void;
+}
 
 /** Hyperparameters, in GGUF terms. */
 export interface Qwen3MoeShape {
@@ -80,7 +84,7 @@ export interface Qwen3MoeRopeScaling {
  * Sets general.* and qwen3moe.* keys with the types llama.cpp's converter stores (counts u32,
  * rope theta and eps f32, file type and quantization version u32).
  */
-export function setQwen3MoeMetadata(w: GgufWriter, s: Qwen3MoeShape, info: { name: string; fileType: number; description?: string; ropeScaling?: Qwen3MoeRopeScaling }): void {
+export function setQwen3MoeMetadata(w: MetaSink, s: Qwen3MoeShape, info: { name: string; fileType: number; description?: string; ropeScaling?: Qwen3MoeRopeScaling }): void {
   const u32 = GGUFValueType.UINT32;
   const f32 = GGUFValueType.FLOAT32;
   w.setMeta('general.architecture', 'qwen3moe');
@@ -114,7 +118,7 @@ export function setQwen3MoeMetadata(w: GgufWriter, s: Qwen3MoeShape, info: { nam
  * Sets tokenizer.* keys from a map of values and a map of their type names ("STRING",
  * "ARRAY<INT32>", ...); token lists are cut or padded with unused `[PADn]` tokens to `vocab` rows.
  */
-export function setTokenizerMetadata(w: GgufWriter, values: ReadonlyMap<string, unknown>, types: Readonly<Record<string, string>>, vocab: number): void {
+export function setTokenizerMetadata(w: MetaSink, values: ReadonlyMap<string, unknown>, types: Readonly<Record<string, string>>, vocab: number): void {
   for (const [key, value] of values) {
     let v = value as GgufValue;
     if (key === 'tokenizer.ggml.tokens' || key === 'tokenizer.ggml.token_type' || key === 'tokenizer.ggml.scores') {

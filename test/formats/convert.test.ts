@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { synthModel } from '../../src/model/synth.ts';
 import { convertHfToGguf } from '../../src/formats/hf-convert.ts';
+import { openHfModel } from '../../src/formats/hf-model.ts';
 import { readGguf, readTensorBytes } from '../../src/formats/gguf-read.ts';
 import type { GgufModel } from '../../src/formats/gguf-read.ts';
 import { dequantize } from '../../src/formats/quant.ts';
@@ -104,6 +105,22 @@ test('FP8 block-scaled weights (Qwen FP8 releases) are dequantized', async () =>
   }
 });
 
+test('openHfModel: the folder as a GgufModel view equals the converted file (metadata, tensors, bytes via segments)', async () => {
+  const converted = await readGguf(join(dir, 'conv.gguf'));
+  const view = await openHfModel(join(dir, 'hf-sharded'));
+  await assertSameModel(converted, view, new Set());
+  const q = view.tensors.get('blk.0.attn_q.weight')!;
+  assert.ok(q.segments === undefined && q.offset > 0 && view.files[q.fileIndex] === q.file, 'one-piece tensors point into their shard');
+  const experts = view.tensors.get('blk.0.ffn_up_exps.weight')!;
+  assert.equal(experts.segments?.length, 8);
+  assert.equal(experts.offset, -1);
+
+  const fused = await openHfModel(join(dir, 'hf-fused'));
+  assert.equal(fused.tensors.get('blk.0.ffn_down_exps.weight')!.segments, undefined); // down_proj is already [E, hidden, ffn]
+  assert.ok(Buffer.from(await readTensorBytes(fused, 'blk.0.ffn_gate_exps.weight')).equals(await readTensorBytes(synth, 'blk.0.ffn_gate_exps.weight')));
+  await assert.rejects(openHfModel(join(dir, 'hf-fp8')), /is F8_E4M3; running a folder directly needs BF16, F16 or F32 weights \(convert FP8 checkpoints with "mixtile convert"\)/);
+});
+
 /** Runs convert expecting a FormatError/Error matching `re`, and no output file left. */
 async function convertFails(hf: string, re: RegExp, fileType?: string) {
   const out = join(dir, 'fail.gguf');
@@ -153,7 +170,7 @@ test('unsupported dtype in the checkpoint names the tensor', async () => {
     }),
   );
   await writeSafetensors(join(hf, 'model.safetensors'), inputs);
-  await convertFails(hf, /tensor "model.norm.weight" is I32; convert reads BF16, F16, F32, F8_E4M3/);
+  await convertFails(hf, /tensor "model.norm.weight" is I32; mixtile reads BF16, F16, F32, F8_E4M3/);
 });
 
 /** A safetensors file from a raw header object and data size. */

@@ -182,6 +182,7 @@ export function ollamaRoutes(ctx: ServerContext): Hono {
     const info = host.info ?? host.loaded().info;
     checkModel(info, body.model ?? body.name);
     const engine = host.engine;
+    // Ollama shows a Go template; ours is Jinja, so show what it renders around a placeholder prompt.
     const template = engine?.applyChatTemplate([{ role: 'user', content: '{{ .Prompt }}' }], { addGenerationPrompt: true, enableThinking: true }) ?? '';
     return c.json({
       license: '',

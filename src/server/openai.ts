@@ -216,8 +216,8 @@ export function openaiRoutes(ctx: ServerContext): Hono {
   const app = new Hono();
 
   app.get('/v1/models', (c) => {
-    const engine = ctx.host.loaded();
-    const info = engine.info;
+    // Still listed while keep_alive has unloaded it (the next request loads it again).
+    const info = ctx.host.info ?? ctx.host.loaded().info;
     return c.json({
       object: 'list',
       data: [

@@ -158,6 +158,14 @@ test('enable_thinking false reaches the template; n = 2 gives two choices', asyn
     assert.ok(engine.prompts.at(-1)!.endsWith('<think>\n\n</think>\n\n'));
     assert.deepEqual(r.json.choices.map((c: { index: number }) => c.index), [0, 1]);
     assert.equal(r.json.usage.completion_tokens, 2 * THINK_REPLY.length);
+    // Streamed, the two choices interleave; each gets its own content and finish_reason.
+    const raw = await fetch(`${s.url}/v1/chat/completions`, { method: 'POST', body: JSON.stringify({ messages: MSG, n: 2, stream: true }) }).then((x) => x.text());
+    const chunks = raw.split('\n\n').filter((e) => e && e !== 'data: [DONE]').map((e) => JSON.parse(e.slice(6)));
+    for (const index of [0, 1]) {
+      const mine = chunks.flatMap((c) => c.choices).filter((c: { index: number }) => c.index === index);
+      assert.equal(mine.map((c: { delta: { content?: string } }) => c.delta.content ?? '').join(''), 'Hello there!');
+      assert.equal(mine.at(-1).finish_reason, 'stop');
+    }
   });
 });
 

@@ -79,7 +79,9 @@ async function benchModel(o: BenchFlags): Promise<number> {
     const md = o.output === 'md';
     const cols = ['model', 'size', 'params', 'backend', 'threads', 'test', 't/s', 'peak RSS', ...(o.verbose ? ['model ms/step', 'TS ms/step'] : [])];
     if (md) {
-      process.stdout.write(`| ${cols.join(' | ')} |\n|${cols.map((c, i) => (i >= 5 ? ' ---: ' : ' --- ')).join('|')}|\n`);
+      // As llama-bench: text columns left-aligned, numbers right-aligned.
+      const left = new Set(['model', 'backend']);
+      process.stdout.write(`| ${cols.join(' | ')} |\n|${cols.map((c) => (left.has(c) ? ' --- ' : ' ---: ')).join('|')}|\n`);
     }
     const json: object[] = [];
     runBench(model, tokenizer, tests, {

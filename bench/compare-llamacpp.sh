@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# llama.cpp's llama-bench and `mixtile bench` on the same synthetic Qwen3-30B-A3B-shaped GGUFs, in
+# one run, printing t/s, ratios and peak RSS as a markdown table (raw JSON kept in $DIR).
+#
+# Needs llama-bench: `../shared/anchor/prepare` then `nice -n 19 .anchor/build-local.sh` (~8 min).
+# Usage (from the repo root):
+#   bench/compare-llamacpp.sh [-t THREADS] [-r REPS] [-p N_PROMPT] [-n N_GEN] [-l "4 8"] [-f "Q4_K_M BF16"] [-d DIR]
+# Example: bench/compare-llamacpp.sh -t 2 -r 3 -l 4 -f Q4_K_M
+# Env: LLAMA_BENCH (default .anchor/llama.cpp/build/bin/llama-bench), MIXTILE (default: the CLI from
+# src/ through tsx), MIXTILE_ADDON (another native build).
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+
+threads=$(nproc); reps=3; n_prompt=512; n_gen=128; layers="4 8"; types="Q4_K_M BF16"; dir=/tmp/mixtile-compare
+while getopts "t:r:p:n:l:f:d:" o; do
+  case $o in
+    t) threads=$OPTARG ;; r) reps=$OPTARG ;; p) n_prompt=$OPTARG ;; n) n_gen=$OPTARG ;;
+    l) layers=$OPTARG ;; f) types=$OPTARG ;; d) dir=$OPTARG ;;
+    *) sed -n 2,10p "$0"; exit 2 ;;
+  esac
+done
+llama_bench=${LLAMA_BENCH:-$root/.anchor/llama.cpp/build/bin/llama-bench}
+mixtile=${MIXTILE:-node --import tsx $root/src/cli/index.ts}
+if [ ! -x "$llama_bench" ]; then
+  echo "llama-bench not found at $llama_bench; run ../shared/anchor/prepare, then nice -n 19 .anchor/build-local.sh" >&2
+  exit 1
+fi
+mkdir -p "$dir"
+stamp=$(date -u +%Y%m%dT%H%M%SZ)
+
+echo "# $(date -u '+%Y-%m-%d %H:%M UTC'), $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) vCPU, load $(cut -d' ' -f1-3 /proc/loadavg)" >&2
+results=()
+for l in $layers; do
+  for t in $types; do
+    f="$dir/q30b-${l}L-$t.gguf"
+    if [ ! -f "$f" ]; then
+      echo "synth $f" >&2
+      $mixtile synth --preset qwen3-30b-a3b --layers "$l" --file-type "$t" "$f" >&2
+    fi
+    base="$dir/$stamp-${l}L-$t"
+    # Peak RSS of each benchmark process from GNU time (%M, KiB), measured the same way for both.
+    echo "llama-bench $f" >&2
+    /usr/bin/time -f %M -o "$base.llama.rss" "$llama_bench" -m "$f" -p "$n_prompt" -n "$n_gen" -r "$reps" -t "$threads" -o json > "$base.llama.json"
+    echo "mixtile bench $f" >&2
+    /usr/bin/time -f %M -o "$base.mixtile.rss" $mixtile bench -m "$f" -p "$n_prompt" -n "$n_gen" -r "$reps" -t "$threads" -o json > "$base.mixtile.json"
+    results+=("$l $t $base")
+  done
+done
+
+# One table row per test: llama.cpp t/s, ours, ratio, peak RSS of both, our TS overhead per step.
+printf '%s\n' "${results[@]}" | node -e '
+const fs = require("node:fs");
+const rows = fs.readFileSync(0, "utf8").trim().split("\n").map((l) => l.split(" "));
+const rss = (f) => Number(fs.readFileSync(f, "utf8").trim().split("\n").pop()) / 2 ** 20;
+console.log("| file | test | llama.cpp t/s | mixtile t/s | ratio | llama.cpp peak RSS | mixtile peak RSS | mixtile TS ms/step |");
+console.log("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |");
+for (const [l, t, base] of rows) {
+  const llama = JSON.parse(fs.readFileSync(base + ".llama.json", "utf8"));
+  const ours = JSON.parse(fs.readFileSync(base + ".mixtile.json", "utf8"));
+  for (const m of ours) {
+    const ref = llama.find((x) => x.n_prompt === m.n_prompt && x.n_gen === m.n_gen);
+    const fmt = (r) => `${r.avg_ts.toFixed(2)} ± ${r.stddev_ts.toFixed(2)}`;
+    console.log(`| ${l}L ${t} | ${m.test} | ${ref ? fmt(ref) : "-"} | ${fmt(m)} | ${ref ? (m.avg_ts / ref.avg_ts).toFixed(2) + "×" : "-"} | ` +
+      `${rss(base + ".llama.rss").toFixed(2)} GiB | ${rss(base + ".mixtile.rss").toFixed(2)} GiB | ${m.ts_overhead_ms_per_step.toFixed(3)} |`);
+  }
+}
+'

@@ -228,25 +228,23 @@ int main(int argc, char** argv) {
 
   // Kernel knobs (kernels.h KernelTuning): prefetch distance x K blocking of a single row pair.
   {
-    std::printf("\ntuning sweep (ms per call): pf = prefetch K steps ahead, ub = single pair unblocked, "
-                "dc = down by column blocks\n");
+    std::printf("\ntuning sweep (ms per call): pf = prefetch K steps ahead, ub = single pair unblocked\n");
     std::printf("  %-14s %10s %10s %10s %10s %10s %10s\n", "config", "512 BF16", "512 INT8", "1x512 BF16",
                 "1x512 I8", "m16 BF16", "m1 AVXbf");
     const Routing r16 = uniform_routing(16, 8), r1 = uniform_routing(1, 8);
     const mixtile::amx::KernelTuning saved = mixtile::amx::tuning;
-    const int configs[][3] = {{0, 0, 0}, {8, 1, 0}, {8, 1, 1}, {4, 1, 1}, {16, 1, 1}, {8, 1, 0}, {8, 1, 1}};
+    const int configs[][2] = {{0, 0}, {0, 1}, {4, 1}, {8, 0}, {8, 1}, {16, 1}};
     for (const auto& cf : configs) {
       mixtile::amx::tuning.prefetch_steps = cf[0];
       mixtile::amx::tuning.single_pair_unblocked = cf[1] != 0;
-      mixtile::amx::tuning.down_by_columns = cf[2] != 0;
       const double a = time_forward(*pe_bf16, x.data(), 512, r512.ids, r512.w, 8, y.data(), kAmx, 5);
       const double b = time_forward(*pe_i64, x.data(), 512, r512.ids, r512.w, 8, y.data(), kAmx, 5);
       const double c = time_forward(*pe_bf16, x.data(), 512, one.ids, one.w, 1, y.data(), kAmx, 5);
       const double d = time_forward(*pe_i64, x.data(), 512, one.ids, one.w, 1, y.data(), kAmx, 5);
       const double e = time_forward(*pe_bf16, x.data(), 256, r16.ids, r16.w, 8, y.data(), kAmx, 5);
       const double f = time_forward(*pe_bf16, x.data(), 16, r1.ids, r1.w, 8, y.data(), kAvx, 5);
-      std::printf("  pf=%-2d ub=%d dc=%d %10.3f %10.3f %10.3f %10.3f %10.3f %10.3f\n", cf[0], cf[1], cf[2], a * 1e3,
-                  b * 1e3, c * 1e3, d * 1e3, e * 1e3, f * 1e3);
+      std::printf("  pf=%-2d ub=%d      %10.3f %10.3f %10.3f %10.3f %10.3f %10.3f\n", cf[0], cf[1], a * 1e3, b * 1e3,
+                  c * 1e3, d * 1e3, e * 1e3, f * 1e3);
     }
     mixtile::amx::tuning = saved;
   }

@@ -120,11 +120,10 @@ int main(int argc, char** argv) {
   mixtile::amx::KernelTuning other = defaults;
   other.prefetch_steps = defaults.prefetch_steps ? 0 : 8;
   other.single_pair_unblocked = !defaults.single_pair_unblocked;
-  other.down_by_columns = !defaults.down_by_columns;
   for (const auto& tn : {defaults, other}) {
     mixtile::amx::tuning = tn;
-    std::printf("kernel tuning: prefetch_steps=%d single_pair_unblocked=%d down_by_columns=%d\n", tn.prefetch_steps,
-                int(tn.single_pair_unblocked), int(tn.down_by_columns));
+    std::printf("kernel tuning: prefetch_steps=%d single_pair_unblocked=%d\n", tn.prefetch_steps,
+                int(tn.single_pair_unblocked));
     for (auto [dt, g] : {std::pair{Dtype::bf16, 0}, {Dtype::int8, 64}, {Dtype::int8, 128}}) {
       check_case(dt, g, 5, 200, 72, 2, tokens, 100);  // K, N off every tile size
       check_case(dt, g, 4, 96, 40, 3, tokens, 200);   // ffn smaller than one panel pair

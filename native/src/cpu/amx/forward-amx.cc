@@ -33,7 +33,6 @@ namespace {
 constexpr int kChunkRows = 128;   // rows of an expert's tokens per task
 constexpr int kUpBlockCols = 64;  // h columns per gate+up task (4 fused panels)
 constexpr int kDownBlockCols = 128;
-constexpr int kDownColumnCols = 64;  // y columns per task when down runs by column blocks
 
 int64_t round_up(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
 
@@ -271,63 +270,37 @@ void experts_forward(const PackedExperts& pe, const ForwardArgs& a) {
     return std::min<int64_t>(mrows, count[e] - m0);
   };
 
-  if (tuning.down_by_columns) {
-    // 3. down by column blocks of y: a task owns y[:, cols] and adds every expert's rows into it,
-    // scaled by the routing weight (no per-pair buffer, no separate sum).
-    const int64_t n_blocks = (H + kDownColumnCols - 1) / kDownColumnCols;
-    parallel_for(n_blocks, [&](int64_t b, int) {
-      const int64_t c_begin = b * kDownColumnCols, c_end = std::min(H, c_begin + kDownColumnCols);
-      for (int64_t tk = 0; tk < a.n; ++tk) std::memset(a.y + tk * H + c_begin, 0, sizeof(float) * size_t(c_end - c_begin));
-      float* C = tls.C();
-      for (int64_t e = 0; e < E; ++e) {
-        for (int64_t m0 = 0; m0 < count[e]; m0 += kChunkRows) {
-          for (int64_t c0 = c_begin; c0 < c_end; c0 += kPanelCols) {
-            const int64_t valid = down_panel(e, m0, c0 / kPanelCols, C);
-            const int64_t nc = std::min<int64_t>(kPanelCols, H - c0);
-            for (int64_t m = 0; m < valid; ++m) {
-              const int64_t pr = pair_start[e] + m0 + m;
-              const float rw = pair_w[pr];
-              float* yo = a.y + pair_tok[pr] * H + c0;
-              for (int64_t c = 0; c < nc; ++c) yo[c] += C[m * kPanelCols + c] * rw;
-            }
-          }
-        }
+  // 3. down, scaled by the routing weight, into Y_pairs.
+  float* ypairs = s_y.get<float>(size_t(P) * H);
+  parallel_for(int64_t(down_tasks.size()), [&](int64_t ti, int) {
+    const Task t = down_tasks[ti];
+    float* C = tls.C();
+    for (int64_t c0 = t.n0; c0 < std::min<int64_t>(H, t.n0 + kDownBlockCols); c0 += kPanelCols) {
+      const int64_t valid = down_panel(t.e, t.m0, c0 / kPanelCols, C);
+      const int64_t nc = std::min<int64_t>(kPanelCols, H - c0);
+      for (int64_t m = 0; m < valid; ++m) {
+        const int64_t pr = pair_start[t.e] + t.m0 + m;
+        const float rw = pair_w[pr];
+        float* yo = ypairs + pr * H + c0;
+        for (int64_t c = 0; c < nc; ++c) yo[c] = C[m * kPanelCols + c] * rw;
       }
-    });
-    stats.down_s = since(t);
-  } else {
-    // 3. down, scaled by the routing weight, into Y_pairs.
-    float* ypairs = s_y.get<float>(size_t(P) * H);
-    parallel_for(int64_t(down_tasks.size()), [&](int64_t ti, int) {
-      const Task t = down_tasks[ti];
-      float* C = tls.C();
-      for (int64_t c0 = t.n0; c0 < std::min<int64_t>(H, t.n0 + kDownBlockCols); c0 += kPanelCols) {
-        const int64_t valid = down_panel(t.e, t.m0, c0 / kPanelCols, C);
-        const int64_t nc = std::min<int64_t>(kPanelCols, H - c0);
-        for (int64_t m = 0; m < valid; ++m) {
-          const int64_t pr = pair_start[t.e] + t.m0 + m;
-          const float rw = pair_w[pr];
-          float* yo = ypairs + pr * H + c0;
-          for (int64_t c = 0; c < nc; ++c) yo[c] = C[m * kPanelCols + c] * rw;
-        }
-      }
-    });
-    stats.down_s = since(t);
+    }
+  });
+  stats.down_s = since(t);
 
-    // 4. Per-token sum over its top_k pairs.
-    const int64_t tok_block = 16;
-    parallel_for((a.n + tok_block - 1) / tok_block, [&](int64_t b, int) {
-      for (int64_t tk = b * tok_block; tk < std::min(a.n, (b + 1) * tok_block); ++tk) {
-        float* y = a.y + tk * H;
-        const float* y0 = ypairs + pos[tk * a.top_k] * H;
-        std::memcpy(y, y0, size_t(H) * sizeof(float));
-        for (int j = 1; j < a.top_k; ++j) {
-          const float* yj = ypairs + pos[tk * a.top_k + j] * H;
-          for (int64_t c = 0; c < H; ++c) y[c] += yj[c];
-        }
+  // 4. Per-token sum over its top_k pairs.
+  const int64_t tok_block = 16;
+  parallel_for((a.n + tok_block - 1) / tok_block, [&](int64_t b, int) {
+    for (int64_t tk = b * tok_block; tk < std::min(a.n, (b + 1) * tok_block); ++tk) {
+      float* y = a.y + tk * H;
+      const float* y0 = ypairs + pos[tk * a.top_k] * H;
+      std::memcpy(y, y0, size_t(H) * sizeof(float));
+      for (int j = 1; j < a.top_k; ++j) {
+        const float* yj = ypairs + pos[tk * a.top_k + j] * H;
+        for (int64_t c = 0; c < H; ++c) y[c] += yj[c];
       }
-    });
-  }
+    }
+  });
   stats.sum_s = since(t);
   stats.total_s = std::chrono::duration<double>(t - t_start).count();
 }

@@ -40,7 +40,6 @@ void quantize_row_int8(const float* x, int64_t k, int64_t k_pad, int group, int8
 struct KernelTuning {
   int prefetch_steps = 8;            // software prefetch (to L2) of the panel this many K steps ahead; 0 = off
   bool single_pair_unblocked = true; // no K blocking when the rows fit one 32-row pair
-  bool down_by_columns = false;      // forward: down tasks own y column blocks (no per-pair buffer)
 };
 extern KernelTuning tuning;
 

@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { synthModel } from '../../src/model/synth.ts';
 import { convertHfToGguf } from '../../src/formats/hf-convert.ts';
 import { openHfModel } from '../../src/formats/hf-model.ts';
+import { qwen3moeShapeFromConfig } from '../../src/formats/hf-qwen3moe.ts';
 import { readGguf, readTensorBytes } from '../../src/formats/gguf-read.ts';
 import type { GgufModel } from '../../src/formats/gguf-read.ts';
 import { dequantize } from '../../src/formats/quant.ts';
@@ -209,4 +210,18 @@ test('safetensors header validation: each bad file gets its own clear error', as
   await rejects(p, /header is not valid JSON/);
   truncateSync(p, 5);
   await rejects(p, /fewer than the 8-byte header length/);
+});
+
+test('config.json: transformers 5 rope_parameters, defaults, YaRN scaling', () => {
+  const base = {
+    architectures: ['Qwen3MoeForCausalLM'], hidden_size: 256, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2,
+    num_experts: 8, num_experts_per_tok: 2, moe_intermediate_size: 256, vocab_size: 151936, max_position_embeddings: 4096,
+  };
+  const { shape } = qwen3moeShapeFromConfig({ ...base, rope_parameters: { rope_type: 'default', rope_theta: 500000 } }, 'config.json');
+  assert.equal(shape.ropeTheta, 500000);
+  assert.equal(shape.headDim, 64); // hidden / heads when head_dim is absent
+  assert.equal(shape.rmsEps, 1e-6);
+  const yarn = qwen3moeShapeFromConfig({ ...base, rope_theta: 1e6, rope_scaling: { rope_type: 'yarn', factor: 4, original_max_position_embeddings: 32768 } }, 'config.json');
+  assert.deepEqual(yarn.ropeScaling, { type: 'yarn', factor: 4, originalContextLength: 32768 });
+  assert.throws(() => qwen3moeShapeFromConfig({ ...base, num_experts: 0 }, 'config.json'), /config.json: "num_experts" must be a positive integer, found 0/);
 });

@@ -11,7 +11,8 @@
 //   3 down     tasks = (expert, 128-row chunk, 128-column block of hidden): Y_pairs rows.
 //   4 sum      tasks = token blocks: y[t] = sum_j Y_pairs[pair(t, j)].
 // Splitting N (and M for big experts) across threads keeps each weight block in one core's L2;
-// K is blocked inside the kernels (kernels-amx.cc) so the panel block stays in L1.
+// K is blocked inside the kernels (kernels-amx.cc) for chunks over 32 rows, so the panel block
+// stays in L1 while the row pairs run over it; panels are prefetched 8 K steps ahead.
 #include <immintrin.h>
 
 #include <algorithm>

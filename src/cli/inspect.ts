@@ -1,6 +1,8 @@
 // `mixtile inspect FILE`: what a GGUF holds and what it needs, without loading any weights.
 import type { Command } from 'commander';
+import { stat } from 'node:fs/promises';
 import { readGguf } from '../formats/gguf-read.ts';
+import { openHfModel } from '../formats/hf-model.ts';
 import { summarizeGguf } from '../formats/gguf-summary.ts';
 import type { GgufSummary } from '../formats/gguf-summary.ts';
 import { FormatError } from '../formats/errors.ts';
@@ -45,14 +47,14 @@ export function register(program: Command): void {
   program
     .command('inspect')
     .description('show a GGUF model\'s architecture, parameter counts, tensor types and memory needs (reads only the header)')
-    .argument('<file>', 'GGUF file (any part of a split model)')
+    .argument('<file>', 'GGUF file (any part of a split model) or Hugging Face model folder')
     .option('--json', 'print the summary as JSON', false)
     .option('--tensors', 'also list every tensor: name, type, ggml dims, file and byte offset', false)
     .option('-c, --ctx <n>', 'context size for the KV cache estimate (default: min(4096, the model\'s))', intArg(1))
     .addHelpText('after', '\nExample:\n  mixtile synth --preset tiny /tmp/tiny.gguf && mixtile inspect /tmp/tiny.gguf\n')
     .action(async (file: string, o: { json: boolean; tensors: boolean; ctx?: number }) => {
       try {
-        const model = await readGguf(file);
+        const model = (await stat(file)).isDirectory() ? await openHfModel(file) : await readGguf(file);
         const summary = summarizeGguf(model, { ctx: o.ctx });
         const tensors = [...model.tensors.values()].map((t) => ({ name: t.name, type: GGML_TYPES.get(t.type)!.name, dims: t.dims, file: t.fileIndex, offset: t.offset, nBytes: t.nBytes }));
         if (o.json) {
@@ -62,7 +64,10 @@ export function register(program: Command): void {
         console.log(render(summary));
         if (o.tensors) {
           const w = Math.max(...tensors.map((t) => t.name.length));
-          for (const t of tensors) console.log(`  ${t.name.padEnd(w)}  ${t.type.padEnd(5)} [${t.dims.join(', ')}]  part ${t.file + 1} @ ${t.offset} (${bytes(t.nBytes)})`);
+          for (const t of tensors) {
+            const where = t.file < 0 ? 'several ranges' : `part ${t.file + 1} @ ${t.offset}`;
+            console.log(`  ${t.name.padEnd(w)}  ${t.type.padEnd(5)} [${t.dims.join(', ')}]  ${where} (${bytes(t.nBytes)})`);
+          }
         }
       } catch (e) {
         if (!(e instanceof FormatError) && (e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;

@@ -33,7 +33,7 @@ void run(const AttentionArgs& a) {
   const int group = a.n_heads / a.n_kv_heads;
   const int d = a.head_dim;
   const int nc = d / 16;
-  parallel_for(a.n * a.n_kv_heads, [&](int64_t task, int) {
+  attention_for(a, a.n * a.n_kv_heads, [&](int64_t task, int) {
     const int64_t i = task / a.n_kv_heads;
     const int kvh = int(task % a.n_kv_heads);
     const int h0 = kvh * group;

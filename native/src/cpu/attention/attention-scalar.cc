@@ -12,7 +12,7 @@ void attention_scalar(const AttentionArgs& a) {
   const int group = a.n_heads / a.n_kv_heads;
   const int d = a.head_dim;
   std::vector<std::vector<float>> scratch(static_cast<size_t>(pool_threads()));
-  parallel_for(a.n * a.n_heads, [&](int64_t task, int thread) {
+  attention_for(a, a.n * a.n_heads, [&](int64_t task, int thread) {
     const int64_t i = task / a.n_heads;
     const int h = int(task % a.n_heads);
     const int kvh = h / group;

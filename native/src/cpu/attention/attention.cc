@@ -2,6 +2,8 @@
 // Qwen3 model), the scalar reference otherwise.
 #include "cpu/attention/attention.h"
 
+#include "threadpool.h"
+
 namespace mixtile {
 
 const std::vector<AttentionKernel>& attention_kernels() {
@@ -18,6 +20,16 @@ const AttentionKernel& attention_select(const AttentionArgs& a) {
     if (k.isa <= active && k.accepts(a)) return k;
   }
   return attention_kernels().back();
+}
+
+void attention_for(const AttentionArgs& a, int64_t n_tasks, const std::function<void(int64_t, int)>& fn) {
+  int64_t macs = 0;
+  for (int64_t i = 0; i < a.n; ++i) macs += (int64_t(a.pos[i]) + 1) * a.n_heads * a.head_dim * 2;
+  if (macs < ATTENTION_SERIAL_MACS) {
+    for (int64_t t = 0; t < n_tasks; ++t) fn(t, 0);
+  } else {
+    parallel_for(n_tasks, fn);
+  }
 }
 
 AttentionArgs attention_args_for(const KvCache& kv, int layer) {

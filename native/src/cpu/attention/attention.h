@@ -4,6 +4,7 @@
 // (running max and sum), so no [T, T] score matrix exists at any context length.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 #include "cpu/isa.h"
@@ -39,6 +40,11 @@ const std::vector<AttentionKernel>& attention_kernels();
 const AttentionKernel& attention_select(const AttentionArgs& a);
 // Args for `layer` of `kv` (k, v, strides, type); the caller fills q, out, pos, seq, n, heads, scale.
 AttentionArgs attention_args_for(const KvCache& kv, int layer);
+
+// Runs fn(task, thread) over [0, n_tasks): on the pool, or on the calling thread when the call's
+// work (multiply-adds) is too small to pay for waking workers (decode at short contexts).
+constexpr int64_t ATTENTION_SERIAL_MACS = 1 << 16;
+void attention_for(const AttentionArgs& a, int64_t n_tasks, const std::function<void(int64_t, int)>& fn);
 
 void attention_scalar(const AttentionArgs& a);
 void attention_avx512(const AttentionArgs& a);

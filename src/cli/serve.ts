@@ -114,8 +114,8 @@ async function run(o: ServeFlags): Promise<number> {
     const engine = await server.ready;
     const i = engine.info;
     log(`ready: ${i.name} (${i.architecture}, ${i.fileType}, ctx ${i.contextLength})${i.isDemo ? ' — the built-in DEMO model has random weights: its replies are noise. Use --model FILE.gguf for a real model.' : ''}`);
-  } catch (err) {
-    log(`the model did not load: ${(err as Error).message}`);
+  } catch {
+    // The host has logged why.
     await server.close();
     return 1;
   }

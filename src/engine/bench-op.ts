@@ -227,6 +227,8 @@ function main(): void {
       isa: { type: 'string' },
       'probe-mib': { type: 'string', default: '1024' },
       out: { type: 'string', default: '4096' },
+      hidden: { type: 'string', default: '2048' },
+      ffn: { type: 'string', default: '768' },
     },
   });
   if (values.op !== 'experts' && values.op !== 'linear') throw new Error(`--op must be experts or linear, got ${values.op}`);
@@ -239,6 +241,8 @@ function main(): void {
     isa: values.isa as IsaLevel | undefined,
     probeMiB: Number(values['probe-mib']),
     outFeatures: Number(values.out),
+    hidden: Number(values.hidden),
+    ffn: Number(values.ffn),
   });
 }
 

@@ -1,8 +1,8 @@
 // llama-server's utility routes: GET /health, GET /metrics, POST /tokenize, /detokenize, /apply-template.
 import { Hono } from 'hono';
 import { z } from 'zod';
-import { ApiError } from './errors.ts';
-import { chatMessages, ChatMessageSchema } from './openai.ts';
+import { ApiError, badRequest } from './errors.ts';
+import { chatMessages, ChatMessageSchema, ToolSchema } from './openai.ts';
 import { readJson, type ServerContext } from './request.ts';
 
 const TokenizeBody = z.object({
@@ -14,6 +14,7 @@ const TokenizeBody = z.object({
 const DetokenizeBody = z.object({ tokens: z.array(z.int().min(0)) });
 const ApplyTemplateBody = z.object({
   messages: z.array(ChatMessageSchema).min(1),
+  tools: z.array(ToolSchema).optional(),
   chat_template_kwargs: z.object({ enable_thinking: z.boolean().optional() }).loose().optional(),
 });
 
@@ -41,13 +42,20 @@ export function llamaRoutes(ctx: ServerContext): Hono {
 
   app.post('/detokenize', async (c) => {
     const body = await readJson(c, DetokenizeBody);
-    return c.json({ content: host.loaded().detokenize(body.tokens) });
+    try {
+      return c.json({ content: host.loaded().detokenize(body.tokens) });
+    } catch (err) {
+      // The tokenizer names the id that is out of range.
+      if (err instanceof RangeError) throw badRequest(`tokens: ${err.message}`, 'tokens');
+      throw err;
+    }
   });
 
   app.post('/apply-template', async (c) => {
     const body = await readJson(c, ApplyTemplateBody);
     const engine = host.loaded();
     const prompt = engine.applyChatTemplate(chatMessages(body.messages), {
+      tools: body.tools,
       addGenerationPrompt: true,
       enableThinking: body.chat_template_kwargs?.enable_thinking ?? true,
     });

@@ -52,7 +52,7 @@ export const ChatMessageSchema = z.object({
   name: z.string().nullish(),
 });
 
-const Tool = z.object({
+export const ToolSchema = z.object({
   type: z.literal('function'),
   function: z.object({ name: z.string().min(1), description: z.string().optional(), parameters: z.record(z.string(), z.unknown()).optional() }),
 });
@@ -61,7 +61,7 @@ const ChatBody = z.object({
   ...Common,
   messages: z.array(ChatMessageSchema).min(1),
   max_completion_tokens: nullish(z.int().min(1)),
-  tools: nullish(z.array(Tool)),
+  tools: nullish(z.array(ToolSchema)),
   tool_choice: nullish(z.union([z.enum(['none', 'auto', 'required']), z.object({ type: z.literal('function'), function: z.object({ name: z.string() }) })])),
   parallel_tool_calls: nullish(z.boolean()),
   chat_template_kwargs: nullish(z.object({ enable_thinking: z.boolean().optional() }).loose()),

@@ -158,3 +158,27 @@ test('/health answers within 50 ms during a long prefill', opts, async () => {
   assert.ok(n >= 3, `only ${n} probes during the prefill`);
   assert.ok(worst < 50, `/health took ${worst.toFixed(1)} ms during a ${r.timings.prompt_ms.toFixed(0)} ms prefill`);
 });
+
+test('the model\'s own chat template renders tools, tool calls and tool results; detokenize checks ids', opts, async () => {
+  const post = (path: string, body: unknown) => fetch(s.url + path, { method: 'POST', body: JSON.stringify(body) });
+  const r = await post('/apply-template', {
+    tools: [{ type: 'function', function: { name: 'get_weather', parameters: { type: 'object' } } }],
+    messages: [
+      { role: 'user', content: 'Weather?' },
+      { role: 'assistant', content: null, tool_calls: [{ id: 'call_1', type: 'function', function: { name: 'get_weather', arguments: '{"city":"Paris"}' } }] },
+      { role: 'tool', tool_call_id: 'call_1', content: '{"temp":21}' },
+    ],
+  });
+  assert.equal(r.status, 200);
+  const { prompt } = (await r.json()) as { prompt: string };
+  assert.match(prompt, /<tools>\n\{"type": "function", "function": \{"name": "get_weather"/);
+  assert.match(prompt, /<\|im_start\|>assistant\n<tool_call>\n\{"name": "get_weather", "arguments": \{"city": "Paris"\}\}\n<\/tool_call><\|im_end\|>/);
+  assert.match(prompt, /<tool_response>\n\{"temp":21\}\n<\/tool_response>/);
+  assert.ok(prompt.endsWith('<|im_start|>assistant\n'));
+  const tok = (await (await post('/tokenize', { content: 'Hello world' })).json()) as { tokens: number[] };
+  const detok = (await (await post('/detokenize', { tokens: tok.tokens })).json()) as { content: string };
+  assert.equal(detok.content, 'Hello world');
+  const bad = await post('/detokenize', { tokens: [999999999] });
+  assert.equal(bad.status, 400);
+  assert.match(((await bad.json()) as { error: { message: string } }).error.message, /999999999 is outside the vocabulary/);
+});

@@ -14,7 +14,7 @@ import { fileURLToPath } from 'node:url';
 import { synthModel } from '../../src/model/synth.ts';
 import { loadModel } from '../../src/model/load.ts';
 import type { LoadedModel } from '../../src/model/types.ts';
-import type { Token } from 'node-llama-cpp';
+import { logitStats, openLlama, type LlamaRun } from '../reference/llamacpp.ts';
 
 const ADDON = process.env.MIXTILE_ADDON ?? fileURLToPath(new URL('../../native/build/Release/mixtile.node', import.meta.url));
 const noAddon = existsSync(ADDON) ? false : `native addon not built (${ADDON}); run npm run build:native`;
@@ -33,80 +33,6 @@ const LIMITS: Record<string, { kl: number; diffOverStd: number; tie: number }> =
   BF16: { kl: 1e-3, diffOverStd: 0.06, tie: 0.01 },
   Q8_0: { kl: 3e-3, diffOverStd: 0.15, tie: 0.03 },
 };
-
-interface LlamaRun {
-  logits(prompt: number[]): Promise<Array<Map<number, number>>>;
-  dispose(): Promise<void>;
-}
-
-/** Loads `path` in node-llama-cpp on the CPU; returns a reason string if it cannot run here. */
-async function openLlama(path: string): Promise<LlamaRun | string> {
-  let mod: typeof import('node-llama-cpp');
-  try {
-    mod = await import('node-llama-cpp');
-  } catch (e) {
-    return `node-llama-cpp is not installed (${(e as Error).message}); npm install --ignore-scripts -D node-llama-cpp@3.22.1`;
-  }
-  try {
-    const llama = await mod.getLlama({ gpu: false, build: 'never', logLevel: mod.LlamaLogLevel.error });
-    const model = await llama.loadModel({ modelPath: path, gpuLayers: 0 });
-    const ctx = await model.createContext({ contextSize: 64, threads: 2 });
-    const seq = ctx.getSequence();
-    return {
-      async logits(prompt) {
-        await seq.clearHistory();
-        // node-llama-cpp brands token ids (Token = number & {...}); ours are plain vocabulary indexes.
-        const input = prompt.map((t): [Token, { generateNext: { logits: boolean } }] => [t as Token, { generateNext: { logits: true } }]);
-        const out = await seq.controlledEvaluate(input);
-        return prompt.map((_, i) => {
-          const l = out[i]?.next.logits;
-          if (!l) throw new Error(`node-llama-cpp returned no logits for position ${i}`);
-          return l;
-        });
-      },
-      async dispose() {
-        await ctx.dispose();
-        await model.dispose();
-        await llama.dispose();
-      },
-    };
-  } catch (e) {
-    return `node-llama-cpp's prebuilt llama.cpp cannot run here: ${(e as Error).message}`;
-  }
-}
-
-/** KL(p_ref || p_got) of the softmaxes, max |diff| and the std of the reference logits. */
-function stats(ref: Map<number, number>, got: Float32Array, off: number, vocab: number) {
-  const r = new Float64Array(vocab);
-  for (const [t, v] of ref) r[t] = v;
-  const g = Float64Array.from(got.subarray(off, off + vocab));
-  const logSoftmax = (x: Float64Array) => {
-    let m = -Infinity;
-    for (const v of x) m = Math.max(m, v);
-    let s = 0;
-    for (const v of x) s += Math.exp(v - m);
-    const lse = m + Math.log(s);
-    return x.map((v) => v - lse);
-  };
-  const lr = logSoftmax(r);
-  const lg = logSoftmax(g);
-  let kl = 0;
-  let maxDiff = 0;
-  let mean = 0;
-  let sq = 0;
-  let topR = 0;
-  let topG = 0;
-  for (let i = 0; i < vocab; i++) {
-    kl += Math.exp(lr[i]!) * (lr[i]! - lg[i]!);
-    maxDiff = Math.max(maxDiff, Math.abs(r[i]! - g[i]!));
-    mean += r[i]!;
-    sq += r[i]! * r[i]!;
-    if (r[i]! > r[topR]!) topR = i;
-    if (g[i]! > g[topG]!) topG = i;
-  }
-  mean /= vocab;
-  return { kl, maxDiff, std: Math.sqrt(sq / vocab - mean * mean), topR, topG };
-}
 
 for (const fileType of ['BF16', 'Q8_0']) {
   describe(`engine vs llama.cpp (node-llama-cpp 3.22.1), synth tiny ${fileType}`, { skip: noAddon }, () => {
@@ -145,7 +71,7 @@ for (const fileType of ['BF16', 'Q8_0']) {
         const got = model.forward({ tokens: Int32Array.from(prompt), positions: Int32Array.from(prompt.keys()), seqIds: new Int32Array(n), logitsFor: Int32Array.from(prompt.keys()) });
         for (let p = 0; p < n; p++) {
           assert.equal(want[p]!.size, V, `llama.cpp returned ${want[p]!.size} logits, expected the vocabulary ${V}`);
-          const s = stats(want[p]!, got, p * V, V);
+          const s = logitStats(want[p]!, got, p * V, V);
           assert.ok(s.std > 1, `prompt ${PROMPTS.indexOf(prompt)} position ${p}: llama.cpp logit std ${s.std.toFixed(3)} <= 1, too uniform to test`);
           // Top-1 must match unless llama.cpp itself nearly ties the two tokens.
           const gap = want[p]!.get(s.topR)! - want[p]!.get(s.topG)!;

@@ -8,6 +8,7 @@ import { chromium, type Browser } from 'playwright-core';
 import { loadEngine } from '../../src/engine/index.ts';
 import { startServer, type RunningServer } from '../../src/server/app.ts';
 import { tinyModel, TEST_TIMEOUT_MS, type TinyModel } from './real-server.ts';
+import { ScriptedEngine } from './scripted-engine.ts';
 
 const CHROMIUM = '/usr/bin/chromium';
 const skip = existsSync(CHROMIUM) ? false : `${CHROMIUM} is missing (install it with: apt-get install -y chromium)`;
@@ -59,4 +60,28 @@ test('chat page: demo warning, streamed reply with tok/s, stop button', { skip, 
   while (engine.stats().running > 0 && performance.now() - t0 < 10_000) await new Promise((r) => setTimeout(r, 20));
   assert.equal(engine.stats().running, 0);
   await page.close();
+});
+
+test('chat page: thinking shows in a collapsible block, apart from the answer (scripted engine double)', { skip, timeout: TEST_TIMEOUT_MS }, async () => {
+  const engine = new ScriptedEngine({ reply: () => '<think>\nThe user greets me.\n</think>\n\nHello there!', tokenDelayMs: 2 });
+  const scripted = await startServer({ host: '127.0.0.1', port: 0, load: async () => engine });
+  try {
+    await scripted.ready;
+    const page = await browser.newPage();
+    await page.goto(scripted.url + '/');
+    await page.getByTestId('model').filter({ hasText: 'scripted' }).waitFor();
+    assert.equal(await page.getByTestId('demo-warning').isVisible(), false);
+    await page.getByTestId('input').fill('Hi');
+    await page.getByTestId('input').press('Enter');
+    const reply = page.locator('[data-testid="msg-assistant"][data-state="done"]');
+    await reply.waitFor();
+    assert.equal(await reply.locator('[data-testid="answer"]').textContent(), 'Hello there!');
+    const details = reply.locator('details');
+    assert.equal(await details.evaluate((d) => (d as HTMLDetailsElement).open), false, 'thinking starts collapsed');
+    await details.locator('summary').click();
+    assert.match((await details.textContent()) ?? '', /The user greets me\./);
+    await page.close();
+  } finally {
+    await scripted.close();
+  }
 });

@@ -75,5 +75,11 @@ void gemm_q6_k_avx512vnni(const GemmArgs&);
 void gemm_q8_0_avx512vnni(const GemmArgs&);
 void gemm_f32_avx512(const GemmArgs&);
 void gemm_f16_avx512(const GemmArgs&);
+void gemm_f32_avx2(const GemmArgs&);
+void gemm_f16_avx2(const GemmArgs&);
+void gemm_bf16_avx2(const GemmArgs&);
+void gemm_q4_k_avx2(const GemmArgs&);
+void gemm_q6_k_avx2(const GemmArgs&);
+void gemm_q8_0_avx2(const GemmArgs&);
 
 }  // namespace mixtile

@@ -72,6 +72,7 @@ async function run(o: ServeFlags): Promise<number> {
     apiKey: o.apiKey,
     keepAliveMs,
     log,
+    logRequests: log,
     load: async (progress) => {
       let modelPath = given;
       if (modelPath === undefined) {

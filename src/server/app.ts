@@ -1,5 +1,6 @@
 // The HTTP server: every route in one list, API-key check, the single error handler, the static
 // chat page, and startServer() (listen first, then load the model, so /health can say "loading").
+import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import { serve, type ServerType } from '@hono/node-server';
@@ -13,7 +14,8 @@ import { ollamaErrorBody, ollamaRoutes } from './ollama.ts';
 import { openaiErrorBody, openaiRoutes } from './openai.ts';
 import type { ServerContext } from './request.ts';
 
-export const VERSION = '0.1.0';
+/** Mixtile's version from package.json (two folders up from src/server/ and dist/server/ alike). */
+export const VERSION: string = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')).version;
 
 /*
  * Routes
@@ -28,6 +30,8 @@ export const VERSION = '0.1.0';
 export interface AppOptions {
   /** When set, every route but /health and the page needs `Authorization: Bearer <apiKey>`. */
   apiKey?: string;
+  /** One line per request (method, path, status, ms to the response head); /health and /metrics are not logged. */
+  logRequests?: (line: string) => void;
 }
 
 /** Paths that never need the API key: the health probe and the page's static files (the page asks for the key). */
@@ -35,6 +39,16 @@ const PUBLIC_PATHS = new Set(['/health', '/', '/index.html', '/app.js', '/style.
 
 export function createApp(ctx: ServerContext, opts: AppOptions = {}): Hono {
   const app = new Hono();
+
+  const logRequests = opts.logRequests;
+  if (logRequests) {
+    app.use('*', async (c, next) => {
+      const t0 = performance.now();
+      await next();
+      if (c.req.path === '/health' || c.req.path === '/metrics') return;
+      logRequests(`${c.req.method} ${c.req.path} ${c.res.status} ${(performance.now() - t0).toFixed(0)} ms`);
+    });
+  }
 
   if (opts.apiKey) {
     const expected = opts.apiKey;
@@ -109,7 +123,7 @@ export interface RunningServer {
 export async function startServer(o: ServerOptions): Promise<RunningServer> {
   const host = new ModelHost({ load: o.load, keepAliveMs: o.keepAliveMs ?? -1, log: o.log });
   const metrics = new ServerMetrics(() => host.engine);
-  const app = createApp({ host, metrics, version: VERSION }, { apiKey: o.apiKey });
+  const app = createApp({ host, metrics, version: VERSION }, { apiKey: o.apiKey, logRequests: o.logRequests });
   const server: ServerType = await new Promise((resolve, reject) => {
     const s = serve({ fetch: app.fetch, hostname: o.host, port: o.port }, () => resolve(s));
     s.once('error', reject);

@@ -20,7 +20,7 @@ import { QuantPool, quantizeOrdered } from './quant-pool.ts';
 import { readSafetensorsDir, SAFETENSORS_DTYPES } from './safetensors.ts';
 import { qwen3moeTensors, setQwen3MoeMetadata, setTokenizerMetadata } from './qwen3moe-gguf.ts';
 import type { Qwen3MoeTensor } from './qwen3moe-gguf.ts';
-import { decode, planSegments, qwen3moeShapeFromConfig } from './hf-qwen3moe.ts';
+import { checkAllUsed, decode, planSegments, qwen3moeShapeFromConfig } from './hf-qwen3moe.ts';
 import type { Segment } from './hf-qwen3moe.ts';
 import { hfTokenizerMetadata, HF_TOKENIZER_GGUF_TYPES } from './hf-tokenizer.ts';
 
@@ -106,6 +106,7 @@ export async function convertHfToGguf(opts: ConvertOptions): Promise<void> {
     }
     plans.push({ t, type, segs: await planSegments(model, t, shape, qc?.weight_block_size) });
   }
+  checkAllUsed(model, plans.map((p) => p.segs));
   const tokenizer = await hfTokenizerMetadata(opts.dir, model.config, shape.vocab);
 
   const w = new GgufWriter(opts.out);

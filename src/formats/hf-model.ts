@@ -14,7 +14,7 @@ import { GgufWriter } from './gguf-write.ts';
 import { LlamaFileType } from './file-types.ts';
 import { readSafetensorsDir, SAFETENSORS_DTYPES } from './safetensors.ts';
 import { qwen3moeTensors, setQwen3MoeMetadata, setTokenizerMetadata } from './qwen3moe-gguf.ts';
-import { planSegments, qwen3moeShapeFromConfig } from './hf-qwen3moe.ts';
+import { checkAllUsed, planSegments, qwen3moeShapeFromConfig } from './hf-qwen3moe.ts';
 import { hfTokenizerMetadata, HF_TOKENIZER_GGUF_TYPES } from './hf-tokenizer.ts';
 
 const DTYPE_TYPES: Readonly<Record<string, GgmlType>> = { BF16: GgmlType.BF16, F16: GgmlType.F16, F32: GgmlType.F32 };
@@ -27,8 +27,10 @@ export async function openHfModel(dir: string): Promise<GgufModel> {
   const layout = qwen3moeTensors(shape);
   const qc = st.config.quantization_config as { weight_block_size?: [number, number] } | undefined;
   const tensors = new Map<string, GgufTensorInfo>();
+  const planned = [];
   for (const t of layout) {
     const segs = await planSegments(st, t, shape, qc?.weight_block_size);
+    planned.push(segs);
     const dtype = segs[0].src.dtype;
     const type = DTYPE_TYPES[dtype];
     if (type === undefined || segs.some((s) => s.src.dtype !== dtype)) {
@@ -50,6 +52,8 @@ export async function openHfModel(dir: string): Promise<GgufModel> {
       ...(one ? {} : { segments: ranges }),
     });
   }
+
+  checkAllUsed(st, planned);
 
   // The header convert would write, built by the same code through an unused writer.
   const w = new GgufWriter(resolve(dir, '(in-memory header)'));

@@ -65,7 +65,7 @@ export interface Segment {
   start: number;
   count: number;
   /** FP8 block scales of src: value = fp8 * scale[row / bh][col / bw]. */
-  scale?: { values: Float32Array; bh: number; bw: number; cols: number };
+  scale?: { name: string; values: Float32Array; bh: number; bw: number; cols: number };
 }
 
 const SOURCE_DTYPES = ['BF16', 'F16', 'F32', 'F8_E4M3'];
@@ -92,7 +92,7 @@ export async function planSegments(model: SafetensorsModel, t: Qwen3MoeTensor, s
       if (!blockSize || shape.length !== 2) throw new FormatError(`${src.file}: FP8 tensor "${name}" needs config.json quantization_config.weight_block_size`, { file: src.file, tensor: name });
       const [bh, bw] = blockSize;
       const sc = need(scaleName, [Math.ceil(rows / bh), Math.ceil(cols / bw)]);
-      seg.scale = { values: decode(sc, await readSafetensorsRange(sc), 0, sc.nElements), bh, bw, cols };
+      seg.scale = { name: scaleName, values: decode(sc, await readSafetensorsRange(sc), 0, sc.nElements), bh, bw, cols };
     }
     return seg;
   };
@@ -151,4 +151,24 @@ export function decode(src: SafetensorsTensorInfo, bytes: Uint8Array, start: num
 function ropeParameterTheta(config: Record<string, unknown>): number | undefined {
   const rp = config.rope_parameters as Record<string, unknown> | null | undefined;
   return typeof rp?.rope_theta === 'number' ? rp.rope_theta : undefined;
+}
+
+/** Tensors a checkpoint may carry that the GGUF layout drops on purpose (llama.cpp skips them too). */
+const IGNORED = [/\.rotary_emb\.inv_freq$/, /^lm_head\.weight$/];
+
+/**
+ * Throws if the checkpoint has tensors no GGUF tensor was built from: an unknown tensor means a
+ * layout this converter does not understand (a shared expert, an MTP head), not something to drop.
+ */
+export function checkAllUsed(model: SafetensorsModel, segments: Iterable<Segment[]>): void {
+  const used = new Set<string>();
+  for (const segs of segments) for (const s of segs) {
+    used.add(s.src.name);
+    if (s.scale) used.add(s.scale.name);
+  }
+  const extra = [...model.tensors.keys()].filter((n) => !used.has(n) && !IGNORED.some((re) => re.test(n)));
+  if (extra.length) {
+    const f = model.tensors.get(extra[0])!.file;
+    throw new FormatError(`${f}: the checkpoint has ${extra.length} tensors that are not part of a Qwen3-MoE model as llama.cpp lays it out (e.g. ${extra.slice(0, 3).map((n) => `"${n}"`).join(', ')})`, { file: f, tensor: extra[0] });
+  }
 }

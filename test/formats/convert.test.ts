@@ -140,6 +140,13 @@ test('bad checkpoints: missing shard, index naming an absent tensor, shape misma
   writeFileSync(indexPath, JSON.stringify(index));
   await convertFails(hf, /weight_map puts tensor "model.layers.0.mlp.extra.weight" in model-00001-of-00002.safetensors, but that shard has no such tensor/);
   delete index.weight_map['model.layers.0.mlp.extra.weight'];
+  // A tensor the layout does not know (here: a shared expert) is refused, not dropped.
+  const shared = join(hf, 'extra.safetensors');
+  await writeSafetensors(shared, [{ name: 'model.layers.0.mlp.shared_expert.up_proj.weight', dtype: 'BF16', shape: [2, 2], data: new Uint8Array(8) }]);
+  index.weight_map['model.layers.0.mlp.shared_expert.up_proj.weight'] = 'extra.safetensors';
+  writeFileSync(indexPath, JSON.stringify(index));
+  await convertFails(hf, /the checkpoint has 1 tensors that are not part of a Qwen3-MoE model as llama.cpp lays it out \(e.g. "model.layers.0.mlp.shared_expert.up_proj.weight"\)/);
+  delete index.weight_map['model.layers.0.mlp.shared_expert.up_proj.weight'];
   writeFileSync(indexPath, JSON.stringify(index));
 
   const configPath = join(hf, 'config.json');

@@ -5,6 +5,8 @@ import { readFile } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import { serve, type ServerType } from '@hono/node-server';
 import { Hono, type Context } from 'hono';
+import { bodyLimit } from 'hono/body-limit';
+import { cors } from 'hono/cors';
 import type { Engine } from '../engine/types.ts';
 import { ApiError, toApiError } from './errors.ts';
 import { ModelHost } from './host.ts';
@@ -34,6 +36,9 @@ export interface AppOptions {
   logRequests?: (line: string) => void;
 }
 
+/** Largest request body: a full 128k-token context is well under 1 MB of text; this leaves room for long tool schemas. */
+const MAX_BODY_BYTES = 16 * 1024 * 1024;
+
 /** Paths that never need the API key: the health probe and the page's static files (the page asks for the key). */
 const PUBLIC_PATHS = new Set(['/health', '/', '/index.html', '/app.js', '/style.css']);
 
@@ -49,6 +54,19 @@ export function createApp(ctx: ServerContext, opts: AppOptions = {}): Hono {
       logRequests(`${c.req.method} ${c.req.path} ${c.res.status} ${(performance.now() - t0).toFixed(0)} ms`);
     });
   }
+
+  // Browser apps on other origins may call the API, as with llama-server and Ollama; the
+  // preflight is answered here, before the API-key check (the key travels on the real request).
+  app.use('*', cors({ origin: '*', allowHeaders: ['authorization', 'content-type'], maxAge: 600 }));
+  app.use(
+    '*',
+    bodyLimit({
+      maxSize: MAX_BODY_BYTES,
+      onError: () => {
+        throw new ApiError(413, 'invalid_request_error', `the request body is over ${MAX_BODY_BYTES / 1024 / 1024} MiB`);
+      },
+    }),
+  );
 
   if (opts.apiKey) {
     const expected = opts.apiKey;

@@ -282,6 +282,9 @@ test('bad input gives 4xx JSON in each protocol\'s shape, and the server keeps s
     assert.equal(bad.status, 400);
     assert.match(bad.json.error, /options\.temperature/);
     assert.equal((await post(s, '/nowhere', {})).status, 404);
+    const huge = await post(s, '/v1/chat/completions', JSON.stringify({ messages: [{ role: 'user', content: 'x'.repeat(17 * 1024 * 1024) }] }));
+    assert.equal(huge.status, 413);
+    assert.match(huge.json.error.message, /over 16 MiB/);
     const ok = await post(s, '/v1/chat/completions', { messages: MSG });
     assert.equal(ok.status, 200);
     assert.equal(ok.json.choices[0].message.content, 'Hello there!');
@@ -303,6 +306,10 @@ test('--api-key: 401 JSON without or with a wrong Bearer key; /health and the pa
       assert.equal(ollamaWrong.status, 401);
       assert.equal((await fetch(s.url + '/health')).status, 200);
       assert.equal((await fetch(s.url + '/')).status, 200);
+      // A browser's CORS preflight carries no key and must pass.
+      const pre = await fetch(s.url + '/v1/chat/completions', { method: 'OPTIONS', headers: { origin: 'http://example.test', 'access-control-request-method': 'POST', 'access-control-request-headers': 'authorization,content-type' } });
+      assert.equal(pre.status, 204);
+      assert.equal(pre.headers.get('access-control-allow-origin'), '*');
       const client = new OpenAI({ baseURL: `${s.url}/v1`, apiKey: 'sekret' });
       const r = await client.chat.completions.create({ messages: [{ role: 'user', content: 'Hi' }], model: 'scripted' });
       assert.equal(r.choices[0]!.message.content, 'Hello there!');

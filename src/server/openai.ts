@@ -6,7 +6,7 @@ import type { ChatMessage, ChatTool, Engine, GenerateRequest } from '../engine/t
 import { ApiError, badRequest, toApiError } from './errors.ts';
 import type { EngineLease } from './host.ts';
 import { collectReply, llamaTimings, startReply, type CollectedReply, type ReplyEvent, type ReplyFinish } from './reply.ts';
-import { checkModel, maxTokensFor, nowSeconds, randomId, readJson, samplingFrom, withJsonInstruction, type ServerContext } from './request.ts';
+import { checkModel, maxTokensFor, nowSeconds, randomId, readJson, samplingFrom, withJsonInstruction, withSystemInstruction, type ServerContext } from './request.ts';
 import { mergeStreams, sseResponse } from './sse.ts';
 import type { ParsedToolCall } from './tool-calls.ts';
 
@@ -126,7 +126,10 @@ function toolArguments(a: string | Record<string, unknown>, where: string): Reco
   throw badRequest(`${where}: expected a JSON object in a string, got ${JSON.stringify(a.slice(0, 80))}`, where);
 }
 
-/** tools after tool_choice: "none" offers none; a named function offers only that one. */
+/**
+ * tools after tool_choice: "none" offers none; a named function offers only that one. "required"
+ * and a named function are also asked for in words (decoding is not constrained).
+ */
 function offeredTools(body: z.infer<typeof ChatBody>): ChatTool[] {
   const tools = body.tools ?? [];
   const choice = body.tool_choice;
@@ -252,6 +255,10 @@ export function openaiRoutes(ctx: ServerContext): Hono {
       const rf = body.response_format;
       if (rf && rf.type !== 'text') messages = withJsonInstruction(messages, rf.type === 'json_schema' ? rf.json_schema.schema : undefined);
       const tools = offeredTools(body);
+      const choice = body.tool_choice;
+      if (tools.length > 0 && (choice === 'required' || typeof choice === 'object')) {
+        messages = withSystemInstruction(messages, tools.length === 1 ? `You must call the function ${tools[0]!.function.name} now.` : 'You must call one of the functions now.');
+      }
       const enableThinking = body.chat_template_kwargs?.enable_thinking ?? true;
       const promptText = engine.applyChatTemplate(messages, { tools, addGenerationPrompt: true, enableThinking });
       const prompt = engine.tokenize(promptText, { addSpecial: true, parseSpecial: true });

@@ -84,6 +84,13 @@ export function maxTokensFor(requested: number | null | undefined, promptTokens:
   return Math.min(requested, room);
 }
 
+/** `text` added to the system message (one is created first when there is none). */
+export function withSystemInstruction(messages: ChatMessage[], text: string): ChatMessage[] {
+  const [first, ...rest] = messages;
+  if (first?.role === 'system') return [{ ...first, content: `${first.content}\n\n${text}` }, ...rest];
+  return [{ role: 'system', content: text }, ...messages];
+}
+
 /**
  * JSON output, asked for in words: the system message gains an instruction (with the schema when
  * given). Decoding is not constrained, so the reply is not guaranteed to be valid JSON.
@@ -93,9 +100,7 @@ export function withJsonInstruction(messages: ChatMessage[], schema: unknown): C
     schema === undefined
       ? 'Respond with a single valid JSON value and nothing else.'
       : `Respond with a single valid JSON value and nothing else. It must match this JSON schema:\n${JSON.stringify(schema)}`;
-  const [first, ...rest] = messages;
-  if (first?.role === 'system') return [{ ...first, content: `${first.content}\n\n${text}` }, ...rest];
-  return [{ role: 'system', content: text }, ...messages];
+  return withSystemInstruction(messages, text);
 }
 
 /** A short random id such as OpenAI's (`chatcmpl-…`, `call_…`). */

@@ -148,6 +148,8 @@ test('OpenAI tools: tool_calls (plain and streamed, no tags in content), finish_
     const none = await post(s, '/v1/chat/completions', { messages: MSG, tools: TOOLS, tool_choice: 'none' });
     assert.equal(none.status, 200);
     assert.ok(!engine.prompts.at(-1)!.includes('# Tools'));
+    await post(s, '/v1/chat/completions', { messages: MSG, tools: TOOLS, tool_choice: 'required' });
+    assert.match(engine.prompts.at(-1)!, /<\|im_start\|>system\nYou must call the function get_weather now\.<\|im_end\|>/);
   });
 });
 

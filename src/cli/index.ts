@@ -10,6 +10,7 @@ const COMMANDS: Array<() => Promise<{ register(program: Command): void }>> = [
   () => import('./synth.ts'),
   () => import('./inspect.ts'),
   () => import('./convert.ts'),
+  () => import('./quantize.ts'),
 ];
 
 const program = new Command('mixtile')

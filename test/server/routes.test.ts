@@ -357,3 +357,22 @@ test('tokenize / detokenize / apply-template / metrics', async () => {
     assert.match(m, /mixtile_requests_queued 0/);
   });
 });
+
+test('an engine fault: 500 JSON before the reply starts, an error event inside a started stream', async () => {
+  await withServer({ reply: () => 'abcdef', errorAfter: 3 }, async (s) => {
+    const plain = await post(s, '/v1/chat/completions', { messages: MSG });
+    assert.equal(plain.status, 500);
+    assert.deepEqual(plain.json.error, { code: 500, message: 'generation failed: scripted engine fault', type: 'server_error' });
+    const stream = await post(s, '/v1/chat/completions', { messages: MSG, stream: true });
+    assert.equal(stream.status, 200);
+    const events = stream.text.split('\n\n').filter(Boolean);
+    assert.equal(events.at(-1), 'data: [DONE]');
+    assert.deepEqual(JSON.parse(events.at(-2)!.slice(6)), { error: { code: 500, message: 'generation failed: scripted engine fault', type: 'server_error' } });
+    const nd = await post(s, '/api/chat', { messages: MSG });
+    const lines = nd.text.trim().split('\n').map((l) => JSON.parse(l));
+    assert.deepEqual(lines.at(-1), { error: 'generation failed: scripted engine fault' });
+    const ollamaPlain = await post(s, '/api/generate', { prompt: 'x', stream: false });
+    assert.equal(ollamaPlain.status, 500);
+    assert.equal(ollamaPlain.json.error, 'generation failed: scripted engine fault');
+  });
+});

@@ -12,6 +12,8 @@ export interface ScriptOptions {
   contextLength?: number;
   slots?: number;
   maxQueue?: number;
+  /** End every request with reason 'error' after this many tokens (an engine fault). */
+  errorAfter?: number;
 }
 
 export class ScriptedEngine implements Engine {
@@ -75,6 +77,10 @@ export class ScriptedEngine implements Engine {
           if (signal?.aborted) {
             reason = 'cancelled';
             break;
+          }
+          if (self.o.errorAfter !== undefined && n >= self.o.errorAfter) {
+            yield { type: 'done', reason: 'error', error: 'scripted engine fault', stats: { promptTokens: req.prompt.length, cachedTokens: 0, completionTokens: n, queueMs: 0, promptMs: 1, decodeMs: n } };
+            return;
           }
           if (n >= req.maxTokens) {
             reason = 'length';

@@ -104,7 +104,7 @@ export async function convertHfToGguf(opts: ConvertOptions): Promise<void> {
     if (!QUANT_TYPES.has(type)) {
       throw new Error(`convert: ${t.name} [${t.dims.join(', ')}] would be ${GGML_TYPES.get(type)!.name} in this file type (rows of ${t.dims[0]} do not fit K-quant blocks), which mixtile cannot write; choose a float type or Q8_0`);
     }
-    plans.push({ t, type, segs: await planSegments(model, t, shape, qc?.weight_block_size) });
+    plans.push({ t, type, segs: await planSegments(model, t, qc?.weight_block_size) });
   }
   checkAllUsed(model, plans.map((p) => p.segs));
   const tokenizer = await hfTokenizerMetadata(opts.dir, model.config, shape.vocab);

@@ -29,7 +29,7 @@ export async function openHfModel(dir: string): Promise<GgufModel> {
   const tensors = new Map<string, GgufTensorInfo>();
   const planned = [];
   for (const t of layout) {
-    const segs = await planSegments(st, t, shape, qc?.weight_block_size);
+    const segs = await planSegments(st, t, qc?.weight_block_size);
     planned.push(segs);
     const dtype = segs[0].src.dtype;
     const type = DTYPE_TYPES[dtype];

@@ -71,7 +71,7 @@ export interface Segment {
 const SOURCE_DTYPES = ['BF16', 'F16', 'F32', 'F8_E4M3'];
 
 /** HF source tensors of each GGUF tensor, in element order; validates presence, shapes and dtypes. */
-export async function planSegments(model: SafetensorsModel, t: Qwen3MoeTensor, s: Qwen3MoeShape, blockSize: [number, number] | undefined): Promise<Segment[]> {
+export async function planSegments(model: SafetensorsModel, t: Qwen3MoeTensor, blockSize: [number, number] | undefined): Promise<Segment[]> {
   const need = (name: string, shape: number[]): SafetensorsTensorInfo => {
     const info = model.tensors.get(name);
     if (!info) throw new FormatError(`${model.dir}: tensor "${name}" (for ${t.name}) is missing from the checkpoint`, { file: model.dir, tensor: name });
@@ -106,6 +106,8 @@ export async function planSegments(model: SafetensorsModel, t: Qwen3MoeTensor, s
   const fusedName = (n: string) => [fusedBase + n, `${fusedBase}${n}.weight`].find((x) => model.tensors.has(x));
   const fused = fusedName(isDown ? 'down_proj' : 'gate_up_proj');
   if (fused && !model.tensors.has(t.hf.replace('{e}', '0'))) {
+    const f = model.tensors.get(fused)!;
+    if (f.dtype === 'F8_E4M3') throw new FormatError(`${f.file}: fused FP8 expert tensor "${fused}" is not supported (per-expert FP8 weights with weight_scale_inv are)`, { file: f.file, tensor: fused });
     if (isDown) return [{ src: need(fused, [nExperts, rows, cols]), start: 0, count: nExperts * rows * cols }];
     const src = need(fused, [nExperts, 2 * rows, cols]);
     const second = t.name.includes('up_exps') ? 1 : 0; // gate rows first, then up rows, per expert

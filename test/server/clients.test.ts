@@ -102,6 +102,18 @@ test('ollama client: chat and generate, streamed and not', opts, async () => {
   assert.equal(gen.eval_count, 8);
 });
 
+test('a seed makes sampled output repeat over HTTP (it reaches the engine)', opts, async () => {
+  // Plain sampling over the whole vocabulary (llama.cpp's top_k / min_p extensions switched off).
+  const ask = async (seed?: number) => {
+    const body = { prompt: 'Once upon a time', max_tokens: 12, temperature: 1, top_k: 0, top_p: 1, min_p: 0, ...(seed !== undefined ? { seed } : {}) };
+    const r = await fetch(`${s.url}/v1/completions`, { method: 'POST', body: JSON.stringify(body) });
+    return ((await r.json()) as { choices: Array<{ text: string }> }).choices[0]!.text;
+  };
+  assert.equal(await ask(42), await ask(42));
+  // Without the seed two draws over a random model's flat distribution all but surely differ.
+  assert.notEqual(await ask(), await ask());
+});
+
 test('prompt over the context is a 400 and the server keeps serving', opts, async () => {
   const long = 'lorem ipsum '.repeat(2000);
   await assert.rejects(openai.completions.create({ model: 'tiny', prompt: long, max_tokens: 4 }), (e: { status: number; error: { type: string } }) => {

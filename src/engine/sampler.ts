@@ -186,7 +186,8 @@ export function topKIndices(logits: Float32Array, k: number): Int32Array {
         heap[p] = t;
         i = p;
       }
-    } else if (less(heap[0], id)) {
+    } else if (logits[id] > logits[heap[0]]) {
+      // Ids come in increasing order, so an equal logit never beats the heap's (lower-id) minimum.
       heap[0] = id;
       siftDown(0);
     }

@@ -136,10 +136,12 @@ class Pool {
   std::vector<std::thread> workers_;
   std::mutex call_mutex_, m_, err_mutex_;
   std::condition_variable cv_;
-  std::atomic<uint64_t> generation_{0};
-  std::atomic<int> sleepers_{0};
-  std::atomic<int> pending_{0};
-  std::atomic<int64_t> next_{0};
+  // Each hot atomic on its own cache line: idle workers spin reading generation_, and every task
+  // hand-out (next_) or completion (pending_) would otherwise invalidate the line they spin on.
+  alignas(64) std::atomic<uint64_t> generation_{0};
+  alignas(64) std::atomic<int> sleepers_{0};
+  alignas(64) std::atomic<int> pending_{0};
+  alignas(64) std::atomic<int64_t> next_{0};
   int64_t n_tasks_ = 0;
   const std::function<void(int64_t, int)>* fn_ = nullptr;
   std::exception_ptr error_;

@@ -55,7 +55,9 @@ async function streamCompletion(prompt: string): Promise<Parsed> {
 test(`${N_CLIENTS} concurrent streaming clients: complete, well-formed, not mixed up`, { timeout: TEST_TIMEOUT_MS }, async () => {
   // Each prompt's reply served alone is the reference.
   const alone = new Map<string, Parsed>();
+  const tAlone = performance.now();
   for (const p of PROMPTS) alone.set(p, await streamCompletion(p));
+  const aloneSeconds = (performance.now() - tAlone) / 1000;
   const t0 = performance.now();
   const results = await Promise.all(Array.from({ length: N_CLIENTS }, (_, i) => streamCompletion(PROMPTS[i % PROMPTS.length]!)));
   const seconds = (performance.now() - t0) / 1000;
@@ -70,5 +72,7 @@ test(`${N_CLIENTS} concurrent streaming clients: complete, well-formed, not mixe
   const m = await fetch(`${s.url}/metrics`).then((x) => x.text());
   assert.match(m, /mixtile_requests_processing 0/);
   assert.match(m, /mixtile_requests_queued 0/);
+  const nAlone = PROMPTS.length * N_TOKENS;
   console.log(`# load: ${N_CLIENTS} streaming clients x ${N_TOKENS} tokens, --parallel 8, 1 thread: ${tokens} tokens in ${seconds.toFixed(2)} s = ${(tokens / seconds).toFixed(1)} tokens/s, ${(N_CLIENTS / seconds).toFixed(2)} requests/s`);
+  console.log(`# load: one at a time: ${nAlone} tokens in ${aloneSeconds.toFixed(2)} s = ${(nAlone / aloneSeconds).toFixed(1)} tokens/s`);
 });

@@ -48,49 +48,37 @@ async function run(o: ChatFlags): Promise<number> {
     parallel: 1,
     onProgress: progress.onProgress,
   }).finally(progress.stop);
-  const rl = createInterface({ input: process.stdin, output: process.stdout, terminal: process.stdin.isTTY });
+  const rl = createInterface({ input: process.stdin, output: process.stdout, terminal: process.stdin.isTTY, prompt: '> ' });
   let current: AbortController | undefined;
-  let quit = false;
-  // Ctrl-C while answering stops the answer; at the prompt it quits.
+  // Ctrl-C while answering stops the answer; at the prompt it quits. Ctrl-D (end of input) quits
+  // after the current answer, so piped input (`printf 'hi\n' | mixtile chat …`) is answered in full.
   rl.on('SIGINT', () => {
     if (current) current.abort();
-    else {
-      quit = true;
-      rl.close();
-    }
-  });
-  rl.on('close', () => {
-    quit = true;
-    current?.abort();
+    else rl.close();
   });
   const history: ChatMessage[] = o.system ? [{ role: 'system', content: o.system }] : [];
   let think = o.think;
   process.stderr.write(`${engine.info.name}${engine.info.isDemo ? ' (random-weight demo: answers are noise)' : ''}; ${HELP}\n`);
   try {
-    while (!quit) {
-      let line: string;
-      try {
-        line = (await rl.question('> ')).trim();
-      } catch {
-        break; // readline closed (Ctrl-D)
-      }
-      if (line === '') continue;
+    rl.prompt();
+    // Lines typed (or piped) while an answer streams are queued by the iterator, not lost.
+    for await (const raw of rl) {
+      const line = raw.trim();
       if (line === '/exit' || line === '/quit') break;
       if (line === '/think') {
         think = !think;
         process.stderr.write(`thinking ${think ? 'on' : 'off'}\n`);
-        continue;
-      }
-      if (line === '/reset') {
+      } else if (line === '/reset') {
         history.length = o.system ? 1 : 0;
-        continue;
+      } else if (line !== '') {
+        history.push({ role: 'user', content: line });
+        current = new AbortController();
+        const answer = await answerTurn(engine, history, think, o, current.signal);
+        current = undefined;
+        if (answer === undefined) history.pop();
+        else history.push({ role: 'assistant', content: answer });
       }
-      history.push({ role: 'user', content: line });
-      current = new AbortController();
-      const answer = await answerTurn(engine, history, think, o, current.signal);
-      current = undefined;
-      if (answer === undefined) history.pop();
-      else history.push({ role: 'assistant', content: answer });
+      rl.prompt();
     }
     return 0;
   } finally {

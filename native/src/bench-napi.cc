@@ -18,6 +18,9 @@ Napi::Value weight_synth(const Napi::CallbackInfo& info) {
   int64_t ne[4] = {1, 1, 1, 1};
   for (uint32_t i = 0; i < dims.Length(); ++i) ne[i] = int_arg(dims.Get(i), int64_t(1) << 32, "weightSynth: dims");
   uint64_t seed = uint64_t(int_arg(info[2], int64_t(1) << 52, "weightSynth: seed"));
+  if (double(ne[0]) * double(ne[1]) * double(ne[2]) * double(ne[3]) > double(int64_t(1) << 40)) {
+    throw Napi::RangeError::New(info.Env(), "weightSynth: tensor too large");
+  }
   try {
     return make_weight_handle(info.Env(), synth_weight(GgmlType(type), ne, seed));
   } catch (const std::exception& e) {

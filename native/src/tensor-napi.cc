@@ -48,6 +48,11 @@ void parse_shape(const Napi::CallbackInfo& info, int type_arg, int dims_arg, Wei
     w.ne[i] = int_arg(dims.Get(i), int64_t(1) << 40, fn);
     if (w.ne[i] == 0) throw Napi::RangeError::New(env, std::string(fn) + ": dims must be positive");
   }
+  // Bound the total so byte counts below cannot overflow (2^48 elements is far beyond any model).
+  double total = double(w.ne[0]) * double(w.ne[1]) * double(w.ne[2]) * double(w.ne[3]);
+  if (total > double(int64_t(1) << 48)) {
+    throw Napi::RangeError::New(env, std::string(fn) + ": tensor of " + std::to_string(total) + " elements is too large");
+  }
   try {
     w.row_bytes = row_bytes(w.type, w.ne[0]);
   } catch (const std::exception& e) {

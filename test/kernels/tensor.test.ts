@@ -37,6 +37,7 @@ test('weights past the end of the file, bad dims and unknown types throw', () =>
   assert.throws(() => weightFromFile(f, 0, GgmlType.Q8_0, [48, 1]), /multiple of 32/);
   assert.throws(() => weightFromFile(f, 0, GgmlType.F32, [0]), /positive integers/);
   assert.throws(() => weightFromFile(f, 0, GgmlType.IQ2_XXS, [256]), /not supported/);
+  assert.throws(() => weightFromFile(f, 0, GgmlType.F32, [2 ** 30, 2 ** 30, 2 ** 30]), /too large/);
   f.close();
   assert.throws(() => weightFromFile(f, 0, GgmlType.F32, [4]), /closed/);
 });

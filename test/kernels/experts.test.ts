@@ -10,7 +10,7 @@ import { actRelError, blockSize, isaCases, randomF32, randomWeight, rng, typeNam
 
 const N_EXPERT = 6;
 const TOP_K = 2;
-const TOKENS = [1, 3, 17];
+const TOKENS = [1, 3, 17, 129];
 
 // hidden and ffn are rows of gate/up and down respectively, so both must be whole blocks.
 function dimsFor(t: GgmlType): { hidden: number; ffn: number } {

@@ -3,10 +3,10 @@
 // regenerated alone, and no two pages of a file repeat.
 //
 // Values are uniform with the requested mean and std (like PyTorch's default Linear init). Float
-// types encode those floats exactly. Quantized types (Q8_0, K-quants) are written directly as
-// random blocks with the requested std (random codes, random sub-block scales), because the JS
-// reference K-quantizers run at ~1 M values/s, far too slow for a 60 GB model; `exactQuant`
-// quantizes the uniform floats with the reference quantizers instead.
+// types and Q8_0 encode those floats exactly as the reference quantizers do. K-quants are written
+// directly as random blocks with the requested std (random codes, random 6/8-bit sub-block scales),
+// because the JS reference K-quantizers run at ~1 M values/s, far too slow for a 60 GB model;
+// `exactQuant` forces the reference quantizer instead.
 import { GGML_TYPES, GgmlType } from './ggml-types.ts';
 import { quantize } from './quant.ts';
 import { fp32ToFp16 } from './half.ts';
@@ -78,7 +78,7 @@ export interface RandomTensorSpec {
 /** Float values per chunk: 4 MiB of float32, so a chunk stays small whatever the tensor. */
 const CHUNK_VALUES = 1 << 20;
 
-const DIRECT: ReadonlySet<GgmlType> = new Set([GgmlType.Q8_0, GgmlType.Q4_K, GgmlType.Q5_K, GgmlType.Q6_K]);
+const DIRECT_K: ReadonlySet<GgmlType> = new Set([GgmlType.Q4_K, GgmlType.Q5_K, GgmlType.Q6_K]);
 
 /**
  * The tensor's bytes, chunk by chunk (whole rows per chunk). Same spec and seed, same bytes.
@@ -91,13 +91,13 @@ export function* randomTensorChunks(spec: RandomTensorSpec, seed: number, exactQ
   const nRows = spec.dims.slice(1).reduce((a, b) => a * b, 1);
   const rowsPerChunk = Math.max(1, Math.floor(CHUNK_VALUES / rowLength));
   const rng = new Xoshiro128(tensorSeed(seed, spec.name));
-  const direct = DIRECT.has(spec.type) && !exactQuant;
-  if (direct && spec.mean !== 0) throw new Error(`tensor "${spec.name}": random quantized blocks are zero-mean, asked for mean ${spec.mean}`);
+  const direct = DIRECT_K.has(spec.type) && !exactQuant;
+  if (direct && spec.mean !== 0) throw new Error(`tensor "${spec.name}": direct K-quant blocks are zero-mean, asked for mean ${spec.mean}`);
   const floats = direct ? undefined : new Float32Array(Math.min(nRows, rowsPerChunk) * rowLength);
   for (let row = 0; row < nRows; row += rowsPerChunk) {
     const n = Math.min(rowsPerChunk, nRows - row) * rowLength;
     if (direct) {
-      yield spec.type === GgmlType.Q8_0 ? randomQ8Blocks(n / 32, spec.std, rng) : randomKBlocks(spec.type, n / 256, spec.std, rng);
+      yield randomKBlocks(spec.type, n / 256, spec.std, rng);
       continue;
     }
     const x = floats!.subarray(0, n);
@@ -153,25 +153,6 @@ function randomKBlocks(type: GgmlType, nBlocks: number, std: number, rng: Xoshir
       packScaleMin(out, o + 4, j, sc, Math.round((sc * meanLevel) / half));
     }
     rng.fillBytes(out, o + 16, o + blockBytes); // Q4_K: qs[128]; Q5_K: qh[32] + qs[128]
-  }
-  return out;
-}
-
-/** `nBlocks` random Q8_0 blocks: int8 codes uniform in [-127, 127], one d per tensor for std `std`. */
-function randomQ8Blocks(nBlocks: number, std: number, rng: Xoshiro128): Uint8Array {
-  const out = new Uint8Array(nBlocks * 34);
-  const d = fp32ToFp16(std / levelStd(255));
-  for (let o = 0; o < out.length; o += 34) {
-    out[o] = d & 0xff;
-    out[o + 1] = d >> 8;
-    for (let j = 0; j < 32; j += 4) {
-      const v = rng.nextU32();
-      // 4 codes per draw; -128, a level ggml's quantizer never produces, becomes -127.
-      for (let k = 0; k < 4; k++) {
-        const b = (v >>> (8 * k)) & 0xff;
-        out[o + 2 + j + k] = b === 0x80 ? 0x81 : b;
-      }
-    }
   }
   return out;
 }

@@ -1,5 +1,6 @@
 // The HTTP server: every route in one list, API-key check, the single error handler, the static
 // chat page, and startServer() (listen first, then load the model, so /health can say "loading").
+import { timingSafeEqual } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
@@ -69,13 +70,18 @@ export function createApp(ctx: ServerContext, opts: AppOptions = {}): Hono {
   );
 
   if (opts.apiKey) {
-    const expected = opts.apiKey;
+    const expected = Buffer.from(opts.apiKey);
+    // Constant-time comparison, so response timing does not reveal how much of a guess was right.
+    const matches = (key: string) => {
+      const given = Buffer.from(key);
+      return given.length === expected.length && timingSafeEqual(given, expected);
+    };
     app.use('*', async (c, next) => {
       if (PUBLIC_PATHS.has(c.req.path)) return next();
       const header = c.req.header('authorization');
       if (!header) throw new ApiError(401, 'authentication_error', 'missing API key: send the header "Authorization: Bearer <key>" (the server was started with --api-key)');
       const m = /^Bearer\s+(.+)$/i.exec(header);
-      if (!m || m[1]!.trim() !== expected) throw new ApiError(401, 'authentication_error', 'invalid API key');
+      if (!m || !matches(m[1]!.trim())) throw new ApiError(401, 'authentication_error', 'invalid API key');
       return next();
     });
   }

@@ -9,6 +9,9 @@ const stopButton = $('stop');
 let messages = [];
 let controller = null;
 let modelName = '';
+/** The random-weight demo never writes an end-of-turn token; its replies are capped instead. */
+const DEMO_MAX_TOKENS = 512;
+let isDemo = false;
 
 function apiHeaders() {
   const h = { 'content-type': 'application/json' };
@@ -43,7 +46,8 @@ async function loadModel() {
     if (!m) throw new Error(body.error?.message ?? 'no model');
     modelName = m.id;
     $('model').textContent = `${m.id} · ${m.meta?.architecture ?? ''} ${m.meta?.file_type ?? ''} · ctx ${m.meta?.n_ctx ?? '?'}`;
-    $('demo').hidden = !m.meta?.is_demo;
+    isDemo = Boolean(m.meta?.is_demo);
+    $('demo').hidden = !isDemo;
   } catch (e) {
     $('model').textContent = `cannot reach the server: ${e.message}`;
   }
@@ -119,6 +123,7 @@ async function send(text) {
         messages,
         stream: true,
         stream_options: { include_usage: true },
+        ...(isDemo ? { max_tokens: DEMO_MAX_TOKENS } : {}),
         chat_template_kwargs: { enable_thinking: $('thinking').checked },
       }),
     });

@@ -1,7 +1,7 @@
 // `mixtile convert`: Hugging Face Qwen3-MoE folder -> GGUF (see src/formats/hf-convert.ts).
 import { Option } from 'commander';
 import type { Command } from 'commander';
-import cliProgress from 'cli-progress';
+import { byteProgress, mb } from './byte-progress.ts';
 import { convertHfToGguf } from '../formats/hf-convert.ts';
 import { FILE_TYPE_NAMES } from '../formats/file-types.ts';
 import { intArg } from './engine-flags.ts';
@@ -16,40 +16,22 @@ export function register(program: Command): void {
     .option('-t, --threads <n>', 'worker threads for quantized types (default: all cores)', intArg(1))
     .addHelpText('after', '\nExample:\n  mixtile convert ./Qwen3-30B-A3B ./qwen3-30b-a3b-bf16.gguf --dtype BF16\n')
     .action(async (dir: string, out: string, o: { dtype: string; threads?: number }) => {
-      const bar = new cliProgress.SingleBar(
-        { format: 'convert [{bar}] {percentage}% {doneMB}/{totalMB} MB eta {eta_formatted}', stream: process.stderr, hideCursor: true },
-        cliProgress.Presets.shades_classic,
-      );
-      const t0 = performance.now();
-      let started = false;
-      let lastUpdate = 0;
-      let total = 0;
-      const mb = (b: number) => (b / 1e6).toFixed(0);
+      const progress = byteProgress('convert');
       try {
         await convertHfToGguf({
           dir,
           out,
           fileType: o.dtype,
           threads: o.threads,
-          onProgress: (done, all) => {
-            total = all;
-            const now = performance.now();
-            const payload = { doneMB: mb(done), totalMB: mb(all) };
-            if (!started) bar.start(all, done, payload);
-            // Redraw at most 10 times a second.
-            else if (now - lastUpdate > 100 || done === all) bar.update(done, payload);
-            started = true;
-            lastUpdate = now;
-          },
+          onProgress: progress.onProgress,
         });
       } catch (e) {
-        if (started) bar.stop();
+        progress.stop();
         console.error(`mixtile convert: ${(e as Error).message}`);
         process.exitCode = 1;
         return;
       }
-      if (started) bar.stop();
-      const s = (performance.now() - t0) / 1000;
-      console.log(`wrote ${out}: ${o.dtype}, ${mb(total)} MB of tensor data in ${s.toFixed(1)} s`);
+      const total = progress.stop();
+      console.log(`wrote ${out}: ${o.dtype}, ${mb(total)} MB of tensor data in ${progress.seconds().toFixed(1)} s`);
     });
 }

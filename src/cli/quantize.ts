@@ -1,7 +1,7 @@
 // `mixtile quantize`: GGUF -> GGUF in another file type, as llama-quantize (see src/formats/gguf-quantize.ts).
 import { Option } from 'commander';
 import type { Command } from 'commander';
-import cliProgress from 'cli-progress';
+import { byteProgress, mb } from './byte-progress.ts';
 import { quantizeGguf } from '../formats/gguf-quantize.ts';
 import { FILE_TYPE_NAMES } from '../formats/file-types.ts';
 import { intArg } from './engine-flags.ts';
@@ -16,39 +16,22 @@ export function register(program: Command): void {
     .option('-t, --threads <n>', 'worker threads (default: all cores)', intArg(1))
     .addHelpText('after', '\nExample:\n  mixtile synth --preset tiny /tmp/tiny.gguf && mixtile quantize /tmp/tiny.gguf /tmp/tiny-q8.gguf --file-type Q8_0\n')
     .action(async (input: string, out: string, o: { fileType: string; threads?: number }) => {
-      const bar = new cliProgress.SingleBar(
-        { format: 'quantize [{bar}] {percentage}% {doneMB}/{totalMB} MB eta {eta_formatted}', stream: process.stderr, hideCursor: true },
-        cliProgress.Presets.shades_classic,
-      );
-      const t0 = performance.now();
-      let started = false;
-      let lastUpdate = 0;
-      let total = 0;
-      const mb = (b: number) => (b / 1e6).toFixed(0);
+      const progress = byteProgress('quantize');
       try {
         await quantizeGguf({
           input,
           out,
           fileType: o.fileType,
           threads: o.threads,
-          onProgress: (done, all) => {
-            total = all;
-            const now = performance.now();
-            const payload = { doneMB: mb(done), totalMB: mb(all) };
-            if (!started) bar.start(all, done, payload);
-            // Redraw at most 10 times a second.
-            else if (now - lastUpdate > 100 || done === all) bar.update(done, payload);
-            started = true;
-            lastUpdate = now;
-          },
+          onProgress: progress.onProgress,
         });
       } catch (e) {
-        if (started) bar.stop();
+        progress.stop();
         console.error(`mixtile quantize: ${(e as Error).message.replace(/^quantize: /, '')}`);
         process.exitCode = 1;
         return;
       }
-      if (started) bar.stop();
-      console.log(`wrote ${out}: ${o.fileType}, ${mb(total)} MB of tensor data in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+      const total = progress.stop();
+      console.log(`wrote ${out}: ${o.fileType}, ${mb(total)} MB of tensor data in ${progress.seconds().toFixed(1)} s`);
     });
 }

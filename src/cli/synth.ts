@@ -1,7 +1,7 @@
 // `mixtile synth`: write a random-weight Qwen3-MoE GGUF (see src/model/synth.ts for the init).
 import { Option } from 'commander';
 import type { Command } from 'commander';
-import cliProgress from 'cli-progress';
+import { byteProgress, mb } from './byte-progress.ts';
 import { synthModel, SYNTH_PRESETS } from '../model/synth.ts';
 import type { SynthPreset } from '../model/synth.ts';
 import { FILE_TYPE_NAMES } from '../formats/file-types.ts';
@@ -48,15 +48,7 @@ export function register(program: Command): void {
       '\nExamples:\n  mixtile synth --preset tiny /tmp/tiny.gguf\n  mixtile synth --preset qwen3-30b-a3b --file-type Q4_K_M --layers 2 /tmp/a3b-2l.gguf\n',
     )
     .action(async (out: string, o: SynthFlags) => {
-      const bar = new cliProgress.SingleBar(
-        { format: 'synth [{bar}] {percentage}% {doneMB}/{totalMB} MB {rate} MB/s eta {eta_formatted}', stream: process.stderr, hideCursor: true },
-        cliProgress.Presets.shades_classic,
-      );
-      const t0 = performance.now();
-      let started = false;
-      let lastUpdate = 0;
-      let bytes = 0;
-      const mb = (b: number) => (b / 1e6).toFixed(0);
+      const progress = byteProgress('synth');
       try {
         await synthModel({
           preset: o.preset,
@@ -74,27 +66,16 @@ export function register(program: Command): void {
           contextLength: o.ctx,
           seed: o.seed,
           exactQuant: o.exactQuant,
-          onProgress: (done, total) => {
-            bytes = total;
-            const now = performance.now();
-            const payload = { doneMB: mb(done), totalMB: mb(total), rate: (done / 1e3 / Math.max(1, now - t0)).toFixed(0) };
-            if (!started) bar.start(total, done, payload);
-            // Redraw at most 10 times a second: chunks can come thousands of times per second.
-            else if (now - lastUpdate > 100 || done === total) bar.update(done, payload);
-            started = true;
-            lastUpdate = now;
-          },
+          onProgress: progress.onProgress,
         });
       } catch (e) {
-        if (started) bar.stop();
-        started = false;
+        progress.stop();
         console.error(`mixtile synth: ${(e as Error).message.replace(/^synth: /, "")}`);
         process.exitCode = 1;
         return;
-      } finally {
-        if (started) bar.stop();
       }
-      const s = (performance.now() - t0) / 1000;
+      const bytes = progress.stop();
+      const s = progress.seconds();
       console.log(`wrote ${out}: ${o.preset}, ${o.fileType}, ${mb(bytes)} MB of tensor data in ${s.toFixed(1)} s (${(bytes / 1e6 / s).toFixed(0)} MB/s)`);
     });
 }

@@ -85,19 +85,24 @@ void experts_forward_generic(const ExpertsWeights& ew, const MoeArgs& a) {
   float* u = grow(sc.u, size_t(total * F));
   const int64_t rb1 = row_block(ew.gate.row_bytes + ew.up.row_bytes, F, n_active);
   const int64_t nrb1 = (F + rb1 - 1) / rb1;
-  GemmArgs pg{ew.gate.data, ew.gate.row_bytes, rb1, xg, gs, 1, H, nullptr, F};
-  GemmArgs pu{ew.up.data, ew.up.row_bytes, rb1, xu_data, xu_stride, 1, H, nullptr, F};
-  const GemmKernel* kg = gemm_select(ew.gate.type, pg);
-  const GemmKernel* ku = gemm_select(ew.up.type, pu);
+  // Kernels are chosen per expert: its token count decides (e.g. token-lane kernels need 16+).
+  const size_t n_act = static_cast<size_t>(n_active);
+  std::vector<const GemmKernel*> kg(n_act), ku(n_act), kd(n_act);
+  for (int64_t i = 0; i < n_active; ++i) {
+    int64_t ne = count[size_t(active[size_t(i)])];
+    kg[size_t(i)] = gemm_select(ew.gate.type, GemmArgs{ew.gate.data, ew.gate.row_bytes, rb1, xg, gs, ne, H, nullptr, F});
+    ku[size_t(i)] = gemm_select(ew.up.type, GemmArgs{ew.up.data, ew.up.row_bytes, rb1, xu_data, xu_stride, ne, H, nullptr, F});
+    kd[size_t(i)] = gemm_select(ew.down.type, GemmArgs{ew.down.data, ew.down.row_bytes, rb1, nullptr, 0, ne, F, nullptr, H});
+  }
   parallel_for(n_active * nrb1, [&](int64_t task, int) {
     int64_t e = active[size_t(task / nrb1)], r0 = (task % nrb1) * rb1, nr = std::min(rb1, F - r0);
     int64_t p0 = start[size_t(e)], ne = count[size_t(e)];
     GemmArgs ag{ew.gate.data + ew.gate.matrix_bytes() * size_t(e) + ew.gate.row_bytes * size_t(r0),
                 ew.gate.row_bytes, nr, xg + gs * size_t(p0), gs, ne, H, g + p0 * F + r0, F};
-    kg->fn(ag);
+    kg[size_t(task / nrb1)]->fn(ag);
     GemmArgs au{ew.up.data + ew.up.matrix_bytes() * size_t(e) + ew.up.row_bytes * size_t(r0),
                 ew.up.row_bytes, nr, xu_data + xu_stride * size_t(p0), xu_stride, ne, H, u + p0 * F + r0, F};
-    ku->fn(au);
+    ku[size_t(task / nrb1)]->fn(au);
     for (int64_t p = 0; p < ne; ++p) silu_mul(g + (p0 + p) * F + r0, u + (p0 + p) * F + r0, nr);
   });
 
@@ -108,14 +113,12 @@ void experts_forward_generic(const ExpertsWeights& ew, const MoeArgs& a) {
   float* o = grow(sc.o, size_t(total * H));
   const int64_t rb2 = row_block(ew.down.row_bytes, H, n_active);
   const int64_t nrb2 = (H + rb2 - 1) / rb2;
-  GemmArgs pd{ew.down.data, ew.down.row_bytes, rb2, hd, ds, 1, F, nullptr, H};
-  const GemmKernel* kd = gemm_select(ew.down.type, pd);
   parallel_for(n_active * nrb2, [&](int64_t task, int) {
     int64_t e = active[size_t(task / nrb2)], r0 = (task % nrb2) * rb2, nr = std::min(rb2, H - r0);
     int64_t p0 = start[size_t(e)], ne = count[size_t(e)];
     GemmArgs ad{ew.down.data + ew.down.matrix_bytes() * size_t(e) + ew.down.row_bytes * size_t(r0),
                 ew.down.row_bytes, nr, hd + ds * size_t(p0), ds, ne, F, o + p0 * H + r0, H};
-    kd->fn(ad);
+    kd[size_t(task / nrb2)]->fn(ad);
   });
 
   // Weighted sum back in token order.

@@ -3,9 +3,14 @@
 
 namespace mixtile {
 
+// Token-lane kernels need a full group of 16 tokens to pay off.
+constexpr int64_t LANES_MIN_TOKENS = 16;
+static bool many_tokens(const GemmArgs& g) { return g.n_tok >= LANES_MIN_TOKENS; }
+
 const std::vector<GemmKernel>& gemm_kernels() {
   static const std::vector<GemmKernel> table = {
       {Isa::avx512bf16, GgmlType::BF16, "bf16-avx512bf16", gemm_bf16_avx512bf16, nullptr},
+      {Isa::avx512vnni, GgmlType::Q4_K, "q4_k-lanes-avx512vnni", gemm_q4_k_lanes_avx512vnni, many_tokens},
       {Isa::avx512vnni, GgmlType::Q4_K, "q4_k-avx512vnni", gemm_q4_k_avx512vnni, nullptr},
       {Isa::avx512vnni, GgmlType::Q5_K, "q5_k-avx512vnni", gemm_q5_k_avx512vnni, nullptr},
       {Isa::avx512vnni, GgmlType::Q6_K, "q6_k-avx512vnni", gemm_q6_k_avx512vnni, nullptr},

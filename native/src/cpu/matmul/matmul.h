@@ -70,6 +70,7 @@ void gemm_q6_k_scalar(const GemmArgs&);
 // Fast paths (matmul-<isa>.cc), each compiled with only its own ISA flags.
 void gemm_bf16_avx512bf16(const GemmArgs&);
 void gemm_q4_k_avx512vnni(const GemmArgs&);
+void gemm_q4_k_lanes_avx512vnni(const GemmArgs&);  // >= 16 tokens: tokens in lanes
 void gemm_q5_k_avx512vnni(const GemmArgs&);
 void gemm_q6_k_avx512vnni(const GemmArgs&);
 void gemm_q8_0_avx512vnni(const GemmArgs&);

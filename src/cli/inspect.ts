@@ -8,6 +8,9 @@ import type { GgufSummary } from '../formats/gguf-summary.ts';
 import { FormatError } from '../formats/errors.ts';
 import { GGML_TYPES } from '../formats/ggml-types.ts';
 import { intArg } from './engine-flags.ts';
+import { placementOfModel } from '../model/placement.ts';
+import { RuleError } from '../optimize/rules.ts';
+import type { PlacementSummary } from '../optimize/rules.ts';
 
 function bytes(n: number): string {
   const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
@@ -43,6 +46,23 @@ function render(s: GgufSummary): string {
   return lines.join('\n');
 }
 
+/** One line per module with weights: rule that placed it, devices, bytes; then RAM / VRAM totals. */
+function renderPlacement(p: PlacementSummary & { unclaimed: string[] }, rules: string): string {
+  const rows = p.rows.filter((r) => r.bytes > 0);
+  const w = Math.max(...rows.map((r) => r.name.length));
+  const lines = [`placement under ${rules} (modules with weights; first matching rule wins):`];
+  for (const r of rows) {
+    const devices = r.prefillDevice === r.generateDevice ? r.generateDevice : `prefill ${r.prefillDevice}, generate ${r.generateDevice}`;
+    const shadow = r.shadowed.length ? `  (also matched: ${r.shadowed.join(', ')})` : '';
+    const via = r.via ? ` via ${r.via}` : '';
+    lines.push(`  ${r.name.padEnd(w)}  ${r.operator.padEnd(12)} ${devices.padEnd(10)} ${r.location.padEnd(4)} ${bytes(r.bytes).padStart(10)}  ${r.source}${via}${shadow}`);
+  }
+  lines.push(`  total: RAM ${bytes(p.ramBytes)}, VRAM ${bytes(p.vramBytes)} (weights only)`);
+  for (const name of p.unclaimed) lines.push(`  warning: tensor ${name} belongs to no module`);
+  for (const warning of p.warnings) lines.push(`  warning: ${warning}`);
+  return lines.join('\n');
+}
+
 export function register(program: Command): void {
   program
     .command('inspect')
@@ -51,17 +71,22 @@ export function register(program: Command): void {
     .option('--json', 'print the summary as JSON', false)
     .option('--tensors', 'also list every tensor: name, type, ggml dims, file and byte offset', false)
     .option('-c, --ctx <n>', 'context size for the KV cache estimate (default: min(4096, the model\'s))', intArg(1))
-    .addHelpText('after', '\nExample:\n  mixtile synth --preset tiny /tmp/tiny.gguf && mixtile inspect /tmp/tiny.gguf\n')
-    .action(async (file: string, o: { json: boolean; tensors: boolean; ctx?: number }) => {
+    .option('--rules <file>', 'also show which rule places each module and where its bytes live (rule file or preset: cpu, qwen3moe-hybrid, qwen3moe-hybrid-amx)')
+    .option('--optimize-config <file>', 'same as --rules')
+    .addHelpText('after', '\nExamples:\n  mixtile synth --preset tiny /tmp/tiny.gguf && mixtile inspect /tmp/tiny.gguf\n  mixtile inspect /tmp/tiny.gguf --rules qwen3moe-hybrid\n')
+    .action(async (file: string, o: { json: boolean; tensors: boolean; ctx?: number; rules?: string; optimizeConfig?: string }) => {
+      const rules = o.rules ?? o.optimizeConfig;
       try {
         const model = (await stat(file)).isDirectory() ? await openHfModel(file) : await readGguf(file);
         const summary = summarizeGguf(model, { ctx: o.ctx });
         const tensors = [...model.tensors.values()].map((t) => ({ name: t.name, type: GGML_TYPES.get(t.type)!.name, dims: t.dims, file: t.fileIndex, offset: t.offset, nBytes: t.nBytes }));
+        const placement = rules === undefined ? undefined : placementOfModel(model, rules);
         if (o.json) {
-          console.log(JSON.stringify(o.tensors ? { ...summary, tensors } : summary, null, 2));
+          console.log(JSON.stringify({ ...summary, ...(o.tensors ? { tensors } : {}), ...(placement ? { placement } : {}) }, null, 2));
           return;
         }
         console.log(render(summary));
+        if (placement && rules !== undefined) console.log(renderPlacement(placement, rules));
         if (o.tensors) {
           const w = Math.max(...tensors.map((t) => t.name.length));
           for (const t of tensors) {
@@ -70,7 +95,7 @@ export function register(program: Command): void {
           }
         }
       } catch (e) {
-        if (!(e instanceof FormatError) && (e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+        if (!(e instanceof FormatError) && !(e instanceof RuleError) && (e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
         console.error(`mixtile inspect: ${(e as Error).message}`);
         process.exitCode = 1;
       }

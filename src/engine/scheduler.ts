@@ -157,25 +157,45 @@ export class Scheduler {
     return true;
   }
 
-  /** Moves queued jobs into free slots, reusing the longest cached prefix. */
+  /**
+   * Moves queued jobs into free slots, reusing the longest cached prefix: a free slot's own KV, or
+   * a copy of a busy slot's (two chats sharing a system prompt). Copying KV costs far less than
+   * recomputing it.
+   */
   private admit(): void {
     while (this.queue.length > 0) {
       const free = this.slots.filter((s) => !s.job);
       if (free.length === 0) return;
       const job = this.queue.shift()!;
+      // At least the last prompt token is recomputed: its logits give the first sampled token.
+      const usable = (s: Slot) => Math.min(commonPrefix(s.cached, job.prompt), job.prompt.length - 1);
       let best = free[0];
-      let bestLen = -1;
+      let reuse = -1;
       for (const s of free) {
-        const len = commonPrefix(s.cached, job.prompt);
+        const len = usable(s);
         // Longest prefix wins; among equals, the least recently used slot keeps fresher caches alive.
-        if (len > bestLen || (len === bestLen && s.freedAt < best.freedAt)) {
+        if (len > reuse || (len === reuse && s.freedAt < best.freedAt)) {
           best = s;
-          bestLen = len;
+          reuse = len;
         }
       }
-      // At least the last prompt token is recomputed: its logits give the first sampled token.
-      const reuse = Math.min(bestLen, job.prompt.length - 1);
-      if (reuse > 0) this.model.kv.truncate(best.index, reuse);
+      let donor: Slot | undefined;
+      let donorLen = reuse;
+      for (const s of this.slots) {
+        if (!s.job) continue;
+        const len = usable(s);
+        if (len > donorLen) {
+          donor = s;
+          donorLen = len;
+        }
+      }
+      if (donor) {
+        // Overwrite the least recently used free slot rather than the one holding a cache.
+        best = free.reduce((a, b) => (b.freedAt < a.freedAt ? b : a));
+        this.model.kv.copy(donor.index, best.index, donorLen);
+        best.cached = donor.cached.slice(0, donorLen);
+        reuse = donorLen;
+      } else if (reuse > 0) this.model.kv.truncate(best.index, reuse);
       else this.model.kv.clear(best.index);
       best.cached.length = reuse;
       best.job = job;

@@ -131,6 +131,22 @@ test('prefix cache: a follow-up turn reuses the KV and gives identical output', 
   assert.equal(third.stats!.cachedTokens, turn2.length - 1);
 });
 
+test('prefix cache: a request sharing a running request\'s prefix copies its KV', () => {
+  const m = fakeModel({ nSeq: 2, ctxSize: 64 });
+  const s = new Scheduler(m, fakeTokenizer(), { ubatch: 512, maxQueue: 4 });
+  const a: Result = { ids: [], text: '' };
+  const b: Result = { ids: [], text: '' };
+  s.submit(1, req(prompts[2], 20), (ev) => collect(a, ev));
+  s.step();
+  s.step(); // a is decoding in slot 0
+  const shared = [...prompts[2].slice(0, 8), 60, 61];
+  s.submit(2, req(shared, 5), (ev) => collect(b, ev));
+  while (!s.idle()) s.step();
+  assert.equal(b.stats!.cachedTokens, 8);
+  assert.deepEqual(b.ids, fakeGreedy(shared, 5));
+  assert.deepEqual(a.ids, fakeGreedy(prompts[2], 20));
+});
+
 test('a prompt longer than ubatch is prefilled in chunks with the same result', () => {
   const long = Array.from({ length: 40 }, (_, i) => (i * 13) % 64);
   const m = fakeModel({ nSeq: 1, ctxSize: 64 });

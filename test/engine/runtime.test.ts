@@ -120,6 +120,24 @@ test('prefix cache: a follow-up turn reuses KV and gives the same output as a co
   assert.deepEqual(warm.ids, cold.ids);
 });
 
+test('prefix cache: a request sharing a running request\'s prefix copies its KV', { timeout: TEST_TIMEOUT_MS }, async () => {
+  let shared: number[] = [];
+  const together = await withEngine({ parallel: 2 }, async (e) => {
+    const pa = e.tokenize(PROMPTS[2]);
+    shared = [...pa.slice(0, 8), ...e.tokenize(' thirteen')];
+    const ac = new AbortController();
+    const a = e.generate(req(pa, 40), ac.signal)[Symbol.asyncIterator]();
+    await a.next(); // a has its prompt in slot KV and is decoding
+    const b = await run(e, req(shared, 6));
+    ac.abort();
+    while (!(await a.next()).done);
+    return b;
+  });
+  assert.equal(together.stats.cachedTokens, 8);
+  const cold = await withEngine({ parallel: 2 }, (e) => run(e, req(shared, 6)));
+  assert.deepEqual(together.ids, cold.ids);
+});
+
 test('the same seed gives the same sampled tokens; another seed differs', { timeout: TEST_TIMEOUT_MS }, async () => {
   await withEngine({ parallel: 2 }, async (e) => {
     const prompt = e.tokenize(PROMPTS[0]);

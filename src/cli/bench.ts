@@ -4,8 +4,10 @@ import type { Command } from 'commander';
 import { InvalidArgumentError } from 'commander';
 import { basename } from 'node:path';
 import { runBench, type BenchResult, type BenchTest } from '../engine/bench.ts';
+import { benchOp } from '../engine/bench-op.ts';
 import { fileTypeName, paramCounts } from '../engine/model-info.ts';
 import { loadModel } from '../model/load.ts';
+import type { IsaLevel } from '../native/isa.ts';
 import { Tokenizer } from '../tokenizer/tokenizer.ts';
 import { intArg, loadProgress } from './engine-flags.ts';
 
@@ -20,6 +22,11 @@ interface BenchFlags {
   output: 'md' | 'json';
   verbose: boolean;
   op?: string;
+  type: string;
+  downType?: string;
+  tokens: number[];
+  isa?: string;
+  probeMib: number;
 }
 
 function intList(v: string): number[] {
@@ -44,9 +51,13 @@ export function register(program: Command): void {
       return v;
     }, 'md')
     .option('-v, --verbose', 'add columns: ms per step inside the model, and TS overhead per step', false)
-    .option('--op <name>', 'benchmark one operator instead (experts | linear); see "mixtile bench --op experts --help"')
-    .allowUnknownOption(false)
-    .addHelpText('after', '\nExample:\n  mixtile synth --preset tiny /tmp/tiny.gguf && mixtile bench -m /tmp/tiny.gguf -p 64 -n 16 -r 3 -v')
+    .option('--op <name>', 'benchmark one native operator instead of a model: experts | linear (synthetic Qwen3-30B-A3B shapes)')
+    .option('--type <t>', 'with --op: weight type f32 f16 bf16 q8_0 q4_k q5_k q6_k', 'q4_k')
+    .option('--down-type <t>', 'with --op experts: ffn_down type when different (Q4_K_M files use q6_k in half the layers)')
+    .option('--tokens <n,...>', 'with --op: tokens per call', intList, [1, 512])
+    .option('--isa <level>', 'with --op: force a lower ISA level (see mixtile doctor)')
+    .option('--probe-mib <n>', 'with --op: MiB for the DRAM bandwidth probe; 0 = skip', intArg(0), 1024)
+    .addHelpText('after', '\nExamples:\n  mixtile synth --preset tiny /tmp/tiny.gguf && mixtile bench -m /tmp/tiny.gguf -p 64 -n 16 -r 3 -v\n  mixtile bench --op experts --type q4_k --tokens 1,512 -t 2')
     .action(async (o: BenchFlags) => {
       process.exitCode = o.op ? await benchOperator(o) : await benchModel(o);
     });
@@ -123,21 +134,32 @@ async function benchModel(o: BenchFlags): Promise<number> {
   }
 }
 
-/** Hands `--op` to the native engineer's operator benchmark (src/engine/bench-op.ts). */
+/** `--op`: the native operator benchmark (src/engine/bench-op.ts) on Qwen3-30B-A3B layer shapes. */
 async function benchOperator(o: BenchFlags): Promise<number> {
-  const ext = import.meta.url.endsWith('.ts') ? '.ts' : '.js';
-  let mod: { benchOp?: (opts: Record<string, unknown>) => Promise<unknown> };
+  if (o.op !== 'experts' && o.op !== 'linear') {
+    process.stderr.write(`mixtile bench: --op must be experts or linear, got "${o.op}"\n`);
+    return 2;
+  }
+  const opts = {
+    type: o.type,
+    downType: o.downType,
+    tokens: o.tokens,
+    threads: o.threads,
+    reps: o.repetitions,
+    isa: o.isa as IsaLevel | undefined,
+    probeMiB: o.probeMib,
+  };
+  if (o.output === 'md') {
+    benchOp(o.op, opts);
+    return 0;
+  }
+  // benchOp prints its text rows; with -o json they go to stderr so stdout holds only the JSON.
+  const log = console.log;
+  console.log = (...args: unknown[]) => console.error(...args);
   try {
-    // Resolved at run time: the operator benchmark is a separate module that may be absent in a build.
-    mod = await import(new URL(`../engine/bench-op${ext}`, import.meta.url).href);
-  } catch (err) {
-    process.stderr.write(`mixtile bench --op: the operator benchmark is not available (${(err as Error).message})\n`);
-    return 2;
+    process.stdout.write(JSON.stringify(benchOp(o.op, opts), null, 2) + '\n');
+  } finally {
+    console.log = log;
   }
-  if (typeof mod.benchOp !== 'function') {
-    process.stderr.write('mixtile bench --op: src/engine/bench-op exports no benchOp()\n');
-    return 2;
-  }
-  await mod.benchOp({ op: o.op, threads: o.threads, repetitions: o.repetitions, output: o.output, model: o.model });
   return 0;
 }

@@ -19,9 +19,13 @@
 namespace mixtile {
 namespace {
 
-// Spin iterations (each a pause, ~10-40 ns) before a worker sleeps: a few hundred microseconds,
-// longer than the gap between decode's back-to-back op calls.
-constexpr int SPIN_ITERS = 20000;
+// An idle worker first spins (pause, ~10-40 ns each: tens of microseconds, longer than the gap
+// between decode's back-to-back phases), then yields its core a number of times (an
+// oversubscribed box can run others meanwhile), then sleeps on the condition variable.
+constexpr int SPIN_PAUSES = 4000;
+constexpr int SPIN_YIELDS = 200;
+// The caller waiting for workers to finish a job pauses this often before it yields instead.
+constexpr int YIELD_AFTER = 200;
 
 thread_local bool t_in_task = false;
 thread_local int t_thread = 0;  // pool index of the thread running a task
@@ -70,7 +74,12 @@ class Pool {
     }
     if (sleepers_.load(std::memory_order_acquire) > 0) cv_.notify_all();
     work(0);
-    while (pending_.load(std::memory_order_acquire) > 0) _mm_pause();
+    // Wait for the workers; past a short spin, yield so an oversubscribed box (more runnable
+    // threads than cores) can run the worker we are waiting for instead of us.
+    for (int spins = 0; pending_.load(std::memory_order_acquire) > 0; ++spins) {
+      if (spins < YIELD_AFTER) _mm_pause();
+      else std::this_thread::yield();
+    }
     fn_ = nullptr;
     if (error_) std::rethrow_exception(error_);
   }
@@ -115,8 +124,9 @@ class Pool {
   void loop(int thread, uint64_t seen) {
     for (;;) {
       int spins = 0;
-      while (generation_.load(std::memory_order_acquire) == seen && spins < SPIN_ITERS) {
-        _mm_pause();
+      while (generation_.load(std::memory_order_acquire) == seen && spins < SPIN_PAUSES + SPIN_YIELDS) {
+        if (spins < SPIN_PAUSES) _mm_pause();
+        else std::this_thread::yield();
         ++spins;
       }
       if (generation_.load(std::memory_order_acquire) == seen) {

@@ -25,6 +25,25 @@ Napi::Value mapped_file_size(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), double(mf->size));
 }
 
+// mappedFileAdvise(file, offset, length, advice): madvise over a byte range, advice one of
+// "willneed" (prefetch tensors about to be used), "random" (no readahead: experts are read
+// sparsely), "sequential", "dontneed" (drop pages of tensors moved elsewhere, e.g. to the GPU).
+Napi::Value mapped_file_advise(const Napi::CallbackInfo& info) {
+  auto mf = handle_get<MappedFile>(info[0], HandleKind::mapped_file, "mappedFileAdvise");
+  int64_t offset = int_arg(info[1], int64_t(1) << 52, "mappedFileAdvise: offset");
+  int64_t len = int_arg(info[2], int64_t(1) << 52, "mappedFileAdvise: length");
+  if (!info[3].IsString()) throw Napi::TypeError::New(info.Env(), "mappedFileAdvise: advice must be a string");
+  std::string a = info[3].As<Napi::String>().Utf8Value();
+  int advice;
+  if (a == "willneed") advice = MADV_WILLNEED;
+  else if (a == "random") advice = MADV_RANDOM;
+  else if (a == "sequential") advice = MADV_SEQUENTIAL;
+  else if (a == "dontneed") advice = MADV_DONTNEED;
+  else throw Napi::RangeError::New(info.Env(), "mappedFileAdvise: unknown advice \"" + a + "\" (willneed, random, sequential, dontneed)");
+  mf->advise(size_t(offset), size_t(len), advice);
+  return info.Env().Undefined();
+}
+
 Napi::Value mapped_file_close(const Napi::CallbackInfo& info) {
   handle_arg<MappedFile>(info[0], HandleKind::mapped_file, "mappedFileClose")->ptr.reset();
   return info.Env().Undefined();
@@ -118,6 +137,7 @@ Napi::Value dequantize_rows(const Napi::CallbackInfo& info) {
 MIXTILE_EXPORT("mappedFileOpen", mapped_file_open);
 MIXTILE_EXPORT("mappedFileSize", mapped_file_size);
 MIXTILE_EXPORT("mappedFileClose", mapped_file_close);
+MIXTILE_EXPORT("mappedFileAdvise", mapped_file_advise);
 MIXTILE_EXPORT("weightFromFile", weight_from_file);
 MIXTILE_EXPORT("weightFromBytes", weight_from_bytes);
 MIXTILE_EXPORT("weightDispose", weight_dispose);

@@ -29,6 +29,11 @@ export class MappedFile {
     return this.#handle;
   }
 
+  /** madvise over [offset, offset + length): 'random' for sparsely read experts, 'willneed' to prefetch. */
+  advise(offset: number, length: number, advice: 'willneed' | 'random' | 'sequential' | 'dontneed'): void {
+    addon().mappedFileAdvise(this.handle, offset, length, advice);
+  }
+
   /** Drops this reference; weights made from the file keep the mapping alive until disposed. Idempotent. */
   close(): void {
     if (this.#handle) addon().mappedFileClose(this.#handle);

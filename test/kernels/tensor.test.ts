@@ -22,6 +22,9 @@ writeFileSync(path, Buffer.concat([Buffer.alloc(100, 7), Buffer.from(q)]));
 test('weightFromFile views the mapped bytes at an unaligned offset', () => {
   const f = MappedFile.open(path);
   assert.equal(f.size, 100 + q.length);
+  f.advise(0, f.size, 'willneed');
+  f.advise(100, 10 ** 9, 'random'); // past the end is clipped, not an error
+  assert.throws(() => f.advise(0, 1, 'bogus' as never), /unknown advice/);
   const w = weightFromFile(f, 100, GgmlType.Q8_0, [64, 3]);
   assert.equal(w.nBytes, q.length);
   const got = w.dequantizeRows(0, 3);

@@ -3,7 +3,10 @@
 
 namespace mixtile {
 
-// Token-lane kernels need a full group of 16 tokens to pay off.
+// Token-lane kernels work on full groups of 16 tokens (one per f32/int32 lane); with fewer, every
+// lane would be padding, so calls below this go to the row kernels. On 256 tokens the Q4_K
+// token-lane kernel measured 162-175 vs 135-147 GFLOP/s per core for the row kernel
+// (npx tsx src/engine/bench-op.ts --op linear --type q4_k --tokens 256 --threads 1).
 constexpr int64_t LANES_MIN_TOKENS = 16;
 static bool many_tokens(const GemmArgs& g) { return g.n_tok >= LANES_MIN_TOKENS; }
 

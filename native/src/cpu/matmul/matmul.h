@@ -5,7 +5,10 @@
 //   Q8_0 weights      -> Q8_0 activations (int8 dots)
 //   Q4_K/Q5_K/Q6_K    -> Q8_K activations (int8 dots, bsums for the min terms)
 // Dispatch: gemm_kernels() lists entries best first; gemm_select picks the first whose ISA is
-// active and whose accepts() takes the call.
+// active and whose accepts() takes the call (e.g. token-lane kernels need 16+ tokens).
+// Kernels per ISA: scalar (all types), avx2 (F32 F16 BF16 Q4_K Q6_K Q8_0), avx512 (F32 F16),
+// avx512vnni (Q8_0 Q4_K Q5_K Q6_K; Q4_K also token-lane), avx512bf16 (BF16). Weights are read in
+// the file's row-major layout; no kernel needs a repacked weight.
 #pragma once
 #include <algorithm>
 #include <cstddef>

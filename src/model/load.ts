@@ -8,6 +8,7 @@ import { FormatError } from '../formats/errors.ts';
 import { QUANT_TYPES } from '../formats/quant.ts';
 import { kvCacheCreate, kvCacheDispose, type KvCacheHandle } from '../native/kv-cache.ts';
 import { setThreads } from '../native/isa.ts';
+import { requireCpu } from '../operators/device.ts';
 import { probeHardware } from '../optimize/hardware.ts';
 import { loadRules, placeModules } from '../optimize/rules.ts';
 import { MappedFile, weightFromFile, type NativeWeight } from '../native/tensor.ts';
@@ -40,7 +41,10 @@ export async function loadModel(path: string, opts: LoadOptions = {}): Promise<L
     if (!Number.isInteger(v) || v < 1) throw new RangeError(`loadModel: ${name} must be a positive integer, got ${v}`);
   }
   if (opts.threads !== undefined) setThreads(opts.threads);
-  const kwargs = placementKwargs(opts.rules, arch.modules(config), opts.onWarning);
+  const modules = arch.modules(config);
+  const kwargs = placementKwargs(opts.rules, modules, opts.onWarning);
+  // Operators run their child modules too (q_proj inside Attention): none may ask for a GPU.
+  for (const m of modules) requireCpu(m.name, kwargs(m.name));
 
   // Map every file once; weights view the mappings and keep them alive, so the files can close.
   // The weight handles are small and stay until dispose() (the embedding reads its table per step).

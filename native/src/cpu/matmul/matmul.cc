@@ -15,6 +15,7 @@ const std::vector<GemmKernel>& gemm_kernels() {
       {Isa::avx512bf16, GgmlType::BF16, "bf16-avx512bf16", gemm_bf16_avx512bf16, nullptr},
       {Isa::avx512vnni, GgmlType::Q4_K, "q4_k-lanes-avx512vnni", gemm_q4_k_lanes_avx512vnni, many_tokens},
       {Isa::avx512vnni, GgmlType::Q4_K, "q4_k-avx512vnni", gemm_q4_k_avx512vnni, nullptr},
+      {Isa::avx512vnni, GgmlType::Q5_K, "q5_k-lanes-avx512vnni", gemm_q5_k_lanes_avx512vnni, many_tokens},
       {Isa::avx512vnni, GgmlType::Q5_K, "q5_k-avx512vnni", gemm_q5_k_avx512vnni, nullptr},
       {Isa::avx512vnni, GgmlType::Q6_K, "q6_k-avx512vnni", gemm_q6_k_avx512vnni, nullptr},
       {Isa::avx512vnni, GgmlType::Q8_0, "q8_0-avx512vnni", gemm_q8_0_avx512vnni, nullptr},

@@ -1,0 +1,163 @@
+// Q5_K x Q8_K with tokens in vector lanes: the Q4_K token-lane kernel (matmul-q4k-lanes-avx512vnni.cc)
+// with the 5th bit merged into the unpacked quants (0..31), as in matmul-q5k-avx512vnni.cc.
+// Q4_K notes: with tokens in vector lanes, for many tokens (prefill): each int32 lane of an
+// accumulator is one token, so the per-block scales are applied once per 16 tokens instead of once
+// per token. Activations of a 16-token group are transposed into quads, offset-binary (a + 128):
+//   A[q][t] = 4 bytes a_t[4q .. 4q+3] ^ 0x80        (q = k/4 quads, t = 16 lanes; 64 B per q)
+// and each weight row's super-block is unpacked to 256 int8 nibbles in element order, so one
+//   vpdpbusd(acc, A[q], broadcast(w[4q .. 4q+3]))
+// adds 4 MACs for each of 16 tokens. The +128 offset is removed per block with the row's
+// sum_j sc_j * 128 * sum(w of sub-block j); the min term is -dmin * m_j * (d_a * bsum_j) in float.
+// Register tile: 2 rows x 2 token groups (32 tokens). Tokens beyond the last full group of 16 go to
+// the row kernel (gemm_q5_k_avx512vnni).
+#include <immintrin.h>
+
+#include <vector>
+
+#include "cpu/matmul/matmul.h"
+
+namespace mixtile {
+namespace {
+
+constexpr int LANES = 16;
+
+struct TokenGroup {
+  std::vector<uint8_t> a;   // [nq][16][4] u8
+  std::vector<float> da;    // [nb][16]  d_a per block
+  std::vector<float> bs;    // [nb][8][16]  d_a * sum of q8 over sub-block j
+};
+
+void build_group(const GemmArgs& g, int64_t t0, TokenGroup& tg) {
+  const int64_t nb = g.k / QK_K, nq = g.k / 4;
+  tg.a.resize(size_t(nq * 64));
+  tg.da.resize(size_t(nb * 16));
+  tg.bs.resize(size_t(nb * 8 * 16));
+  for (int t = 0; t < LANES; ++t) {
+    const block_q8_K* a = reinterpret_cast<const block_q8_K*>(g.a + size_t(t0 + t) * g.a_stride);
+    uint32_t* dst = reinterpret_cast<uint32_t*>(tg.a.data()) + t;
+    for (int64_t b = 0; b < nb; ++b) {
+      const uint32_t* src = reinterpret_cast<const uint32_t*>(a[b].qs);
+      for (int q = 0; q < QK_K / 4; ++q) dst[(b * (QK_K / 4) + q) * 16] = src[q] ^ 0x80808080u;
+      tg.da[size_t(b * 16 + t)] = a[b].d;
+      for (int j = 0; j < 8; ++j) tg.bs[size_t((b * 8 + j) * 16 + t)] = a[b].d * float(a[b].bsums[2 * j] + a[b].bsums[2 * j + 1]);
+    }
+  }
+}
+
+// Per row and block: nibbles in element order, scales, mins and the offset correction.
+struct RowBlock {
+  alignas(64) int8_t w[QK_K];
+  int32_t sc[8];
+  float neg_dmin_m[8];
+  int32_t corr;  // sum_j sc_j * 128 * sum(w of sub-block j)
+  float d;
+};
+
+inline void unpack_row_block(const block_q5_K& x, RowBlock& rb) {
+  const __m512i m4 = _mm512_set1_epi8(0x0F);
+  // 6-bit scales and mins of the 8 sub-blocks (ggml get_scale_min_k4, all at once).
+  const uint32_t kmask1 = 0x3f3f3f3f, kmask2 = 0x0f0f0f0f, kmask3 = 0x03030303;
+  uint32_t u[4], v[3];
+  std::memcpy(v, x.scales, 12);
+  u[3] = ((v[2] >> 4) & kmask2) | (((v[1] >> 6) & kmask3) << 4);
+  u[2] = v[1] & kmask1;
+  u[1] = (v[2] & kmask2) | (((v[0] >> 6) & kmask3) << 4);
+  u[0] = v[0] & kmask1;
+  const uint8_t* sc = reinterpret_cast<const uint8_t*>(u);
+  const uint8_t* m = sc + 8;
+  // corr = 128 * sum_e sc_j(e) * w_e: one vpdpbusd per 64 nibbles against per-element scales.
+  const __m512i bit4 = _mm512_set1_epi8(0x10);
+  const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.qh));
+  __m512i corr = _mm512_setzero_si512();
+  for (int c = 0; c < 4; ++c) {
+    __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.qs + 32 * c));
+    __m512i hb = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_srl_epi16(h, _mm_cvtsi32_si128(2 * c))),
+                                    _mm256_srl_epi16(h, _mm_cvtsi32_si128(2 * c + 1)), 1);
+    __m512i both = _mm512_or_si512(
+        _mm512_and_si512(_mm512_inserti64x4(_mm512_castsi256_si512(q), _mm256_srli_epi16(q, 4), 1), m4),
+        _mm512_and_si512(_mm512_slli_epi16(hb, 4), bit4));
+    _mm512_store_si512(rb.w + 64 * c, both);
+    __m512i scv = _mm512_inserti64x4(_mm512_set1_epi8(char(sc[2 * c])), _mm256_set1_epi8(char(sc[2 * c + 1])), 1);
+    corr = _mm512_dpbusd_epi32(corr, both, scv);
+  }
+  rb.corr = 128 * _mm512_reduce_add_epi32(corr);
+  rb.d = _cvtsh_ss(x.d);
+  float dmin = _cvtsh_ss(x.dmin);
+  for (int j = 0; j < 8; ++j) {
+    rb.sc[j] = sc[j];
+    rb.neg_dmin_m[j] = -dmin * float(m[j]);
+  }
+}
+
+template <int R, int J>
+void tile(const GemmArgs& g, int64_t r0, int64_t t0, const TokenGroup* tg) {
+  const int64_t nb = g.k / QK_K;
+  __m512 acc[R][J];
+  for (int r = 0; r < R; ++r)
+    for (int v = 0; v < J; ++v) acc[r][v] = _mm512_setzero_ps();
+  RowBlock rbk[R];
+  for (int64_t b = 0; b < nb; ++b) {
+    for (int r = 0; r < R; ++r)
+      unpack_row_block(reinterpret_cast<const block_q5_K*>(g.w + size_t(r0 + r) * g.w_stride)[b], rbk[r]);
+    __m512i isum[R][J];
+    for (int r = 0; r < R; ++r)
+      for (int v = 0; v < J; ++v) isum[r][v] = _mm512_set1_epi32(-rbk[r].corr);
+    for (int j = 0; j < 8; ++j) {
+      __m512i dj[R][J];
+      for (int r = 0; r < R; ++r)
+        for (int v = 0; v < J; ++v) dj[r][v] = _mm512_setzero_si512();
+      for (int q = 0; q < 8; ++q) {
+        const int64_t qi = b * 64 + j * 8 + q;
+        __m512i av[J];
+        for (int v = 0; v < J; ++v) av[v] = _mm512_loadu_si512(tg[v].a.data() + qi * 64);
+        for (int r = 0; r < R; ++r) {
+          int32_t wq;
+          std::memcpy(&wq, rbk[r].w + (j * 8 + q) * 4, 4);
+          __m512i wb = _mm512_set1_epi32(wq);
+          for (int v = 0; v < J; ++v) dj[r][v] = _mm512_dpbusd_epi32(dj[r][v], av[v], wb);
+        }
+      }
+      for (int r = 0; r < R; ++r)
+        for (int v = 0; v < J; ++v)
+          isum[r][v] = _mm512_add_epi32(isum[r][v], _mm512_mullo_epi32(dj[r][v], _mm512_set1_epi32(rbk[r].sc[j])));
+    }
+    for (int v = 0; v < J; ++v) {
+      __m512 da = _mm512_loadu_ps(tg[v].da.data() + b * 16);
+      for (int r = 0; r < R; ++r) {
+        acc[r][v] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[r][v]), _mm512_mul_ps(_mm512_set1_ps(rbk[r].d), da), acc[r][v]);
+        for (int j = 0; j < 8; ++j)
+          acc[r][v] = _mm512_fmadd_ps(_mm512_set1_ps(rbk[r].neg_dmin_m[j]), _mm512_loadu_ps(tg[v].bs.data() + (b * 8 + j) * 16), acc[r][v]);
+      }
+    }
+  }
+  for (int r = 0; r < R; ++r) {
+    for (int v = 0; v < J; ++v) {
+      alignas(64) float out[16];
+      _mm512_store_ps(out, acc[r][v]);
+      for (int t = 0; t < LANES; ++t) g.y[(t0 + v * LANES + t) * g.ldy + r0 + r] = out[t];
+    }
+  }
+}
+
+}  // namespace
+
+void gemm_q5_k_lanes_avx512vnni(const GemmArgs& g) {
+  thread_local TokenGroup groups[2];
+  const int64_t full = g.n_tok / LANES * LANES;
+  for (int64_t t0 = 0; t0 < full; t0 += 2 * LANES) {
+    int J = t0 + 2 * LANES <= full ? 2 : 1;
+    for (int v = 0; v < J; ++v) build_group(g, t0 + v * LANES, groups[v]);
+    int64_t r0 = 0;
+    for (; r0 + 2 <= g.n_rows; r0 += 2) J == 2 ? tile<2, 2>(g, r0, t0, groups) : tile<2, 1>(g, r0, t0, groups);
+    for (; r0 < g.n_rows; ++r0) J == 2 ? tile<1, 2>(g, r0, t0, groups) : tile<1, 1>(g, r0, t0, groups);
+  }
+  if (full < g.n_tok) {
+    GemmArgs rest = g;
+    rest.a = g.a + size_t(full) * g.a_stride;
+    rest.n_tok = g.n_tok - full;
+    rest.y = g.y + full * g.ldy;
+    gemm_q5_k_avx512vnni(rest);
+  }
+}
+
+}  // namespace mixtile

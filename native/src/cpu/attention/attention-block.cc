@@ -80,8 +80,10 @@ void attention_block_forward(const AttentionLayer& L, KvCache& kv, float* x, int
   linear_forward(*L.wv, h, n, v);
   if (!L.q_norm.empty()) rms_norm(q, L.q_norm.data(), q, n * L.n_heads, d, L.eps);
   if (!L.k_norm.empty()) rms_norm(k, L.k_norm.data(), k, n * L.n_kv_heads, d, L.eps);
-  rope_neox(q, n, L.n_heads, int(d), pos, L.inv_freq.data());
-  rope_neox(k, n, L.n_kv_heads, int(d), pos, L.inv_freq.data());
+  std::vector<float> cs, sn;
+  rope_table(n, int(d), pos, L.inv_freq.data(), cs, sn);
+  rope_neox(q, n, L.n_heads, int(d), cs.data(), sn.data());
+  rope_neox(k, n, L.n_kv_heads, int(d), cs.data(), sn.data());
   kv_cache_write(kv, L.layer, n, seq, pos, k, v);
 
   AttentionArgs a = attention_args_for(kv, L.layer);

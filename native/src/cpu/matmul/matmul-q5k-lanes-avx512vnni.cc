@@ -27,19 +27,50 @@ struct TokenGroup {
   std::vector<float> bs;    // [nb][8][16]  d_a * sum of q8 over sub-block j
 };
 
+// 16 rows of 16 dwords -> 16 columns: out[q] = {r[0][q], .., r[15][q]} (4 shuffle stages).
+inline void transpose16(__m512i r[16]) {
+  __m512i t[16], u[16];
+  for (int i = 0; i < 8; ++i) {
+    t[2 * i] = _mm512_unpacklo_epi32(r[2 * i], r[2 * i + 1]);
+    t[2 * i + 1] = _mm512_unpackhi_epi32(r[2 * i], r[2 * i + 1]);
+  }
+  // u[4i + k], 128-bit chunk c = rows 4i .. 4i+3 at column 4c + k.
+  for (int i = 0; i < 4; ++i) {
+    u[4 * i + 0] = _mm512_unpacklo_epi64(t[4 * i], t[4 * i + 2]);
+    u[4 * i + 1] = _mm512_unpackhi_epi64(t[4 * i], t[4 * i + 2]);
+    u[4 * i + 2] = _mm512_unpacklo_epi64(t[4 * i + 1], t[4 * i + 3]);
+    u[4 * i + 3] = _mm512_unpackhi_epi64(t[4 * i + 1], t[4 * i + 3]);
+  }
+  for (int k = 0; k < 4; ++k) {  // 4x4 transpose of 128-bit chunks
+    __m512i v0 = _mm512_shuffle_i32x4(u[k], u[4 + k], 0x44), v1 = _mm512_shuffle_i32x4(u[k], u[4 + k], 0xEE);
+    __m512i v2 = _mm512_shuffle_i32x4(u[8 + k], u[12 + k], 0x44), v3 = _mm512_shuffle_i32x4(u[8 + k], u[12 + k], 0xEE);
+    r[k] = _mm512_shuffle_i32x4(v0, v2, 0x88);
+    r[4 + k] = _mm512_shuffle_i32x4(v0, v2, 0xDD);
+    r[8 + k] = _mm512_shuffle_i32x4(v1, v3, 0x88);
+    r[12 + k] = _mm512_shuffle_i32x4(v1, v3, 0xDD);
+  }
+}
+
 void build_group(const GemmArgs& g, int64_t t0, TokenGroup& tg) {
   const int64_t nb = g.k / QK_K, nq = g.k / 4;
   tg.a.resize(size_t(nq * 64));
   tg.da.resize(size_t(nb * 16));
   tg.bs.resize(size_t(nb * 8 * 16));
-  for (int t = 0; t < LANES; ++t) {
-    const block_q8_K* a = reinterpret_cast<const block_q8_K*>(g.a + size_t(t0 + t) * g.a_stride);
-    uint32_t* dst = reinterpret_cast<uint32_t*>(tg.a.data()) + t;
-    for (int64_t b = 0; b < nb; ++b) {
-      const uint32_t* src = reinterpret_cast<const uint32_t*>(a[b].qs);
-      for (int q = 0; q < QK_K / 4; ++q) dst[(b * (QK_K / 4) + q) * 16] = src[q] ^ 0x80808080u;
-      tg.da[size_t(b * 16 + t)] = a[b].d;
-      for (int j = 0; j < 8; ++j) tg.bs[size_t((b * 8 + j) * 16 + t)] = a[b].d * float(a[b].bsums[2 * j] + a[b].bsums[2 * j + 1]);
+  const block_q8_K* a[LANES];
+  for (int t = 0; t < LANES; ++t) a[t] = reinterpret_cast<const block_q8_K*>(g.a + size_t(t0 + t) * g.a_stride);
+  const __m512i bias = _mm512_set1_epi8(char(0x80));
+  for (int64_t b = 0; b < nb; ++b) {
+    for (int c = 0; c < QK_K / 64; ++c) {  // 16 quads (64 bytes) of every token at a time
+      __m512i r[LANES];
+      for (int t = 0; t < LANES; ++t) r[t] = _mm512_xor_si512(_mm512_loadu_si512(a[t][b].qs + 64 * c), bias);
+      transpose16(r);
+      uint8_t* dst = tg.a.data() + size_t((b * (QK_K / 4) + c * 16) * 64);
+      for (int q = 0; q < 16; ++q) _mm512_storeu_si512(dst + q * 64, r[q]);
+    }
+    for (int t = 0; t < LANES; ++t) {
+      tg.da[size_t(b * 16 + t)] = a[t][b].d;
+      for (int j = 0; j < 8; ++j)
+        tg.bs[size_t((b * 8 + j) * 16 + t)] = a[t][b].d * float(a[t][b].bsums[2 * j] + a[t][b].bsums[2 * j + 1]);
     }
   }
 }

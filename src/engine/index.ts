@@ -2,7 +2,7 @@
 // (worker.ts); this main-thread proxy keeps its own tokenizer and chat template so tokenize,
 // detokenize and applyChatTemplate stay synchronous, and streams each request's events back.
 import { Worker } from 'node:worker_threads';
-import { readGguf } from '../formats/gguf-read.ts';
+import { openModel } from '../formats/open-model.ts';
 import type { KvType } from '../model/types.ts';
 import { ChatTemplate } from '../tokenizer/chat-template.ts';
 import { Tokenizer } from '../tokenizer/tokenizer.ts';
@@ -46,7 +46,7 @@ const CLOSE_TIMEOUT_MS = 10_000;
  * Example: `const e = await loadEngine({ modelPath: 'm.gguf' }); for await (const ev of e.generate(req)) …; await e.close();`
  */
 export async function loadEngine(opts: EngineOptions): Promise<Engine> {
-  const gguf = await readGguf(opts.modelPath);
+  const gguf = await openModel(opts.modelPath);
   const tokenizer = Tokenizer.fromGguf(gguf.metadata);
   const source = tokenizer.chatTemplate;
   const template = source !== undefined ? new ChatTemplate(source) : undefined;

@@ -1,9 +1,10 @@
-// loadModel: GGUF file -> checked config and tensors -> operators placed by the rules -> KV cache,
+// loadModel: GGUF file or HF folder -> checked config and tensors -> operators placed by the rules -> KV cache,
 // returned as a LoadedModel whose forward() runs batches of tokens from several sequences.
 // Sampling, scheduling and tokenization stay above, in engine/ and tokenizer/.
 import { performance } from 'node:perf_hooks';
 import { GGML_TYPES } from '../formats/ggml-types.ts';
-import { metaString, readGguf, type GgufModel } from '../formats/gguf-read.ts';
+import { metaString, type GgufModel } from '../formats/gguf-read.ts';
+import { openModel } from '../formats/open-model.ts';
 import { FormatError } from '../formats/errors.ts';
 import { QUANT_TYPES } from '../formats/quant.ts';
 import { kvCacheCreate, kvCacheDispose, type KvCacheHandle } from '../native/kv-cache.ts';
@@ -11,7 +12,7 @@ import { setThreads } from '../native/isa.ts';
 import { requireCpu } from '../operators/device.ts';
 import { probeHardware } from '../optimize/hardware.ts';
 import { loadRules, placeModules } from '../optimize/rules.ts';
-import { MappedFile, weightFromFile, type NativeWeight } from '../native/tensor.ts';
+import { MappedFile, weightFromFile, weightGather, type NativeWeight } from '../native/tensor.ts';
 import type { BuiltModel, KwargsLookup, WeightLookup } from './architecture.ts';
 import { KvSlotTable } from './kv-slots.ts';
 import type { ExpectedTensor, ModuleInfo } from './qwen3moe.ts';
@@ -21,10 +22,10 @@ import type { ForwardBatch, LoadedModel, LoadOptions } from './types.ts';
 const DEFAULT_CTX = 4096;
 const DEFAULT_UBATCH = 512;
 
-/** Loads a GGUF model for CPU inference. Example: `const m = await loadModel('q.gguf', { ctxSize: 2048, nSeq: 4 })`. */
+/** Loads a GGUF model or a Hugging Face folder for CPU inference. Example: `const m = await loadModel('q.gguf', { ctxSize: 2048, nSeq: 4 })`. */
 export async function loadModel(path: string, opts: LoadOptions = {}): Promise<LoadedModel> {
   const t0 = performance.now();
-  const gguf = await readGguf(path);
+  const gguf = await openModel(path);
   const arch = architectureFor(metaString(gguf, 'general.architecture'), path);
   const config = arch.readConfig(gguf);
   const expected = arch.tensors(config);
@@ -58,7 +59,8 @@ export async function loadModel(path: string, opts: LoadOptions = {}): Promise<L
       if (w) return w;
       const info = gguf.tensors.get(name);
       if (!info) throw new FormatError(`${path}: tensor ${name} is missing`, { file: path, tensor: name });
-      w = weightFromFile(files[info.fileIndex]!, info.offset, info.type, info.dims);
+      // HF folders store each expert apart: those tensors are gathered into one native buffer.
+      w = info.segments ? weightGather(files, info.segments, info.type, info.dims, name) : weightFromFile(files[info.fileIndex]!, info.offset, info.type, info.dims);
       made.set(name, w);
       opts.onProgress?.(made.size, present.length, name);
       return w;

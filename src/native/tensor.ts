@@ -1,6 +1,7 @@
 // Native tensors seen from TS: a read-only mmapped file and weight handles pointing into it (or
 // into native buffers). Weights never enter the JS heap; these objects only hold handles.
 import { GGML_TYPES, GgmlType, ggmlRowBytes } from '../formats/ggml-types.ts';
+import type { TensorSegment } from '../formats/gguf-read.ts';
 import { addon } from './addon.ts';
 
 /** Opaque native handle (a tagged N-API external). */
@@ -97,5 +98,22 @@ export function weightFromFile(file: MappedFile, offset: number, type: GgmlType,
 export function weightFromBytes(bytes: Uint8Array, type: GgmlType, dims: readonly number[]): NativeWeight {
   checkDims(type, dims, 'weightFromBytes');
   const h = addon().weightFromBytes(bytes, type, [...dims]) as NativeHandle;
+  return new NativeWeight(h, type, dims);
+}
+
+/**
+ * A weight whose bytes are `segments` concatenated (ranges of `files`, matched by path), copied in
+ * parallel into one native 64-byte-aligned buffer: per-expert HF tensors stacked into one 3-D weight.
+ * `name` (the tensor) labels errors.
+ */
+export function weightGather(files: readonly MappedFile[], segments: readonly TensorSegment[], type: GgmlType, dims: readonly number[], name: string): NativeWeight {
+  checkDims(type, dims, name);
+  const index = new Map(files.map((f, i) => [f.path, i]));
+  const ranges = segments.flatMap((s) => {
+    const i = index.get(s.file);
+    if (i === undefined) throw new Error(`weightGather: tensor ${name}: ${s.file} is not among the mapped files`);
+    return [i, s.offset, s.nBytes];
+  });
+  const h = addon().weightGather(files.map((f) => f.handle), ranges, type, [...dims], name) as NativeHandle;
   return new NativeWeight(h, type, dims);
 }

@@ -1,0 +1,19 @@
+// One entry point for a model's header, whatever its format: a GGUF file (or the first part of a
+// split set) or a Hugging Face folder. Tensor data stays unread; loaders map it (src/model/load.ts).
+import { stat } from 'node:fs/promises';
+import { readGguf, type GgufModel } from './gguf-read.ts';
+import { openHfModel } from './hf-model.ts';
+
+/**
+ * The model at `path` as a GgufModel: a folder is read as a Hugging Face checkpoint (config.json,
+ * safetensors, tokenizer files; see hf-model.ts), anything else as GGUF.
+ * Example: `const m = await openModel('./Qwen3-30B-A3B/')`.
+ */
+export async function openModel(path: string): Promise<GgufModel> {
+  // A path that cannot be stat'ed goes to readGguf, which reports it with the GGUF reader's wording.
+  const isDir = await stat(path).then(
+    (s) => s.isDirectory(),
+    () => false,
+  );
+  return isDir ? openHfModel(path) : readGguf(path);
+}

@@ -1,6 +1,7 @@
 // One entry point for a model's header, whatever its format: a GGUF file (or the first part of a
 // split set) or a Hugging Face folder. Tensor data stays unread; loaders map it (src/model/load.ts).
 import { stat } from 'node:fs/promises';
+import { FormatError } from './errors.ts';
 import { readGguf, type GgufModel } from './gguf-read.ts';
 import { openHfModel } from './hf-model.ts';
 
@@ -10,10 +11,8 @@ import { openHfModel } from './hf-model.ts';
  * Example: `const m = await openModel('./Qwen3-30B-A3B/')`.
  */
 export async function openModel(path: string): Promise<GgufModel> {
-  // A path that cannot be stat'ed goes to readGguf, which reports it with the GGUF reader's wording.
-  const isDir = await stat(path).then(
-    (s) => s.isDirectory(),
-    () => false,
-  );
-  return isDir ? openHfModel(path) : readGguf(path);
+  const st = await stat(path).catch((e: NodeJS.ErrnoException) => {
+    throw new FormatError(`${path}: cannot open the model (${e.code ?? e.message}); expected a GGUF file or a Hugging Face model folder`, { file: path });
+  });
+  return st.isDirectory() ? openHfModel(path) : readGguf(path);
 }

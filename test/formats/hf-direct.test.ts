@@ -100,7 +100,7 @@ describe('HF folder run directly', { skip }, () => {
     assert.equal(await run(hf), want);
   });
 
-  test('broken folders: missing shard, index naming an absent tensor, shape vs config, truncated shard, FP8', async () => {
+  test('broken folders: index naming an absent tensor, shape vs config, truncated shard, missing shard, no such path, FP8', async () => {
     const hf = join(dir, 'bad');
     const synth = await readGguf(bf16Gguf());
     await writeHfFixture(synth, hf, { shards: 2 });
@@ -125,6 +125,8 @@ describe('HF folder run directly', { skip }, () => {
     await loadFails(hf, /ends at byte \d+ but the file has \d+ bytes; the file looks truncated/, shard2, 'tensor "');
     unlinkSync(last);
     await loadFails(hf, /shard model-00002-of-00002.safetensors is missing \(it holds \d+ tensors, e.g. "/, shard2, 'model.');
+
+    await assert.rejects(loadModel(join(dir, 'nowhere')), /nowhere: cannot open the model \(ENOENT\); expected a GGUF file or a Hugging Face model folder/);
 
     const fp8 = join(dir, 'fp8');
     await writeHfFixture(synth, fp8, { fp8: ['model.layers.0.self_attn.q_proj.weight'] });

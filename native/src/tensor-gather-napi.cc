@@ -84,8 +84,13 @@ Napi::Value weight_gather(const Napi::CallbackInfo& info) {
                                            std::to_string(len) + " bytes ends past the file's " + std::to_string(mf.size) +
                                            " bytes; the file looks truncated");
     }
+    // Compared before adding, so `given` never exceeds `need` and cannot overflow.
+    if (size_t(len) > need - given) {
+      throw Napi::RangeError::New(env, "weightGather: " + name + ": the ranges hold more than the " + std::to_string(need) +
+                                           " bytes the shape needs");
+    }
     ranges.push_back({&mf, size_t(off), size_t(len)});
-    given += size_t(len);  // each < 2^52 and at most 2^32 of them: no overflow
+    given += size_t(len);
   }
   if (given != need) {
     throw Napi::RangeError::New(env, "weightGather: " + name + ": the ranges hold " + std::to_string(given) +

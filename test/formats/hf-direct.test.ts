@@ -148,6 +148,7 @@ describe('HF folder run directly', { skip }, () => {
       assert.throws(() => weightGather([f], seg(3 + 200, 64), GgmlType.F32, [16], 'blk.0.x'), /ranges.bin: tensor blk.0.x: range at byte 203 of 64 bytes ends past the file's 259 bytes; the file looks truncated/);
       assert.throws(() => weightGather([f], seg(2 ** 45, 64), GgmlType.F32, [16], 'x'), /looks truncated/);
       assert.throws(() => weightGather([f], seg(3, 60), GgmlType.F32, [16], 'x'), /weightGather: x: the ranges hold 60 bytes but the shape needs 64/);
+      assert.throws(() => weightGather([f], [...seg(3, 64), ...seg(3, 4)], GgmlType.F32, [16], 'x'), /weightGather: x: the ranges hold more than the 64 bytes the shape needs/);
       assert.throws(() => weightGather([f], [], GgmlType.F32, [16], 'x'), /non-empty/);
       assert.throws(() => weightGather([f], [{ file: '/elsewhere', offset: 0, nBytes: 64 }], GgmlType.F32, [16], 'x'), /tensor x: \/elsewhere is not among the mapped files/);
       assert.throws(() => weightGather([f], seg(3, 64), GgmlType.Q8_0, [16], 'x'), /multiple of 32/);

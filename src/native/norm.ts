@@ -19,6 +19,8 @@ export interface MoeBlockWeights {
   downExps: WeightHandle;
   topK: number;
   normTopKProb: boolean;
+  /** Experts backend from the placement rules: auto | AMXInt8 | AMXBF16 | AVX512 | llamafile | generic. */
+  backend?: string;
 }
 
 export interface DenseMlpWeights {

@@ -1,6 +1,7 @@
 // MoE block operator (model.layers.N.mlp, Qwen3MoeSparseMoeBlock): post-attention RMSNorm,
 // router softmax + top-k (+ renormalisation), SwiGLU experts and the residual add in one native
-// call per step. The experts kernel (AVX-512, AMX, generic) is chosen natively per call.
+// call per step. The rules' backend picks the experts kernel family (AMX-INT8, AMX-BF16, AVX-512);
+// within it the native dispatch chooses per call (e.g. AVX-512 for experts with few tokens).
 import { ffnBlockCreateMoe, ffnBlockDispose, ffnBlockForward, type FfnBlockHandle } from '../native/norm.ts';
 import type { NativeWeight } from '../native/tensor.ts';
 import { requireCpu, type DeviceKwargs } from './device.ts';
@@ -57,6 +58,7 @@ export class MoeBlock implements FfnOperator {
         downExps: w.downExps.handle,
         topK: this.shape.nExpertsUsed,
         normTopKProb: this.shape.normTopKProb,
+        ...(this.expertsKwargs.backend ? { backend: this.expertsKwargs.backend } : {}),
       });
     } catch (e) {
       throw new Error(`${this.module}: ${(e as Error).message}`);

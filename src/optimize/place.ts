@@ -96,9 +96,10 @@ function resolveKwargs(
   if (kw.outDevice !== undefined) kw.outDevice = device('out_device', kw.outDevice as string);
 
   if (operator === 'Experts') {
-    const wanted = (kw.backend as ExpertBackend | undefined) ?? 'auto';
-    let backend = wanted === 'auto' ? bestBackend(hw) : wanted;
-    const support = backendSupport(hw, backend);
+    // 'auto' stays 'auto': the native experts op then picks per weight type (BF16 weights on
+    // AMX-BF16, quantized ones on AMX-INT8, else AVX-512), which a rule cannot know.
+    let backend = (kw.backend as ExpertBackend | undefined) ?? 'auto';
+    const support = backend === 'auto' ? ({ ok: true } as const) : backendSupport(hw, backend);
     if (!support.ok) {
       const instead = bestBackend(hw);
       fallback(`backend ${backend} needs ${support.missing}, this CPU has ${describeCpuFeatures(hw)}; using ${instead} (set backend: ${instead} or see "mixtile doctor")`);

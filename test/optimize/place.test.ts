@@ -45,8 +45,8 @@ test('recursive: false gives children to the parent operator; unmatched modules 
   const norm = placements.get('model.norm')!;
   assert.deepEqual([norm.operator, norm.ruleIndex, norm.source], ['Default', -1, 'default']);
   assert.deepEqual(norm.kwargs, { generateDevice: 'cpu', prefillDevice: 'cpu' }, 'no GPU: defaults to the CPU');
-  // Experts defaults: auto backend resolved, ops follow the devices.
-  assert.deepEqual(placements.get('model.layers.0.mlp.experts')!.kwargs, { generateDevice: 'cpu', prefillDevice: 'cpu', backend: 'AVX512', prefillOp: 'cpu', generateOp: 'cpu' });
+  // Experts defaults: backend auto (the native op picks per weight type), ops follow the devices.
+  assert.deepEqual(placements.get('model.layers.0.mlp.experts')!.kwargs, { generateDevice: 'cpu', prefillDevice: 'cpu', backend: 'auto', prefillOp: 'cpu', generateOp: 'cpu' });
   assert.deepEqual(warnings, []);
 });
 
@@ -157,6 +157,6 @@ test('resolvePlacements: without a rule file, the preset doctor names for the ma
   assert.equal((r.placements.get('model.layers.0.mlp.experts')!.kwargs as { backend: string }).backend, 'AMXInt8');
   const cpu = resolvePlacements(modules, undefined, { hardware: fakeHardware() });
   assert.match(cpu.rules.file, /cpu\.yaml$/);
-  assert.equal((cpu.placements.get('model.layers.0.mlp.experts')!.kwargs as { backend: string }).backend, 'generic');
+  assert.equal((cpu.placements.get('model.layers.0.mlp.experts')!.kwargs as { backend: string }).backend, 'auto');
   assert.throws(() => resolvePlacements(modules, 'qwen3moe-hybrid-amx', { hardware: fakeHardware(), strict: true }), RuleError);
 });

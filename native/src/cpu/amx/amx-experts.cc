@@ -20,6 +20,10 @@ constexpr int kInt8Group = 64;  // one TDPBSSD K step per group (why 64: amx.h, 
 
 // The backend the table should prepare for these weights, or nullptr for none.
 const char* chosen_backend(const ExpertsWeights& ew) {
+  // An explicit backend from the placement rules wins; only "auto" consults the env knob.
+  if (ew.backend == "AMXBF16") return "AMXBF16";
+  if (ew.backend == "AMXInt8") return "AMXInt8";
+  if (ew.backend != "auto") return nullptr;  // AVX512 / llamafile / generic: no AMX repack
   const char* env = std::getenv("MIXTILE_AMX_BACKEND");
   if (env && *env) {
     if (!std::strcmp(env, "AMXBF16") || !std::strcmp(env, "AMXInt8")) return env;

@@ -68,7 +68,12 @@ static const ExpertsKernel& select(const ExpertsWeights& ew, const MoeArgs& a) {
 const char* experts_select_name(const ExpertsWeights& ew, const MoeArgs& a) { return select(ew, a).name; }
 
 std::shared_ptr<ExpertsWeights> experts_load(const Weight& gate, const Weight& up, const Weight& down,
-                                             const Weight& router) {
+                                             const Weight& router, const std::string& backend) {
+  static const char* const known[] = {"auto", "AMXInt8", "AMXBF16", "AVX512", "llamafile", "generic"};
+  if (std::find(std::begin(known), std::end(known), backend) == std::end(known)) {
+    throw std::invalid_argument("experts: unknown backend \"" + backend +
+                                "\" (known: auto, AMXInt8, AMXBF16, AVX512, llamafile, generic)");
+  }
   for (const Weight* w : {&gate, &up, &down}) {
     if (!type_supported(w->type)) throw std::invalid_argument("experts: unsupported weight type " + shape_str(*w));
   }
@@ -92,6 +97,7 @@ std::shared_ptr<ExpertsWeights> experts_load(const Weight& gate, const Weight& u
   ew->hidden = hidden;
   ew->ffn = ffn;
   ew->n_expert = n_expert;
+  ew->backend = backend;
   ew->router.resize(size_t(hidden * n_expert));
   for (int64_t e = 0; e < n_expert; ++e) {
     dequantize_row(router.type, router.data + size_t(e) * router.row_bytes, ew->router.data() + e * hidden, hidden);

@@ -20,6 +20,10 @@ struct ExpertsWeights {
   // router (ffn_gate_inp): [n_expert][hidden] F32 (F16/BF16 are widened to F32 at load).
   std::vector<float> router;
   int64_t n_expert = 0, hidden = 0, ffn = 0;
+  // Backend the placement rules asked for: "auto" (per weight type: AMX-BF16 for BF16, AMX-INT8 for
+  // quantized weights where AMX exists, else the generic entry), "AMXInt8" / "AMXBF16" (that AMX
+  // kernel), or "AVX512" / "llamafile" / "generic" (no AMX repack: the generic entry's best kernel).
+  std::string backend = "auto";
   // Per-kernel prepared data (repacked layouts), keyed by ExpertsKernel::name; filled at load by
   // each active entry's prepare().
   std::map<std::string, std::shared_ptr<void>> prepared;
@@ -55,7 +59,7 @@ const char* experts_select_name(const ExpertsWeights& ew, const MoeArgs& a);
 
 // Validates shapes and types (throws std::invalid_argument with a message) and prepares kernels.
 std::shared_ptr<ExpertsWeights> experts_load(const Weight& gate, const Weight& up, const Weight& down,
-                                             const Weight& router);
+                                             const Weight& router, const std::string& backend = "auto");
 
 // Routes with the router weights, then runs the experts. x, y: [n, hidden].
 void moe_forward(const ExpertsWeights& ew, const float* x, int64_t n, int top_k, bool norm_topk_prob, float* y);

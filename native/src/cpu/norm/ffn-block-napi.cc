@@ -20,14 +20,16 @@ double num(const Napi::Object& o, const char* key) {
   return v.As<Napi::Number>().DoubleValue();
 }
 
-// ffnBlockCreateMoe({layer, eps, norm, router, gateExps, upExps, downExps, topK, normTopKProb}) -> handle
+// ffnBlockCreateMoe({layer, eps, norm, router, gateExps, upExps, downExps, topK, normTopKProb, backend?}) -> handle
 Napi::Value ffn_block_create_moe_js(const Napi::CallbackInfo& info) {
   return napi_guard(info, [&]() -> Napi::Value {
     auto o = options(info, "ffnBlockCreateMoe");
     auto w = [&](const char* key) { return weight_arg(o.Get(key), key); };
     auto b = ffn_block_create_moe(int(num(o, "layer")), float(num(o, "eps")), *w("norm"), *w("router"),
                                   *w("gateExps"), *w("upExps"), *w("downExps"), int(num(o, "topK")),
-                                  o.Get("normTopKProb").ToBoolean().Value());
+                                  o.Get("normTopKProb").ToBoolean().Value(),
+                                  o.Has("backend") && o.Get("backend").IsString() ? o.Get("backend").As<Napi::String>().Utf8Value()
+                                                                                  : std::string("auto"));
     return make_model_handle(info.Env(), ModelHandle::ffn_block, b);
   });
 }

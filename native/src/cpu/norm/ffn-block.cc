@@ -17,14 +17,15 @@ static std::string layer_name(int layer, const char* part) {
 
 std::shared_ptr<FfnBlock> ffn_block_create_moe(int layer, float eps, const Weight& norm, const Weight& router,
                                                const Weight& gate_exps, const Weight& up_exps,
-                                               const Weight& down_exps, int top_k, bool norm_topk_prob) {
+                                               const Weight& down_exps, int top_k, bool norm_topk_prob,
+                                               const std::string& backend) {
   auto b = std::make_shared<FfnBlock>();
   b->layer = layer;
   b->hidden = norm.ne[0];
   b->eps = eps;
   b->norm = norm_weight_floats(norm, b->hidden, layer_name(layer, "post_attention_layernorm").c_str());
   try {
-    b->experts = experts_load(gate_exps, up_exps, down_exps, router);
+    b->experts = experts_load(gate_exps, up_exps, down_exps, router, backend);
   } catch (const std::exception& e) {
     throw std::invalid_argument(layer_name(layer, "mlp.experts") + ": " + e.what());
   }

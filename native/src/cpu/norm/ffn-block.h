@@ -4,6 +4,7 @@
 #pragma once
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "cpu/experts/experts.h"
@@ -28,7 +29,8 @@ struct FfnBlock {
 // Throw std::invalid_argument naming the weight whose shape does not fit.
 std::shared_ptr<FfnBlock> ffn_block_create_moe(int layer, float eps, const Weight& norm, const Weight& router,
                                                const Weight& gate_exps, const Weight& up_exps,
-                                               const Weight& down_exps, int top_k, bool norm_topk_prob);
+                                               const Weight& down_exps, int top_k, bool norm_topk_prob,
+                                               const std::string& backend = "auto");
 std::shared_ptr<FfnBlock> ffn_block_create_dense(int layer, float eps, const Weight& norm, const Weight& gate,
                                                  const Weight& up, const Weight& down);
 

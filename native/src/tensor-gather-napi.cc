@@ -1,8 +1,10 @@
-// weightGather: one weight assembled from several byte ranges of mapped files into one owned,
-// 64-byte-aligned Buffer. Hugging Face folders store each expert as its own tensor, while the
-// kernels take one [experts, rows, cols] weight; a view into the mapping cannot span them.
+// weightGather / weightGatherFp8: one weight assembled from several byte ranges of mapped files
+// into one owned, 64-byte-aligned Buffer. Hugging Face folders store each expert as its own tensor,
+// while the kernels take one [experts, rows, cols] weight (a view into a mapping cannot span them);
+// FP8 checkpoints (F8_E4M3 + block scales) become BF16 on the way, as `mixtile convert` writes them.
 // Handles and the Weight/Buffer types come from napi-util.h and tensor.h.
 #include <algorithm>
+#include <cmath>
 #include <new>
 #include <vector>
 
@@ -21,6 +23,12 @@ struct CopyTask {
   const uint8_t* src;
   uint8_t* dst;
   size_t len;
+};
+
+// A checked byte range of a mapped file (the file is kept alive by the caller's handle list).
+struct Range {
+  const MappedFile* file;
+  size_t offset, len;
 };
 
 // Type and dims (ggml order) as weightFromFile checks them; fills w.type/ne/row_bytes.
@@ -48,30 +56,19 @@ void gather_shape(Napi::Env env, const Napi::Value& type_v, const Napi::Value& d
   }
 }
 
-// weightGather(files: MappedFile handles[], ranges: number[], type, dims, name): ranges holds
-// triples (fileIndex, offset, nBytes); their concatenation is the tensor's bytes in ggml layout.
-// `name` (the tensor) only labels errors. Checks everything before copying anything.
-Napi::Value weight_gather(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  if (!info[0].IsArray()) throw Napi::TypeError::New(env, "weightGather: files must be an array of mapped-file handles");
-  if (!info[1].IsArray()) throw Napi::TypeError::New(env, "weightGather: ranges must be an array of numbers");
-  std::string name = info[4].IsString() ? info[4].As<Napi::String>().Utf8Value() : "(unnamed)";
-  auto files_v = info[0].As<Napi::Array>();
-  std::vector<std::shared_ptr<MappedFile>> files;
+// The mapped files of args[0] and the (fileIndex, offset, nBytes) triples of args[1], each range
+// inside its file and together exactly `need` bytes. `files` keeps the mappings alive.
+std::vector<Range> parse_ranges(const Napi::Value& files_a, const Napi::Value& ranges_a, const std::string& name, size_t need,
+                                std::vector<std::shared_ptr<MappedFile>>& files) {
+  Napi::Env env = files_a.Env();
+  if (!files_a.IsArray()) throw Napi::TypeError::New(env, "weightGather: files must be an array of mapped-file handles");
+  if (!ranges_a.IsArray()) throw Napi::TypeError::New(env, "weightGather: ranges must be an array of numbers");
+  auto files_v = files_a.As<Napi::Array>();
   for (uint32_t i = 0; i < files_v.Length(); ++i) files.push_back(handle_get<MappedFile>(files_v.Get(i), HandleKind::mapped_file, "weightGather: files"));
-
-  auto w = std::make_shared<Weight>();
-  gather_shape(env, info[2], info[3], *w);
-  const size_t need = w->bytes();
-
-  auto ranges_v = info[1].As<Napi::Array>();
+  auto ranges_v = ranges_a.As<Napi::Array>();
   if (files.empty() || ranges_v.Length() == 0 || ranges_v.Length() % 3 != 0) {
     throw Napi::RangeError::New(env, "weightGather: " + name + ": expected files and non-empty (fileIndex, offset, nBytes) triples");
   }
-  struct Range {
-    const MappedFile* file;
-    size_t offset, len;
-  };
   std::vector<Range> ranges;
   size_t given = 0;
   for (uint32_t r = 0; r < ranges_v.Length(); r += 3) {
@@ -96,13 +93,29 @@ Napi::Value weight_gather(const Napi::CallbackInfo& info) {
     throw Napi::RangeError::New(env, "weightGather: " + name + ": the ranges hold " + std::to_string(given) +
                                          " bytes but the shape needs " + std::to_string(need));
   }
+  return ranges;
+}
 
-  std::shared_ptr<Buffer> buf;
+std::shared_ptr<Buffer> alloc_buffer(Napi::Env env, size_t bytes, const std::string& name) {
   try {
-    buf = std::make_shared<Buffer>(need);
+    return std::make_shared<Buffer>(bytes);
   } catch (const std::bad_alloc&) {
-    throw Napi::Error::New(env, "weightGather: " + name + ": cannot allocate " + std::to_string(need) + " bytes");
+    throw Napi::Error::New(env, "weightGather: " + name + ": cannot allocate " + std::to_string(bytes) + " bytes");
   }
+}
+
+// weightGather(files: MappedFile handles[], ranges: number[], type, dims, name): ranges holds
+// triples (fileIndex, offset, nBytes); their concatenation is the tensor's bytes in ggml layout.
+// `name` (the tensor) only labels errors. Checks everything before copying anything.
+Napi::Value weight_gather(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string name = info[4].IsString() ? info[4].As<Napi::String>().Utf8Value() : "(unnamed)";
+  auto w = std::make_shared<Weight>();
+  gather_shape(env, info[2], info[3], *w);
+  std::vector<std::shared_ptr<MappedFile>> files;
+  std::vector<Range> ranges = parse_ranges(info[0], info[1], name, w->bytes(), files);
+
+  auto buf = alloc_buffer(env, w->bytes(), name);
   std::vector<CopyTask> tasks;
   size_t at = 0;
   for (const Range& r : ranges) {
@@ -118,8 +131,82 @@ Napi::Value weight_gather(const Napi::CallbackInfo& info) {
   return make_weight_handle(env, w);
 }
 
+// float8 e4m3fn (PyTorch float8_e4m3fn: bias 7, no infinities, 0x7f/0xff NaN) -> float, exact.
+float fp8_e4m3_to_fp32(uint8_t b) {
+  int exp = (b >> 3) & 0xF, man = b & 7;
+  float mag = (b & 0x7F) == 0x7F ? NAN : exp == 0 ? std::ldexp(float(man), -9) : std::ldexp(float(8 + man), exp - 10);
+  return (b & 0x80) ? -mag : mag;
+}
+
+// weightGatherFp8(files, ranges, scales: Float32Array[], blockRows, blockCols, dims, name): a BF16
+// weight from F8_E4M3 ranges. Range i is a [nBytes / dims[0], dims[0]] matrix whose element
+// (r, c) is fp8 * scales[i][(r / blockRows) * ceil(dims[0] / blockCols) + c / blockCols], computed in
+// float and rounded to BF16 (the same value `mixtile convert` writes).
+Napi::Value weight_gather_fp8(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string name = info[6].IsString() ? info[6].As<Napi::String>().Utf8Value() : "(unnamed)";
+  auto w = std::make_shared<Weight>();
+  gather_shape(env, Napi::Number::New(env, double(GgmlType::BF16)), info[5], *w);
+  const size_t cols = size_t(w->ne[0]);
+  const int64_t bh = int_arg(info[3], int64_t(1) << 30, "weightGatherFp8: blockRows");
+  const int64_t bw = int_arg(info[4], int64_t(1) << 30, "weightGatherFp8: blockCols");
+  if (bh == 0 || bw == 0) throw Napi::RangeError::New(env, "weightGatherFp8: " + name + ": block sizes must be positive");
+  std::vector<std::shared_ptr<MappedFile>> files;
+  std::vector<Range> ranges = parse_ranges(info[0], info[1], name, w->bytes() / 2, files);  // one source byte per BF16 element
+  if (!info[2].IsArray() || info[2].As<Napi::Array>().Length() != ranges.size()) {
+    throw Napi::TypeError::New(env, "weightGatherFp8: " + name + ": expected one Float32Array of scales per range");
+  }
+  const size_t nbc = (cols + size_t(bw) - 1) / size_t(bw);
+  struct Job {
+    const uint8_t* src;
+    uint16_t* dst;
+    const float* scales;
+    size_t rows;
+  };
+  std::vector<Job> jobs;
+  for (size_t i = 0; i < ranges.size(); ++i) {
+    const Range& r = ranges[i];
+    if (r.len % cols != 0) {
+      throw Napi::RangeError::New(env, "weightGatherFp8: " + name + ": range " + std::to_string(i) + " of " + std::to_string(r.len) +
+                                           " bytes is not whole rows of " + std::to_string(cols));
+    }
+    size_t rows = r.len / cols;
+    size_t nbr = (rows + size_t(bh) - 1) / size_t(bh);
+    const float* sc = f32_array(info[2].As<Napi::Array>().Get(uint32_t(i)), nbr * nbc, "weightGatherFp8: scales");
+    jobs.push_back({r.file->data + r.offset, nullptr, sc, rows});
+  }
+
+  auto buf = alloc_buffer(env, w->bytes(), name);
+  // Tasks of up to 64 rows: enough per task to amortise the hand-out, small enough to balance.
+  struct Task {
+    const Job* job;
+    size_t row0, rows;
+  };
+  std::vector<Task> tasks;
+  size_t at = 0;
+  for (Job& j : jobs) {
+    j.dst = reinterpret_cast<uint16_t*>(buf->data) + at;
+    for (size_t r = 0; r < j.rows; r += 64) tasks.push_back({&j, r, std::min<size_t>(64, j.rows - r)});
+    at += j.rows * cols;
+  }
+  parallel_for(int64_t(tasks.size()), [&](int64_t t, int) {
+    const Task& k = tasks[size_t(t)];
+    for (size_t r = k.row0; r < k.row0 + k.rows; ++r) {
+      const float* srow = k.job->scales + (r / size_t(bh)) * nbc;
+      const uint8_t* in = k.job->src + r * cols;
+      uint16_t* out = k.job->dst + r * cols;
+      for (size_t c = 0; c < cols; ++c) out[c] = fp32_to_bf16(fp8_e4m3_to_fp32(in[c]) * srow[c / size_t(bw)]);
+    }
+  });
+
+  w->owner = buf;
+  w->data = buf->data;
+  return make_weight_handle(env, w);
+}
+
 }  // namespace
 
 MIXTILE_EXPORT("weightGather", weight_gather);
+MIXTILE_EXPORT("weightGatherFp8", weight_gather_fp8);
 
 }  // namespace mixtile

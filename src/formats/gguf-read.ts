@@ -12,6 +12,7 @@ import { basename, dirname, join } from 'node:path';
 import { GGUFValueType } from '@huggingface/gguf';
 import { FormatError } from './errors.ts';
 import { GGML_TYPES, GgmlType } from './ggml-types.ts';
+import { fp32ToBf16, fp8e4m3ToFp32 } from './half.ts';
 
 export { GGUFValueType };
 
@@ -48,6 +49,19 @@ export interface TensorSegment {
   file: string;
   offset: number;
   nBytes: number;
+  /**
+   * Set for FP8 checkpoints: the range is F8_E4M3 bytes of a [nBytes / cols, cols] matrix, element
+   * (r, c) = fp8 * values[floor(r / blockRows) * ceil(cols / blockCols) + floor(c / blockCols)], and
+   * the tensor (type BF16) holds those values rounded to BF16.
+   */
+  fp8Scale?: Fp8BlockScale;
+}
+
+export interface Fp8BlockScale {
+  values: Float32Array;
+  blockRows: number;
+  blockCols: number;
+  cols: number;
 }
 
 export interface GgufModel {
@@ -465,17 +479,32 @@ export async function readTensorBytes(model: GgufModel, name: string): Promise<U
   const out = new Uint8Array(t.nBytes);
   let at = 0;
   for (const seg of t.segments ?? [{ file: t.file, offset: t.offset, nBytes: t.nBytes }]) {
+    // FP8 ranges are read apart, then widened to BF16 (2 bytes per source byte).
+    const dst = seg.fp8Scale ? new Uint8Array(seg.nBytes) : out.subarray(at, at + seg.nBytes);
     const fh = await open(seg.file, 'r');
     try {
       for (let got = 0; got < seg.nBytes; ) {
-        const { bytesRead } = await fh.read(out, at + got, seg.nBytes - got, seg.offset + got);
+        const { bytesRead } = await fh.read(dst, got, seg.nBytes - got, seg.offset + got);
         if (bytesRead === 0) throw new FormatError(`${seg.file}: tensor "${name}" data ends early at byte ${seg.offset + got} (file changed since it was read?)`, { file: seg.file, tensor: name, offset: seg.offset + got });
         got += bytesRead;
       }
     } finally {
       await fh.close();
     }
-    at += seg.nBytes;
+    if (seg.fp8Scale) out.set(new Uint8Array(fp8ToBf16(dst, seg.fp8Scale).buffer), at);
+    at += seg.fp8Scale ? 2 * seg.nBytes : seg.nBytes;
+  }
+  return out;
+}
+
+/** BF16 values of FP8 bytes with block scales (see TensorSegment.fp8Scale), as `mixtile convert` rounds them. */
+function fp8ToBf16(fp8: Uint8Array, s: Fp8BlockScale): Uint16Array {
+  const out = new Uint16Array(fp8.length);
+  const nbc = Math.ceil(s.cols / s.blockCols);
+  for (let i = 0; i < fp8.length; i++) {
+    const r = Math.floor(i / s.cols);
+    const c = i - r * s.cols;
+    out[i] = fp32ToBf16(Math.fround(fp8e4m3ToFp32(fp8[i]) * s.values[Math.floor(r / s.blockRows) * nbc + Math.floor(c / s.blockCols)]));
   }
   return out;
 }

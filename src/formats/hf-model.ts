@@ -3,7 +3,8 @@
 // GGUF names and ggml dims in the checkpoint's own dtype (BF16/F16/F32), pointing at the
 // safetensors bytes. A tensor stored in one piece has file/fileIndex/offset like a GGUF tensor;
 // per-expert weights, stacked into 3-D by GGUF, carry `segments` instead (see GgufTensorInfo).
-// FP8 checkpoints must be dequantized: use `mixtile convert` for them.
+// FP8 tensors (Qwen's FP8 releases) are BF16 here, with segments carrying their block scales:
+// the loader dequantizes them to the BF16 values `mixtile convert` would write.
 import { stat } from 'node:fs/promises';
 import { basename, resolve } from 'node:path';
 import { FormatError } from './errors.ts';
@@ -32,14 +33,21 @@ export async function openHfModel(dir: string): Promise<GgufModel> {
     const segs = await planSegments(st, t, qc?.weight_block_size);
     planned.push(segs);
     const dtype = segs[0].src.dtype;
-    const type = DTYPE_TYPES[dtype];
+    const fp8 = dtype === 'F8_E4M3';
+    const type = fp8 ? GgmlType.BF16 : DTYPE_TYPES[dtype];
     if (type === undefined || segs.some((s) => s.src.dtype !== dtype)) {
-      const f = segs[0].src.file;
-      throw new FormatError(`${f}: tensor "${segs[0].src.name}" is ${dtype}; running a folder directly needs BF16, F16 or F32 weights (convert FP8 checkpoints with "mixtile convert")`, { file: f, tensor: segs[0].src.name });
+      const bad = segs.find((s) => s.src.dtype !== dtype) ?? segs[0];
+      throw new FormatError(`${bad.src.file}: tensor "${bad.src.name}" is ${bad.src.dtype}; running a folder directly needs BF16, F16, F32 or F8_E4M3 weights, the same dtype for every part of ${t.name}`, { file: bad.src.file, tensor: bad.src.name });
     }
     const elem = SAFETENSORS_DTYPES.get(dtype)!;
-    const ranges = segs.map((s) => ({ file: s.src.file, offset: s.src.offset + s.start * elem, nBytes: s.count * elem }));
-    const one = ranges.length === 1;
+    const ranges = segs.map((s) => ({
+      file: s.src.file,
+      offset: s.src.offset + s.start * elem,
+      nBytes: s.count * elem,
+      ...(s.scale ? { fp8Scale: { values: s.scale.values, blockRows: s.scale.bh, blockCols: s.scale.bw, cols: s.scale.cols } } : {}),
+    }));
+    // FP8 must be converted at load, so even a one-piece FP8 tensor goes through segments.
+    const one = ranges.length === 1 && !fp8;
     tensors.set(t.name, {
       name: t.name,
       type,
@@ -48,7 +56,7 @@ export async function openHfModel(dir: string): Promise<GgufModel> {
       fileIndex: one ? st.files.indexOf(ranges[0].file) : -1,
       file: ranges[0].file,
       offset: one ? ranges[0].offset : -1,
-      nBytes: ranges.reduce((a, r) => a + r.nBytes, 0),
+      nBytes: ranges.reduce((a, r) => a + r.nBytes, 0) * (fp8 ? 2 : 1),
       ...(one ? {} : { segments: ranges }),
     });
   }

@@ -104,6 +104,7 @@ export function weightFromBytes(bytes: Uint8Array, type: GgmlType, dims: readonl
 /**
  * A weight whose bytes are `segments` concatenated (ranges of `files`, matched by path), copied in
  * parallel into one native 64-byte-aligned buffer: per-expert HF tensors stacked into one 3-D weight.
+ * FP8 segments (with `fp8Scale`, all or none; `type` BF16) are dequantized to BF16 on the way.
  * `name` (the tensor) labels errors.
  */
 export function weightGather(files: readonly MappedFile[], segments: readonly TensorSegment[], type: GgmlType, dims: readonly number[], name: string): NativeWeight {
@@ -114,6 +115,13 @@ export function weightGather(files: readonly MappedFile[], segments: readonly Te
     if (i === undefined) throw new Error(`weightGather: tensor ${name}: ${s.file} is not among the mapped files`);
     return [i, s.offset, s.nBytes];
   });
-  const h = addon().weightGather(files.map((f) => f.handle), ranges, type, [...dims], name) as NativeHandle;
+  const handles = files.map((f) => f.handle);
+  const scales = segments.map((s) => s.fp8Scale);
+  if (scales.every((s) => s === undefined)) return new NativeWeight(addon().weightGather(handles, ranges, type, [...dims], name) as NativeHandle, type, dims);
+  const first = scales[0];
+  if (type !== GgmlType.BF16 || !first || scales.some((s) => !s || s.blockRows !== first.blockRows || s.blockCols !== first.blockCols || s.cols !== dims[0])) {
+    throw new RangeError(`weightGather: tensor ${name}: FP8 segments need type BF16, and every segment FP8 with the same blocks and rows of ${dims[0]}`);
+  }
+  const h = addon().weightGatherFp8(handles, ranges, scales.map((s) => s!.values), first.blockRows, first.blockCols, [...dims], name) as NativeHandle;
   return new NativeWeight(h, type, dims);
 }

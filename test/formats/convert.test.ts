@@ -119,7 +119,11 @@ test('openHfModel: the folder as a GgufModel view equals the converted file (met
   const fused = await openHfModel(join(dir, 'hf-fused'));
   assert.equal(fused.tensors.get('blk.0.ffn_down_exps.weight')!.segments, undefined); // down_proj is already [E, hidden, ffn]
   assert.ok(Buffer.from(await readTensorBytes(fused, 'blk.0.ffn_gate_exps.weight')).equals(await readTensorBytes(synth, 'blk.0.ffn_gate_exps.weight')));
-  await assert.rejects(openHfModel(join(dir, 'hf-fp8')), /is F8_E4M3; running a folder directly needs BF16, F16 or F32 weights \(convert FP8 checkpoints with "mixtile convert"\)/);
+  // FP8 tensors are BF16 in the view, dequantized on read to exactly what convert writes.
+  const fp8 = await openHfModel(join(dir, 'hf-fp8'));
+  const q8 = fp8.tensors.get('blk.0.attn_q.weight')!;
+  assert.ok(q8.type === GgmlType.BF16 && q8.segments?.[0].fp8Scale !== undefined && q8.nBytes === q8.nElements * 2);
+  assert.ok(Buffer.from(await readTensorBytes(fp8, q8.name)).equals(await readTensorBytes(await readGguf(join(dir, 'conv-fp8.gguf')), q8.name)));
 });
 
 /** Runs convert expecting a FormatError/Error matching `re`, and no output file left. */

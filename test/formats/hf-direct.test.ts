@@ -13,6 +13,8 @@ import { promisify } from 'node:util';
 import { FormatError } from '../../src/formats/errors.ts';
 import { GgmlType } from '../../src/formats/ggml-types.ts';
 import { readGguf } from '../../src/formats/gguf-read.ts';
+import { convertHfToGguf } from '../../src/formats/hf-convert.ts';
+import { bf16ToFp32, fp32ToBf16, fp8e4m3ToFp32 } from '../../src/formats/half.ts';
 import { loadModel } from '../../src/model/load.ts';
 import { synthModel } from '../../src/model/synth.ts';
 import { MappedFile, weightGather } from '../../src/native/tensor.ts';
@@ -100,7 +102,7 @@ describe('HF folder run directly', { skip }, () => {
     assert.equal(await run(hf), want);
   });
 
-  test('broken folders: index naming an absent tensor, shape vs config, truncated shard, missing shard, no such path, FP8', async () => {
+  test('broken folders: index naming an absent tensor, shape vs config, truncated shard, missing shard, no such path', async () => {
     const hf = join(dir, 'bad');
     const synth = await readGguf(bf16Gguf());
     await writeHfFixture(synth, hf, { shards: 2 });
@@ -127,13 +129,17 @@ describe('HF folder run directly', { skip }, () => {
     await loadFails(hf, /shard model-00002-of-00002.safetensors is missing \(it holds \d+ tensors, e.g. "/, shard2, 'model.');
 
     await assert.rejects(loadModel(join(dir, 'nowhere')), /nowhere: cannot open the model \(ENOENT\); expected a GGUF file or a Hugging Face model folder/);
-
-    const fp8 = join(dir, 'fp8');
-    await writeHfFixture(synth, fp8, { fp8: ['model.layers.0.self_attn.q_proj.weight'] });
-    await loadFails(fp8, /is F8_E4M3; running a folder directly needs BF16, F16 or F32 weights \(convert FP8 checkpoints with "mixtile convert"\)/, 'model.safetensors', 'model.layers.0.self_attn.q_proj.weight');
   });
 
-  test('weightGather: bounds, totals, unknown files and disposed handles throw instead of crashing', () => {
+  test('FP8 block-scaled weights are dequantized at load: logits equal the converted GGUF exactly', async () => {
+    const fp8 = join(dir, 'fp8');
+    await writeHfFixture(await readGguf(bf16Gguf()), fp8, { fp8: ['model.layers.0.self_attn.q_proj.weight', 'model.layers.0.self_attn.o_proj.weight'] });
+    const converted = join(dir, 'fp8.gguf');
+    await convertHfToGguf({ dir: fp8, out: converted });
+    await assertSameLogits(converted, fp8);
+  });
+
+  test('weightGather: copies and FP8 dequantization; bounds, totals, unknown files and closed handles throw instead of crashing', () => {
     const path = join(dir, 'ranges.bin');
     const bytes = Float32Array.from({ length: 64 }, (_, i) => i - 20);
     writeFileSync(path, Buffer.concat([Buffer.alloc(3, 1), Buffer.from(bytes.buffer)]));
@@ -152,6 +158,25 @@ describe('HF folder run directly', { skip }, () => {
       assert.throws(() => weightGather([f], [], GgmlType.F32, [16], 'x'), /non-empty/);
       assert.throws(() => weightGather([f], [{ file: '/elsewhere', offset: 0, nBytes: 64 }], GgmlType.F32, [16], 'x'), /tensor x: \/elsewhere is not among the mapped files/);
       assert.throws(() => weightGather([f], seg(3, 64), GgmlType.Q8_0, [16], 'x'), /multiple of 32/);
+
+      // FP8: two ranges of [2, 16] (bytes 3..34, 35..66) with 1x8 blocks -> BF16 [16, 4].
+      const fp8 = (offset: number, values: number[]) => ({ file: path, offset, nBytes: 32, fp8Scale: { values: Float32Array.from(values), blockRows: 1, blockCols: 8, cols: 16 } });
+      const sA = [0.5, 2, 1.25, -3], sB = [7, 0.125, 1, 1e-3];
+      const w8 = weightGather([f], [fp8(3, sA), fp8(35, sB)], GgmlType.BF16, [16, 4], 'q');
+      const raw = readFileSync(path);
+      const want = Array.from({ length: 64 }, (_, i) => {
+        const s = i < 32 ? sA : sB;
+        const j = i % 32;
+        return bf16ToFp32(fp32ToBf16(Math.fround(fp8e4m3ToFp32(raw[3 + i]) * s[Math.floor(j / 16) * 2 + Math.floor((j % 16) / 8)])));
+      });
+      assert.deepEqual([...w8.dequantizeRows(0, 4)], want);
+      w8.dispose();
+      assert.throws(() => weightGather([f], [fp8(3, sA), fp8(35, [1, 2, 3])], GgmlType.BF16, [16, 4], 'q'), /weightGatherFp8: scales: expected at least 4 elements, got 3/);
+      assert.throws(() => weightGather([f], [fp8(3, sA)], GgmlType.BF16, [16, 4], 'q'), /the ranges hold 32 bytes but the shape needs 64/);
+      assert.throws(() => weightGather([f], [fp8(3, sA), { ...fp8(35, sB), nBytes: 24 }, { ...fp8(59, sB), nBytes: 8 }], GgmlType.BF16, [16, 4], 'q'), /range 1 of 24 bytes is not whole rows of 16/);
+      assert.throws(() => weightGather([f], [fp8(3, sA), seg(35, 32)[0]], GgmlType.BF16, [16, 4], 'q'), /FP8 segments need type BF16, and every segment FP8/);
+      assert.throws(() => weightGather([f], [fp8(3, sA), fp8(35, sB)], GgmlType.F32, [16, 4], 'q'), /FP8 segments need type BF16/);
+
       g.close();
       assert.throws(() => weightGather([g], seg(3, 64), GgmlType.F32, [16], 'x'), /mapped file was closed/);
     } finally {

@@ -59,8 +59,9 @@ async function start(): Promise<void> {
       case 'submit':
         try {
           scheduler.submit(m.id, m.req, (ev) => {
-            // Counts first, so a caller that sees 'done' also sees the slot freed in engine.stats().
-            if (ev.type === 'done') postStats();
+            // Counts first (sent only when changed), so engine.stats() is never older than the
+            // events a caller has seen: running after a first token, the slot freed after 'done'.
+            postStats();
             post({ type: 'event', id: m.id, ev });
           });
         } catch (err) {

@@ -99,6 +99,14 @@ test('cancel ends the stream with cancelled and frees the slot', { timeout: TEST
     const next = await run(e, req(prompt, 3));
     assert.equal(next.ids.length, 3);
     assert.ok(next.stats.cachedTokens > 0);
+    // Leaving the loop early (break) cancels the request too.
+    for await (const ev of e.generate(req(prompt, 200))) {
+      assert.equal(ev.type, 'token');
+      break;
+    }
+    const t0 = Date.now();
+    while (e.stats().running + e.stats().queued > 0 && Date.now() - t0 < 10_000) await new Promise((r) => setTimeout(r, 20));
+    assert.deepEqual(e.stats(), { running: 0, queued: 0, slots: 1 });
   });
 });
 
@@ -165,8 +173,9 @@ test('bad requests throw EngineError at once; a closed engine refuses work', { t
 });
 
 test('the main thread stays responsive during a long prefill', { timeout: TEST_TIMEOUT_MS }, async () => {
-  await withEngine({ ctxSize: 2048, ubatch: 2048 }, async (e) => {
-    const prompt = e.tokenize('lorem ipsum dolor sit amet '.repeat(200)).slice(0, 1500);
+  await withEngine({ ctxSize: 4096, ubatch: 4096 }, async (e) => {
+    // One 4000-token step: attention alone makes it several hundred ms on the dev box.
+    const prompt = e.tokenize('lorem ipsum dolor sit amet '.repeat(800)).slice(0, 4000);
     let maxLag = 0;
     let last = performance.now();
     const timer = setInterval(() => {
@@ -176,7 +185,7 @@ test('the main thread stays responsive during a long prefill', { timeout: TEST_T
     }, 5);
     const r = await run(e, req(prompt, 1));
     clearInterval(timer);
-    assert.ok(r.stats.promptMs > 200, `prefill took ${r.stats.promptMs.toFixed(0)} ms; too short to show anything`);
+    assert.ok(r.stats.promptMs > 150, `prefill took ${r.stats.promptMs.toFixed(0)} ms; too short to show anything`);
     // Generous bound for a shared 2-core box; blocking the loop would give a lag of about promptMs.
     assert.ok(maxLag < Math.min(100, r.stats.promptMs / 2), `event loop blocked for ${maxLag.toFixed(0)} ms during a ${r.stats.promptMs.toFixed(0)} ms prefill`);
   });

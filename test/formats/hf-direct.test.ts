@@ -171,6 +171,12 @@ describe('HF folder run directly', { skip }, () => {
       });
       assert.deepEqual([...w8.dequantizeRows(0, 4)], want);
       w8.dispose();
+      // Blocks that do not divide the row (6 + 6 + 4 columns) and span both rows (blockRows 2).
+      const sC = [3, -0.25, 9];
+      const wc = weightGather([f], [{ ...fp8(3, sC), fp8Scale: { values: Float32Array.from(sC), blockRows: 2, blockCols: 6, cols: 16 } }], GgmlType.BF16, [16, 2], 'q');
+      const wantC = Array.from({ length: 32 }, (_, i) => bf16ToFp32(fp32ToBf16(Math.fround(fp8e4m3ToFp32(raw[3 + i]) * sC[Math.floor((i % 16) / 6)]))));
+      assert.deepEqual([...wc.dequantizeRows(0, 2)], wantC);
+      wc.dispose();
       assert.throws(() => weightGather([f], [fp8(3, sA), fp8(35, [1, 2, 3])], GgmlType.BF16, [16, 4], 'q'), /weightGatherFp8: scales: expected at least 4 elements, got 3/);
       assert.throws(() => weightGather([f], [fp8(3, sA)], GgmlType.BF16, [16, 4], 'q'), /the ranges hold 32 bytes but the shape needs 64/);
       assert.throws(() => weightGather([f], [fp8(3, sA), { ...fp8(35, sB), nBytes: 24 }, { ...fp8(59, sB), nBytes: 8 }], GgmlType.BF16, [16, 4], 'q'), /range 1 of 24 bytes is not whole rows of 16/);

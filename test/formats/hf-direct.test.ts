@@ -1,7 +1,7 @@
 // Running a Hugging Face folder directly: the fixture folder holds a synth model's exact bytes, so
 // loadModel(folder) must give the same logits as loadModel(synth.gguf) bit for bit (per-expert
-// tensors gathered by the addon's weightGather), `mixtile generate -m DIR` the same text, and a
-// broken folder a FormatError naming file and tensor.
+// tensors gathered by the addon's weightGather), `mixtile generate -m DIR` the same text, an FP8
+// folder the logits of its converted GGUF, and a broken folder a FormatError naming file and tensor.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';

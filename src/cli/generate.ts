@@ -82,7 +82,8 @@ async function run(o: GenerateFlags): Promise<number> {
     return 1;
   } catch (err) {
     if (err instanceof EngineError) {
-      process.stderr.write(`mixtile generate: ${err.message}\n`);
+      const hint = err.code === 'prompt_too_long' ? ' (here: --truncate or -c N)' : '';
+      process.stderr.write(`mixtile generate: ${err.message}${hint}\n`);
       return 2;
     }
     throw err;

@@ -104,7 +104,12 @@ export interface Engine {
   tokenize(text: string, opts?: { addSpecial?: boolean; parseSpecial?: boolean }): number[];
   detokenize(ids: number[]): string;
   applyChatTemplate(messages: ChatMessage[], opts: ChatTemplateOptions): string;
-  /** Streams tokens; aborting `signal` ends the stream with reason 'cancelled' and frees the slot. */
+  /**
+   * Streams tokens; aborting `signal` (or leaving the loop early) ends the request with reason
+   * 'cancelled' and frees the slot. A request that cannot be accepted throws EngineError
+   * (src/engine/errors.ts: queue_full, prompt_too_long, bad_request, closed) from this call itself,
+   * before any iteration; faults while running end the stream with reason 'error'.
+   */
   generate(req: GenerateRequest, signal?: AbortSignal): AsyncIterable<GenerateEvent>;
   /** Counters for /metrics and `bench --op`: requests running/queued, per-kernel time. */
   stats(): { running: number; queued: number; slots: number };

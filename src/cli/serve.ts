@@ -32,7 +32,7 @@ export function register(program: Command): void {
   program
     .command('serve')
     .description('serve a model over OpenAI- and Ollama-compatible HTTP APIs, with a chat page at /')
-    .option('-m, --model <file>', 'GGUF model file (default: the built-in random-weight demo model)')
+    .option('-m, --model <path>', 'GGUF model file or Hugging Face model folder (default: the built-in random-weight demo model)')
     .addOption(new Option('--model_path <file>', 'alias of --model (KTransformers)').hideHelp())
     .addOption(new Option('--gguf_path <file>', 'alias of --model (KTransformers)').hideHelp())
     .option('--host <addr>', 'address to listen on', '127.0.0.1')

@@ -9,16 +9,15 @@ import { fileTypeName, paramCounts } from '../engine/model-info.ts';
 import { loadModel } from '../model/load.ts';
 import type { IsaLevel } from '../native/isa.ts';
 import { Tokenizer } from '../tokenizer/tokenizer.ts';
-import { intArg, loadProgress } from './engine-flags.ts';
+import { addRulesFlags, intArg, loadProgress, rulesOf, type RulesFlags } from './engine-flags.ts';
 
-interface BenchFlags {
+interface BenchFlags extends RulesFlags {
   model?: string;
   nPrompt: number[];
   nGen: number[];
   repetitions: number;
   threads?: number;
   ubatch: number;
-  rules?: string;
   output: 'md' | 'json';
   verbose: boolean;
   op?: string;
@@ -36,16 +35,16 @@ function intList(v: string): number[] {
 }
 
 export function register(program: Command): void {
-  program
+  const cmd = program
     .command('bench')
     .description('measure prefill (pp) and decode (tg) speed like llama-bench, or one operator with --op')
-    .option('-m, --model <file>', 'GGUF model file')
+    .option('-m, --model <path>', 'GGUF model file or Hugging Face model folder')
     .option('-p, --n-prompt <n,...>', 'prompt sizes for pp tests; 0 = none', intList, [512])
     .option('-n, --n-gen <n,...>', 'tokens for tg tests; 0 = none', intList, [128])
     .option('-r, --repetitions <n>', 'runs of each test', intArg(1), 5)
     .option('-t, --threads <n>', 'CPU threads (default: all cores)', intArg(1))
-    .option('--ubatch <n>', 'most tokens per forward step', intArg(1), 512)
-    .option('--rules <file>', 'rule file or preset name for operator placement')
+    .option('--ubatch <n>', 'most tokens per forward step', intArg(1), 512);
+  addRulesFlags(cmd)
     .option('-o, --output <fmt>', 'md or json', (v) => {
       if (v !== 'md' && v !== 'json') throw new InvalidArgumentError('expected md or json');
       return v;
@@ -75,7 +74,7 @@ async function benchModel(o: BenchFlags): Promise<number> {
   }
   const ctxSize = Math.max(...tests.map((t) => t.n)) + 1;
   const progress = loadProgress();
-  const model = await loadModel(o.model, { ctxSize, nSeq: 1, ubatch: o.ubatch, threads: o.threads, rules: o.rules, onProgress: progress.onProgress }).finally(progress.stop);
+  const model = await loadModel(o.model, { ctxSize, nSeq: 1, ubatch: o.ubatch, threads: o.threads, rules: rulesOf(o), onProgress: progress.onProgress }).finally(progress.stop);
   try {
     const tokenizer = Tokenizer.fromGguf(model.gguf.metadata);
     const { total } = paramCounts(model.gguf);

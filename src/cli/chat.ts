@@ -5,14 +5,13 @@ import { createInterface } from 'node:readline/promises';
 import { loadEngine } from '../engine/index.ts';
 import { EngineError } from '../engine/errors.ts';
 import type { ChatMessage, Engine } from '../engine/types.ts';
-import { addLoadFlags, addSamplingFlags, formatStats, intArg, loadProgress, samplingFrom, type SamplingFlags } from './engine-flags.ts';
+import { addLoadFlags, addSamplingFlags, formatStats, intArg, loadProgress, rulesOf, samplingFrom, type RulesFlags, type SamplingFlags } from './engine-flags.ts';
 
-interface ChatFlags extends SamplingFlags {
+interface ChatFlags extends SamplingFlags, RulesFlags {
   model: string;
   threads?: number;
   ctxSize?: number;
   ubatch: number;
-  rules?: string;
   system?: string;
   nPredict: number;
   think: boolean;
@@ -44,7 +43,7 @@ async function run(o: ChatFlags): Promise<number> {
     threads: o.threads,
     ctxSize: o.ctxSize,
     ubatch: o.ubatch,
-    rules: o.rules,
+    rules: rulesOf(o),
     parallel: 1,
     onProgress: progress.onProgress,
   }).finally(progress.stop);

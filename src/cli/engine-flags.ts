@@ -1,6 +1,6 @@
 // Flags shared by the commands that run a model (generate, chat; serve may reuse them): model
 // loading, sampling, the load progress bar and the end-of-run timing line.
-import { Command, InvalidArgumentError } from 'commander';
+import { Command, InvalidArgumentError, Option } from 'commander';
 import cliProgress from 'cli-progress';
 import { DEFAULT_SAMPLING, type GenerateStats, type SamplingParams } from '../engine/types.ts';
 
@@ -18,14 +18,35 @@ export function floatArg(v: string): number {
   return n;
 }
 
-/** -m, --threads, --ctx-size, --ubatch, --rules. */
-export function addLoadFlags(cmd: Command): Command {
+/** The placement-rule flag every loading command takes, with its KTransformers and short aliases. */
+export interface RulesFlags {
+  optimizeConfig?: string;
+  optimize_config_path?: string;
+  rules?: string;
+}
+
+/** --optimize-config FILE|PRESET (aliases --optimize_config_path, --rules). */
+export function addRulesFlags(cmd: Command): Command {
   return cmd
-    .requiredOption('-m, --model <file>', 'GGUF model file')
-    .option('-t, --threads <n>', 'CPU threads for the kernels (default: all cores)', intArg(1))
-    .option('-c, --ctx-size <n>', 'context size in tokens (default: min(4096, the model\'s))', intArg(16))
-    .option('--ubatch <n>', 'most tokens per forward step (prompt chunk size)', intArg(1), 512)
-    .option('--rules <file>', 'rule file or preset name for operator placement');
+    .option('--optimize-config <file>', 'rule file or preset name for operator placement (cpu, qwen3moe-hybrid, qwen3moe-hybrid-amx)')
+    .addOption(new Option('--optimize_config_path <file>', 'alias of --optimize-config (KTransformers)').hideHelp())
+    .addOption(new Option('--rules <file>', 'alias of --optimize-config').hideHelp());
+}
+
+/** The rule file or preset the user named, under whichever alias. */
+export function rulesOf(o: RulesFlags): string | undefined {
+  return o.optimizeConfig ?? o.optimize_config_path ?? o.rules;
+}
+
+/** -m, --threads, --ctx-size, --ubatch, --optimize-config. */
+export function addLoadFlags(cmd: Command): Command {
+  return addRulesFlags(
+    cmd
+      .requiredOption('-m, --model <path>', 'GGUF model file or Hugging Face model folder')
+      .option('-t, --threads <n>', 'CPU threads for the kernels (default: all cores)', intArg(1))
+      .option('-c, --ctx-size <n>', 'context size in tokens (default: min(4096, the model\'s))', intArg(16))
+      .option('--ubatch <n>', 'most tokens per forward step (prompt chunk size)', intArg(1), 512),
+  );
 }
 
 /** llama.cpp's sampling flags, with its defaults. */

@@ -2,16 +2,15 @@
 import type { Command } from 'commander';
 import { loadEngine } from '../engine/index.ts';
 import { EngineError } from '../engine/errors.ts';
-import { addLoadFlags, addSamplingFlags, formatStats, intArg, loadProgress, samplingFrom, type SamplingFlags } from './engine-flags.ts';
+import { addLoadFlags, addSamplingFlags, formatStats, intArg, loadProgress, rulesOf, samplingFrom, type RulesFlags, type SamplingFlags } from './engine-flags.ts';
 
-interface GenerateFlags extends SamplingFlags {
+interface GenerateFlags extends SamplingFlags, RulesFlags {
   model: string;
   prompt: string;
   nPredict: number;
   threads?: number;
   ctxSize?: number;
   ubatch: number;
-  rules?: string;
   chat: boolean;
   chatTemplate: boolean;
   think: boolean;
@@ -49,7 +48,7 @@ async function run(o: GenerateFlags): Promise<number> {
     threads: o.threads,
     ctxSize: o.ctxSize,
     ubatch: o.ubatch,
-    rules: o.rules,
+    rules: rulesOf(o),
     parallel: 1,
     onProgress: progress.onProgress,
   }).finally(progress.stop);

@@ -18,5 +18,16 @@ const program = new Command('mixtile')
   .version('0.1.0')
   .showHelpAfterError();
 
+// Errors of bad input (a missing or corrupt model file, a bad rule file, a prompt that does not fit)
+// are the user's to fix: print the message, which says where and what, without a stack trace.
+const USER_ERRORS = new Set(['FormatError', 'RuleError', 'EngineError', 'ChatTemplateError', 'PythonRegexError']);
+
 for (const load of COMMANDS) (await load()).register(program);
-await program.parseAsync(process.argv);
+try {
+  await program.parseAsync(process.argv);
+} catch (e) {
+  const err = e as Error;
+  if (!USER_ERRORS.has(err.name) && (err as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+  console.error(`mixtile ${program.args[0] ?? ''}: ${err.message}`.replace('mixtile : ', 'mixtile: '));
+  process.exitCode = 1;
+}

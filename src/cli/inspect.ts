@@ -7,7 +7,8 @@ import { summarizeGguf } from '../formats/gguf-summary.ts';
 import type { GgufSummary } from '../formats/gguf-summary.ts';
 import { FormatError } from '../formats/errors.ts';
 import { GGML_TYPES } from '../formats/ggml-types.ts';
-import { intArg } from './engine-flags.ts';
+import { Option } from 'commander';
+import { intArg, rulesOf, type RulesFlags } from './engine-flags.ts';
 import { placementOfModel } from '../model/placement.ts';
 import { RuleError } from '../optimize/rules.ts';
 import type { PlacementSummary } from '../optimize/rules.ts';
@@ -73,9 +74,10 @@ export function register(program: Command): void {
     .option('-c, --ctx <n>', 'context size for the KV cache estimate (default: min(4096, the model\'s))', intArg(1))
     .option('--rules <file>', 'also show which rule places each module and where its bytes live (rule file or preset: cpu, qwen3moe-hybrid, qwen3moe-hybrid-amx)')
     .option('--optimize-config <file>', 'same as --rules')
+    .addOption(new Option('--optimize_config_path <file>', 'same as --rules (KTransformers)').hideHelp())
     .addHelpText('after', '\nExamples:\n  mixtile synth --preset tiny /tmp/tiny.gguf && mixtile inspect /tmp/tiny.gguf\n  mixtile inspect /tmp/tiny.gguf --rules qwen3moe-hybrid\n')
-    .action(async (file: string, o: { json: boolean; tensors: boolean; ctx?: number; rules?: string; optimizeConfig?: string }) => {
-      const rules = o.rules ?? o.optimizeConfig;
+    .action(async (file: string, o: { json: boolean; tensors: boolean; ctx?: number } & RulesFlags) => {
+      const rules = rulesOf(o);
       try {
         const model = (await stat(file)).isDirectory() ? await openHfModel(file) : await readGguf(file);
         const summary = summarizeGguf(model, { ctx: o.ctx });

@@ -5,16 +5,14 @@ import { loadEngine } from '../engine/index.ts';
 import { startServer } from '../server/app.ts';
 import { ensureDemoModel } from '../server/demo-model.ts';
 import { parseKeepAlive } from '../server/host.ts';
-import { intArg, loadProgress } from './engine-flags.ts';
+import { addRulesFlags, intArg, loadProgress, rulesOf, type RulesFlags } from './engine-flags.ts';
 
-interface ServeFlags {
+interface ServeFlags extends RulesFlags {
   model?: string;
   model_path?: string;
   gguf_path?: string;
   host: string;
   port: number;
-  optimizeConfig?: string;
-  optimize_config_path?: string;
   architectures?: string;
   threads?: number;
   ctxSize?: number;
@@ -29,16 +27,15 @@ interface ServeFlags {
 const ARCHITECTURES: Record<string, string> = { Qwen3MoeForCausalLM: 'qwen3moe', Qwen3ForCausalLM: 'qwen3' };
 
 export function register(program: Command): void {
-  program
+  const cmd = program
     .command('serve')
     .description('serve a model over OpenAI- and Ollama-compatible HTTP APIs, with a chat page at /')
     .option('-m, --model <path>', 'GGUF model file or Hugging Face model folder (default: the built-in random-weight demo model)')
     .addOption(new Option('--model_path <file>', 'alias of --model (KTransformers)').hideHelp())
     .addOption(new Option('--gguf_path <file>', 'alias of --model (KTransformers)').hideHelp())
     .option('--host <addr>', 'address to listen on', '127.0.0.1')
-    .option('--port <n>', 'port to listen on (0 = any free port)', intArg(0), 8080)
-    .option('--optimize-config <file>', 'rule file or preset name for operator placement')
-    .addOption(new Option('--optimize_config_path <file>', 'alias of --optimize-config (KTransformers)').hideHelp())
+    .option('--port <n>', 'port to listen on (0 = any free port)', intArg(0), 8080);
+  addRulesFlags(cmd)
     .addOption(new Option('--architectures <name>', 'HF model class, checked against the model (KTransformers)').hideHelp())
     .option('-t, --threads <n>', 'CPU threads for the kernels (default: all cores)', intArg(1))
     .option('-c, --ctx-size <n>', 'context size in tokens per slot (default: min(4096, the model\'s))', intArg(16))
@@ -88,7 +85,7 @@ async function run(o: ServeFlags): Promise<number> {
           parallel: o.parallel,
           ubatch: o.ubatch,
           maxQueue: o.maxQueue,
-          rules: o.optimizeConfig ?? o.optimize_config_path,
+          rules: rulesOf(o),
           isDemo: given === undefined,
           onProgress: (done, total, what) => {
             progress(total > 0 ? done / total : 0);

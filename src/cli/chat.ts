@@ -2,16 +2,11 @@
 // history prefix stays in the KV cache (prefix cache), so only the new turn is prefilled.
 import type { Command } from 'commander';
 import { createInterface } from 'node:readline/promises';
-import { loadEngine } from '../engine/index.ts';
 import { EngineError } from '../engine/errors.ts';
 import type { ChatMessage, Engine } from '../engine/types.ts';
-import { addLoadFlags, addSamplingFlags, formatStats, intArg, loadProgress, rulesOf, samplingFrom, type RulesFlags, type SamplingFlags } from './engine-flags.ts';
+import { addLoadFlags, addSamplingFlags, formatStats, intArg, loadTerminalEngine, samplingFrom, type LoadFlags, type SamplingFlags } from './engine-flags.ts';
 
-interface ChatFlags extends SamplingFlags, RulesFlags {
-  model: string;
-  threads?: number;
-  ctxSize?: number;
-  ubatch: number;
+interface ChatFlags extends SamplingFlags, LoadFlags {
   system?: string;
   nPredict: number;
   think: boolean;
@@ -37,16 +32,7 @@ export function register(program: Command): void {
 }
 
 async function run(o: ChatFlags): Promise<number> {
-  const progress = loadProgress();
-  const engine = await loadEngine({
-    modelPath: o.model,
-    threads: o.threads,
-    ctxSize: o.ctxSize,
-    ubatch: o.ubatch,
-    rules: rulesOf(o),
-    parallel: 1,
-    onProgress: progress.onProgress,
-  }).finally(progress.stop);
+  const engine = await loadTerminalEngine(o);
   const rl = createInterface({ input: process.stdin, output: process.stdout, terminal: process.stdin.isTTY, prompt: '> ' });
   let current: AbortController | undefined;
   // Ctrl-C while answering stops the answer; at the prompt it quits. Ctrl-D (end of input) quits

@@ -2,7 +2,8 @@
 // loading, sampling, the load progress bar and the end-of-run timing line.
 import { Command, InvalidArgumentError, Option } from 'commander';
 import cliProgress from 'cli-progress';
-import { DEFAULT_SAMPLING, type GenerateStats, type SamplingParams } from '../engine/types.ts';
+import { loadEngine } from '../engine/index.ts';
+import { DEFAULT_SAMPLING, type Engine, type GenerateStats, type SamplingParams } from '../engine/types.ts';
 
 export function intArg(min: number) {
   return (v: string): number => {
@@ -36,6 +37,28 @@ export function addRulesFlags(cmd: Command): Command {
 /** The rule file or preset the user named, under whichever alias. */
 export function rulesOf(o: RulesFlags): string | undefined {
   return o.optimizeConfig ?? o.optimize_config_path ?? o.rules;
+}
+
+/** What addLoadFlags declares. */
+export interface LoadFlags extends RulesFlags {
+  model: string;
+  threads?: number;
+  ctxSize?: number;
+  ubatch: number;
+}
+
+/** One engine with a single slot for a terminal command, loaded with a progress bar on stderr. */
+export async function loadTerminalEngine(o: LoadFlags): Promise<Engine> {
+  const progress = loadProgress();
+  return loadEngine({
+    modelPath: o.model,
+    threads: o.threads,
+    ctxSize: o.ctxSize,
+    ubatch: o.ubatch,
+    rules: rulesOf(o),
+    parallel: 1,
+    onProgress: progress.onProgress,
+  }).finally(progress.stop);
 }
 
 /** -m, --threads, --ctx-size, --ubatch, --optimize-config. */

@@ -1,16 +1,11 @@
 // `mixtile generate`: one completion streamed to stdout, load progress and timings on stderr.
 import type { Command } from 'commander';
-import { loadEngine } from '../engine/index.ts';
 import { EngineError } from '../engine/errors.ts';
-import { addLoadFlags, addSamplingFlags, formatStats, intArg, loadProgress, rulesOf, samplingFrom, type RulesFlags, type SamplingFlags } from './engine-flags.ts';
+import { addLoadFlags, addSamplingFlags, formatStats, intArg, loadTerminalEngine, samplingFrom, type LoadFlags, type SamplingFlags } from './engine-flags.ts';
 
-interface GenerateFlags extends SamplingFlags, RulesFlags {
-  model: string;
+interface GenerateFlags extends SamplingFlags, LoadFlags {
   prompt: string;
   nPredict: number;
-  threads?: number;
-  ctxSize?: number;
-  ubatch: number;
   chat: boolean;
   chatTemplate: boolean;
   think: boolean;
@@ -42,16 +37,7 @@ export function register(program: Command): void {
 }
 
 async function run(o: GenerateFlags): Promise<number> {
-  const progress = loadProgress();
-  const engine = await loadEngine({
-    modelPath: o.model,
-    threads: o.threads,
-    ctxSize: o.ctxSize,
-    ubatch: o.ubatch,
-    rules: rulesOf(o),
-    parallel: 1,
-    onProgress: progress.onProgress,
-  }).finally(progress.stop);
+  const engine = await loadTerminalEngine(o);
   const abort = new AbortController();
   // First Ctrl-C stops generation cleanly (timings still print); a second one exits at once.
   const onSigint = () => {

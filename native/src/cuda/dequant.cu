@@ -1,4 +1,4 @@
-// Dequantize-at-load of libmixtile-cuda: ggml Q8_0 / Q4_K / Q6_K blocks and F16/F32 to BF16, on the GPU.
+// Dequantize-at-load of libmixtile-cuda: ggml Q8_0 / Q4_K / Q5_K / Q6_K blocks and F16/F32 to BF16, on the GPU.
 // Block layouts as native/src/tensor.h (ggml-common.h); each element is computed in the same float
 // order as ggml's dequantize_row_* so the BF16 result equals the CPU's rounded to BF16.
 #include "common.cuh"
@@ -6,7 +6,7 @@
 namespace mixtile::cuda {
 
 constexpr int QK8_0 = 32, Q8_0_BYTES = 34;
-constexpr int QK_K = 256, Q4_K_BYTES = 144, Q6_K_BYTES = 210;
+constexpr int QK_K = 256, Q4_K_BYTES = 144, Q5_K_BYTES = 176, Q6_K_BYTES = 210;
 
 __device__ __forceinline__ float half_at(const uint8_t* p) {
   return __half2float(__ushort_as_half(uint16_t(p[0]) | uint16_t(p[1]) << 8));
@@ -42,6 +42,31 @@ __global__ void dequant_q4_k(const uint8_t* __restrict__ src, int64_t n, __nv_bf
     float d1 = half_at(b) * float(s);
     float m1 = half_at(b + 2) * float(m);
     int q = (qs[32 * chunk + l] >> (4 * hi)) & 0xF;
+    out[i] = __float2bfloat16_rn(d1 * float(q) - m1);
+  }
+}
+
+// Q5_K: as Q4_K plus a 5th bit, bit (2 * chunk + hi) of qh[l] (d, dmin, scales[12], qh[32], qs[128]).
+__global__ void dequant_q5_k(const uint8_t* __restrict__ src, int64_t n, __nv_bfloat16* __restrict__ out) {
+  GRID_LOOP(i, n) {
+    const uint8_t* b = src + (i / QK_K) * Q5_K_BYTES;
+    int j = int(i % QK_K);
+    int chunk = j / 64, hi = (j % 64) / 32, l = j % 32;
+    int is = 2 * chunk + hi;
+    const uint8_t* sc = b + 4;
+    const uint8_t* qh = b + 16;
+    const uint8_t* qs = b + 48;
+    uint8_t s, m;
+    if (is < 4) {
+      s = sc[is] & 63;
+      m = sc[is + 4] & 63;
+    } else {
+      s = (sc[is + 4] & 0xF) | ((sc[is - 4] >> 6) << 4);
+      m = (sc[is + 4] >> 4) | ((sc[is] >> 6) << 4);
+    }
+    float d1 = half_at(b) * float(s);
+    float m1 = half_at(b + 2) * float(m);
+    int q = ((qs[32 * chunk + l] >> (4 * hi)) & 0xF) + (((qh[l] >> is) & 1) << 4);
     out[i] = __float2bfloat16_rn(d1 * float(q) - m1);
   }
 }
@@ -152,6 +177,7 @@ size_t mxc_dtype_bytes(mxc_dtype t, int64_t n) {
     case MXC_BF16: return size_t(n) * 2;
     case MXC_Q8_0: return n % QK8_0 ? 0 : size_t(n / QK8_0) * Q8_0_BYTES;
     case MXC_Q4_K: return n % QK_K ? 0 : size_t(n / QK_K) * Q4_K_BYTES;
+    case MXC_Q5_K: return n % QK_K ? 0 : size_t(n / QK_K) * Q5_K_BYTES;
     case MXC_Q6_K: return n % QK_K ? 0 : size_t(n / QK_K) * Q6_K_BYTES;
   }
   return 0;
@@ -163,7 +189,7 @@ mxc_status mxc_dequant_bf16(const void* src, mxc_dtype t, int64_t n, uint16_t* o
   if (n == 0) return MXC_OK;
   MXC_CHECK_ARG(mxc_dtype_bytes(t, n) != 0,
                 "mxc_dequant_bf16: %lld elements are not whole blocks of type %d (or the type is not "
-                "F32, F16, BF16, Q8_0, Q4_K, Q6_K)",
+                "F32, F16, BF16, Q8_0, Q4_K, Q5_K, Q6_K)",
                 (long long)n, int(t));
   cudaStream_t st = stream_of(s);
   unsigned g = grid_1d(n, 256);
@@ -177,6 +203,7 @@ mxc_status mxc_dequant_bf16(const void* src, mxc_dtype t, int64_t n, uint16_t* o
       else
         dequant_q4_k<<<g, 256, 0, st>>>((const uint8_t*)src, n, o);
       break;
+    case MXC_Q5_K: dequant_q5_k<<<g, 256, 0, st>>>((const uint8_t*)src, n, o); break;
     case MXC_Q6_K:
       if (reinterpret_cast<uintptr_t>(out) % 8 == 0)
         dequant_q6_k_x16<<<grid_1d(n / 16, 256), 256, 0, st>>>((const uint8_t*)src, n / QK_K, o);

@@ -38,6 +38,7 @@ typedef enum mxc_dtype {
   MXC_F16 = 1,
   MXC_Q8_0 = 8,
   MXC_Q4_K = 12,
+  MXC_Q5_K = 13,
   MXC_Q6_K = 14,
   MXC_BF16 = 30
 } mxc_dtype;
@@ -132,7 +133,7 @@ mxc_status mxc_embed_gather(const void* table, mxc_dtype table_type, int64_t n_r
                             int64_t tokens, float* out, mxc_stream* s);
 
 /* ---- weights: dequantize / convert once at load ---- */
-/* out BF16 [n] from ggml blocks (Q8_0, Q4_K, Q6_K) or F16/F32/BF16; n a multiple of the block size. */
+/* out BF16 [n] from ggml blocks (Q8_0, Q4_K, Q5_K, Q6_K) or F16/F32/BF16; n a multiple of the block size. */
 mxc_status mxc_dequant_bf16(const void* src, mxc_dtype src_type, int64_t n, uint16_t* out, mxc_stream* s);
 /* Bytes of n elements of `type` (0 if n is not a whole number of blocks or the type is unknown). */
 size_t mxc_dtype_bytes(mxc_dtype type, int64_t n);
@@ -149,6 +150,9 @@ mxc_status mxc_blas_set_stream(mxc_blas* b, mxc_stream* s);
  * y of y_type MXC_F32 or MXC_BF16; f32 accumulation. */
 mxc_status mxc_gemm_bf16(mxc_blas* b, int64_t m, int64_t n, int64_t k, const uint16_t* x, const uint16_t* w,
                          void* y, mxc_dtype y_type, float beta);
+/* y[m][n] = x[m][k] . w[n][k]^T, all f32 (no cuBLAS): small products whose rounding matters, such as the
+ * MoE router, whose logits choose discrete experts. Bandwidth-bound; meant for n * k up to a few million. */
+mxc_status mxc_gemm_f32(int64_t m, int64_t n, int64_t k, const float* x, const float* w, float* y, mxc_stream* s);
 
 /* ---- KV cache and attention ----
  * A KV cache of one layer: k, v [n_seq][capacity][kv_heads][head_dim] of MXC_F16 or MXC_BF16.
@@ -179,6 +183,22 @@ size_t mxc_attention_decode_workspace_bytes(int64_t n_seq, int heads, int head_d
 mxc_status mxc_attention_decode(const mxc_kv_layer* kv, const int32_t* seq_ids, const int32_t* lens,
                                 int64_t max_len, const float* q, int64_t n_seq, int heads, float scale, float* out,
                                 void* workspace, size_t workspace_bytes, mxc_stream* s);
+
+
+/* ---- routed experts on the GPU (prefill; native/src/cuda/moe.cu) ----
+ * The addon's GpuExperts streams each selected expert's raw weight bytes from pinned host memory,
+ * dequantizes them (mxc_dequant_bf16) and runs mxc_gemm_bf16 / mxc_silu_mul on the rows routed to it;
+ * these two kernels move the token rows in and the expert outputs back. */
+/* out[r][:] = bf16(x[rows[r]][:]) for r < n_rows (round to nearest even); x f32 [n_x][hidden]; a row index
+ * outside [0, n_x) gives a zero row. rows: device int32. */
+mxc_status mxc_gather_rows_bf16(const float* x, int64_t n_x, int64_t hidden, const int32_t* rows, int64_t n_rows,
+                                uint16_t* out, mxc_stream* s);
+/* y[t][:] = (accumulate ? y[t][:] : 0) + sum over j < top_k, in slot order, of w[t][j] * o[pos[t][j]][:], for
+ * t < n. o f32 [n_o][hidden] (expert outputs, one row per routed (token, slot) pair); pos int32 and w f32
+ * [n][top_k] on the device; a pos outside [0, n_o) (-1: the slot is computed elsewhere) adds nothing.
+ * top_k <= 64. Deterministic: no atomics. */
+mxc_status mxc_moe_combine(const float* o, int64_t n_o, int64_t hidden, const int32_t* pos, const float* w, int64_t n,
+                           int top_k, float* y, int accumulate, mxc_stream* s);
 
 #ifdef __cplusplus
 }

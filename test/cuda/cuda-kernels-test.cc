@@ -460,6 +460,33 @@ static void test_gemm(Rng& rng) {
   MXT_CHECK(mxc_blas_destroy(own));
 }
 
+// f32 GEMM (the router): awkward m (1, 5, 130 rows: passes of 4 and a partial one), n not a multiple of
+// the 8 warps of a block, k not a multiple of 32 lanes. Against a double-precision reference.
+static void test_gemm_f32(Rng& rng) {
+  struct S { int64_t n, k; };
+  for (S s : {S{128, 2048}, S{13, 77}})
+    for (int64_t m : {1, 5, 130}) {
+      std::vector<float> x(m * s.k), w(s.n * s.k), ref(m * s.n);
+      for (auto& v : x) v = rng.normal();
+      for (auto& v : w) v = rng.normal() * 0.05f;
+      for (int64_t i = 0; i < m; ++i)
+        for (int64_t j = 0; j < s.n; ++j) {
+          double acc = 0;
+          for (int64_t l = 0; l < s.k; ++l) acc += double(x[i * s.k + l]) * w[j * s.k + l];
+          ref[i * s.n + j] = float(acc);
+        }
+      Dev dx(x.size() * 4), dw(w.size() * 4), dy(ref.size() * 4);
+      dx.put(x);
+      dw.put(w);
+      dy.poison();
+      MXT_CHECK(mxc_gemm_f32(m, s.n, s.k, dx.as<float>(), dw.as<float>(), dy.as<float>(), nullptr));
+      expect_close("gemm f32 m=" + std::to_string(m) + " n=" + std::to_string(s.n) + " k=" + std::to_string(s.k),
+                   dy.get<float>(ref.size()), ref, 1e-6);
+    }
+  expect_status("gemm f32: a null pointer is refused", mxc_gemm_f32(1, 4, 4, nullptr, nullptr, nullptr, nullptr),
+                MXC_ERR_INVALID_ARG);
+}
+
 // ---------------------------------------------------------------- attention
 struct KvHost {
   int n_seq, kv_heads, D;
@@ -792,6 +819,7 @@ int main() {
   test_embed(rng);
   test_dequant(rng);
   test_gemm(rng);
+  test_gemm_f32(rng);
   test_attention(rng);
   test_graph(rng);
   test_moe(rng);

@@ -19,7 +19,7 @@ export class LinearHandle {
     return this.#handle;
   }
 
-  /** Name of the kernel a call with nTokens would use (e.g. "bf16-avx512bf16"). */
+  /** Name of the kernel a call with nTokens would use (e.g. "bf16-avx512bf16", or "AMXBF16" for AMX panels). */
   kernelName(nTokens: number): string {
     return addon().linearKernelName(this.handle, nTokens) as string;
   }
@@ -30,12 +30,15 @@ export class LinearHandle {
   }
 }
 
+/** CPU linear backends: `auto` (AMX-BF16 panels for prefill where AMX exists), `AMXBF16`, `AMXInt8`, `AVX512` (no AMX). */
+export type LinearBackend = 'auto' | 'AMXBF16' | 'AMXInt8' | 'AVX512';
+
 /** Prepares a 2-D weight [k, m] (ggml order) for linearForward; the weight handle may be disposed after. */
-export function linearLoad(w: NativeWeight): LinearHandle {
+export function linearLoad(w: NativeWeight, backend: LinearBackend = 'auto'): LinearHandle {
   if (w.dims.length > 2 && w.dims.slice(2).some((d) => d !== 1)) {
     throw new RangeError(`linearLoad: weight must be 2-D, got [${w.dims.join(', ')}]`);
   }
-  return new LinearHandle(addon().linearLoad(w.handle) as NativeHandle, w.dims[0], w.dims[1] ?? 1);
+  return new LinearHandle(addon().linearLoad(w.handle, backend) as NativeHandle, w.dims[0], w.dims[1] ?? 1);
 }
 
 /** out[nTokens, m] = x[nTokens, k] · W^T (row-major F32). */

@@ -20,6 +20,12 @@ export type ExpertBackend = (typeof EXPERT_BACKENDS)[number];
 export const EXPERTS_OPS = ['cpu', 'gpu'] as const;
 /** Linear implementations: dequantized GEMM, GEMM on quantized weights, or a CPU kernel. */
 export const LINEAR_OPS = ['dense', 'quantized', 'cpu'] as const;
+/**
+ * CPU linear backends for prefill-sized calls (decode always reads the source weights): `auto`
+ * (AMX-BF16 panels where AMX exists, for BF16 and quantized weights), `AMXBF16`, `AMXInt8`, or
+ * `AVX512` (no AMX repack).
+ */
+export const LINEAR_BACKENDS = ['auto', 'AMXBF16', 'AMXInt8', 'AVX512'] as const;
 
 /** KTransformers' op class names → ours; a `note` is a warning that the op is served approximately. */
 export const OP_ALIASES: Readonly<Record<string, { op: string; note?: string }>> = {
@@ -57,12 +63,12 @@ export const KWARGS = {
     outDevice: DEVICE.optional(),
   }),
   MoeBlock: z.strictObject({ ...devices }),
-  Linear: z.strictObject({ ...devices, prefillOp: opSchema(LINEAR_OPS), generateOp: opSchema(LINEAR_OPS) }),
+  Linear: z.strictObject({ ...devices, backend: z.enum(LINEAR_BACKENDS).optional(), prefillOp: opSchema(LINEAR_OPS), generateOp: opSchema(LINEAR_OPS) }),
   Attention: z.strictObject({ ...devices }),
   RMSNorm: z.strictObject({ ...devices }),
   RotaryEmbedding: z.strictObject({ ...devices }),
   Embedding: z.strictObject({ ...devices }),
-  LMHead: z.strictObject({ ...devices, prefillOp: opSchema(LINEAR_OPS), generateOp: opSchema(LINEAR_OPS) }),
+  LMHead: z.strictObject({ ...devices, backend: z.enum(LINEAR_BACKENDS).optional(), prefillOp: opSchema(LINEAR_OPS), generateOp: opSchema(LINEAR_OPS) }),
   Default: z.strictObject({ ...devices }),
 } satisfies Record<OperatorName, z.ZodObject>;
 

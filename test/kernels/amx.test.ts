@@ -17,6 +17,8 @@ interface AmxInfo {
   flags: string;
   minTokensBf16: number;
   minTokensInt8: number;
+  minCallTokensBf16: number;
+  minCallTokensInt8: number;
 }
 const info = addon().amxInfo() as AmxInfo;
 const skip = info.available ? false : info.reason || `no AMX on this CPU (flags: ${info.flags})`;
@@ -134,7 +136,7 @@ for (const { type, hidden, ffn } of SOURCES) {
 }
 
 const tableSkip = skip || (isaInfo().active !== 'amx' ? `the experts table runs AMX entries only at ISA amx (active: ${isaInfo().active})` : false);
-test('amx entries in the experts dispatch table: BF16 weights -> AMXBF16, Q4_K -> AMXInt8', { skip: tableSkip }, () => {
+test('amx entries in the experts dispatch table: BF16 weights -> AMXBF16, Q4_K -> AMXInt8 from the call threshold', { skip: tableSkip }, () => {
   for (const [type, name, hidden, ffn] of [
     [GgmlType.BF16, 'AMXBF16', 200, 72],
     [GgmlType.Q4_K, 'AMXInt8', 256, 256],
@@ -144,8 +146,11 @@ test('amx entries in the experts dispatch table: BF16 weights -> AMXBF16, Q4_K -
     const down = randomWeight(type, [ffn, hidden, N_EXPERT], 3);
     const router = randomWeight(GgmlType.F32, [hidden, N_EXPERT], 4);
     const ex = expertsLoad({ gate: gate.w, up: up.w, down: down.w, router: router.w });
-    assert.equal(ex.kernelName(17, TOP_K), name);
-    const n = 17;
+    // Calls below the threshold (decode) go to the generic kernels over the source weights.
+    const minCall = name === 'AMXBF16' ? info.minCallTokensBf16 : info.minCallTokensInt8;
+    const n = Math.max(17, minCall);
+    assert.equal(ex.kernelName(n, TOP_K), name);
+    if (minCall > 1) assert.equal(ex.kernelName(minCall - 1, TOP_K), 'generic');
     const x = randomF32(n * hidden, 5);
     const { ids, weights } = routing(n, 6);
     const y = new Float32Array(n * hidden).fill(Number.NaN);
@@ -160,5 +165,6 @@ test('amx entries in the experts dispatch table: BF16 weights -> AMXBF16, Q4_K -
 test('amxInfo reports availability, the reason when off, and the switch point', () => {
   assert.equal(typeof info.available, 'boolean');
   assert.ok(info.minTokensBf16 >= 0 && info.minTokensInt8 >= 0);
+  assert.ok(info.minCallTokensBf16 >= 0 && info.minCallTokensInt8 >= 0);
   if (!info.available) assert.match(info.reason, /AMX|amx/);
 });

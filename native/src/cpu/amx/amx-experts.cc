@@ -2,16 +2,20 @@
 // "AMXInt8". At experts_load one of them repacks the weights (dequantize_row per source row):
 // AMXBF16 for BF16 sources, AMXInt8 (group 64) for quantized ones (Q8_0, Q4_K, Q5_K, Q6_K), none
 // for F32/F16 (rounding them to BF16 is the user's call), unless MIXTILE_AMX_BACKEND=AMXBF16 |
-// AMXInt8 | off says otherwise. Each call then runs every expert
-// with >= default_min_tokens() tokens on AMX and the rest on AVX-512 over the same panels, so the
-// original weights are not read again after load.
+// AMXInt8 | off says otherwise; the packed panels go through the repack cache (keyed on the three
+// source tensors' file identity). A call with >= default_min_call_tokens() tokens then runs every
+// expert with >= default_min_tokens() tokens on AMX and the rest on AVX-512 over the same panels;
+// a smaller call (decode) goes to the generic entry over the source weights, which for K-quants
+// reads about half the bytes of the INT8 panels.
 #include <cstdlib>
 #include <cstring>
 #include <string>
 
 #include "cpu/amx/amx.h"
+#include "cpu/amx/cache-key.h"
 #include "cpu/dequant/dequant.h"
 #include "cpu/experts/experts.h"
+#include "repack-cache.h"
 
 namespace mixtile {
 namespace {
@@ -45,21 +49,27 @@ std::shared_ptr<void> prepare(const ExpertsWeights& ew) {
   const char* chosen = chosen_backend(ew);
   if (!chosen || std::strcmp(chosen, want) != 0 || !amx::available()) return nullptr;
   return amx::pack_experts(DT, kInt8Group, ew.n_expert, ew.hidden, ew.ffn, rows_of(ew.gate), rows_of(ew.up),
-                           rows_of(ew.down));
+                           rows_of(ew.down), amx::cache_key("experts", DT, kInt8Group, {&ew.gate, &ew.up, &ew.down}));
 }
 
-bool accepts(const ExpertsWeights&, const MoeArgs&) { return amx::available(); }
+template <amx::Dtype DT>
+bool accepts(const ExpertsWeights&, const MoeArgs& a) {
+  return amx::available() && a.n >= amx::default_min_call_tokens(DT);
+}
 
 template <amx::Dtype DT>
 void forward(const ExpertsWeights& ew, const MoeArgs& a) {
   const auto& pe = *static_cast<const amx::PackedExperts*>(ew.prepared.at(DT == amx::Dtype::bf16 ? "AMXBF16" : "AMXInt8").get());
+  repack_cache::report_pending();
   amx::experts_forward(pe, {a.x, a.n, a.ids, a.weights, a.top_k, a.y, -1});
 }
 
 struct Register {
   Register() {
-    experts_register_kernel({Isa::amx, "AMXInt8", accepts, forward<amx::Dtype::int8>, prepare<amx::Dtype::int8>});
-    experts_register_kernel({Isa::amx, "AMXBF16", accepts, forward<amx::Dtype::bf16>, prepare<amx::Dtype::bf16>});
+    experts_register_kernel(
+        {Isa::amx, "AMXInt8", accepts<amx::Dtype::int8>, forward<amx::Dtype::int8>, prepare<amx::Dtype::int8>});
+    experts_register_kernel(
+        {Isa::amx, "AMXBF16", accepts<amx::Dtype::bf16>, forward<amx::Dtype::bf16>, prepare<amx::Dtype::bf16>});
   }
 } register_amx;
 

@@ -3,10 +3,20 @@
 // amxExpertsForward(h, x, n, ids, weights, topK, out, minTokens) (minTokens -1 = default),
 // amxExpertsBytes(h), amxLastStats() -> {convertMs, gateUpMs, downMs, sumMs, totalMs, flops,
 // expertsAmx, expertsAvx512} of the last forward (any caller, dispatch table included).
-// Used by test/kernels/amx.test.ts and benchmarks; the engine goes through the experts dispatch
-// table (amx-experts.cc).
+// amxLinearForward(linearHandle, x, n, out): the AMX path of a linear layer loaded with an AMX
+// backend, whatever n (tests at awkward sizes). Layout only, no AMX needed (repack cache tests):
+// amxExpertsPackLayout(gate, up, down, dtype, group) / amxLinearPackLayout(w, dtype, group) ->
+// {bytes, hash (FNV-1a of the packed bytes, hex), cache (the repack cache outcome)}.
+// Used by test/kernels/amx*.test.ts, test/native/repack-cache.test.ts and benchmarks; the engine
+// goes through the experts dispatch table (amx-experts.cc) and linear_load (amx-linear.cc).
+#include <cinttypes>
+#include <cstdio>
+
+#include "cpu/amx/amx-linear.h"
 #include "cpu/amx/amx.h"
+#include "cpu/amx/cache-key.h"
 #include "cpu/dequant/dequant.h"
+#include "cpu/linear/linear.h"
 #include "napi-registry.h"
 #include "napi-util.h"
 
@@ -28,6 +38,27 @@ Napi::Value amx_info_js(const Napi::CallbackInfo& info) {
   o.Set("flags", Napi::String::New(env, amx::cpu_flags()));
   o.Set("minTokensBf16", Napi::Number::New(env, amx::default_min_tokens(amx::Dtype::bf16)));
   o.Set("minTokensInt8", Napi::Number::New(env, amx::default_min_tokens(amx::Dtype::int8)));
+  o.Set("minCallTokensBf16", Napi::Number::New(env, amx::default_min_call_tokens(amx::Dtype::bf16)));
+  o.Set("minCallTokensInt8", Napi::Number::New(env, amx::default_min_call_tokens(amx::Dtype::int8)));
+  o.Set("linearMinTokens", Napi::Number::New(env, amx::default_linear_min_tokens()));
+  return o;
+}
+
+amx::Dtype dtype_arg(const Napi::Value& v, const char* fn) {
+  const std::string dt = v.IsString() ? v.As<Napi::String>().Utf8Value() : "";
+  if (dt != "bf16" && dt != "int8") throw Napi::TypeError::New(v.Env(), std::string(fn) + ": dtype must be \"bf16\" or \"int8\"");
+  return dt == "bf16" ? amx::Dtype::bf16 : amx::Dtype::int8;
+}
+
+Napi::Value layout_result(Napi::Env env, const uint8_t* p, size_t n, const char* cache) {
+  uint64_t h = 1469598103934665603ull;
+  for (size_t i = 0; i < n; ++i) h = (h ^ p[i]) * 1099511628211ull;
+  char hex[17];
+  std::snprintf(hex, sizeof hex, "%016" PRIx64, h);
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("bytes", double(n));
+  o.Set("hash", hex);
+  o.Set("cache", cache);
   return o;
 }
 
@@ -60,6 +91,54 @@ Napi::Value amx_experts_pack_js(const Napi::CallbackInfo& info) {
     throw Napi::Error::New(env, std::string("amxExpertsPack: ") + e.what());
   }
   return make_handle<AmxHandle>(env, HandleKind::other, h);
+}
+
+Napi::Value amx_experts_pack_layout_js(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto gate = weight_arg(info[0], "amxExpertsPackLayout: gate");
+  auto up = weight_arg(info[1], "amxExpertsPackLayout: up");
+  auto down = weight_arg(info[2], "amxExpertsPackLayout: down");
+  const amx::Dtype dt = dtype_arg(info[3], "amxExpertsPackLayout");
+  const int group = int(int_arg(info[4], 4096, "amxExpertsPackLayout: group"));
+  const int64_t hidden = gate->ne[0], ffn = gate->ne[1], n_expert = gate->ne[2];
+  if (up->ne[0] != hidden || up->ne[1] != ffn || up->ne[2] != n_expert || down->ne[0] != ffn ||
+      down->ne[1] != hidden || down->ne[2] != n_expert) {
+    throw Napi::Error::New(env, "amxExpertsPackLayout: expected gate/up [hidden, ffn, n_expert] and down [ffn, hidden, n_expert]");
+  }
+  try {
+    auto pe = amx::pack_experts(dt, group, n_expert, hidden, ffn, rows_of(gate), rows_of(up), rows_of(down),
+                                amx::cache_key("experts", dt, group, {gate.get(), up.get(), down.get()}));
+    return layout_result(env, pe->storage.get(), pe->storage_bytes, pe->cache_outcome);
+  } catch (const std::exception& e) {
+    throw Napi::Error::New(env, std::string("amxExpertsPackLayout: ") + e.what());
+  }
+}
+
+Napi::Value amx_linear_pack_layout_js(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto w = weight_arg(info[0], "amxLinearPackLayout");
+  const amx::Dtype dt = dtype_arg(info[1], "amxLinearPackLayout");
+  const int group = int(int_arg(info[2], 4096, "amxLinearPackLayout: group"));
+  if (w->ne[2] != 1 || w->ne[3] != 1) throw Napi::Error::New(env, "amxLinearPackLayout: weight must be 2-D");
+  try {
+    auto pl = amx::pack_linear(
+        dt, group, w->ne[1], w->ne[0],
+        [w](int64_t, int64_t r, float* dst) { dequantize_row(w->type, w->data + size_t(r) * w->row_bytes, dst, w->ne[0]); },
+        amx::cache_key("linear", dt, group, {w.get()}));
+    return layout_result(env, pl->storage.get(), pl->storage_bytes, pl->cache_outcome);
+  } catch (const std::exception& e) {
+    throw Napi::Error::New(env, std::string("amxLinearPackLayout: ") + e.what());
+  }
+}
+
+Napi::Value amx_linear_forward_js(const Napi::CallbackInfo& info) {
+  auto lw = handle_get<LinearWeight>(info[0], HandleKind::linear, "amxLinearForward");
+  const int64_t n = int_arg(info[2], kMaxTokens, "amxLinearForward: nTokens");
+  const float* x = f32_array(info[1], size_t(n * lw->k), "amxLinearForward: x");
+  float* y = f32_array(info[3], size_t(n * lw->m), "amxLinearForward: out");
+  if (!lw->amx) throw Napi::Error::New(info.Env(), "amxLinearForward: this linear has no AMX panels (load it with backend AMXBF16 or AMXInt8 on an AMX CPU)");
+  amx::linear_forward(*static_cast<const amx::PackedLinear*>(lw->amx.get()), x, n, y);
+  return info.Env().Undefined();
 }
 
 Napi::Value amx_experts_forward_js(const Napi::CallbackInfo& info) {
@@ -110,5 +189,8 @@ MIXTILE_EXPORT("amxExpertsPack", amx_experts_pack_js);
 MIXTILE_EXPORT("amxExpertsForward", amx_experts_forward_js);
 MIXTILE_EXPORT("amxExpertsBytes", amx_experts_bytes_js);
 MIXTILE_EXPORT("amxLastStats", amx_last_stats_js);
+MIXTILE_EXPORT("amxExpertsPackLayout", amx_experts_pack_layout_js);
+MIXTILE_EXPORT("amxLinearPackLayout", amx_linear_pack_layout_js);
+MIXTILE_EXPORT("amxLinearForward", amx_linear_forward_js);
 
 }  // namespace mixtile

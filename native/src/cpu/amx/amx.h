@@ -37,6 +37,10 @@ namespace mixtile::amx {
 // original (mmapped) weights are not read again and there is one copy of the experts in memory.
 enum class Dtype : int { bf16 = 0, int8 = 1 };
 
+// Bumped whenever the packed bytes of a given source change (panel layout, rounding, scales):
+// it is part of every repack cache key, so old cache files are rebuilt, never misread.
+constexpr int kLayoutVersion = 1;
+
 struct PackedMatrix {
   int64_t n_out = 0, k = 0;    // logical shape
   int64_t n_panels = 0;        // ceil(n_out / 32) (fused: ceil(ffn / 16))
@@ -53,10 +57,28 @@ struct PackedExperts {
   Dtype dtype = Dtype::bf16;
   int group = 64;  // INT8 group size along K (64, 128 or 256)
   int64_t n_expert = 0, hidden = 0, ffn = 0;
-  std::shared_ptr<uint8_t> storage;  // owns every matrix below
+  std::shared_ptr<uint8_t> storage;  // owns every matrix below (a buffer, or a mapped cache file)
   size_t storage_bytes = 0;
+  const char* cache_outcome = "off";  // repack_cache::outcome_name of the load
   // Per expert: gate_up[e] (fused, n_out = 2*ffn, k = hidden), down[e] (n_out = hidden, k = ffn).
   std::unique_ptr<PackedMatrix[]> gate_up, down;
+};
+
+// A dense weight W [n_out][k] in the panel layout (linear layers: attention projections, lm_head).
+struct PackedLinear {
+  Dtype dtype = Dtype::bf16;
+  int group = 64;
+  PackedMatrix w;
+  std::shared_ptr<uint8_t> storage;
+  size_t storage_bytes = 0;
+  const char* cache_outcome = "off";
+};
+
+// What the repack cache keys a packed result on (repack-cache.h): slot names the cache file,
+// key the exact source bytes and target layout; an empty key means "do not cache".
+struct CacheKey {
+  std::string slot, key;
+  double source_bytes = 0;  // for the load log's GB/s
 };
 
 // Writes row `row` of expert `expert`'s matrix as k floats into dst (any source type: the
@@ -66,7 +88,11 @@ using RowFn = std::function<void(int64_t expert, int64_t row, float* dst)>;
 // Repacks all experts (parallel over experts on the pool). gate/up: rows of [ffn][hidden],
 // down: rows of [hidden][ffn]. group: INT8 group size (multiple of 64; ignored for BF16).
 std::shared_ptr<PackedExperts> pack_experts(Dtype dtype, int group, int64_t n_expert, int64_t hidden,
-                                            int64_t ffn, const RowFn& gate, const RowFn& up, const RowFn& down);
+                                            int64_t ffn, const RowFn& gate, const RowFn& up, const RowFn& down,
+                                            const CacheKey& cache = {});
+// Repacks one dense matrix (parallel over panels); row(0, r, dst) writes row r (k floats).
+std::shared_ptr<PackedLinear> pack_linear(Dtype dtype, int group, int64_t n_out, int64_t k, const RowFn& row,
+                                          const CacheKey& cache = {});
 
 // ---- Forward -------------------------------------------------------------------------------
 // Experts that get at least `min_tokens` tokens run on AMX, the others on AVX-512 over the same
@@ -93,6 +119,16 @@ ForwardStats last_forward_stats();
 // Tokens per expert from which AMX beats the AVX-512 path for this dtype (measured, see
 // machine.cc); MIXTILE_AMX_MIN_TOKENS overrides it.
 int default_min_tokens(Dtype dtype);
+// Tokens per call from which the AMX experts entry takes a call; smaller calls (decode) go to the
+// generic AVX-512 kernels over the source weights, which for K-quants read fewer bytes than the
+// INT8 panels (machine.cc); MIXTILE_AMX_MIN_CALL_TOKENS overrides it.
+int default_min_call_tokens(Dtype dtype);
+
+// y[n][n_out] = x[n][k] W^T on AMX tiles. x F32 rows of k; y overwritten.
+void linear_forward(const PackedLinear& pl, const float* x, int64_t n, float* y);
+// Tokens per call from which a linear layer runs on AMX instead of the AVX-512 GEMM over its
+// source weights (machine.cc); MIXTILE_AMX_LINEAR_MIN_TOKENS overrides it.
+int default_linear_min_tokens();
 
 // ---- Machine -------------------------------------------------------------------------------
 // True when the CPU has AMX-TILE/BF16/INT8 and the kernel granted this process the tile data

@@ -27,6 +27,14 @@ namespace {
 constexpr int kDefaultMinTokensBf16 = 6;
 constexpr int kDefaultMinTokensInt8 = 12;
 
+// Tokens per call from which the AMX experts entry takes the call at all (below: the generic
+// AVX-512 kernels over the source weights; for K-quant sources they read about half the bytes of
+// the INT8 panels, so decode is faster there). PROVISIONAL until measured on the test machine.
+constexpr int kDefaultMinCallTokensBf16 = 1;
+constexpr int kDefaultMinCallTokensInt8 = 32;
+// Tokens per call from which a linear layer runs on its AMX panels. PROVISIONAL until measured.
+constexpr int kDefaultLinearMinTokens = 32;
+
 constexpr long kArchGetXcompPerm = 0x1022;
 constexpr long kArchReqXcompPerm = 0x1023;
 constexpr int kXfeatureXtiledata = 18;
@@ -90,7 +98,7 @@ const State& state() {
         s.ok = true;
       }
     }
-    if (!s.ok) std::fprintf(stderr, "mixtile: AMX off: %s; experts use the AVX-512 path\n", s.reason.c_str());
+    if (!s.ok) std::fprintf(stderr, "mixtile: AMX off: %s; experts and linear layers use the AVX-512 path\n", s.reason.c_str());
   });
   return s;
 }
@@ -119,18 +127,34 @@ std::string cpu_flags() {
   return s.empty() ? "none of avx512/amx" : s;
 }
 
+namespace {
+// A token count from the environment, or -1 when unset or not a count (then a warning, once).
+int env_count(const char* name) {
+  const char* v = std::getenv(name);
+  if (!v || !*v) return -1;
+  char* end = nullptr;
+  const long n = std::strtol(v, &end, 10);
+  if (end && *end == 0 && n >= 0 && n < (1 << 30)) return int(n);
+  std::fprintf(stderr, "mixtile: %s=\"%s\" is not a token count; using the measured default\n", name, v);
+  return -1;
+}
+}  // namespace
+
 int default_min_tokens(Dtype dtype) {
-  static const int env = [] {
-    const char* v = std::getenv("MIXTILE_AMX_MIN_TOKENS");
-    if (!v || !*v) return -1;
-    char* end = nullptr;
-    const long n = std::strtol(v, &end, 10);
-    if (end && *end == 0 && n >= 0 && n < (1 << 30)) return int(n);
-    std::fprintf(stderr, "mixtile: MIXTILE_AMX_MIN_TOKENS=\"%s\" is not a token count; using the measured defaults\n", v);
-    return -1;
-  }();
+  static const int env = env_count("MIXTILE_AMX_MIN_TOKENS");
   if (env >= 0) return env;
   return dtype == Dtype::bf16 ? kDefaultMinTokensBf16 : kDefaultMinTokensInt8;
+}
+
+int default_min_call_tokens(Dtype dtype) {
+  static const int env = env_count("MIXTILE_AMX_MIN_CALL_TOKENS");
+  if (env >= 0) return env;
+  return dtype == Dtype::bf16 ? kDefaultMinCallTokensBf16 : kDefaultMinCallTokensInt8;
+}
+
+int default_linear_min_tokens() {
+  static const int env = env_count("MIXTILE_AMX_LINEAR_MIN_TOKENS");
+  return env >= 0 ? env : kDefaultLinearMinTokens;
 }
 
 }  // namespace mixtile::amx

@@ -1,6 +1,8 @@
-// Load-time repack of expert weights into the AMX panel layout (amx.h): BF16 VNNI pairs, or
-// INT8 VNNI quads with symmetric per-row, per-group scales. Source rows come as F32 from a
-// RowFn (the caller dequantizes BF16 / F16 / Q8_0 / Q4_K / Q6_K rows with dequantize_row).
+// Load-time repack of expert and linear weights into the AMX panel layout (amx.h): BF16 VNNI
+// pairs, or INT8 VNNI quads with symmetric per-row, per-group scales. Source rows come as F32
+// from a RowFn (the caller dequantizes BF16 / F16 / Q8_0 / Q4_K / Q6_K rows with dequantize_row).
+// The packed bytes go through the repack cache (repack-cache.h): built here once, mapped from
+// disk on later starts. Plain x86-64 code: it runs (and is tested) on CPUs without AMX.
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
@@ -12,6 +14,7 @@
 
 #include "cpu/amx/amx.h"
 #include "cpu/amx/kernels.h"
+#include "repack-cache.h"
 #include "threadpool.h"
 
 namespace mixtile::amx {
@@ -93,25 +96,34 @@ void pack_panel(Dtype dt, int group, const MatrixPlan& p, const float* rows, uin
                       q.data() + (t * 16 + n) * p.k_pad + ks * kInt8Step + 4 * r, 4);
 }
 
-// Packs one matrix of one expert. fused: source rows come from gate (tile0) and up (tile1).
-void pack_matrix(Dtype dt, int group, const MatrixPlan& p, int64_t e, const RowFn& a, const RowFn* b, uint8_t* base,
-                 PackedMatrix* out) {
-  out->n_out = p.n_out;
-  out->k = p.k;
-  out->n_panels = p.n_panels;
-  out->k_steps = p.k_steps;
-  out->k_pad = p.k_pad;
-  out->panel_bytes = p.panel_bytes;
-  out->n_groups = p.n_groups;
-  out->data = base;
+// Metadata of one packed matrix whose bytes start at base (layout: amx.h).
+PackedMatrix matrix_view(Dtype dt, const MatrixPlan& p, const uint8_t* base) {
+  PackedMatrix out;
+  out.n_out = p.n_out;
+  out.k = p.k;
+  out.n_panels = p.n_panels;
+  out.k_steps = p.k_steps;
+  out.k_pad = p.k_pad;
+  out.panel_bytes = p.panel_bytes;
+  out.n_groups = p.n_groups;
+  out.data = base;
+  out.scales = dt == Dtype::int8 ? reinterpret_cast<const float*>(base + p.data_bytes) : nullptr;
+  out.colsum = dt == Dtype::int8
+                   ? reinterpret_cast<const int32_t*>(base + p.data_bytes + round_up(int64_t(p.scale_bytes), 64))
+                   : nullptr;
+  return out;
+}
+
+// Packs panels [p0, p1) of one matrix of expert e into base. fused: source rows come from gate
+// (tile0) and up (tile1).
+void pack_panels(Dtype dt, int group, const MatrixPlan& p, int64_t e, const RowFn& a, const RowFn* b, uint8_t* base,
+                 int64_t p0, int64_t p1) {
   float* scales = reinterpret_cast<float*>(base + p.data_bytes);
   int32_t* colsum = reinterpret_cast<int32_t*>(base + p.data_bytes + round_up(int64_t(p.scale_bytes), 64));
-  out->scales = dt == Dtype::int8 ? scales : nullptr;
-  out->colsum = dt == Dtype::int8 ? colsum : nullptr;
   std::vector<float> rows(size_t(kPanelCols) * p.k_pad);
   std::vector<int8_t> q;
   const int64_t n_src = b ? p.n_out / 2 : p.n_out;  // rows per source matrix
-  for (int64_t pi = 0; pi < p.n_panels; ++pi) {
+  for (int64_t pi = p0; pi < p1; ++pi) {
     std::fill(rows.begin(), rows.end(), 0.0f);
     for (int c = 0; c < kPanelCols; ++c) {
       const RowFn& src = b && c >= 16 ? *b : a;
@@ -121,16 +133,29 @@ void pack_matrix(Dtype dt, int group, const MatrixPlan& p, int64_t e, const RowF
     pack_panel(dt, group, p, rows.data(), base + pi * p.panel_bytes, scales + pi * p.n_groups * kPanelCols,
                colsum + pi * p.n_groups * kPanelCols, q);
   }
+  // Scale/colsum padding up to the 64-byte boundary is never read, but a cache file should not
+  // depend on what the allocator left there.
+  if (dt == Dtype::int8 && p1 == p.n_panels) {
+    const size_t used = size_t(p.n_panels) * size_t(p.n_groups) * kPanelCols * 4;
+    const size_t pad = size_t(round_up(int64_t(p.scale_bytes), 64)) - used;
+    std::memset(reinterpret_cast<uint8_t*>(scales) + used, 0, pad);
+    std::memset(reinterpret_cast<uint8_t*>(colsum) + used, 0, pad);
+  }
+}
+
+void check_group(Dtype dtype, int group) {
+  if (dtype == Dtype::int8 && (group < 64 || group % 64 != 0 || group > 4096)) {
+    throw std::invalid_argument("AMX INT8 group size must be a multiple of 64 (64, 128, 256 ...), got " +
+                                std::to_string(group));
+  }
 }
 
 }  // namespace
 
 std::shared_ptr<PackedExperts> pack_experts(Dtype dtype, int group, int64_t n_expert, int64_t hidden, int64_t ffn,
-                                            const RowFn& gate, const RowFn& up, const RowFn& down) {
-  if (dtype == Dtype::int8 && (group < 64 || group % 64 != 0 || group > 4096)) {
-    throw std::invalid_argument("AMX INT8 group size must be a multiple of 64 (64, 128, 256 ...), got " +
-                                std::to_string(group));
-  }
+                                            const RowFn& gate, const RowFn& up, const RowFn& down,
+                                            const CacheKey& cache) {
+  check_group(dtype, group);
   if (n_expert <= 0 || hidden <= 0 || ffn <= 0) throw std::invalid_argument("AMX pack: empty expert shapes");
   auto pe = std::make_shared<PackedExperts>();
   pe->dtype = dtype;
@@ -142,18 +167,48 @@ std::shared_ptr<PackedExperts> pack_experts(Dtype dtype, int group, int64_t n_ex
   const MatrixPlan dn = plan(dtype, group, hidden, ffn, false);
   const size_t per_expert = expert_bytes(gu) + expert_bytes(dn);
   pe->storage_bytes = per_expert * size_t(n_expert);
-  void* mem = std::aligned_alloc(64, pe->storage_bytes);
-  if (!mem) throw std::bad_alloc();
-  pe->storage = std::shared_ptr<uint8_t>(static_cast<uint8_t*>(mem), [](uint8_t* ptr) { std::free(ptr); });
+  const repack_cache::Result r =
+      repack_cache::obtain(cache.slot, cache.key, pe->storage_bytes, cache.source_bytes, [&](uint8_t* base) {
+        parallel_for(n_expert, [&](int64_t e, int) {
+          uint8_t* eb = base + size_t(e) * per_expert;
+          pack_panels(dtype, group, gu, e, gate, &up, eb, 0, gu.n_panels);
+          pack_panels(dtype, group, dn, e, down, nullptr, eb + expert_bytes(gu), 0, dn.n_panels);
+        });
+      });
+  pe->storage = r.data;
+  pe->cache_outcome = repack_cache::outcome_name(r.outcome);
   pe->gate_up.reset(new PackedMatrix[n_expert]);
   pe->down.reset(new PackedMatrix[n_expert]);
-  uint8_t* base = pe->storage.get();
-  parallel_for(n_expert, [&](int64_t e, int) {
-    uint8_t* eb = base + size_t(e) * per_expert;
-    pack_matrix(dtype, group, gu, e, gate, &up, eb, &pe->gate_up[e]);
-    pack_matrix(dtype, group, dn, e, down, nullptr, eb + expert_bytes(gu), &pe->down[e]);
-  });
+  const uint8_t* base = pe->storage.get();
+  for (int64_t e = 0; e < n_expert; ++e) {
+    pe->gate_up[e] = matrix_view(dtype, gu, base + size_t(e) * per_expert);
+    pe->down[e] = matrix_view(dtype, dn, base + size_t(e) * per_expert + expert_bytes(gu));
+  }
   return pe;
+}
+
+std::shared_ptr<PackedLinear> pack_linear(Dtype dtype, int group, int64_t n_out, int64_t k, const RowFn& row,
+                                          const CacheKey& cache) {
+  check_group(dtype, group);
+  if (n_out <= 0 || k <= 0) throw std::invalid_argument("AMX pack: empty linear shape");
+  auto pl = std::make_shared<PackedLinear>();
+  pl->dtype = dtype;
+  pl->group = dtype == Dtype::int8 ? group : 0;
+  const MatrixPlan p = plan(dtype, group, n_out, k, false);
+  pl->storage_bytes = expert_bytes(p);
+  // Tasks of a few panels each: a 151936-row lm_head is 4748 panels.
+  constexpr int64_t kPanelsPerTask = 4;
+  const repack_cache::Result r =
+      repack_cache::obtain(cache.slot, cache.key, pl->storage_bytes, cache.source_bytes, [&](uint8_t* base) {
+        parallel_for((p.n_panels + kPanelsPerTask - 1) / kPanelsPerTask, [&](int64_t t, int) {
+          pack_panels(dtype, group, p, 0, row, nullptr, base, t * kPanelsPerTask,
+                      std::min(p.n_panels, (t + 1) * kPanelsPerTask));
+        });
+      });
+  pl->storage = r.data;
+  pl->cache_outcome = repack_cache::outcome_name(r.outcome);
+  pl->w = matrix_view(dtype, p, pl->storage.get());
+  return pl;
 }
 
 }  // namespace mixtile::amx

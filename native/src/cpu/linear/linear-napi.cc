@@ -1,4 +1,4 @@
-// JS exports: linearLoad(weight) -> handle, linearForward(h, x, nTokens, out), linearDispose(h),
+// JS exports: linearLoad(weight, backend = "auto") -> handle, linearForward(h, x, nTokens, out), linearDispose(h),
 // linearKernelName(h, nTokens).
 #include "cpu/linear/linear.h"
 #include "napi-registry.h"
@@ -9,8 +9,10 @@ namespace {
 
 Napi::Value linear_load_js(const Napi::CallbackInfo& info) {
   auto w = weight_arg(info[0], "linearLoad");
+  if (!info[1].IsUndefined() && !info[1].IsString()) throw Napi::TypeError::New(info.Env(), "linearLoad: backend must be a string");
+  const std::string backend = info[1].IsString() ? info[1].As<Napi::String>().Utf8Value() : "auto";
   try {
-    return make_handle<LinearWeight>(info.Env(), HandleKind::linear, linear_load(*w));
+    return make_handle<LinearWeight>(info.Env(), HandleKind::linear, linear_load(*w, backend));
   } catch (const std::exception& e) {
     throw Napi::Error::New(info.Env(), std::string("linearLoad: ") + e.what());
   }
@@ -37,6 +39,7 @@ Napi::Value linear_dispose_js(const Napi::CallbackInfo& info) {
 Napi::Value linear_kernel_name(const Napi::CallbackInfo& info) {
   auto lw = handle_get<LinearWeight>(info[0], HandleKind::linear, "linearKernelName");
   int64_t n = int_arg(info[1], int64_t(1) << 24, "linearKernelName: nTokens");
+  if (const char* amx = linear_amx_name(*lw, n)) return Napi::String::New(info.Env(), amx);
   GemmArgs probe{lw->w.data, lw->w.row_bytes, lw->m, nullptr, 0, n, lw->k, nullptr, lw->m};
   const GemmKernel* k = gemm_select(lw->w.type, probe);
   return Napi::String::New(info.Env(), k ? k->name : "none");

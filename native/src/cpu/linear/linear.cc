@@ -4,6 +4,7 @@
 
 #include <algorithm>
 
+#include "cpu/amx/amx-linear.h"
 #include "threadpool.h"
 
 namespace mixtile {
@@ -18,18 +19,24 @@ constexpr int64_t LINEAR_TOKEN_BLOCK = 128;
 // made it 11.2 ms. Blocks still shrink below to give each thread 4+ tasks.
 constexpr size_t LINEAR_DECODE_SLICE_BYTES = 4 * 1024 * 1024;
 
-std::shared_ptr<LinearWeight> linear_load(const Weight& w) {
+std::shared_ptr<LinearWeight> linear_load(const Weight& w, const std::string& backend) {
   if (!type_supported(w.type)) throw std::invalid_argument("linear: unsupported weight type");
   if (w.ne[2] != 1 || w.ne[3] != 1) throw std::invalid_argument("linear: weight must be 2-D");
   auto lw = std::make_shared<LinearWeight>();
   lw->w = w;
   lw->k = w.ne[0];
   lw->m = w.ne[1];
+  lw->amx = amx_linear_prepare(w, backend);  // AMX hook: panels for prefill-sized calls
   return lw;
+}
+
+const char* linear_amx_name(const LinearWeight& lw, int64_t n) {
+  return lw.amx && amx_linear_takes(n) ? amx_linear_name(lw.amx.get()) : nullptr;
 }
 
 void linear_forward(const LinearWeight& lw, const float* x, int64_t n, float* y) {
   if (n <= 0) return;
+  if (amx_linear_forward(lw.amx.get(), x, n, y)) return;  // AMX hook
   const Weight& w = lw.w;
   size_t a_stride = act_row_bytes(w.type, lw.k);
   Buffer acts(a_stride * size_t(n));

@@ -3,6 +3,7 @@
 #pragma once
 #include <cstdint>
 #include <memory>
+#include <string>
 
 #include "cpu/matmul/matmul.h"
 #include "tensor.h"
@@ -13,10 +14,16 @@ struct LinearWeight {
   Weight w;     // ne[0] = k (input features), ne[1] = m (output features); keeps its owner alive
   int64_t k = 0;
   int64_t m = 0;
+  // AMX panels of w (cpu/amx/amx-linear.h), used by calls with many tokens; nullptr when none.
+  std::shared_ptr<void> amx;
 };
 
 // Checks the type and shape (2-D, supported type) and prepares the weight; throws std::invalid_argument.
-std::shared_ptr<LinearWeight> linear_load(const Weight& w);
+// backend: "auto" | "AMXBF16" | "AMXInt8" | "AVX512" (amx-linear.h says what each repacks).
+std::shared_ptr<LinearWeight> linear_load(const Weight& w, const std::string& backend = "auto");
+// Name of the path a call with n tokens takes: "AMXBF16" / "AMXInt8", or nullptr for the GEMM
+// kernels over the source weights (their name comes from gemm_select).
+const char* linear_amx_name(const LinearWeight& lw, int64_t n);
 
 // x: [n, k] F32 row-major; y: [n, m] F32 row-major, overwritten. Runs on the pool; callable
 // from other native ops (not from inside a parallel_for task: it then runs serially).

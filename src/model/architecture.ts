@@ -3,6 +3,7 @@
 import type { GgufModel } from '../formats/gguf-read.ts';
 import type { NativeWeight } from '../native/tensor.ts';
 import type { KvCacheHandle } from '../native/kv-cache.ts';
+import type { GpuRuntime } from '../operators/device.ts';
 import type { ExpectedTensor, ModuleInfo } from './qwen3moe.ts';
 import type { ModelConfig } from './types.ts';
 
@@ -30,5 +31,6 @@ export interface Architecture {
   readConfig(gguf: GgufModel): ModelConfig;
   modules(config: ModelConfig): ModuleInfo[];
   tensors(config: ModelConfig): ExpectedTensor[];
-  build(config: ModelConfig, weights: WeightLookup, kwargs: KwargsLookup): BuiltModel;
+  /** `gpu`: the model's GPU context, for the operators the rules put on a GPU. */
+  build(config: ModelConfig, weights: WeightLookup, kwargs: KwargsLookup, gpu?: GpuRuntime): BuiltModel;
 }

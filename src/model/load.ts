@@ -7,22 +7,30 @@ import { metaString, type GgufModel } from '../formats/gguf-read.ts';
 import { openModel } from '../formats/open-model.ts';
 import { FormatError } from '../formats/errors.ts';
 import { QUANT_TYPES } from '../formats/quant.ts';
+import { cudaInfo } from '../native/cuda.ts';
+import { checkGpuFit } from '../native/cuda-fit.ts';
+import { gpuContextCreate, gpuContextDispose, gpuKvCopy, gpuLoadDone, gpuStats } from '../native/gpu.ts';
 import { kvCacheCreate, kvCacheDispose, type KvCacheHandle } from '../native/kv-cache.ts';
 import { setThreads } from '../native/isa.ts';
-import { requireCpu } from '../operators/device.ts';
-import { probeHardware } from '../optimize/hardware.ts';
+import type { GpuRuntime } from '../operators/device.ts';
+import { probeHardware, type Hardware } from '../optimize/hardware.ts';
 import { loadRules, placeModules } from '../optimize/rules.ts';
 import { MappedFile, weightFromFile, weightGather, type NativeWeight } from '../native/tensor.ts';
 import type { BuiltModel, KwargsLookup, WeightLookup } from './architecture.ts';
+import { gpuNeeds, planGpu, type GpuPlan } from './gpu-plan.ts';
 import { KvSlotTable } from './kv-slots.ts';
 import type { ExpectedTensor, ModuleInfo } from './qwen3moe.ts';
 import { architectureFor } from './registry.ts';
-import type { ForwardBatch, LoadedModel, LoadOptions } from './types.ts';
+import type { ForwardBatch, KvSlots, LoadedModel, LoadOptions, ModelConfig } from './types.ts';
 
 const DEFAULT_CTX = 4096;
 const DEFAULT_UBATCH = 512;
 
-/** Loads a GGUF model or a Hugging Face folder for CPU inference. Example: `const m = await loadModel('q.gguf', { ctxSize: 2048, nSeq: 4 })`. */
+/**
+ * Loads a GGUF model or a Hugging Face folder; the rules place each operator on the CPU or the GPU
+ * (e.g. preset qwen3moe-hybrid: experts on the CPU, the rest on the GPU).
+ * Example: `const m = await loadModel('q.gguf', { ctxSize: 2048, nSeq: 4, rules: 'qwen3moe-hybrid' })`.
+ */
 export async function loadModel(path: string, opts: LoadOptions = {}): Promise<LoadedModel> {
   const t0 = performance.now();
   const gguf = await openModel(path);
@@ -44,8 +52,9 @@ export async function loadModel(path: string, opts: LoadOptions = {}): Promise<L
   if (opts.threads !== undefined) setThreads(opts.threads);
   const modules = arch.modules(config);
   const kwargs = placementKwargs(opts.rules, modules, opts.onWarning);
-  // Operators run their child modules too (q_proj inside Attention): none may ask for a GPU.
-  for (const m of modules) requireCpu(m.name, kwargs(m.name));
+  // Operators on a GPU share one context: stream, ubatch buffers, the KV cache of their layers in VRAM.
+  const plan = planGpu(config, kwargs);
+  const gpu = plan ? openGpu(path, gguf, config, plan, { ctxSize, nSeq, ubatch, kvType: opts.kvType, onWarning: opts.onWarning }) : undefined;
 
   // Map every file once; weights view the mappings and keep them alive, so the files can close.
   // The weight handles are small and stay until dispose() (the embedding reads its table per step).
@@ -68,9 +77,11 @@ export async function loadModel(path: string, opts: LoadOptions = {}): Promise<L
   };
   let built: BuiltModel;
   try {
-    built = arch.build(config, weights, kwargs);
+    built = arch.build(config, weights, kwargs, gpu);
+    if (gpu) gpuLoadDone(gpu.ctx);
   } catch (e) {
     for (const w of made.values()) w.dispose();
+    if (gpu) gpuContextDispose(gpu.ctx);
     throw e;
   } finally {
     for (const f of files) f.close();
@@ -88,12 +99,24 @@ export async function loadModel(path: string, opts: LoadOptions = {}): Promise<L
     if (!kv) throw new Error(`${path}: model was disposed`);
     return kv;
   };
-  const slots = new KvSlotTable(nSeq, ctxSize, cache);
+  const table = new KvSlotTable(nSeq, ctxSize, cache);
+  // Prefix sharing copies the GPU layers' KV too (the table checks the request and copies the RAM cache).
+  const slots: KvSlots = gpu
+    ? {
+        clear: (s) => table.clear(s),
+        truncate: (s, n) => table.truncate(s, n),
+        length: (s) => table.length(s),
+        copy: (src, dst, n) => {
+          table.copy(src, dst, n);
+          gpuKvCopy(gpu.ctx, src, dst, n);
+        },
+      }
+    : table;
   const vocab = config.vocab;
   const loadMs = performance.now() - t0;
 
   function forward(b: ForwardBatch): Float32Array {
-    const next = slots.plan(b, vocab);
+    const next = table.plan(b, vocab);
     const n = b.tokens.length;
     const k = b.logitsFor.length;
     const logits = new Float32Array(k * vocab);
@@ -115,7 +138,7 @@ export async function loadModel(path: string, opts: LoadOptions = {}): Promise<L
       built.forward(cache(), b.tokens.subarray(start, end), b.positions.subarray(start, end), b.seqIds.subarray(start, end), Int32Array.from(rows), out);
       if (!direct) dest.forEach((d, m) => logits.set(out.subarray(m * vocab, (m + 1) * vocab), d * vocab));
     }
-    slots.commit(next);
+    table.commit(next);
     return logits;
   }
 
@@ -127,9 +150,11 @@ export async function loadModel(path: string, opts: LoadOptions = {}): Promise<L
     loadMs,
     kv: slots,
     forward,
+    ...(gpu && plan ? { gpu: { index: gpu.index, operators: plan.count, stats: () => gpuStats(gpu.ctx) } } : {}),
     dispose() {
       built.dispose();
       for (const w of made.values()) w.dispose();
+      if (gpu && kv) gpuContextDispose(gpu.ctx);
       if (kv) kvCacheDispose(kv);
       kv = undefined;
     },
@@ -176,14 +201,67 @@ function checkTensors(gguf: GgufModel, expected: ExpectedTensor[]): void {
 function placementKwargs(rules: string | undefined, modules: ModuleInfo[], onWarning?: (message: string) => void): KwargsLookup {
   if (rules === undefined) return () => undefined;
   const set = loadRules(rules);
-  // The engine has no GPU operators yet (issue "GPU + CPU hybrid"): to the placement this machine's
-  // GPUs do not exist, so rules that name cuda fall back to the CPU with a warning each (or fail
-  // under strict), exactly as on a machine without a GPU.
-  const hardware = { ...probeHardware(), gpus: [], gpuNote: 'this build runs every operator on the CPU; GPU operators are not wired into the engine yet' };
-  const result = placeModules(modules, set, hardware);
+  const result = placeModules(modules, set, hardwareForPlacement());
   for (const w of [...set.warnings, ...result.warnings]) onWarning?.(w);
   return (module) => {
     const owner = result.coveredBy.get(module) ?? module;
     return result.placements.get(owner)?.kwargs as Record<string, unknown> | undefined;
   };
+}
+
+/**
+ * This machine as the placement sees it, with the GPUs the CUDA library can use (not nvidia-smi's list):
+ * where the library or driver is missing, rules that name cuda fall back to the CPU with a warning.
+ */
+function hardwareForPlacement(): Hardware {
+  const hw = probeHardware();
+  const info = cudaInfo();
+  if (!info.available) return { ...hw, gpus: [], gpuNote: `CUDA unavailable: ${info.reason ?? 'unknown reason'}` };
+  return {
+    ...hw,
+    gpus: info.devices.map((d, index) => ({ index, name: d.name, memoryTotalBytes: d.vramBytes, memoryFreeBytes: d.freeBytes })),
+    gpuNote: undefined,
+  };
+}
+
+/** Checks the plan fits the GPU (a clear error naming what to change, before any allocation) and makes the context. */
+function openGpu(
+  path: string,
+  gguf: GgufModel,
+  c: ModelConfig,
+  plan: GpuPlan,
+  o: { ctxSize: number; nSeq: number; ubatch: number; kvType?: string; onWarning?: (message: string) => void },
+): GpuRuntime {
+  const info = cudaInfo();
+  const dev = info.devices[plan.index];
+  if (!info.available || !dev) throw new Error(`${path}: the placement puts ${plan.count} operators on cuda:${plan.index}, which CUDA does not offer (${info.available ? `${info.devices.length} device(s)` : info.reason})`);
+  const needs = gpuNeeds(c, gguf, plan, { ctx: o.ctxSize, nSeq: o.nSeq, ubatch: o.ubatch });
+  const fit = checkGpuFit({
+    ...needs,
+    freeBytes: dev.freeBytes,
+    device: `cuda:${plan.index} ${dev.name}`,
+    kv: { contextLength: o.ctxSize, slots: o.nSeq, bytesPerToken: needs.bytesPerToken },
+  });
+  if (!fit.ok) throw new Error(`${path}: ${fit.message}`);
+  let kvType: 'f16' | 'bf16' = 'f16';
+  if (o.kvType === 'bf16') kvType = 'bf16';
+  else if (o.kvType !== undefined && o.kvType !== 'f16') o.onWarning?.(`the GPU KV cache holds f16 or bf16; ${o.kvType} was asked, using f16 for the GPU layers`);
+  const moe = c.nExperts > 0;
+  const ctx = gpuContextCreate({
+    device: plan.index,
+    hidden: c.hidden,
+    nHeads: c.nHeads,
+    nKvHeads: c.nKvHeads,
+    headDim: c.headDim,
+    nExperts: moe ? c.nExperts : 0,
+    topK: moe ? c.nExpertsUsed : 0,
+    ffn: moe ? 0 : c.ffn,
+    vocab: c.vocab,
+    ubatch: o.ubatch,
+    kvType,
+    nSeq: o.nSeq,
+    ctx: o.ctxSize,
+    kvLayers: plan.attention,
+  });
+  return { ctx, index: plan.index };
 }

@@ -9,5 +9,5 @@ export const QWEN3: Architecture = {
   readConfig: (gguf) => readQwen3Config(gguf, false),
   modules: (c) => qwen3Modules(c, false),
   tensors: (c) => qwen3Tensors(c, false),
-  build: (c, w, kw) => buildQwen3(c, false, w, kw),
+  build: (c, w, kw, gpu) => buildQwen3(c, false, w, kw, gpu),
 };

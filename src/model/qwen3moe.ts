@@ -8,6 +8,8 @@ import { Embedding } from '../operators/embedding.ts';
 import { LMHead } from '../operators/lm-head.ts';
 import { Mlp } from '../operators/mlp.ts';
 import { MoeBlock, type FfnOperator } from '../operators/moe-block.ts';
+import type { GpuRuntime } from '../operators/device.ts';
+import { HiddenState } from '../operators/hidden.ts';
 import type { KvCacheHandle } from '../native/kv-cache.ts';
 import type { Architecture, BuiltModel, KwargsLookup, WeightLookup } from './architecture.ts';
 import { ggufGlobal, ggufLayer } from './names.ts';
@@ -189,7 +191,8 @@ export interface Qwen3Operators {
  *     x += mlp(post_attention_layernorm(x))       (router top-k + experts, or SwiGLU)
  *   logits = lm_head(norm(x[rows]))               [rows.length, vocab]
  *
- * The norms and residual adds run inside each operator's single native call.
+ * The norms and residual adds run inside each operator's single native call. Each operator runs on the
+ * CPU or the GPU (its rules); x moves between host and GPU only where consecutive operators differ.
  */
 export function qwen3Forward(
   ops: Qwen3Operators,
@@ -200,23 +203,26 @@ export function qwen3Forward(
   seqIds: Int32Array,
   rows: Int32Array,
   logits: Float32Array,
+  gpu?: GpuRuntime,
 ): void {
-  const n = tokens.length;
-  const x = new Float32Array(n * hidden);
+  const x = HiddenState.begin(tokens.length, hidden, positions, seqIds, gpu);
   ops.embedTokens.forward(tokens, x);
   for (const layer of ops.layers) {
-    layer.selfAttn.forward(x, n, positions, seqIds, kv);
-    layer.mlp.forward(x, n);
+    layer.selfAttn.forward(x, positions, seqIds, kv);
+    layer.mlp.forward(x);
   }
-  if (rows.length > 0) ops.lmHead.forward(x, n, rows, logits);
+  if (rows.length > 0) ops.lmHead.forward(x, rows, logits);
 }
 
 // ---------------------------------------------------------------------------------------------
 // Build
 
-/** Builds the operators (kwargs from the rules, weights by GGUF name) and returns the runnable model. */
-export function buildQwen3(c: ModelConfig, moe: boolean, w: WeightLookup, kwargs: KwargsLookup): BuiltModel {
-  const embedTokens = new Embedding('model.embed_tokens', kwargs('model.embed_tokens'));
+/**
+ * Builds the operators (kwargs from the rules, weights by GGUF name) and returns the runnable model.
+ * `gpu`: the model's GPU context, which operators placed on cuda use (load.ts makes it when any is).
+ */
+export function buildQwen3(c: ModelConfig, moe: boolean, w: WeightLookup, kwargs: KwargsLookup, gpu?: GpuRuntime): BuiltModel {
+  const embedTokens = new Embedding('model.embed_tokens', kwargs('model.embed_tokens'), gpu);
   embedTokens.load({ weight: w.get(ggufGlobal('model.embed_tokens')) });
   const layers: DecoderLayer[] = [];
   for (let i = 0; i < c.nLayers; i++) {
@@ -226,6 +232,7 @@ export function buildQwen3(c: ModelConfig, moe: boolean, w: WeightLookup, kwargs
       `${l}.self_attn`,
       { layer: i, nHeads: c.nHeads, nKvHeads: c.nKvHeads, headDim: c.headDim, eps: c.rmsEps, ropeTheta: c.ropeTheta },
       kwargs(`${l}.self_attn`),
+      gpu,
     );
     selfAttn.load({
       norm: g('input_layernorm'),
@@ -243,6 +250,7 @@ export function buildQwen3(c: ModelConfig, moe: boolean, w: WeightLookup, kwargs
         { layer: i, eps: c.rmsEps, nExpertsUsed: c.nExpertsUsed, normTopKProb: c.normTopKProb },
         kwargs(`${l}.mlp`),
         kwargs(`${l}.mlp.experts`),
+        gpu,
       );
       block.load({
         norm: g('post_attention_layernorm'),
@@ -253,20 +261,21 @@ export function buildQwen3(c: ModelConfig, moe: boolean, w: WeightLookup, kwargs
       });
       mlp = block;
     } else {
-      const dense = new Mlp(`${l}.mlp`, { layer: i, eps: c.rmsEps }, kwargs(`${l}.mlp`));
+      const dense = new Mlp(`${l}.mlp`, { layer: i, eps: c.rmsEps }, kwargs(`${l}.mlp`), gpu);
       dense.load({ norm: g('post_attention_layernorm'), gateProj: g('mlp.gate_proj'), upProj: g('mlp.up_proj'), downProj: g('mlp.down_proj') });
       mlp = dense;
     }
     layers.push({ selfAttn, mlp });
   }
-  const lmHead = new LMHead('lm_head', c.rmsEps, kwargs('lm_head'));
+  const lmHead = new LMHead('lm_head', c.rmsEps, kwargs('lm_head'), gpu);
   // Tied embeddings: files without output.weight reuse token_embd as the output projection.
   const out = w.has(ggufGlobal('lm_head')) ? ggufGlobal('lm_head') : ggufGlobal('model.embed_tokens');
   lmHead.load({ norm: w.get(ggufGlobal('model.norm')), out: w.get(out) });
   const ops: Qwen3Operators = { embedTokens, layers, lmHead };
   return {
-    forward: (kv, tokens, positions, seqIds, rows, logits) => qwen3Forward(ops, kv, c.hidden, tokens, positions, seqIds, rows, logits),
+    forward: (kv, tokens, positions, seqIds, rows, logits) => qwen3Forward(ops, kv, c.hidden, tokens, positions, seqIds, rows, logits, gpu),
     dispose: () => {
+      embedTokens.dispose();
       for (const layer of layers) {
         layer.selfAttn.dispose();
         layer.mlp.dispose();
@@ -282,5 +291,5 @@ export const QWEN3MOE: Architecture = {
   readConfig: (gguf) => readQwen3Config(gguf, true),
   modules: (c) => qwen3Modules(c, true),
   tensors: (c) => qwen3Tensors(c, true),
-  build: (c, w, kw) => buildQwen3(c, true, w, kw),
+  build: (c, w, kw, gpu) => buildQwen3(c, true, w, kw, gpu),
 };

@@ -2,6 +2,7 @@
 // tokens from several sequences, and the KV slots those sequences live in. Sampling, scheduling and
 // tokenization stay in engine/ and tokenizer/.
 import type { GgufModel } from '../formats/gguf-read.ts';
+import type { GpuStats } from '../native/gpu.ts';
 
 /** Hyperparameters of a loaded architecture, read and checked from GGUF metadata. */
 export interface ModelConfig {
@@ -67,6 +68,8 @@ export interface LoadedModel {
   readonly kv: KvSlots;
   /** Milliseconds loadModel took (mmap, checks, repacking). */
   readonly loadMs: number;
+  /** Present when the placement runs operators on a GPU: which one, how many operators, and what ran there. */
+  readonly gpu?: { readonly index: number; readonly operators: number; stats(): GpuStats };
   /** Frees native memory (KV cache, repacked weights) and unmaps the file. */
   dispose(): void;
 }

@@ -1,16 +1,21 @@
-// MoE block operator (model.layers.N.mlp, Qwen3MoeSparseMoeBlock): post-attention RMSNorm,
-// router softmax + top-k (+ renormalisation), SwiGLU experts and the residual add in one native
-// call per step. The rules' backend picks the experts kernel family (AMX-INT8, AMX-BF16, AVX-512);
-// within it the native dispatch chooses per call (e.g. AVX-512 for experts with few tokens).
+// MoE block operator (model.layers.N.mlp, Qwen3MoeSparseMoeBlock): post-attention RMSNorm, router
+// softmax + top-k (+ renormalisation), SwiGLU experts and the residual add in one native call per
+// step. On the CPU all of it runs there; on the GPU the norm, router and top-k run on the GPU and the
+// routed experts stay in RAM on the CPU kernels (native/src/gpu/experts-bridge.cc), the hidden state
+// crossing over in pinned memory. The rules' backend picks the experts kernel family (AMX-INT8,
+// AMX-BF16, AVX-512); within it the native dispatch chooses per call.
+import { gpuFfnDispose, gpuFfnForward, gpuMoeCreate, type GpuOpHandle } from '../native/gpu.ts';
 import { ffnBlockCreateMoe, ffnBlockDispose, ffnBlockForward, type FfnBlockHandle } from '../native/norm.ts';
 import type { NativeWeight } from '../native/tensor.ts';
-import { requireCpu, type DeviceKwargs } from './device.ts';
+import { deviceName, expertsDevices, gpuFor, operatorDevice, type DeviceKwargs, type GpuRuntime, type OpDevice } from './device.ts';
+import type { HiddenState } from './hidden.ts';
 
 /** What a decoder layer's MLP slot offers: the MoE block here, the dense MLP in mlp.ts. */
 export interface FfnOperator {
   readonly module: string;
+  readonly device: OpDevice;
   /** x [n, hidden] += mlp(post_attention_layernorm(x)). */
-  forward(x: Float32Array, n: number): void;
+  forward(x: HiddenState): void;
   dispose(): void;
 }
 
@@ -33,7 +38,11 @@ export interface MoeWeights {
 }
 
 export class MoeBlock implements FfnOperator {
+  readonly device: OpDevice;
+  /** Where the experts' prefill runs (the GPU path of the bridge when cuda); decode is always the CPU. */
+  readonly expertsPrefill: OpDevice;
   #native: FfnBlockHandle | undefined;
+  #gpu: GpuOpHandle | undefined;
 
   constructor(
     readonly module: string,
@@ -41,37 +50,56 @@ export class MoeBlock implements FfnOperator {
     readonly kwargs: DeviceKwargs = {},
     /** kwargs of the `.experts` child (backend, devices). */
     readonly expertsKwargs: DeviceKwargs & { backend?: string } = {},
+    readonly gpu?: GpuRuntime,
   ) {
-    requireCpu(module, kwargs);
-    requireCpu(`${module}.experts`, expertsKwargs);
+    this.device = operatorDevice(module, kwargs);
+    this.expertsPrefill = expertsDevices(`${module}.experts`, expertsKwargs).prefill;
+    if (this.expertsPrefill.type === 'cuda') {
+      if (this.device.type !== 'cuda') {
+        throw new Error(`${module}.experts: prefill_device ${deviceName(this.expertsPrefill)} needs the MoE block (${module}) on that GPU too; it is on ${deviceName(this.device)}`);
+      }
+      gpuFor(`${module}.experts`, this.expertsPrefill, gpu);
+    }
   }
 
   load(w: MoeWeights): void {
+    const common = {
+      layer: this.shape.layer,
+      eps: this.shape.eps,
+      norm: w.norm.handle,
+      router: w.gate.handle,
+      gateExps: w.gateExps.handle,
+      upExps: w.upExps.handle,
+      downExps: w.downExps.handle,
+      topK: this.shape.nExpertsUsed,
+      normTopKProb: this.shape.normTopKProb,
+      ...(this.expertsKwargs.backend ? { backend: this.expertsKwargs.backend } : {}),
+    };
     try {
-      this.#native = ffnBlockCreateMoe({
-        layer: this.shape.layer,
-        eps: this.shape.eps,
-        norm: w.norm.handle,
-        router: w.gate.handle,
-        gateExps: w.gateExps.handle,
-        upExps: w.upExps.handle,
-        downExps: w.downExps.handle,
-        topK: this.shape.nExpertsUsed,
-        normTopKProb: this.shape.normTopKProb,
-        ...(this.expertsKwargs.backend ? { backend: this.expertsKwargs.backend } : {}),
-      });
+      if (this.device.type === 'cuda') {
+        this.#gpu = gpuMoeCreate({ ctx: gpuFor(this.module, this.device, this.gpu).ctx, ...common, expertsPrefillOnGpu: this.expertsPrefill.type === 'cuda' });
+      } else {
+        this.#native = ffnBlockCreateMoe(common);
+      }
     } catch (e) {
       throw new Error(`${this.module}: ${(e as Error).message}`);
     }
   }
 
-  forward(x: Float32Array, n: number): void {
+  forward(x: HiddenState): void {
+    if (this.#gpu) {
+      x.device(this.module);
+      gpuFfnForward(this.#gpu);
+      return;
+    }
     if (!this.#native) throw new Error(`${this.module}: forward before load`);
-    ffnBlockForward(this.#native, x, n);
+    ffnBlockForward(this.#native, x.host(), x.n);
   }
 
   dispose(): void {
     if (this.#native) ffnBlockDispose(this.#native);
+    if (this.#gpu) gpuFfnDispose(this.#gpu);
     this.#native = undefined;
+    this.#gpu = undefined;
   }
 }

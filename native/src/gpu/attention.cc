@@ -1,0 +1,110 @@
+// GPU attention block; see attention.h.
+#include "gpu/attention.h"
+
+#include <cmath>
+#include <stdexcept>
+#include <string>
+
+#include "gpu/weights-upload.h"
+
+namespace mixtile::gpu {
+
+static void expect_shape(const Weight& w, int64_t ne0, int64_t ne1, int layer, const char* what) {
+  if (w.ne[0] != ne0 || w.ne[1] != ne1 || w.ne[2] != 1 || w.ne[3] != 1) {
+    throw std::invalid_argument("model.layers." + std::to_string(layer) + "." + what + ": expected shape {" +
+                                std::to_string(ne0) + ", " + std::to_string(ne1) + "} (ggml order), got {" +
+                                std::to_string(w.ne[0]) + ", " + std::to_string(w.ne[1]) + ", " +
+                                std::to_string(w.ne[2]) + "}");
+  }
+}
+
+std::shared_ptr<GpuAttention> gpu_attention_create(std::shared_ptr<GpuContext> ctx, int layer, float eps,
+                                                   double rope_theta, const Weight& norm, const Weight* q_norm,
+                                                   const Weight* k_norm, const Weight& wq, const Weight& wk,
+                                                   const Weight& wv, const Weight& wo) {
+  const GpuDims& d = ctx->dims;
+  if (layer < 0 || size_t(layer) >= ctx->kv.layers.size() || !ctx->kv.layers[size_t(layer)].k) {
+    throw std::invalid_argument("model.layers." + std::to_string(layer) +
+                                ".self_attn: the GPU context has no KV cache for this layer");
+  }
+  if (d.head_dim != 64 && d.head_dim != 128) {
+    throw std::invalid_argument("model.layers." + std::to_string(layer) + ".self_attn: head dim " +
+                                std::to_string(d.head_dim) + " is not supported by the GPU attention (64 or 128)");
+  }
+  expect_shape(norm, d.hidden, 1, layer, "input_layernorm");
+  expect_shape(wq, d.hidden, d.q_dim(), layer, "self_attn.q_proj");
+  expect_shape(wk, d.hidden, d.kv_dim(), layer, "self_attn.k_proj");
+  expect_shape(wv, d.hidden, d.kv_dim(), layer, "self_attn.v_proj");
+  expect_shape(wo, d.q_dim(), d.hidden, layer, "self_attn.o_proj");
+  if (q_norm) expect_shape(*q_norm, d.head_dim, 1, layer, "self_attn.q_norm");
+  if (k_norm) expect_shape(*k_norm, d.head_dim, 1, layer, "self_attn.k_norm");
+  auto a = std::make_shared<GpuAttention>();
+  a->ctx = ctx;
+  a->layer = layer;
+  a->eps = eps;
+  a->theta = float(rope_theta);
+  a->norm = upload_f32(*ctx, norm, "input_layernorm");
+  if (q_norm) a->q_norm = upload_f32(*ctx, *q_norm, "self_attn.q_norm");
+  if (k_norm) a->k_norm = upload_f32(*ctx, *k_norm, "self_attn.k_norm");
+  a->wqkv = upload_bf16_stacked(*ctx, {&wq, &wk, &wv}, "self_attn q/k/v");
+  a->wo = upload_bf16_stacked(*ctx, {&wo}, "self_attn.o_proj");
+  return a;
+}
+
+void gpu_attention_forward(GpuAttention& a) {
+  GpuContext& g = *a.ctx;
+  const CudaApi& api = *g.api;
+  const GpuDims& d = g.dims;
+  const BatchPlan& p = g.plan;
+  const int64_t n = p.n, hd = d.hidden, qd = d.q_dim(), kvd = d.kv_dim();
+  if (n <= 0) throw std::logic_error("gpu attention: no batch begun");
+  mxc_stream* s = g.stream;
+  g.bind();
+  auto* xb = g.xb.as<uint16_t>();
+  g.ok(api.mxc_rmsnorm(g.x.as<float>(), a.norm.as<float>(), xb, MXC_BF16, n, int(hd), a.eps, s), "input_layernorm");
+  // One token: one GEMM over the stacked weight gives q|k|v contiguous. More tokens: three GEMMs so
+  // that q, k and v each come out [n][heads][head_dim] as the kernels below take them.
+  float* q = g.qkv.as<float>();
+  float *k, *v;
+  const uint16_t* w = a.wqkv.as<uint16_t>();
+  if (n == 1) {
+    g.ok(api.mxc_gemm_bf16(g.blas, 1, qd + 2 * kvd, hd, xb, w, q, MXC_F32, 0.f), "q/k/v projection");
+    k = q + qd;
+    v = k + kvd;
+  } else {
+    k = q + n * qd;
+    v = k + n * kvd;
+    g.ok(api.mxc_gemm_bf16(g.blas, n, qd, hd, xb, w, q, MXC_F32, 0.f), "q_proj");
+    g.ok(api.mxc_gemm_bf16(g.blas, n, kvd, hd, xb, w + qd * hd, k, MXC_F32, 0.f), "k_proj");
+    g.ok(api.mxc_gemm_bf16(g.blas, n, kvd, hd, xb, w + (qd + kvd) * hd, v, MXC_F32, 0.f), "v_proj");
+  }
+  if (a.q_norm.as()) g.ok(api.mxc_rmsnorm(q, a.q_norm.as<float>(), q, MXC_F32, n * d.n_heads, d.head_dim, a.eps, s), "q_norm");
+  if (a.k_norm.as()) g.ok(api.mxc_rmsnorm(k, a.k_norm.as<float>(), k, MXC_F32, n * d.n_kv_heads, d.head_dim, a.eps, s), "k_norm");
+  g.ok(api.mxc_rope_neox(q, g.d_pos(), n, d.n_heads, d.head_dim, a.theta, s), "rope q");
+  g.ok(api.mxc_rope_neox(k, g.d_pos(), n, d.n_kv_heads, d.head_dim, a.theta, s), "rope k");
+
+  const mxc_kv_layer* kv = &g.kv.layers[size_t(a.layer)];
+  for (const AttentionRun& r : p.runs) {
+    g.ok(api.mxc_kv_store(kv, r.seq, k + r.first * kvd, v + r.first * kvd, g.d_pos() + r.first, r.count, s), "KV store");
+  }
+  const float scale = float(1.0 / std::sqrt(double(d.head_dim)));
+  float* att = g.att.as<float>();
+  for (const AttentionRun& r : p.runs) {
+    if (r.count < 2) continue;
+    g.ok(api.mxc_attention_prefill(kv, r.seq, q + r.first * qd, r.count, d.n_heads, r.pos0, scale, att + r.first * qd, s),
+         "attention (prefill)");
+  }
+  for (const DecodeGroup& gr : p.decode) {
+    const size_t ws = api.mxc_attention_decode_workspace_bytes(gr.count, d.n_heads, d.head_dim, gr.max_len);
+    void* w_ptr = g.decode_workspace(ws);
+    g.ok(api.mxc_attention_decode(kv, g.d_dec_seq() + gr.first, g.d_dec_len() + gr.first, gr.max_len, q + gr.first * qd,
+                                  gr.count, d.n_heads, scale, att + gr.first * qd, w_ptr, g.decode_ws.bytes(), s),
+         "attention (decode)");
+  }
+  g.ok(api.mxc_convert(att, MXC_F32, xb, MXC_BF16, n * qd, s), "attention output to bf16");
+  // o_proj accumulates into the residual stream (beta = 1).
+  g.ok(api.mxc_gemm_bf16(g.blas, n, hd, qd, xb, a.wo.as<uint16_t>(), g.x.as<float>(), MXC_F32, 1.f), "o_proj");
+  g.counters.attention++;
+}
+
+}  // namespace mixtile::gpu

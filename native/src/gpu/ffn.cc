@@ -1,0 +1,125 @@
+// GPU FFN blocks; see ffn.h.
+#include "gpu/ffn.h"
+
+#include <stdexcept>
+
+#include "gpu/experts-bridge.h"
+#include "gpu/weights-upload.h"
+
+namespace mixtile::gpu {
+
+static std::string name(int layer, const char* part) { return "model.layers." + std::to_string(layer) + "." + part; }
+
+static void expect_shape(const Weight& w, int64_t ne0, int64_t ne1, const std::string& what) {
+  if (w.ne[0] != ne0 || w.ne[1] != ne1 || w.ne[2] != 1 || w.ne[3] != 1) {
+    throw std::invalid_argument(what + ": expected shape {" + std::to_string(ne0) + ", " + std::to_string(ne1) +
+                                "} (ggml order), got {" + std::to_string(w.ne[0]) + ", " + std::to_string(w.ne[1]) +
+                                ", " + std::to_string(w.ne[2]) + "}");
+  }
+}
+
+std::shared_ptr<GpuFfn> gpu_moe_create(std::shared_ptr<GpuContext> ctx, int layer, float eps, const Weight& norm,
+                                       const Weight& router, const Weight& gate_exps, const Weight& up_exps,
+                                       const Weight& down_exps, int top_k, bool norm_topk_prob,
+                                       const std::string& backend, bool experts_prefill_on_gpu) {
+  const GpuDims& d = ctx->dims;
+  expect_shape(norm, d.hidden, 1, name(layer, "post_attention_layernorm"));
+  expect_shape(router, d.hidden, d.n_experts, name(layer, "mlp.gate"));
+  if (top_k != d.top_k) {
+    throw std::invalid_argument(name(layer, "mlp") + ": top_k " + std::to_string(top_k) +
+                                " differs from the GPU context's " + std::to_string(d.top_k));
+  }
+  auto f = std::make_shared<GpuFfn>();
+  f->ctx = ctx;
+  f->layer = layer;
+  f->eps = eps;
+  try {
+    f->experts = experts_load(gate_exps, up_exps, down_exps, router, backend);
+  } catch (const std::exception& e) {
+    throw std::invalid_argument(name(layer, "mlp.experts") + ": " + e.what());
+  }
+  if (f->experts->hidden != d.hidden || f->experts->n_expert != d.n_experts) {
+    throw std::invalid_argument(name(layer, "mlp.experts") + ": shape differs from the model's hidden size / experts");
+  }
+  f->top_k = top_k;
+  f->norm_topk_prob = norm_topk_prob;
+  f->experts_prefill_on_gpu = experts_prefill_on_gpu;
+  f->norm = upload_f32(*ctx, norm, "post_attention_layernorm");
+  f->router = upload_f32(*ctx, router, "mlp.gate");
+  return f;
+}
+
+std::shared_ptr<GpuFfn> gpu_mlp_create(std::shared_ptr<GpuContext> ctx, int layer, float eps, const Weight& norm,
+                                       const Weight& gate, const Weight& up, const Weight& down) {
+  const GpuDims& d = ctx->dims;
+  expect_shape(norm, d.hidden, 1, name(layer, "post_attention_layernorm"));
+  const int64_t ffn = gate.ne[1];
+  if (ffn > d.ffn) {
+    throw std::invalid_argument(name(layer, "mlp") + ": width " + std::to_string(ffn) +
+                                " exceeds the GPU context's " + std::to_string(d.ffn));
+  }
+  expect_shape(gate, d.hidden, ffn, name(layer, "mlp.gate_proj"));
+  expect_shape(up, d.hidden, ffn, name(layer, "mlp.up_proj"));
+  expect_shape(down, ffn, d.hidden, name(layer, "mlp.down_proj"));
+  auto f = std::make_shared<GpuFfn>();
+  f->ctx = ctx;
+  f->layer = layer;
+  f->eps = eps;
+  f->ffn = ffn;
+  f->norm = upload_f32(*ctx, norm, "post_attention_layernorm");
+  f->gate_up = upload_bf16_stacked(*ctx, {&gate, &up}, "mlp gate/up");
+  f->down = upload_bf16_stacked(*ctx, {&down}, "mlp.down_proj");
+  return f;
+}
+
+static void moe_forward(GpuFfn& f, GpuContext& g) {
+  const CudaApi& api = *g.api;
+  const GpuDims& d = g.dims;
+  const int64_t n = g.plan.n;
+  float* xn = g.xn.as<float>();
+  g.ok(api.mxc_rmsnorm(g.x.as<float>(), f.norm.as<float>(), xn, MXC_F32, n, int(d.hidden), f.eps, g.stream),
+       "post_attention_layernorm");
+  g.ok(api.mxc_gemm_f32(n, d.n_experts, d.hidden, xn, f.router.as<float>(), g.router_logits.as<float>(), g.stream),
+       "router");
+  g.ok(api.mxc_router_topk(g.router_logits.as<float>(), n, d.n_experts, f.top_k, f.norm_topk_prob ? 1 : 0,
+                           g.ids.as<int32_t>(), g.weights.as<float>(), g.stream),
+       "router top-k");
+  ExpertsBridgeArgs a;
+  a.layer = f.layer;
+  a.n = n;
+  a.top_k = f.top_k;
+  a.prefill = g.plan.prefill;
+  a.prefill_on_gpu = f.experts_prefill_on_gpu;
+  a.xn = xn;
+  a.ids = g.ids.as<int32_t>();
+  a.weights = g.weights.as<float>();
+  a.y = g.tmp.as<float>();
+  run_routed_experts(g, *f.experts, a);
+  g.ok(api.mxc_add(g.x.as<float>(), g.tmp.as<float>(), g.x.as<float>(), n * d.hidden, g.stream), "MoE residual add");
+  g.counters.moe++;
+}
+
+static void mlp_forward(GpuFfn& f, GpuContext& g) {
+  const CudaApi& api = *g.api;
+  const GpuDims& d = g.dims;
+  const int64_t n = g.plan.n;
+  auto* xb = g.xb.as<uint16_t>();
+  g.ok(api.mxc_rmsnorm(g.x.as<float>(), f.norm.as<float>(), xb, MXC_BF16, n, int(d.hidden), f.eps, g.stream),
+       "post_attention_layernorm");
+  float* gu = g.gate_up.as<float>();
+  g.ok(api.mxc_gemm_bf16(g.blas, n, 2 * f.ffn, d.hidden, xb, f.gate_up.as<uint16_t>(), gu, MXC_F32, 0.f), "gate/up");
+  g.ok(api.mxc_silu_mul(gu, gu + f.ffn, 2 * f.ffn, xb, MXC_BF16, n, int(f.ffn), g.stream), "silu * up");
+  g.ok(api.mxc_gemm_bf16(g.blas, n, d.hidden, f.ffn, xb, f.down.as<uint16_t>(), g.x.as<float>(), MXC_F32, 1.f),
+       "down_proj");
+  g.counters.mlp++;
+}
+
+void gpu_ffn_forward(GpuFfn& f) {
+  GpuContext& g = *f.ctx;
+  if (g.plan.n <= 0) throw std::logic_error("gpu ffn: no batch begun");
+  g.bind();
+  if (f.experts) moe_forward(f, g);
+  else mlp_forward(f, g);
+}
+
+}  // namespace mixtile::gpu

@@ -1,0 +1,60 @@
+// One layer's routed experts divided between the CPU kernels and the GPU at once (prefill): the cost
+// model (expert-cost.h) picks which experts stream to the GPU; a helper thread enqueues them
+// (GpuExperts) while the CPU experts kernel computes the rest on the thread pool; the CPU part is
+// then uploaded and added on the compute stream.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "cpu/experts/experts.h"
+#include "gpu/expert-cost.h"
+#include "gpu/gpu-experts.h"
+
+namespace mixtile {
+
+struct ExpertsSplitResult {
+  ExpertSplit plan;      // which experts went where, and the predicted times
+  GpuExpertsRun gpu;     // what the GPU streamed
+  double cpu_ms = 0;     // measured: the CPU experts part (wall clock)
+};
+
+// Measures the cost model's constants on this layer's weights (CPU kernel at 1 and 128 tokens per
+// expert, PCIe H2D from the weights, GPU expert at 1 and 256 tokens, one small whole call), then
+// applies MIXTILE_EXPERT_COST. Tens of milliseconds; the GPU's scratch grows to those sizes.
+ExpertCostParams calibrate_expert_cost(GpuExperts& gpu, const GpuExpertWeights& gw, const ExpertsWeights& ew);
+
+class ExpertsSplitRunner {
+ public:
+  explicit ExpertsSplitRunner(GpuExperts& gpu) : gpu_(gpu) {}
+  ~ExpertsSplitRunner();
+  ExpertsSplitRunner(const ExpertsSplitRunner&) = delete;
+  ExpertsSplitRunner& operator=(const ExpertsSplitRunner&) = delete;
+
+  // y_dev[n][hidden] = the routed experts of the batch (overwritten). x_host and x_dev hold the same
+  // rows (f32 [n][hidden]); ids/weights host [n][top_k]. The experts go where `on_gpu` [n_expert] says
+  // when given, else where `mode` and the cost model say (calibrated on first use). Returns when the
+  // CPU part is done and the rest is enqueued on gpu.compute_stream().
+  ExpertsSplitResult forward(const GpuExpertWeights& gw, const ExpertsWeights& ew, const float* x_host,
+                             const float* x_dev, int64_t n, const int32_t* ids, const float* weights, int top_k,
+                             ExpertsPlacement mode, const uint8_t* on_gpu, float* y_dev);
+  // The cost model's constants (measured on `gw`/`ew` on first use).
+  const ExpertCostParams& cost(const GpuExpertWeights& gw, const ExpertsWeights& ew);
+
+ private:
+  void grow_dev(size_t bytes);
+  void grow_pinned(size_t bytes);
+
+  GpuExperts& gpu_;
+  ExpertCostParams cost_;
+  bool calibrated_ = false;
+  void* y_dev_tmp_ = nullptr;
+  size_t y_dev_tmp_bytes_ = 0;
+  float* y_pinned_ = nullptr;  // the CPU part, uploaded from here
+  size_t y_pinned_bytes_ = 0;
+  mxc_event* y_up_done_ = nullptr;
+  std::vector<float> xv_, yv_, wv_;  // the CPU part as a batch of one (token, slot) pair per row
+  std::vector<int32_t> idv_;
+  std::vector<int64_t> first_;
+};
+
+}  // namespace mixtile

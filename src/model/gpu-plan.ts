@@ -1,0 +1,88 @@
+// Which operators of a Qwen3 / Qwen3-MoE model the placement puts on the GPU, and what that costs in
+// VRAM (weights as uploaded: BF16 GEMM weights, f32 norms and router; the KV cache of the GPU layers;
+// the ubatch buffers), for the fit check before anything is allocated.
+import { GgmlType } from '../formats/ggml-types.ts';
+import type { GgufModel } from '../formats/gguf-read.ts';
+import { kvCacheBytes, type GpuNeeds } from '../native/cuda-fit.ts';
+import { deviceName, expertsDevices, operatorDevice, type OpDevice } from '../operators/device.ts';
+import type { KwargsLookup } from './architecture.ts';
+import { ggufGlobal } from './names.ts';
+import type { ModelConfig } from './types.ts';
+
+export interface GpuPlan {
+  /** The GPU every GPU operator uses (one per model). */
+  index: number;
+  embedding: boolean;
+  /** Per layer: attention (and its KV cache) on the GPU. */
+  attention: boolean[];
+  /** Per layer: the MoE block / dense MLP on the GPU (MoE: router there, experts through the bridge). */
+  ffn: boolean[];
+  lmHead: boolean;
+  /** Operators on the GPU, for the log line. */
+  count: number;
+}
+
+/** The GPU part of the placement, or undefined when every operator runs on the CPU. Throws if two GPUs are named. */
+export function planGpu(c: ModelConfig, kwargs: KwargsLookup): GpuPlan | undefined {
+  const devices: Array<[string, OpDevice]> = [];
+  const on = (module: string, d: OpDevice): boolean => {
+    devices.push([module, d]);
+    return d.type === 'cuda';
+  };
+  const embedding = on('model.embed_tokens', operatorDevice('model.embed_tokens', kwargs('model.embed_tokens')));
+  const attention: boolean[] = [];
+  const ffn: boolean[] = [];
+  for (let i = 0; i < c.nLayers; i++) {
+    const l = `model.layers.${i}`;
+    attention.push(on(`${l}.self_attn`, operatorDevice(`${l}.self_attn`, kwargs(`${l}.self_attn`))));
+    ffn.push(on(`${l}.mlp`, operatorDevice(`${l}.mlp`, kwargs(`${l}.mlp`))));
+    if (c.nExperts > 0) on(`${l}.mlp.experts`, expertsDevices(`${l}.mlp.experts`, kwargs(`${l}.mlp.experts`)).prefill);
+  }
+  const lmHead = on('lm_head', operatorDevice('lm_head', kwargs('lm_head')));
+  const gpus = devices.filter(([, d]) => d.type === 'cuda');
+  if (gpus.length === 0) return undefined;
+  const first = gpus[0]!;
+  const other = gpus.find(([, d]) => deviceName(d) !== deviceName(first[1]));
+  if (other) {
+    throw new Error(`${first[0]} is placed on ${deviceName(first[1])} and ${other[0]} on ${deviceName(other[1])}: a model uses one GPU in this version`);
+  }
+  return { index: (first[1] as { index: number }).index, embedding, attention, ffn, lmHead, count: gpus.length };
+}
+
+/** Bytes of the ubatch buffers, pinned-staging twins excluded (context.cc sizes them the same way). */
+function workspaceBytes(c: ModelConfig, ubatch: number, nSeq: number, ctx: number): number {
+  const q = c.nHeads * c.headDim;
+  const kv = c.nKvHeads * c.headDim;
+  const ffn = c.nExperts > 0 ? 0 : c.ffn;
+  const rows = Math.min(ubatch, 16);
+  const perToken = 3 * c.hidden * 4 + Math.max(c.hidden, q, ffn) * 2 + (q + 2 * kv) * 4 + q * 4 + c.nExperts * 4 + 2 * c.nExpertsUsed * 4 + 2 * ffn * 4 + 6 * 4;
+  const decode = nSeq * c.nHeads * Math.ceil(ctx / 64) * (c.headDim + 2) * 4;
+  const cublas = 32 * 2 ** 20;
+  const staging = 2 * 16 * 2 ** 20;
+  return ubatch * perToken + rows * (c.hidden + c.vocab) * 4 + decode + cublas + staging;
+}
+
+/** VRAM the plan needs: GPU weights as uploaded, the GPU layers' KV cache (f16/bf16), the ubatch buffers. */
+export function gpuNeeds(c: ModelConfig, gguf: GgufModel, plan: GpuPlan, o: { ctx: number; nSeq: number; ubatch: number }): GpuNeeds & { bytesPerToken: number } {
+  const q = c.nHeads * c.headDim;
+  const kv = c.nKvHeads * c.headDim;
+  let weights = 0;
+  for (let i = 0; i < c.nLayers; i++) {
+    if (plan.attention[i]) weights += (q + 2 * kv) * c.hidden * 2 + c.hidden * q * 2 + (c.hidden + 2 * c.headDim) * 4;
+    if (plan.ffn[i]) weights += c.nExperts > 0 ? (c.nExperts + 1) * c.hidden * 4 : 3 * c.ffn * c.hidden * 2 + c.hidden * 4;
+  }
+  if (plan.lmHead) weights += c.vocab * c.hidden * 2 + c.hidden * 4;
+  if (plan.embedding) {
+    const t = gguf.tensors.get(ggufGlobal('model.embed_tokens'));
+    const asStored = t && [GgmlType.F32, GgmlType.F16, GgmlType.BF16, GgmlType.Q8_0].includes(t.type);
+    weights += asStored ? t.nBytes : c.vocab * c.hidden * 2;
+  }
+  const layers = plan.attention.filter(Boolean).length;
+  const bytesPerToken = 2 * layers * kv * 2;
+  return {
+    weightsBytes: weights,
+    kvBytes: kvCacheBytes({ layers, slots: o.nSeq, contextLength: o.ctx, kvHeads: c.nKvHeads, headDim: c.headDim, elementBytes: 2 }),
+    workspaceBytes: workspaceBytes(c, o.ubatch, o.nSeq, o.ctx),
+    bytesPerToken,
+  };
+}

@@ -3,6 +3,7 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 import cliProgress from 'cli-progress';
 import { loadEngine } from '../engine/index.ts';
+import { cudaInfo } from '../native/cuda.ts';
 import { DEFAULT_SAMPLING, type Engine, type GenerateStats, type SamplingParams } from '../engine/types.ts';
 
 export function intArg(min: number) {
@@ -39,6 +40,19 @@ export function rulesOf(o: RulesFlags): string | undefined {
   return o.optimizeConfig ?? o.optimize_config_path ?? o.rules;
 }
 
+/**
+ * The rules to load with: the ones named, else qwen3moe-hybrid where CUDA can run (experts on the CPU's
+ * best backend, the rest on the GPU), else none (every operator on the CPU). `log` hears which and why.
+ */
+export function rulesOrDefault(o: RulesFlags, log: (line: string) => void): string | undefined {
+  const named = rulesOf(o);
+  if (named !== undefined) return named;
+  const cuda = cudaInfo();
+  if (!cuda.available) return undefined;
+  log(`no --optimize-config given: using preset qwen3moe-hybrid (CUDA ${cuda.devices[0]?.name ?? 'device'}: experts on the CPU, the rest on the GPU)`);
+  return 'qwen3moe-hybrid';
+}
+
 /** What addLoadFlags declares. */
 export interface LoadFlags extends RulesFlags {
   model: string;
@@ -55,7 +69,7 @@ export async function loadTerminalEngine(o: LoadFlags): Promise<Engine> {
     threads: o.threads,
     ctxSize: o.ctxSize,
     ubatch: o.ubatch,
-    rules: rulesOf(o),
+    rules: rulesOrDefault(o, (line) => process.stderr.write(`mixtile: ${line}\n`)),
     parallel: 1,
     onProgress: progress.onProgress,
   }).finally(progress.stop);

@@ -5,7 +5,7 @@ import { loadEngine } from '../engine/index.ts';
 import { startServer } from '../server/app.ts';
 import { ensureDemoModel } from '../server/demo-model.ts';
 import { parseKeepAlive } from '../server/host.ts';
-import { addRulesFlags, intArg, loadProgress, rulesOf, type RulesFlags } from './engine-flags.ts';
+import { addRulesFlags, intArg, loadProgress, rulesOrDefault, type RulesFlags } from './engine-flags.ts';
 
 interface ServeFlags extends RulesFlags {
   model?: string;
@@ -85,7 +85,7 @@ async function run(o: ServeFlags): Promise<number> {
           parallel: o.parallel,
           ubatch: o.ubatch,
           maxQueue: o.maxQueue,
-          rules: rulesOf(o),
+          rules: rulesOrDefault(o, log),
           isDemo: given === undefined,
           onProgress: (done, total, what) => {
             progress(total > 0 ? done / total : 0);

@@ -149,17 +149,15 @@ std::shared_ptr<GpuContext> gpu_context_create(const GpuContextOptions& o) {
   const size_t f4 = 4;
   const int64_t widest = std::max({h, d.q_dim(), d.ffn});
   g->x = g->alloc(size_t(ub * h) * f4, "hidden state");
-  g->xn = g->alloc(size_t(ub * h) * f4, "normed hidden state");
   g->tmp = g->alloc(size_t(ub * h) * f4, "block output");
   g->xb = g->alloc(size_t(ub * widest) * 2, "bf16 GEMM input");
   g->qkv = g->alloc(size_t(ub * (d.q_dim() + 2 * d.kv_dim())) * f4, "q/k/v");
   g->att = g->alloc(size_t(ub * d.q_dim()) * f4, "attention output");
   if (d.n_experts > 0) {
     g->router_logits = g->alloc(size_t(ub * d.n_experts) * f4, "router logits");
-    g->ids = g->alloc(size_t(ub * d.top_k) * 4, "expert ids");
-    g->weights = g->alloc(size_t(ub * d.top_k) * 4, "expert weights");
-    g->h_ids = PinnedBuffer(api, size_t(ub * d.top_k) * 4, "pinned expert ids");
-    g->h_wts = PinnedBuffer(api, size_t(ub * d.top_k) * 4, "pinned expert weights");
+    const size_t route = size_t(ub * (h + 2 * d.top_k)) * 4;
+    g->route = g->alloc(route, "MoE routing");
+    g->h_route = PinnedBuffer(api, route, "pinned MoE routing");
   }
   if (d.ffn > 0) g->gate_up = g->alloc(size_t(ub * 2 * d.ffn) * f4, "gate/up");
   g->meta = g->alloc(size_t(6 * ub) * 4, "batch positions");

@@ -126,12 +126,14 @@ struct GpuContext {
   GpuCounters counters;
 
   // Activations of one ubatch (device). x is the residual stream [ub][hidden] f32.
-  DeviceBuffer x, xn, tmp;     // f32 [ub][hidden]
+  DeviceBuffer x, tmp;         // f32 [ub][hidden]
   DeviceBuffer xb;             // bf16 [ub][max(hidden, q_dim, ffn)]: GEMM inputs
   DeviceBuffer qkv;            // f32: q [ub][q_dim], k, v [ub][kv_dim]
   DeviceBuffer att;            // f32 [ub][q_dim]
   DeviceBuffer router_logits;  // f32 [ub][n_experts]
-  DeviceBuffer ids, weights;   // int32 / f32 [ub][top_k]
+  // MoE routing of n tokens, packed so one copy takes it to the host: the normed hidden state
+  // f32 [n][hidden], then expert ids int32 [n][top_k], then their weights f32 [n][top_k].
+  DeviceBuffer route;
   DeviceBuffer gate_up;        // f32 [ub][2 * ffn] (dense MLP)
   DeviceBuffer meta;           // int32: pos, seq, decode seq ids, decode lens, tokens, rows [ub] each
   DeviceBuffer sel;            // f32 [LOGIT_ROWS][hidden]: lm_head rows
@@ -140,7 +142,7 @@ struct GpuContext {
 
   // Pinned staging (host).
   PinnedBuffer h_x, h_y;       // f32 [ub][hidden]
-  PinnedBuffer h_ids, h_wts;   // [ub][top_k]
+  PinnedBuffer h_route;        // as route
   PinnedBuffer h_meta;         // int32 [6][ub] (as meta)
   PinnedBuffer h_logits;       // f32 [LOGIT_ROWS][vocab]
   HostFence x_fence, meta_fence;

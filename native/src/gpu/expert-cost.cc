@@ -59,7 +59,7 @@ double predict_cpu_ms(const ExpertCostParams& p, const std::vector<int64_t>& row
 // expert of the other side at the ends of the pipeline.
 double predict_gpu_ms(const ExpertCostParams& p, const std::vector<int64_t>& rows, const std::vector<uint8_t>& on_gpu,
                       double expert_bytes) {
-  const double copy_us = p.pcie_gbps > 0 ? expert_bytes / (p.pcie_gbps * 1e3) : 1e30;
+  const double copy_us = p.pcie_gbps > 0 ? expert_bytes / (p.pcie_gbps * 1e3) : 0;  // 0: not measured
   double copy = 0, compute = 0, longest = 0;
   int k = 0;
   for (size_t e = 0; e < rows.size(); ++e) {

@@ -3,19 +3,27 @@
 
 namespace mixtile::gpu {
 
-// CPU path: the normed hidden state and the routing come down to pinned memory (async on the stream,
-// then one wait), the CPU kernels run with the precomputed routing, and the sum goes back up (async;
-// the next layer's kernels follow it on the same stream). The pinned buffers are reused only after the
-// next wait, so no copy can overtake another.
+// CPU path: the normed hidden state and the routing come down to pinned memory (one async copy when
+// they are packed as GpuContext::route packs them, then one wait), the CPU kernels run with the
+// precomputed routing, and the sum goes back up (async; the next layer's kernels follow it on the same
+// stream). The pinned buffers are rewritten only after the next wait, so no copy can overtake another.
 void run_routed_experts(GpuContext& g, const ExpertsWeights& experts, const ExpertsBridgeArgs& a) {
   const CudaApi& api = *g.api;
   const size_t xb = size_t(a.n * experts.hidden) * 4, rb = size_t(a.n * a.top_k) * 4;
-  g.ok(api.mxc_memcpy_d2h(g.h_x.as(), a.xn, xb, g.stream), "experts input to the host");
-  g.ok(api.mxc_memcpy_d2h(g.h_ids.as(), a.ids, rb, g.stream), "expert ids to the host");
-  g.ok(api.mxc_memcpy_d2h(g.h_wts.as(), a.weights, rb, g.stream), "expert weights to the host");
+  auto* hx = g.h_route.as<float>();
+  auto* hids = reinterpret_cast<int32_t*>(hx + a.n * experts.hidden);
+  auto* hw = reinterpret_cast<float*>(hids + a.n * a.top_k);
+  const bool packed = reinterpret_cast<const char*>(a.ids) == reinterpret_cast<const char*>(a.xn) + xb &&
+                      reinterpret_cast<const char*>(a.weights) == reinterpret_cast<const char*>(a.ids) + rb;
+  if (packed) {
+    g.ok(api.mxc_memcpy_d2h(hx, a.xn, xb + 2 * rb, g.stream), "experts input to the host");
+  } else {
+    g.ok(api.mxc_memcpy_d2h(hx, a.xn, xb, g.stream), "experts input to the host");
+    g.ok(api.mxc_memcpy_d2h(hids, a.ids, rb, g.stream), "expert ids to the host");
+    g.ok(api.mxc_memcpy_d2h(hw, a.weights, rb, g.stream), "expert weights to the host");
+  }
   g.sync();
-  moe_forward_routed(experts, g.h_x.as<float>(), a.n, g.h_ids.as<int32_t>(), g.h_wts.as<float>(), a.top_k,
-                     g.h_y.as<float>());
+  moe_forward_routed(experts, hx, a.n, hids, hw, a.top_k, g.h_y.as<float>());
   g.ok(api.mxc_memcpy_h2d(a.y, g.h_y.as(), xb, g.stream), "experts output to the GPU");
   g.counters.experts_cpu_tokens += uint64_t(a.n);
   g.counters.d2h_bytes += xb + 2 * rb;

@@ -76,13 +76,15 @@ static void moe_forward(GpuFfn& f, GpuContext& g) {
   const CudaApi& api = *g.api;
   const GpuDims& d = g.dims;
   const int64_t n = g.plan.n;
-  float* xn = g.xn.as<float>();
+  float* xn = g.route.as<float>();
+  int32_t* ids = reinterpret_cast<int32_t*>(xn + n * d.hidden);
+  float* weights = reinterpret_cast<float*>(ids + n * f.top_k);
   g.ok(api.mxc_rmsnorm(g.x.as<float>(), f.norm.as<float>(), xn, MXC_F32, n, int(d.hidden), f.eps, g.stream),
        "post_attention_layernorm");
   g.ok(api.mxc_gemm_f32(n, d.n_experts, d.hidden, xn, f.router.as<float>(), g.router_logits.as<float>(), g.stream),
        "router");
   g.ok(api.mxc_router_topk(g.router_logits.as<float>(), n, d.n_experts, f.top_k, f.norm_topk_prob ? 1 : 0,
-                           g.ids.as<int32_t>(), g.weights.as<float>(), g.stream),
+                           ids, weights, g.stream),
        "router top-k");
   ExpertsBridgeArgs a;
   a.layer = f.layer;
@@ -91,8 +93,8 @@ static void moe_forward(GpuFfn& f, GpuContext& g) {
   a.prefill = g.plan.prefill;
   a.prefill_on_gpu = f.experts_prefill_on_gpu;
   a.xn = xn;
-  a.ids = g.ids.as<int32_t>();
-  a.weights = g.weights.as<float>();
+  a.ids = ids;
+  a.weights = weights;
   a.y = g.tmp.as<float>();
   run_routed_experts(g, *f.experts, a);
   g.ok(api.mxc_add(g.x.as<float>(), g.tmp.as<float>(), g.x.as<float>(), n * d.hidden, g.stream), "MoE residual add");

@@ -4,7 +4,7 @@ import type { Command } from 'commander';
 import { InvalidArgumentError } from 'commander';
 import { basename } from 'node:path';
 import { runBench, type BenchResult, type BenchTest } from '../engine/bench.ts';
-import { benchOp } from '../engine/bench-op.ts';
+import { benchOp, parseDevices } from '../engine/bench-op.ts';
 import { fileTypeName, paramCounts } from '../engine/model-info.ts';
 import { loadModel } from '../model/load.ts';
 import type { IsaLevel } from '../native/isa.ts';
@@ -26,6 +26,7 @@ interface BenchFlags extends RulesFlags {
   tokens: number[];
   isa?: string;
   probeMib: number;
+  device?: string;
 }
 
 function intList(v: string): number[] {
@@ -55,6 +56,7 @@ export function register(program: Command): void {
     .option('--down-type <t>', 'with --op experts: ffn_down type when different (Q4_K_M files use q6_k in half the layers)')
     .option('--tokens <n,...>', 'with --op: tokens per call', intList, [1, 512])
     .option('--isa <level>', 'with --op: force a lower ISA level (see mixtile doctor)')
+    .option('--device <list>', 'with --op experts: cpu,gpu,split = the CPU kernel, every expert streamed to the GPU, the cost model\'s split (the crossover; needs CUDA)')
     .option('--probe-mib <n>', 'with --op: MiB for the DRAM bandwidth probe; 0 = skip', intArg(0), 1024)
     .addHelpText('after', '\nExamples:\n  mixtile synth --preset tiny /tmp/tiny.gguf && mixtile bench -m /tmp/tiny.gguf -p 64 -n 16 -r 3 -v\n  mixtile bench --op experts --type q4_k --tokens 1,512 -t 2')
     .action(async (o: BenchFlags) => {
@@ -147,6 +149,7 @@ async function benchOperator(o: BenchFlags): Promise<number> {
     reps: o.repetitions,
     isa: o.isa as IsaLevel | undefined,
     probeMiB: o.probeMib,
+    devices: o.device ? parseDevices(o.device) : undefined,
   };
   if (o.output === 'md') {
     benchOp(o.op, opts);

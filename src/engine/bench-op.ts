@@ -1,11 +1,15 @@
 // Operator micro-benchmark (`mixtile bench --op`, or run this file directly): times the native
 // experts / linear kernels on Qwen3-30B-A3B layer shapes with synthetic weights and reports
-// GB/s, GFLOP/s and, for decode, the share of the DRAM floor measured in the same run.
+// GB/s, GFLOP/s and, for decode, the share of the DRAM floor measured in the same run. With
+// `devices` (--device cpu,gpu,split) the experts run through the GPU experts path instead: CPU kernel,
+// every expert streamed to the GPU, or the cost model's split, per token count (the crossover).
 //   npx tsx src/engine/bench-op.ts --op experts --type q4_k --tokens 1,512
+//   npx tsx src/engine/bench-op.ts --op experts --type q4_k --down-type q6_k --device cpu,gpu,split --tokens 1,8,32,128,512,2048
 import { parseArgs } from 'node:util';
 import { GgmlType, ggmlRowBytes } from '../formats/ggml-types.ts';
 import { addon } from '../native/addon.ts';
-import { expertsLoad, moeForwardRouted } from '../native/experts.ts';
+import { expertsLoad, moeForwardRouted, type ExpertsHandle } from '../native/experts.ts';
+import { gpuExpertsCost, gpuExpertsForward, gpuExpertsRelease, type ExpertsPlacement, type GpuExpertsResult } from '../native/gpu-experts.ts';
 import { isaInfo, setIsa, setThreads, type IsaLevel } from '../native/isa.ts';
 import { linearForward, linearLoad } from '../native/linear.ts';
 import { NativeWeight, type NativeHandle } from '../native/tensor.ts';
@@ -30,6 +34,8 @@ export interface BenchOpOptions {
   outFeatures?: number;
   /** MiB for the DRAM probe (default 1024; 0 skips it). */
   probeMiB?: number;
+  /** experts: run through the GPU experts path with these placements (needs a CUDA library and device). */
+  devices?: ExpertsPlacement[];
 }
 
 export interface BenchOpRow {
@@ -49,6 +55,11 @@ export interface BenchOpRow {
   /** DRAM floor for the weight bytes (ms) and this call's time as a multiple of it. */
   floorMs?: number;
   xFloor?: number;
+  /** --device rows: where the experts ran, how many on the GPU / CPU, the cost model's prediction (ms). */
+  placement?: ExpertsPlacement;
+  gpuExperts?: number;
+  cpuExperts?: number;
+  predictedMs?: number;
 }
 
 const TYPES: Record<string, GgmlType> = {
@@ -97,6 +108,60 @@ function randomRouting(n: number, nExpert: number, topK: number, seed: number): 
   return { ids, weights };
 }
 
+interface PlacementShape {
+  hidden: number;
+  ffn: number;
+  nExpert: number;
+  topK: number;
+  reps: number;
+  expertBytes: number;
+  threads: number;
+}
+
+/** One layer's experts per token count on the CPU, the GPU (weights streamed) and split: the crossover. */
+function benchPlacements(ex: ExpertsHandle, type: string, devices: ExpertsPlacement[], tokens: number[], s: PlacementShape): BenchOpRow[] {
+  const c = gpuExpertsCost(ex);
+  console.log(
+    `# cost model (${c.source}): PCIe ${c.pcieGbps.toFixed(1)} GB/s, expert ${(c.expertBytes / 1e6).toFixed(2)} MB; ` +
+      `GPU ${c.gpuBaseUs.toFixed(1)} us/expert + ${c.gpuRowUs.toFixed(3)} us/token, call ${c.gpuCallUs.toFixed(0)} us; ` +
+      `CPU ${c.cpuBaseUs.toFixed(1)} us/expert + ${c.cpuRowUs.toFixed(3)} us/token\n# MIXTILE_EXPERT_COST=${c.env}`,
+  );
+  const rows: BenchOpRow[] = [];
+  for (const n of tokens) {
+    const x = new Float32Array(n * s.hidden).map((_, i) => Math.sin(i * 0.37));
+    const y = new Float32Array(n * s.hidden);
+    for (const placement of devices) {
+      const times: number[] = [];
+      let last: GpuExpertsResult | undefined;
+      let touched = 0;
+      for (let r = -1; r < s.reps; r++) {  // r = -1: warm-up (scratch, cuBLAS heuristics)
+        const { ids, weights } = randomRouting(n, s.nExpert, s.topK, 1000 + r);
+        last = gpuExpertsForward(ex, x, n, ids, weights, s.topK, placement, y);
+        if (r >= 0) times.push(last.ms);
+        touched = new Set(ids).size;
+      }
+      if (!last) continue;
+      const ms = median(times);
+      rows.push({
+        op: 'experts',
+        type,
+        tokens: n,
+        kernel: `${placement} ${last.gpuExperts}g/${last.cpuExperts}c`,
+        threads: s.threads,
+        ms,
+        cpuMs: last.cpuMs,
+        weightGBps: (touched * s.expertBytes) / (ms * 1e6),
+        gflops: (2 * 3 * n * s.topK * s.hidden * s.ffn) / (ms * 1e6),
+        placement,
+        gpuExperts: last.gpuExperts,
+        cpuExperts: last.cpuExperts,
+        predictedMs: Math.max(last.predictedCpuMs, last.predictedGpuMs),
+      });
+    }
+  }
+  return rows;
+}
+
 /** Runs the benchmark and returns one row per token count (it also prints them). */
 export function benchOp(op: BenchOpName, opts: BenchOpOptions): BenchOpRow[] {
   if (opts.threads) setThreads(opts.threads);
@@ -124,7 +189,12 @@ export function benchOp(op: BenchOpName, opts: BenchOpOptions): BenchOpRow[] {
     const ex = expertsLoad({ gate, up, down, router });
     for (const w of [gate, up, down, router]) w.dispose();
     const expertBytes = 2 * ggmlRowBytes(type, hidden) * ffn + ggmlRowBytes(downType, ffn) * hidden;
-    for (const n of opts.tokens) {
+    if (opts.devices) {
+      const label = downType === type ? opts.type : `${opts.type}/${opts.downType}`;
+      rows.push(...benchPlacements(ex, label, opts.devices, opts.tokens, { hidden, ffn, nExpert, topK, reps, expertBytes, threads: info.threads }));
+      gpuExpertsRelease(ex);
+    }
+    for (const n of opts.devices ? [] : opts.tokens) {
       const x = new Float32Array(n * hidden).map((_, i) => Math.sin(i * 0.37));
       const y = new Float32Array(n * hidden);
       const times: number[] = [];
@@ -209,10 +279,19 @@ export function benchOp(op: BenchOpName, opts: BenchOpOptions): BenchOpRow[] {
       `${r.op.padEnd(8)} ${r.type.padEnd(10)} n=${String(r.tokens).padEnd(5)} ${r.kernel.padEnd(18)} ` +
         `${r.ms.toFixed(3).padStart(9)} ms  ${r.weightGBps.toFixed(1).padStart(7)} GB/s  ${r.gflops.toFixed(1).padStart(7)} GFLOP/s` +
         (r.floorMs !== undefined ? `  floor ${r.floorMs.toFixed(3)} ms (${r.xFloor!.toFixed(2)}x)` : '') +
-        `  | cpu ${r.cpuMs.toFixed(3)} ms/thread, ${(r.gflops * (r.ms / r.cpuMs)).toFixed(1)} GFLOP/s per cpu-time`,
+        (r.placement
+          ? `  | predicted ${r.predictedMs!.toFixed(3)} ms, CPU part ${r.cpuMs.toFixed(3)} ms`
+          : `  | cpu ${r.cpuMs.toFixed(3)} ms/thread, ${(r.gflops * (r.ms / r.cpuMs)).toFixed(1)} GFLOP/s per cpu-time`),
     );
   }
   return rows;
+}
+
+/** "cpu,gpu,split" -> placements; throws naming the choices. */
+export function parseDevices(list: string): ExpertsPlacement[] {
+  const out = list.split(',').map((d) => d.trim());
+  for (const d of out) if (d !== 'cpu' && d !== 'gpu' && d !== 'split') throw new Error(`--device: "${d}" is not cpu, gpu or split`);
+  return out as ExpertsPlacement[];
 }
 
 function main(): void {
@@ -229,6 +308,7 @@ function main(): void {
       out: { type: 'string', default: '4096' },
       hidden: { type: 'string', default: '2048' },
       ffn: { type: 'string', default: '768' },
+      device: { type: 'string' },
     },
   });
   if (values.op !== 'experts' && values.op !== 'linear') throw new Error(`--op must be experts or linear, got ${values.op}`);
@@ -243,6 +323,7 @@ function main(): void {
     outFeatures: Number(values.out),
     hidden: Number(values.hidden),
     ffn: Number(values.ffn),
+    devices: values.device ? parseDevices(values.device) : undefined,
   });
 }
 

@@ -175,7 +175,10 @@ ExpertsSplitResult ExpertsSplitRunner::forward(const GpuExpertWeights& gw, const
       for (int64_t j = 0; j < K; ++j) P += mask[ids[t * K + j]] ? 0 : 1;
     }
     first_[size_t(n)] = P;
-    if (P > 0) {
+    if (P > 0 && res.plan.gpu_experts == 0) {  // all on the CPU: the kernel as the CPU path calls it
+      grow_pinned(size_t(n * H) * 4);
+      moe_forward_routed(ew, x_host, n, ids, weights, top_k, y_pinned_);
+    } else if (P > 0) {
       xv_.resize(size_t(P * H));
       yv_.resize(size_t(P * H));
       idv_.resize(size_t(P));

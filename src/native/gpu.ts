@@ -42,6 +42,14 @@ export interface GpuStats {
   h2dBytes: number;
   d2hBytes: number;
   kvBytes: number;
+  /** Host milliseconds: issuing attention blocks; waiting for the GPU before the CPU experts; the experts; the output head. */
+  attentionIssueMs: number;
+  expertsWaitMs: number;
+  expertsCpuMs: number;
+  lmHeadMs: number;
+  /** Decode-step CUDA graphs captured and replayed (native/src/gpu/graphs.h). */
+  graphsCaptured: number;
+  graphLaunches: number;
   device: number;
   library: string;
 }

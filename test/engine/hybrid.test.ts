@@ -130,6 +130,29 @@ describe('hybrid forward (GPU + CPU) vs the CPU forward', { skip }, () => {
     assert.equal(s.lmHeadRows, 9 + 6);
     assert.ok(s.kvBytes > 0);
     assert.equal(gpu!.operators, 2 * 2 + 1, 'attention and MoE block per layer, and lm_head');
+    if (process.env.MIXTILE_GPU_GRAPHS !== '0') {
+      // Each one-token step replays two graphs per layer (attention; norm + router), captured once each.
+      assert.equal(s.graphLaunches, 6 * 2 * 2);
+      assert.equal(s.graphsCaptured, 2 * 2);
+    }
+  });
+
+  test('decode graphs: one-token steps of two slots, across a context-length bucket (256)', async () => {
+    const gpu = await both(tiny, { ctxSize: 300, nSeq: 2 }, 'qwen3moe-hybrid', (run) => {
+      const prompt = range(1000, 1254);
+      run(batch(prompt, range(0, 254), prompt.map(() => 0), [253]), 'long prompt in slot 0');
+      run(batch([5, 6], [0, 1], [1, 1], [1]), 'short prompt in slot 1');
+      for (let p = 254, q = 2; p < 260; p++, q++) {
+        run(batch([p % 97], [p], [0], [0]), `slot 0 decode at ${p}`);
+        run(batch([q * 3], [q], [1], [0]), `slot 1 decode at ${q}`);
+      }
+    });
+    const s = gpu!.stats();
+    if (process.env.MIXTILE_GPU_GRAPHS !== '0') {
+      // Attention graphs: slot 0 at bounds 256 and 300 (the context), slot 1 at 256; the router graph is shared.
+      assert.equal(s.graphsCaptured, 2 * (3 + 1));
+      assert.equal(s.graphLaunches, 12 * 2 * 2);
+    }
   });
 
   test('interleaved sequences: one-token runs, a prefill run beside decodes, a sequence twice in a batch', async () => {

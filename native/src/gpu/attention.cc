@@ -48,18 +48,18 @@ std::shared_ptr<GpuAttention> gpu_attention_create(std::shared_ptr<GpuContext> c
   if (k_norm) a->k_norm = upload_f32(*ctx, *k_norm, "self_attn.k_norm");
   a->wqkv = upload_bf16_stacked(*ctx, {&wq, &wk, &wv}, "self_attn q/k/v");
   a->wo = upload_bf16_stacked(*ctx, {&wo}, "self_attn.o_proj");
+  a->graphs = std::make_unique<GraphCache>(ctx->api);
   return a;
 }
 
-void gpu_attention_forward(GpuAttention& a) {
+// Queues the block for plan p. decode_max_len > 0 replaces each decode group's max_len (a graph is
+// captured for a bound on the lengths, not the lengths themselves).
+static void issue(GpuAttention& a, const BatchPlan& p, int64_t decode_max_len) {
   GpuContext& g = *a.ctx;
   const CudaApi& api = *g.api;
   const GpuDims& d = g.dims;
-  const BatchPlan& p = g.plan;
   const int64_t n = p.n, hd = d.hidden, qd = d.q_dim(), kvd = d.kv_dim();
-  if (n <= 0) throw std::logic_error("gpu attention: no batch begun");
   mxc_stream* s = g.stream;
-  g.bind();
   auto* xb = g.xb.as<uint16_t>();
   g.ok(api.mxc_rmsnorm(g.x.as<float>(), a.norm.as<float>(), xb, MXC_BF16, n, int(hd), a.eps, s), "input_layernorm");
   // One token: one GEMM over the stacked weight gives q|k|v contiguous. More tokens: three GEMMs so
@@ -95,16 +95,40 @@ void gpu_attention_forward(GpuAttention& a) {
          "attention (prefill)");
   }
   for (const DecodeGroup& gr : p.decode) {
-    const size_t ws = api.mxc_attention_decode_workspace_bytes(gr.count, d.n_heads, d.head_dim, gr.max_len);
+    const int64_t max_len = decode_max_len > 0 ? decode_max_len : gr.max_len;
+    const size_t ws = api.mxc_attention_decode_workspace_bytes(gr.count, d.n_heads, d.head_dim, max_len);
     void* w_ptr = g.decode_workspace(ws);
-    g.ok(api.mxc_attention_decode(kv, g.d_dec_seq() + gr.first, g.d_dec_len() + gr.first, gr.max_len, q + gr.first * qd,
+    g.ok(api.mxc_attention_decode(kv, g.d_dec_seq() + gr.first, g.d_dec_len() + gr.first, max_len, q + gr.first * qd,
                                   gr.count, d.n_heads, scale, att + gr.first * qd, w_ptr, g.decode_ws.bytes(), s),
          "attention (decode)");
   }
   g.ok(api.mxc_convert(att, MXC_F32, xb, MXC_BF16, n * qd, s), "attention output to bf16");
   // o_proj accumulates into the residual stream (beta = 1).
   g.ok(api.mxc_gemm_bf16(g.blas, n, hd, qd, xb, a.wo.as<uint16_t>(), g.x.as<float>(), MXC_F32, 1.f), "o_proj");
+}
+
+void gpu_attention_forward(GpuAttention& a) {
+  GpuContext& g = *a.ctx;
+  const BatchPlan& p = g.plan;
+  if (p.n <= 0) throw std::logic_error("gpu attention: no batch begun");
+  const uint64_t t0 = now_ns();
+  g.bind();
+  if (p.n == 1 && graphs_enabled()) {
+    // The graph bakes the KV slot (a host argument of the KV store) and a bound on the context length,
+    // rounded up to a power of two so a few graphs serve every length.
+    const int64_t cap = g.kv.capacity;
+    int64_t bound = 256;
+    while (bound < p.runs[0].pos0 + 1) bound *= 2;
+    if (bound > cap) bound = cap;
+    const AttentionRun& r = p.runs[0];
+    // The workspace must not move under a captured graph: size it for the whole context first.
+    g.decode_workspace(g.api->mxc_attention_decode_workspace_bytes(1, g.dims.n_heads, g.dims.head_dim, cap));
+    a.graphs->run(g, (uint64_t(r.seq) << 32) | uint64_t(bound), [&] { issue(a, p, bound); });
+  } else {
+    issue(a, p, 0);
+  }
   g.counters.attention++;
+  g.counters.attention_issue_ns += now_ns() - t0;
 }
 
 }  // namespace mixtile::gpu

@@ -4,6 +4,7 @@
 #include <memory>
 
 #include "gpu/context.h"
+#include "gpu/graphs.h"
 #include "tensor.h"
 
 namespace mixtile::gpu {
@@ -16,6 +17,7 @@ struct GpuAttention {
   DeviceBuffer q_norm, k_norm;  // f32 [head_dim] (empty: none)
   DeviceBuffer wqkv;            // bf16 [q_dim + 2 kv_dim][hidden]: q, k, v rows stacked
   DeviceBuffer wo;              // bf16 [hidden][q_dim]
+  std::unique_ptr<GraphCache> graphs;  // one-token steps, by KV slot and context-length bucket
 };
 
 // Checks shapes against the context's dims (throws std::invalid_argument naming the weight) and uploads.
@@ -25,6 +27,7 @@ std::shared_ptr<GpuAttention> gpu_attention_create(std::shared_ptr<GpuContext> c
                                                    const Weight& wv, const Weight& wo);
 
 // Queues the block for the current ubatch (gpu_batch_begin) on the context's stream; x stays on the GPU.
+// A one-token ubatch replays a captured graph (graphs.h).
 void gpu_attention_forward(GpuAttention& a);
 
 }  // namespace mixtile::gpu

@@ -100,7 +100,8 @@ Napi::Value kv_copy(const Napi::CallbackInfo& info) {
 }
 
 // gpuStats(ctx) -> { forwards, attention, moe, mlp, lmHeadRows, embedTokens, expertsCpuTokens,
-//   expertsGpuTokens, h2dBytes, d2hBytes, kvBytes, device, library }
+//   expertsGpuTokens, h2dBytes, d2hBytes, kvBytes, attentionIssueMs, expertsWaitMs, expertsCpuMs, lmHeadMs,
+//   graphsCaptured, graphLaunches, device, library }
 Napi::Value stats(const Napi::CallbackInfo& info) {
   auto g = gpu_handle_get<GpuContext>(info[0], GpuHandle::context, "gpu context");
   const GpuCounters& c = g->counters;
@@ -116,6 +117,12 @@ Napi::Value stats(const Napi::CallbackInfo& info) {
   o.Set("h2dBytes", double(c.h2d_bytes));
   o.Set("d2hBytes", double(c.d2h_bytes));
   o.Set("kvBytes", double(g->kv.bytes));
+  o.Set("attentionIssueMs", double(c.attention_issue_ns) * 1e-6);
+  o.Set("expertsWaitMs", double(c.experts_wait_ns) * 1e-6);
+  o.Set("expertsCpuMs", double(c.experts_cpu_ns) * 1e-6);
+  o.Set("lmHeadMs", double(c.lm_head_ns) * 1e-6);
+  o.Set("graphsCaptured", double(c.graphs_captured));
+  o.Set("graphLaunches", double(c.graph_launches));
   o.Set("device", g->device);
   o.Set("library", g->api->path);
   return o;

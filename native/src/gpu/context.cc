@@ -2,10 +2,15 @@
 #include "gpu/context.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cstring>
 #include <stdexcept>
 
 namespace mixtile::gpu {
+
+uint64_t now_ns() {
+  return uint64_t(std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch()).count());
+}
 
 void check(const CudaApi& api, mxc_status st, const char* what) {
   if (st != MXC_OK) throw std::runtime_error(std::string(what) + ": " + api.mxc_last_error());
@@ -100,6 +105,7 @@ void* GpuContext::decode_workspace(size_t bytes) {
     sync();
     decode_ws.reset();
     decode_ws = alloc(grown, "attention decode workspace");
+    decode_ws_generation++;
   }
   return decode_ws.as();
 }

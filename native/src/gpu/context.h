@@ -114,7 +114,14 @@ struct GpuCounters {
   uint64_t forwards = 0, attention = 0, moe = 0, mlp = 0, lm_head_rows = 0, embed_tokens = 0;
   uint64_t experts_cpu_tokens = 0, experts_gpu_tokens = 0;
   uint64_t h2d_bytes = 0, d2h_bytes = 0;
+  // Host time (ns): issuing the attention blocks; waiting for the GPU before the experts (about the GPU
+  // time of norm + attention + router when issuing is quick); the CPU experts; the output head (with its wait).
+  uint64_t attention_issue_ns = 0, experts_wait_ns = 0, experts_cpu_ns = 0, lm_head_ns = 0;
+  uint64_t graphs_captured = 0, graph_launches = 0;
 };
+
+// Nanoseconds on a monotonic clock, for the counters above.
+uint64_t now_ns();
 
 struct GpuContext {
   const CudaApi* api = nullptr;
@@ -139,6 +146,7 @@ struct GpuContext {
   DeviceBuffer sel;            // f32 [LOGIT_ROWS][hidden]: lm_head rows
   DeviceBuffer logits;         // f32 [LOGIT_ROWS][vocab]
   DeviceBuffer decode_ws;      // attention decode split-K workspace (grows on demand)
+  uint64_t decode_ws_generation = 0;  // bumped when decode_ws moves: graphs that baked it are stale
 
   // Pinned staging (host).
   PinnedBuffer h_x, h_y;       // f32 [ub][hidden]

@@ -22,8 +22,12 @@ void run_routed_experts(GpuContext& g, const ExpertsWeights& experts, const Expe
     g.ok(api.mxc_memcpy_d2h(hids, a.ids, rb, g.stream), "expert ids to the host");
     g.ok(api.mxc_memcpy_d2h(hw, a.weights, rb, g.stream), "expert weights to the host");
   }
+  const uint64_t t0 = now_ns();
   g.sync();
+  const uint64_t t1 = now_ns();
   moe_forward_routed(experts, hx, a.n, hids, hw, a.top_k, g.h_y.as<float>());
+  g.counters.experts_wait_ns += t1 - t0;
+  g.counters.experts_cpu_ns += now_ns() - t1;
   g.ok(api.mxc_memcpy_h2d(a.y, g.h_y.as(), xb, g.stream), "experts output to the GPU");
   g.counters.experts_cpu_tokens += uint64_t(a.n);
   g.counters.d2h_bytes += xb + 2 * rb;

@@ -46,6 +46,7 @@ std::shared_ptr<GpuFfn> gpu_moe_create(std::shared_ptr<GpuContext> ctx, int laye
   f->experts_prefill_on_gpu = experts_prefill_on_gpu;
   f->norm = upload_f32(*ctx, norm, "post_attention_layernorm");
   f->router = upload_f32(*ctx, router, "mlp.gate");
+  f->graphs = std::make_unique<GraphCache>(ctx->api);
   return f;
 }
 
@@ -69,6 +70,7 @@ std::shared_ptr<GpuFfn> gpu_mlp_create(std::shared_ptr<GpuContext> ctx, int laye
   f->norm = upload_f32(*ctx, norm, "post_attention_layernorm");
   f->gate_up = upload_bf16_stacked(*ctx, {&gate, &up}, "mlp gate/up");
   f->down = upload_bf16_stacked(*ctx, {&down}, "mlp.down_proj");
+  f->graphs = std::make_unique<GraphCache>(ctx->api);
   return f;
 }
 
@@ -79,13 +81,17 @@ static void moe_forward(GpuFfn& f, GpuContext& g) {
   float* xn = g.route.as<float>();
   int32_t* ids = reinterpret_cast<int32_t*>(xn + n * d.hidden);
   float* weights = reinterpret_cast<float*>(ids + n * f.top_k);
-  g.ok(api.mxc_rmsnorm(g.x.as<float>(), f.norm.as<float>(), xn, MXC_F32, n, int(d.hidden), f.eps, g.stream),
-       "post_attention_layernorm");
-  g.ok(api.mxc_gemm_f32(n, d.n_experts, d.hidden, xn, f.router.as<float>(), g.router_logits.as<float>(), g.stream),
-       "router");
-  g.ok(api.mxc_router_topk(g.router_logits.as<float>(), n, d.n_experts, f.top_k, f.norm_topk_prob ? 1 : 0,
-                           ids, weights, g.stream),
-       "router top-k");
+  auto route = [&] {
+    g.ok(api.mxc_rmsnorm(g.x.as<float>(), f.norm.as<float>(), xn, MXC_F32, n, int(d.hidden), f.eps, g.stream),
+         "post_attention_layernorm");
+    g.ok(api.mxc_gemm_f32(n, d.n_experts, d.hidden, xn, f.router.as<float>(), g.router_logits.as<float>(), g.stream),
+         "router");
+    g.ok(api.mxc_router_topk(g.router_logits.as<float>(), n, d.n_experts, f.top_k, f.norm_topk_prob ? 1 : 0, ids,
+                             weights, g.stream),
+         "router top-k");
+  };
+  if (n == 1 && graphs_enabled()) f.graphs->run(g, 0, route);
+  else route();
   ExpertsBridgeArgs a;
   a.layer = f.layer;
   a.n = n;
@@ -105,14 +111,18 @@ static void mlp_forward(GpuFfn& f, GpuContext& g) {
   const CudaApi& api = *g.api;
   const GpuDims& d = g.dims;
   const int64_t n = g.plan.n;
-  auto* xb = g.xb.as<uint16_t>();
-  g.ok(api.mxc_rmsnorm(g.x.as<float>(), f.norm.as<float>(), xb, MXC_BF16, n, int(d.hidden), f.eps, g.stream),
-       "post_attention_layernorm");
-  float* gu = g.gate_up.as<float>();
-  g.ok(api.mxc_gemm_bf16(g.blas, n, 2 * f.ffn, d.hidden, xb, f.gate_up.as<uint16_t>(), gu, MXC_F32, 0.f), "gate/up");
-  g.ok(api.mxc_silu_mul(gu, gu + f.ffn, 2 * f.ffn, xb, MXC_BF16, n, int(f.ffn), g.stream), "silu * up");
-  g.ok(api.mxc_gemm_bf16(g.blas, n, d.hidden, f.ffn, xb, f.down.as<uint16_t>(), g.x.as<float>(), MXC_F32, 1.f),
-       "down_proj");
+  auto mlp = [&] {
+    auto* xb = g.xb.as<uint16_t>();
+    g.ok(api.mxc_rmsnorm(g.x.as<float>(), f.norm.as<float>(), xb, MXC_BF16, n, int(d.hidden), f.eps, g.stream),
+         "post_attention_layernorm");
+    float* gu = g.gate_up.as<float>();
+    g.ok(api.mxc_gemm_bf16(g.blas, n, 2 * f.ffn, d.hidden, xb, f.gate_up.as<uint16_t>(), gu, MXC_F32, 0.f), "gate/up");
+    g.ok(api.mxc_silu_mul(gu, gu + f.ffn, 2 * f.ffn, xb, MXC_BF16, n, int(f.ffn), g.stream), "silu * up");
+    g.ok(api.mxc_gemm_bf16(g.blas, n, d.hidden, f.ffn, xb, f.down.as<uint16_t>(), g.x.as<float>(), MXC_F32, 1.f),
+         "down_proj");
+  };
+  if (n == 1 && graphs_enabled()) f.graphs->run(g, 0, mlp);
+  else mlp();
   g.counters.mlp++;
 }
 

@@ -6,6 +6,7 @@
 
 #include "cpu/experts/experts.h"
 #include "gpu/context.h"
+#include "gpu/graphs.h"
 #include "tensor.h"
 
 namespace mixtile::gpu {
@@ -24,6 +25,7 @@ struct GpuFfn {
   // Dense: gate|up stacked bf16 [2 ffn][hidden], down bf16 [hidden][ffn].
   DeviceBuffer gate_up, down;
   int64_t ffn = 0;
+  std::unique_ptr<GraphCache> graphs;  // one-token steps (norm, router, top-k / the dense MLP)
 };
 
 // Throw std::invalid_argument naming the weight whose shape does not fit.

@@ -41,7 +41,7 @@ void unpin_locked(const CudaApi& api, uintptr_t begin) {
 }
 
 // Pins [b, e) rounded out to pages; on success appends the pieces held to `held` and returns "".
-std::string pin_range(const CudaApi& api, uintptr_t b, uintptr_t e, std::vector<uintptr_t>& held) {
+std::string pin_range(const CudaApi& api, uintptr_t b, uintptr_t e, std::vector<std::pair<uintptr_t, uintptr_t>>& held) {
   const uintptr_t pg = page_size();
   b = b / pg * pg;
   e = (e + pg - 1) / pg * pg;
@@ -51,7 +51,7 @@ std::string pin_range(const CudaApi& api, uintptr_t b, uintptr_t e, std::vector<
   for (uintptr_t cur = b; cur < e;) {
     if (it != g_pins.end() && it->first <= cur) {  // already pinned: share it
       ++it->second.refs;
-      held.push_back(it->first);
+      held.emplace_back(it->first, it->second.end);
       cur = it->second.end;
       ++it;
       continue;
@@ -61,7 +61,7 @@ std::string pin_range(const CudaApi& api, uintptr_t b, uintptr_t e, std::vector<
       return api.mxc_last_error();
     }
     g_pins.emplace(cur, PinEntry{gap_end, 1});
-    held.push_back(cur);
+    held.emplace_back(cur, gap_end);
     cur = gap_end;
   }
   return "";
@@ -105,17 +105,22 @@ GpuExpertWeights::GpuExpertWeights(const CudaApi& api, const Weight& gate, const
     if (!err.empty()) {
       unpinned_reason_ = "mxc_host_register refused the weights (" + err + "); staging through pinned buffers";
       std::lock_guard<std::mutex> lock(g_pin_mu);
-      for (uintptr_t p : held_) unpin_locked(api, p);
+      for (const auto& p : held_) unpin_locked(api, p.first);
       held_.clear();
       return;
     }
   }
+  // Pieces shared by two tensors appear twice: keep one of each, sorted, for copy_pieces.
+  std::vector<std::pair<uintptr_t, uintptr_t>> pieces = held_;
+  std::sort(pieces.begin(), pieces.end());
+  pieces.erase(std::unique(pieces.begin(), pieces.end()), pieces.end());
+  pieces_ = std::move(pieces);
   pinned_ = true;
 }
 
 GpuExpertWeights::~GpuExpertWeights() {
   std::lock_guard<std::mutex> lock(g_pin_mu);
-  for (uintptr_t p : held_) unpin_locked(api_, p);
+  for (const auto& p : held_) unpin_locked(api_, p.first);
 }
 
 // ------------------------------------------------------------------ GpuExperts
@@ -200,7 +205,7 @@ void GpuExperts::stream_expert(const GpuExpertWeights& w, int64_t e, int slot) {
     const uint8_t* src = p->data + p->matrix_bytes() * size_t(e);
     uint8_t* d = static_cast<uint8_t*>(dst.p) + off;
     if (w.pinned_) {
-      check(api_.mxc_memcpy_h2d(d, src, p->matrix_bytes(), copy_), "mxc_memcpy_h2d");
+      copy_pieces(w, d, src, p->matrix_bytes());
     } else {
       if (off == 0) check(api_.mxc_event_sync(copied_[size_t(slot)]), "mxc_event_sync");
       uint8_t* st = static_cast<uint8_t*>(stage_[size_t(slot)].p) + off;
@@ -210,6 +215,26 @@ void GpuExperts::stream_expert(const GpuExpertWeights& w, int64_t e, int slot) {
     off += align_up(p->matrix_bytes(), 256);
   }
   check(api_.mxc_event_record(copied_[size_t(slot)], copy_), "mxc_event_record");
+}
+
+// One copy per registration the source range touches (usually one; two where a tensor starts or
+// ends on a page pinned with its neighbour).
+void GpuExperts::copy_pieces(const GpuExpertWeights& w, uint8_t* dst, const uint8_t* src, size_t bytes) {
+  const auto& pc = w.pieces_;
+  uintptr_t cur = reinterpret_cast<uintptr_t>(src);
+  const uintptr_t end = cur + bytes;
+  auto it = std::upper_bound(pc.begin(), pc.end(), std::make_pair(cur, UINTPTR_MAX));
+  while (cur < end) {
+    if (it == pc.begin()) throw std::logic_error("gpu experts: copy source outside the pinned ranges");
+    const uintptr_t piece_end = std::prev(it)->second;
+    if (piece_end <= cur) throw std::logic_error("gpu experts: copy source outside the pinned ranges");
+    const uintptr_t stop = std::min(end, piece_end);
+    check(api_.mxc_memcpy_h2d(dst + (cur - reinterpret_cast<uintptr_t>(src)), reinterpret_cast<const void*>(cur),
+                              size_t(stop - cur), copy_),
+          "mxc_memcpy_h2d");
+    cur = stop;
+    ++it;
+  }
 }
 
 // Compute stream: dequantize slot `slot` to BF16 (gate and up stacked as one [2 ffn][hidden] matrix),

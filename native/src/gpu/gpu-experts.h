@@ -46,7 +46,9 @@ class GpuExpertWeights {
   int64_t n_expert_, hidden_, ffn_;
   bool pinned_ = false;
   std::string unpinned_reason_;
-  std::vector<uintptr_t> held_;  // page ranges of the process-wide pin registry this object holds
+  // Pinned pieces of the process-wide registry this object holds, [begin, end) sorted by begin. A
+  // copy must not span two registrations (the driver rejects it): copy_pieces splits at their edges.
+  std::vector<std::pair<uintptr_t, uintptr_t>> held_, pieces_;
 };
 
 // What one forward did (for the cost model and benches).
@@ -95,6 +97,7 @@ class GpuExperts {
   void grow_host(Buf& b, size_t bytes);      // pinned host, grow-only
   void check(mxc_status st, const char* what) const;
   void stream_expert(const GpuExpertWeights& w, int64_t e, int slot);  // copy stream: raw bytes into slot
+  void copy_pieces(const GpuExpertWeights& w, uint8_t* dst, const uint8_t* src, size_t bytes);
   void compute_expert(const GpuExpertWeights& w, int slot, int64_t p0, int64_t rows);
 
   const CudaApi& api_;

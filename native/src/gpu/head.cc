@@ -70,6 +70,7 @@ void gpu_lm_head_forward(GpuLmHead& h, const int32_t* rows, int64_t n_rows, floa
   const GpuDims& d = g.dims;
   const int64_t n = g.plan.n;
   if (n <= 0) throw std::logic_error("gpu lm_head: no batch begun");
+  const uint64_t t0 = now_ns();
   g.bind();
   const int64_t chunk = std::min(g.dims.ubatch, GpuContext::LOGIT_ROWS);
   auto* xb = g.xb.as<uint16_t>();
@@ -92,6 +93,7 @@ void gpu_lm_head_forward(GpuLmHead& h, const int32_t* rows, int64_t n_rows, floa
     g.counters.d2h_bytes += bytes;
   }
   g.counters.lm_head_rows += uint64_t(n_rows);
+  g.counters.lm_head_ns += now_ns() - t0;
 }
 
 }  // namespace mixtile::gpu

@@ -1,6 +1,7 @@
 // Checks of what only the CPU stand-in (libmixtile-cuda-host) does, beyond the kernel checks it shares
-// with the GPU (cuda-kernels-test.cc): graph capture records instead of running and replays with the
-// values behind its pointers at launch; CUDA's capture rules; the VRAM capacity
+// with the GPU (cuda-kernels-test.cc): work runs at synchronisation points (deferred); graph capture
+// records instead of running and replays with the values behind its pointers at launch; CUDA's capture
+// rules; the VRAM capacity
 // (run with MIXTILE_CUDA_HOST_VRAM=134217728, 128 MiB); "device" range checks; events; host registration.
 // Exit code 0 = all pass. Run by test/cuda/host-stand-in.test.ts.
 #include <chrono>
@@ -97,6 +98,7 @@ static void test_graph_semantics(Rng& rng) {
     auto av = rng.normals(n), bv = rng.normals(n), kv_row = rng.normals(64);
     const std::vector<int32_t> p = {rep * 5 + 2};
     a.put(av), b.put(bv), k.put(kv_row), pos.put(p);
+    MXT_CHECK(mxc_stream_sync(nullptr));  // the uploads ran on the NULL stream, which s does not wait for
     MXT_CHECK(mxc_graph_launch(g, s));
     MXT_CHECK(mxc_stream_sync(s));
     yv = y.get<float>(n);
@@ -117,6 +119,52 @@ static void test_graph_semantics(Rng& rng) {
   MXT_CHECK(mxc_stream_destroy(s));
 }
 
+// Work runs at synchronisation points, not when issued: a result read early is stale, as it may be on a
+// GPU; a stream that waits on another's event sees that stream's work.
+static void test_deferred(Rng& rng) {
+  const int n = 4096;
+  Dev a(n * 4), y(n * 4);
+  float* pinned = nullptr;
+  MXT_CHECK(mxc_host_alloc(reinterpret_cast<void**>(&pinned), n * 4));
+  auto av = rng.normals(n);
+  a.put(av);
+  mxc_stream *s1 = nullptr, *s2 = nullptr;
+  MXT_CHECK(mxc_stream_create(&s1));
+  MXT_CHECK(mxc_stream_create(&s2));
+  mxc_event* e = nullptr;
+  MXT_CHECK(mxc_event_create(&e, 0));
+  MXT_CHECK(mxc_stream_sync(nullptr));
+  pinned[0] = -1.f;
+  MXT_CHECK(mxc_add(a.as<float>(), a.as<float>(), y.as<float>(), n, s1));
+  MXT_CHECK(mxc_memcpy_d2h(pinned, y.p, n * 4, s1));
+  expect("deferred: a pinned download read before syncing is stale", pinned[0] == -1.f);
+  int done = 1;
+  MXT_CHECK(mxc_event_record(e, s1));
+  MXT_CHECK(mxc_event_query(e, &done));
+  expect("deferred: an event of queued work is not done at first", done == 0);
+  MXT_CHECK(mxc_event_sync(e));
+  expect("deferred: ... and the work has run once it is synced", pinned[0] == 2 * av[0] && pinned[n - 1] == 2 * av[n - 1]);
+  // s2 adds y to itself after s1 wrote y: with the wait it sees s1's result.
+  MXT_CHECK(mxc_add(a.as<float>(), a.as<float>(), y.as<float>(), n, s1));
+  MXT_CHECK(mxc_add(y.as<float>(), a.as<float>(), y.as<float>(), n, s1));  // y = 3a
+  MXT_CHECK(mxc_event_record(e, s1));
+  MXT_CHECK(mxc_stream_wait_event(s2, e));
+  MXT_CHECK(mxc_add(y.as<float>(), a.as<float>(), y.as<float>(), n, s2));  // y = 4a
+  MXT_CHECK(mxc_memcpy_d2h(pinned, y.p, n * 4, s2));
+  MXT_CHECK(mxc_stream_sync(s2));
+  expect("deferred: a wait on another stream's event runs that stream first",
+         pinned[0] == 4 * av[0] && pinned[n - 1] == 4 * av[n - 1]);
+  // A pageable download waits for its stream, as cudaMemcpyAsync to pageable memory does.
+  MXT_CHECK(mxc_add(y.as<float>(), a.as<float>(), y.as<float>(), n, s1));  // y = 5a
+  auto yv = std::vector<float>(n);
+  MXT_CHECK(mxc_memcpy_d2h(yv.data(), y.p, n * 4, s1));
+  expect("deferred: a pageable download returns the finished result", yv[0] == 5 * av[0] && yv[n - 1] == 5 * av[n - 1]);
+  MXT_CHECK(mxc_event_destroy(e));
+  MXT_CHECK(mxc_stream_destroy(s1));
+  MXT_CHECK(mxc_stream_destroy(s2));
+  MXT_CHECK(mxc_host_free(pinned));
+}
+
 static void test_events() {
   mxc_event *t0 = nullptr, *t1 = nullptr, *plain = nullptr;
   MXT_CHECK(mxc_event_create(&t0, 1));
@@ -124,18 +172,25 @@ static void test_events() {
   MXT_CHECK(mxc_event_create(&plain, 0));
   float ms = -1;
   expect_error("event: elapsed before recording", mxc_event_elapsed_ms(t0, t1, &ms), MXC_ERR_CUDA, "never recorded");
+  // Between the records: a GEMM of 64 x 512 x 2048 (work that runs at the sync, where the time is taken).
+  Dev x(64 * 2048 * 2), w(512 * 2048 * 2), y(64 * 512 * 4);
+  MXT_CHECK(mxc_memset(x.p, 0, x.bytes, nullptr));
+  MXT_CHECK(mxc_memset(w.p, 0, w.bytes, nullptr));
+  mxc_blas* blas = nullptr;
+  MXT_CHECK(mxc_blas_create(&blas, nullptr));
   MXT_CHECK(mxc_event_record(t0, nullptr));
-  const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(5);
-  while (std::chrono::steady_clock::now() < until) {
-  }
+  MXT_CHECK(mxc_gemm_bf16(blas, 64, 512, 2048, x.as<uint16_t>(), w.as<uint16_t>(), y.p, MXC_F32, 0.f));
   MXT_CHECK(mxc_event_record(t1, nullptr));
   MXT_CHECK(mxc_event_record(plain, nullptr));
+  expect_error("event: elapsed before the events ran", mxc_event_elapsed_ms(t0, t1, &ms), MXC_ERR_CUDA, "NotReady");
+  MXT_CHECK(mxc_event_sync(t1));
   int done = 0;
   MXT_CHECK(mxc_event_query(t1, &done));
   MXT_CHECK(mxc_event_elapsed_ms(t0, t1, &ms));
-  expect("event: query done, elapsed >= 5 ms", done == 1 && ms >= 5.f && ms < 5000.f, std::to_string(ms) + " ms");
+  expect("event: done after sync, elapsed spans the GEMM", done == 1 && ms > 0.f && ms < 60000.f, std::to_string(ms) + " ms");
   expect_error("event: elapsed of an event without timing", mxc_event_elapsed_ms(t0, plain, &ms), MXC_ERR_CUDA,
                "without timing");
+  MXT_CHECK(mxc_blas_destroy(blas));
   MXT_CHECK(mxc_event_destroy(t0));
   MXT_CHECK(mxc_event_destroy(t1));
   MXT_CHECK(mxc_event_destroy(plain));
@@ -175,6 +230,7 @@ static void test_gemm_f32_and_speed(Rng& rng) {
   MXT_CHECK(mxc_blas_create(&blas, nullptr));
   const auto t0 = std::chrono::steady_clock::now();
   MXT_CHECK(mxc_gemm_bf16(blas, 1, vocab, hidden, lx.as<uint16_t>(), lw.as<uint16_t>(), ly.p, MXC_F32, 0.f));
+  MXT_CHECK(mxc_stream_sync(nullptr));
   const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
   MXT_CHECK(mxc_blas_destroy(blas));
   std::printf("info: lm_head GEMV 1 x %lld x %lld (bf16): %.1f ms\n", (long long)vocab, (long long)hidden, ms);
@@ -185,6 +241,7 @@ int main() {
   test_capacity();
   test_ranges();
   test_graph_semantics(rng);
+  test_deferred(rng);
   test_events();
   test_device();
   test_gemm_f32_and_speed(rng);

@@ -6,15 +6,20 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <deque>
 #include <functional>
 #include <vector>
 
 #include "cuda/mixtile-cuda.h"
 
-// A stream runs each operation synchronously when it is issued, except while it captures a graph
-// (mxc_graph_begin .. mxc_graph_end): then operations are recorded as closures over their arguments
-// and run when the graph is launched, reading whatever the pointers hold at that moment.
+// A stream queues each operation and runs it at the next point where CUDA would have to have finished
+// it (mxc_stream_sync, mxc_event_sync, a copy to pageable memory, mxc_free, ...; streams.cc), so code that
+// reads a result before synchronising sees stale data here as on a GPU. MIXTILE_CUDA_HOST_SYNC=1 runs
+// each operation when it is issued instead. While the stream captures a graph (mxc_graph_begin ..
+// mxc_graph_end), operations are recorded as closures over their arguments and run when the graph is
+// launched, reading whatever the pointers hold at that moment.
 struct mxc_stream {
+  std::deque<std::function<void()>> queue;  // issued, not yet run
   bool capturing = false;
   bool capture_failed = false;  // a call that CUDA forbids during capture ran (stream sync, ...)
   std::vector<std::function<void()>> captured;
@@ -35,15 +40,16 @@ mxc_status fail(mxc_status st, const char* fmt, ...) __attribute__((format(print
     if (mxh_st_ != MXC_OK) return mxh_st_; \
   } while (0)
 
-// Runs `op` now, or appends it to the stream's capture. Arguments are validated before this, at
-// issue time, as the real library does; `op` itself cannot fail.
-inline mxc_status submit(mxc_stream* s, std::function<void()> op) {
-  if (s && s->capturing)
-    s->captured.push_back(std::move(op));
-  else
-    op();
-  return MXC_OK;
-}
+// Queues `op` on stream s (NULL: the legacy default stream), runs it now (MIXTILE_CUDA_HOST_SYNC=1), or
+// appends it to the stream's capture. Arguments are validated before this, at issue time, as the real
+// library does; `op` itself cannot fail.
+mxc_status submit(mxc_stream* s, std::function<void()> op);
+// Runs the queued work of stream s (and, through its event waits, what it depends on) / of every stream.
+void finish_stream(mxc_stream* s);
+void finish_all();
+// Whether [p, p + bytes) is pinned or registered host memory: copies to and from it stay asynchronous;
+// pageable memory is read at issue (host to device) or waits for the stream (device to host), as in CUDA.
+bool is_pinned_host(const void* p, size_t bytes);
 
 // [p, p + bytes) must lie inside one device allocation, pinned host allocation or registered host range
 // (what a kernel may read or write). On a GPU a stray pointer faults at the next sync or silently

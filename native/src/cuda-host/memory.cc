@@ -7,7 +7,9 @@
 #include <cinttypes>
 #include <cstdlib>
 #include <map>
+#include <memory>
 #include <mutex>
+#include <vector>
 
 #include "host-common.h"
 
@@ -133,6 +135,14 @@ mxc_status check_device_range(const void* p, size_t bytes, const char* fn, const
   return MXC_OK;
 }
 
+bool is_pinned_host(const void* p, size_t bytes) {
+  Registry& r = registry();
+  std::lock_guard<std::mutex> lock(r.mu);
+  auto it = region_at(r, reinterpret_cast<uintptr_t>(p));
+  return it != r.regions.end() && it->second.kind != Kind::device &&
+         reinterpret_cast<uintptr_t>(p) + bytes <= it->first + it->second.bytes;
+}
+
 }  // namespace mixtile::cuda_host
 
 using namespace mixtile::cuda_host;
@@ -158,6 +168,7 @@ mxc_status mxc_malloc(void** ptr, size_t bytes) {
 
 mxc_status mxc_free(void* ptr) {
   if (!ptr) return MXC_OK;
+  finish_all();  // cudaFree synchronises the device
   size_t bytes = 0;
   if (!remove_region(ptr, Kind::device, &bytes))
     return fail(MXC_ERR_CUDA, "cudaFree: cudaErrorInvalidValue: %p is not the start of a device allocation "
@@ -181,6 +192,7 @@ mxc_status mxc_host_alloc(void** ptr, size_t bytes) {
 
 mxc_status mxc_host_free(void* ptr) {
   if (!ptr) return MXC_OK;
+  finish_all();  // as cudaFreeHost: queued copies may still use it
   size_t bytes = 0;
   if (!remove_region(ptr, Kind::pinned, &bytes))
     return fail(MXC_ERR_CUDA, "cudaFreeHost: cudaErrorInvalidValue: %p is not the start of a pinned host "
@@ -204,6 +216,7 @@ mxc_status mxc_host_register(void* ptr, size_t bytes) {
 
 mxc_status mxc_host_unregister(void* ptr) {
   MXH_CHECK_ARG(ptr, "mxc_host_unregister: null pointer");
+  finish_all();  // queued copies may still read it
   size_t bytes = 0;
   if (!remove_region(ptr, Kind::registered, &bytes))
     return fail(MXC_ERR_CUDA, "cudaHostUnregister: cudaErrorHostMemoryNotRegistered: %p was not registered", ptr);
@@ -221,14 +234,22 @@ mxc_status mxc_memcpy_h2d(void* dst, const void* src, size_t bytes, mxc_stream* 
   MXH_CHECK_ARG((dst && src) || bytes == 0, "mxc_memcpy_h2d: null pointer");
   if (bytes == 0) return MXC_OK;
   MXH_DEV(dst, bytes, "mxc_memcpy_h2d");
-  return submit(s, [=] { std::memcpy(dst, src, bytes); });
+  if ((s && s->capturing) || is_pinned_host(src, bytes)) return submit(s, [=] { std::memcpy(dst, src, bytes); });
+  // Pageable source: CUDA stages it before returning, so the caller may reuse it at once.
+  auto copy = std::make_shared<std::vector<uint8_t>>(static_cast<const uint8_t*>(src),
+                                                     static_cast<const uint8_t*>(src) + bytes);
+  return submit(s, [=] { std::memcpy(dst, copy->data(), bytes); });
 }
 
 mxc_status mxc_memcpy_d2h(void* dst, const void* src, size_t bytes, mxc_stream* s) {
   MXH_CHECK_ARG((dst && src) || bytes == 0, "mxc_memcpy_d2h: null pointer");
   if (bytes == 0) return MXC_OK;
   MXH_DEV(src, bytes, "mxc_memcpy_d2h");
-  return submit(s, [=] { std::memcpy(dst, src, bytes); });
+  const bool pinned = is_pinned_host(dst, bytes);
+  MXH_TRY(submit(s, [=] { std::memcpy(dst, src, bytes); }));
+  // Pageable destination: CUDA returns only once the copy (and the stream's work before it) is done.
+  if (!pinned && !(s && s->capturing)) finish_stream(s);
+  return MXC_OK;
 }
 
 mxc_status mxc_memcpy_d2d(void* dst, const void* src, size_t bytes, mxc_stream* s) {

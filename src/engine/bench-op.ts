@@ -141,6 +141,10 @@ function benchPlacements(ex: ExpertsHandle, type: string, devices: ExpertsPlacem
         touched = new Set(ids).size;
       }
       if (!last) continue;
+      if (placement === 'split') {
+        const k = gpuExpertsCost(ex);
+        console.log(`# n=${n}: split correction so far (measured/predicted): CPU x${k.cpuScale.toFixed(2)}, GPU x${k.gpuScale.toFixed(2)}`);
+      }
       const ms = median(times);
       rows.push({
         op: 'experts',

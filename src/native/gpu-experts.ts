@@ -37,6 +37,9 @@ export interface ExpertCost {
   /** Raw bytes of one expert (gate + up + down). */
   expertBytes: number;
   source: string;
+  /** Measured / predicted time of each side in split calls so far (moving average; applied to the constants). */
+  cpuScale: number;
+  gpuScale: number;
   /** The same as a MIXTILE_EXPERT_COST value. */
   env: string;
 }

@@ -25,7 +25,7 @@ static double h2d_gbps(void* dev, const uint8_t* src, size_t bytes, mxc_stream* 
   for (int rep = 0; rep < 3; ++rep) {
     MXT_CHECK(mxc_event_record(a, s));
     for (size_t off = 0; off < bytes; off += chunk)
-      MXT_CHECK(mxc_memcpy_h2d(static_cast<uint8_t*>(dev) + off % (size_t(64) << 20), src + off,
+      MXT_CHECK(mxc_memcpy_h2d(static_cast<uint8_t*>(dev) + (off / chunk % 16) * chunk, src + off,
                                std::min(chunk, bytes - off), s));
     MXT_CHECK(mxc_event_record(b, s));
     MXT_CHECK(mxc_event_sync(b));

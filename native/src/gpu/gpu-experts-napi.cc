@@ -152,6 +152,8 @@ Napi::Value gpu_experts_cost(const Napi::CallbackInfo& info) {
     o.Set("cpuRowUs", p.cpu_row_us);
     o.Set("expertBytes", double(gw.expert_bytes()));
     o.Set("source", p.source);
+    o.Set("cpuScale", st.split->cpu_scale());
+    o.Set("gpuScale", st.split->gpu_scale());
     o.Set("env", p.str());
     return o;
   });

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
 #include <exception>
 #include <stdexcept>
@@ -31,6 +32,21 @@ double time_cpu(const ExpertsWeights& ew, const std::vector<int32_t>& ids, int r
     best = std::min(best, now_s() - t0);
   }
   return best;
+}
+
+bool adapt() {
+  static const bool on = [] {
+    const char* e = std::getenv("MIXTILE_EXPERT_COST_ADAPT");
+    return !(e && std::string(e) == "0");
+  }();
+  return on;
+}
+
+// Moving average of measured / predicted; predictions under 0.2 ms are too noisy to learn from.
+void update_scale(double& scale, double measured_ms, double predicted_ms) {
+  if (predicted_ms < 0.2 || measured_ms <= 0) return;
+  const double r = std::clamp(measured_ms / (predicted_ms / scale), 0.25, 4.0);  // vs the unscaled prediction
+  scale = 0.75 * scale + 0.25 * r;
 }
 
 }  // namespace
@@ -145,7 +161,17 @@ ExpertsSplitResult ExpertsSplitRunner::forward(const GpuExpertWeights& gw, const
       res.plan.gpu_ms = predict_gpu_ms(cost_, rows, res.plan.on_gpu, double(gw.expert_bytes()));
     }
   } else {
-    const ExpertCostParams& p = mode == ExpertsPlacement::split || calibrated_ ? cost(gw, ew) : ExpertCostParams{};
+    ExpertCostParams p = mode == ExpertsPlacement::split || calibrated_ ? cost(gw, ew) : ExpertCostParams{};
+    if (pending_gpu_pred_ms_ > 0) {  // the last split's GPU part has finished by now (its y was used)
+      update_scale(gpu_scale_, gpu_.last_forward_ms(), pending_gpu_pred_ms_);
+      pending_gpu_pred_ms_ = 0;
+    }
+    p.cpu_base_us *= cpu_scale_;
+    p.cpu_row_us *= cpu_scale_;
+    p.gpu_base_us *= gpu_scale_;
+    p.gpu_row_us *= gpu_scale_;
+    p.gpu_call_us *= gpu_scale_;
+    p.pcie_gbps /= gpu_scale_;
     res.plan = choose_expert_split(p, rows, double(gw.expert_bytes()), mode);
   }
   const uint8_t* mask = res.plan.on_gpu.data();
@@ -210,6 +236,11 @@ ExpertsSplitResult ExpertsSplitRunner::forward(const GpuExpertWeights& gw, const
   if (gpu_thread.joinable()) gpu_thread.join();
   if (gpu_error) std::rethrow_exception(gpu_error);
   if (cpu_error) std::rethrow_exception(cpu_error);
+
+  if (!on_gpu && mode == ExpertsPlacement::split && res.plan.gpu_experts > 0 && res.plan.cpu_experts > 0 && adapt()) {
+    update_scale(cpu_scale_, res.cpu_ms, res.plan.cpu_ms);
+    pending_gpu_pred_ms_ = res.plan.gpu_ms;
+  }
 
   mxc_stream* s = gpu_.compute_stream();
   if (P > 0) {

@@ -13,7 +13,7 @@
 namespace mixtile {
 
 struct ExpertsSplitResult {
-  ExpertSplit plan;      // which experts went where, and the predicted times
+  ExpertSplit plan;      // which experts went where, and the predicted times (after the correction below)
   GpuExpertsRun gpu;     // what the GPU streamed
   double cpu_ms = 0;     // measured: the CPU experts part (wall clock)
 };
@@ -39,6 +39,12 @@ class ExpertsSplitRunner {
                              ExpertsPlacement mode, const uint8_t* on_gpu, float* y_dev);
   // The cost model's constants (measured on `gw`/`ew` on first use).
   const ExpertCostParams& cost(const GpuExpertWeights& gw, const ExpertsWeights& ew);
+  // Measured / predicted time of each side in calls that ran both at once (moving average, 1 at
+  // first): the constants are measured one side at a time, while in a split the CPU kernel and the
+  // PCIe copies share DRAM. Applied to the constants before the split is chosen.
+  // MIXTILE_EXPERT_COST_ADAPT=0 keeps both at 1.
+  double cpu_scale() const { return cpu_scale_; }
+  double gpu_scale() const { return gpu_scale_; }
 
  private:
   void grow_dev(size_t bytes);
@@ -47,6 +53,8 @@ class ExpertsSplitRunner {
   GpuExperts& gpu_;
   ExpertCostParams cost_;
   bool calibrated_ = false;
+  double cpu_scale_ = 1, gpu_scale_ = 1;
+  double pending_gpu_pred_ms_ = 0;  // GPU prediction of the last split call, checked at the next
   void* y_dev_tmp_ = nullptr;
   size_t y_dev_tmp_bytes_ = 0;
   float* y_pinned_ = nullptr;  // the CPU part, uploaded from here

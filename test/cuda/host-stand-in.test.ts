@@ -46,11 +46,14 @@ test('stand-in: deferred execution, graphs, capture rules, VRAM capacity, range 
   const r = spawnSync(buildProgram('mixtile-cuda-host-checks'), {
     encoding: 'utf8',
     timeout: 120_000,
-    env: { ...deferredEnv, MIXTILE_CUDA_HOST_VRAM: String(128 * 2 ** 20) },
+    env: { ...deferredEnv, MIXTILE_CUDA_HOST_VRAM: String(128 * 2 ** 20), MIXTILE_CUDA_HOST_REPORT: '1' },
   });
   const out = `${r.stdout}${r.stderr}`;
   assert.equal(r.status, 0, out.split('\n').filter((l) => !l.startsWith('PASS')).join('\n'));
   assert.match(out, /\d+ passed, 0 failed/);
+  // The peak: the lm_head GEMV's 74 MiB of weights plus the 32 MiB cuBLAS workspace, within the 128 MiB.
+  const peak = /peak device memory (\d+) bytes \([\d.]+ MiB\) of 128\.0 MiB/.exec(r.stderr);
+  assert.ok(peak && Number(peak[1]) >= 106 * 2 ** 20 && Number(peak[1]) <= 128 * 2 ** 20, r.stderr);
 });
 
 test('cudaInfo(stand-in): the loader accepts the ABI and reports the stand-in device', { skip: notBuilt(standIn) }, () => {

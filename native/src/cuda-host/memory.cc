@@ -5,6 +5,7 @@
 // device memory is filled with 0xff bytes (NaN in f32/f16/bf16): cudaMalloc gives no zeros either, and
 // this way a read of never-written memory shows up in tests.
 #include <cinttypes>
+#include <cstdio>
 #include <cstdlib>
 #include <map>
 #include <memory>
@@ -31,11 +32,21 @@ struct Registry {
   std::mutex mu;
   std::map<uintptr_t, Region> regions;  // by start address; ranges never overlap
   uint64_t used = 0;                    // device bytes, cuBLAS workspaces included
+  uint64_t peak = 0;
+  ~Registry();
 };
 
 Registry& registry() {
   static Registry r;
   return r;
+}
+
+// MIXTILE_CUDA_HOST_REPORT=1: the peak at exit, to compare with a placement's VRAM estimate (cuda-fit.ts).
+Registry::~Registry() {
+  const char* e = std::getenv("MIXTILE_CUDA_HOST_REPORT");
+  if (e && *e && *e != '0')
+    std::fprintf(stderr, "libmixtile-cuda-host: peak device memory %" PRIu64 " bytes (%.1f MiB) of %.1f MiB\n", peak,
+                 peak / 1048576.0, vram_capacity() / 1048576.0);
 }
 
 uint64_t read_capacity() {
@@ -107,6 +118,7 @@ mxc_status vram_reserve(size_t bytes, const char* what) {
   std::lock_guard<std::mutex> lock(r.mu);
   if (bytes > vram_capacity() - r.used) return out_of_memory(what, bytes, r.used);
   r.used += bytes;
+  if (r.used > r.peak) r.peak = r.used;
   return MXC_OK;
 }
 

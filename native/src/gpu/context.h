@@ -158,6 +158,7 @@ struct GpuContext {
   GpuKv kv;
   BatchPlan plan;
   std::shared_ptr<struct UploadStaging> upload;  // weight staging while loading (weights-upload.cc)
+  std::shared_ptr<struct ExpertsGpuState> experts_gpu;  // prefill experts on the GPU (gpu-experts-bridge.cc)
 
   static constexpr int64_t LOGIT_ROWS = 16;  // lm_head rows per pass (bounds the logits buffers)
 

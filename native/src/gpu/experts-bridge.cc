@@ -1,6 +1,8 @@
 // Routed experts for a GPU forward; see experts-bridge.h.
 #include "gpu/experts-bridge.h"
 
+#include "gpu/gpu-experts-bridge.h"
+
 namespace mixtile::gpu {
 
 // CPU path: the normed hidden state and the routing come down to pinned memory (one async copy when
@@ -25,6 +27,13 @@ void run_routed_experts(GpuContext& g, const ExpertsWeights& experts, const Expe
   const uint64_t t0 = now_ns();
   g.sync();
   const uint64_t t1 = now_ns();
+  if (gpu_experts_wanted(a)) {  // prefill: experts streamed to the GPU beside the CPU kernel (gpu-experts-bridge.h)
+    run_gpu_experts(g, experts, a, hx, hids, hw);
+    g.counters.experts_wait_ns += t1 - t0;
+    g.counters.experts_cpu_ns += now_ns() - t1;
+    g.counters.d2h_bytes += xb + 2 * rb;
+    return;
+  }
   moe_forward_routed(experts, hx, a.n, hids, hw, a.top_k, g.h_y.as<float>());
   g.counters.experts_wait_ns += t1 - t0;
   g.counters.experts_cpu_ns += now_ns() - t1;

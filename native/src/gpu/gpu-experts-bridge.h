@@ -1,0 +1,28 @@
+// The hybrid forward's prefill experts on the GPU (issue 9 item 6), called from run_routed_experts
+// (experts-bridge.cc) when the rules put the experts' prefill on the GPU (prefill_device: cuda): the
+// experts the cost model gives the GPU stream their weights from host RAM and run there while the CPU
+// kernel computes the rest (ExpertsSplitRunner). Decode and small batches keep the CPU path.
+//
+// Environment: MIXTILE_EXPERTS_PREFILL = split (default: the cost model divides the experts) | gpu (every
+// expert with tokens on the GPU) | cpu (never the GPU); MIXTILE_GPU_EXPERTS_MIN_TOKENS (default 8: below
+// it the CPU kernel alone was faster at every split on the H100 machine, bench/RESULTS.md "GPU experts").
+#pragma once
+#include <cstdint>
+
+#include "cpu/experts/experts.h"
+#include "gpu/context.h"
+#include "gpu/experts-bridge.h"
+
+namespace mixtile::gpu {
+
+// Whether this batch's experts may use the GPU (rules, phase, size, environment).
+bool gpu_experts_wanted(const ExpertsBridgeArgs& a);
+
+// Runs the batch's experts split between the GPU and the CPU. x/ids/weights are the host copies of
+// a.xn/a.ids/a.weights (the stream has been synchronised); a.y is written on the GPU experts' own
+// stream, and g.stream waits for it. The state (stream, cuBLAS, scratch, pinned weights of every
+// layer, the measured cost model) lives in g.experts_gpu, made on first use.
+void run_gpu_experts(GpuContext& g, const ExpertsWeights& experts, const ExpertsBridgeArgs& a, const float* x,
+                     const int32_t* ids, const float* weights);
+
+}  // namespace mixtile::gpu

@@ -116,6 +116,15 @@ static void test_graph_semantics(Rng& rng) {
   expect_error("graph: ... and invalidates the capture", mxc_graph_end(s, &g), MXC_ERR_CUDA,
                "cudaErrorStreamCaptureInvalidated");
   expect_error("graph: end without begin", mxc_graph_end(s, &g), MXC_ERR_CUDA, "not capturing");
+  std::vector<float> pageable(16);
+  MXT_CHECK(mxc_graph_begin(s));
+  expect_error("graph: a copy from pageable memory is refused in a capture",
+               mxc_memcpy_h2d(a.p, pageable.data(), 64, s), MXC_ERR_CUDA, "cudaErrorStreamCaptureUnsupported");
+  expect_error("graph: ... and invalidates it", mxc_graph_end(s, &g), MXC_ERR_CUDA, "cudaErrorStreamCaptureInvalidated");
+  MXT_CHECK(mxc_graph_begin(s));
+  expect_error("graph: a copy to pageable memory is refused in a capture",
+               mxc_memcpy_d2h(pageable.data(), a.p, 64, s), MXC_ERR_CUDA, "cudaErrorStreamCaptureUnsupported");
+  expect_error("graph: ... and invalidates it", mxc_graph_end(s, &g), MXC_ERR_CUDA, "cudaErrorStreamCaptureInvalidated");
   MXT_CHECK(mxc_stream_destroy(s));
 }
 

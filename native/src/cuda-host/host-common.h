@@ -47,6 +47,9 @@ mxc_status submit(mxc_stream* s, std::function<void()> op);
 // Runs the queued work of stream s (and, through its event waits, what it depends on) / of every stream.
 void finish_stream(mxc_stream* s);
 void finish_all();
+// A call CUDA forbids while s captures (a sync, a copy to or from pageable memory): fails it and
+// invalidates the capture, so mxc_graph_end fails too.
+mxc_status fail_capture(mxc_stream* s, const char* what);
 // Whether [p, p + bytes) is pinned or registered host memory: copies to and from it stay asynchronous;
 // pageable memory is read at issue (host to device) or waits for the stream (device to host), as in CUDA.
 bool is_pinned_host(const void* p, size_t bytes);

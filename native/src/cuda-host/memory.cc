@@ -246,7 +246,9 @@ mxc_status mxc_memcpy_h2d(void* dst, const void* src, size_t bytes, mxc_stream* 
   MXH_CHECK_ARG((dst && src) || bytes == 0, "mxc_memcpy_h2d: null pointer");
   if (bytes == 0) return MXC_OK;
   MXH_DEV(dst, bytes, "mxc_memcpy_h2d");
-  if ((s && s->capturing) || is_pinned_host(src, bytes)) return submit(s, [=] { std::memcpy(dst, src, bytes); });
+  const bool pinned = is_pinned_host(src, bytes);
+  if (s && s->capturing && !pinned) return fail_capture(s, "mxc_memcpy_h2d from pageable host memory (pin it)");
+  if (pinned) return submit(s, [=] { std::memcpy(dst, src, bytes); });
   // Pageable source: CUDA stages it before returning, so the caller may reuse it at once.
   auto copy = std::make_shared<std::vector<uint8_t>>(static_cast<const uint8_t*>(src),
                                                      static_cast<const uint8_t*>(src) + bytes);
@@ -258,9 +260,10 @@ mxc_status mxc_memcpy_d2h(void* dst, const void* src, size_t bytes, mxc_stream* 
   if (bytes == 0) return MXC_OK;
   MXH_DEV(src, bytes, "mxc_memcpy_d2h");
   const bool pinned = is_pinned_host(dst, bytes);
+  if (s && s->capturing && !pinned) return fail_capture(s, "mxc_memcpy_d2h to pageable host memory (pin it)");
   MXH_TRY(submit(s, [=] { std::memcpy(dst, src, bytes); }));
   // Pageable destination: CUDA returns only once the copy (and the stream's work before it) is done.
-  if (!pinned && !(s && s->capturing)) finish_stream(s);
+  if (!pinned) finish_stream(s);
   return MXC_OK;
 }
 

@@ -6,7 +6,8 @@
 // a missing synchronisation or cross-stream wait reads stale (or NaN-poisoned) data here, as it may on a
 // GPU. The order between streams is the opposite of the GPU's eager one only in that nothing runs early.
 // MIXTILE_CUDA_HOST_SYNC=1 runs each operation when issued instead (for debugging the stand-in itself).
-// CUDA's capture rules hold: synchronising a capturing stream fails and invalidates the capture.
+// CUDA's capture rules hold: synchronising a capturing stream, or a copy between it and pageable host memory,
+// fails and invalidates the capture.
 // A graph is the list of closures recorded between mxc_graph_begin and mxc_graph_end; launching it
 // queues them on the stream, to run with the values behind their pointers at that moment.
 #include <chrono>
@@ -106,15 +107,15 @@ void finish_all() {
     }
 }
 
-}  // namespace mixtile::cuda_host
-
-using namespace mixtile::cuda_host;
-
-static mxc_status capture_forbidden(mxc_stream* s, const char* what) {
+mxc_status fail_capture(mxc_stream* s, const char* what) {
   s->capture_failed = true;
   return fail(MXC_ERR_CUDA, "%s: cudaErrorStreamCaptureUnsupported: operation not permitted when stream is capturing "
               "(the capture is now invalid)", what);
 }
+
+}  // namespace mixtile::cuda_host
+
+using namespace mixtile::cuda_host;
 
 extern "C" {
 
@@ -136,7 +137,7 @@ mxc_status mxc_stream_destroy(mxc_stream* s) {
 }
 
 mxc_status mxc_stream_sync(mxc_stream* s) {
-  if (s && s->capturing) return capture_forbidden(s, "cudaStreamSynchronize");
+  if (s && s->capturing) return fail_capture(s, "cudaStreamSynchronize");
   finish_stream(s);
   return MXC_OK;
 }

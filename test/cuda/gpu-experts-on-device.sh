@@ -5,8 +5,10 @@
 #   2. one Qwen3-30B-A3B layer's experts (Q4_K_M mix, then BF16) on the CPU, the GPU (streamed) and split,
 #      per token count: `bench-op --device cpu,gpu,split` (the crossover);
 #   3. GPU experts vs the CPU kernel through the addon (src/native/gpu-experts.test.ts, real GPU);
-#   4. the kernel checks (cuda-kernels-test.cc, the routed-experts ones last) against the built library.
-# Logs go to $OUT (or /tmp/gpu-experts-out). Usage: bash test/cuda/gpu-experts-on-device.sh [tokens]
+#   4. the kernel checks (cuda-kernels-test.cc, the routed-experts ones last) against the built library;
+#   5. with LAYERS=N: `mixtile bench` pp512 / pp2048 (ubatch 2048) of an N-layer synthetic Qwen3-30B-A3B
+#      Q4_K_M, hybrid rules (qwen3moe-hybrid-amx) with the experts' prefill on the CPU, split, and all on the GPU.
+# SKIP_KERNELS=1 skips step 4. Logs go to $OUT (or /tmp/gpu-experts-out). Usage: [LAYERS=8] bash test/cuda/gpu-experts-on-device.sh [tokens]
 set -o pipefail
 OUT=${OUT:-/tmp/gpu-experts-out}
 mkdir -p "$OUT"
@@ -31,11 +33,29 @@ bench --type q4_k --down-type q6_k --tokens "$TOKENS" | tee "$OUT/bench-q4km.log
 stamp "bench q4_k_m done"
 bench --type bf16 --tokens 128,512,2048 | tee "$OUT/bench-bf16.log"
 stamp "bench bf16 done"
-timeout 60 node --import tsx --test src/native/gpu-experts.test.ts > "$OUT/ts-test.log" 2>&1
+timeout 90 node --import tsx --test src/native/gpu-experts.test.ts test/engine/gpu-experts-prefill.test.ts > "$OUT/ts-test.log" 2>&1
 grep -E "^# (pass|fail)|^not ok" "$OUT/ts-test.log"
 stamp "ts test done"
-timeout 150 /tmp/kt > "$OUT/kernels.log" 2>&1
-echo "kernel test exit $?"
-grep -v '^PASS' "$OUT/kernels.log" | tail -20
-grep -E "q5_K|gather_rows|moe_combine|expert on raw" "$OUT/kernels.log"
-stamp "all done"
+if [ -z "$SKIP_KERNELS" ]; then
+  timeout 150 /tmp/kt > "$OUT/kernels.log" 2>&1
+  echo "kernel test exit $?"
+  grep -v '^PASS' "$OUT/kernels.log" | tail -20
+  grep -E "q5_K|gather_rows|moe_combine|expert on raw" "$OUT/kernels.log"
+  stamp "kernel checks done"
+fi
+if [ -n "$LAYERS" ]; then
+  M=/tmp/a3b-${LAYERS}l-q4km.gguf
+  timeout 120 node bin/mixtile.js synth --preset qwen3-30b-a3b --file-type Q4_K_M --layers "$LAYERS" "$M" 2>&1 | tail -2
+  stamp "synth done"
+  R=/tmp/hybrid-experts-gpu.yaml
+  sed 's/prefill_device: cpu/prefill_device: cuda/' src/optimize/rules/qwen3moe-hybrid-amx.yaml > "$R"
+  grep -n "prefill_device: cuda" "$R" | head -2
+  model() {
+    echo "## $1"
+    timeout 100 node bin/mixtile.js bench -m "$M" -p 512,2048 -n 0 -r 3 --ubatch 2048 --rules "$2" 2>&1 | grep -v "^mixtile: repacked"
+  }
+  model "experts prefill on the CPU (qwen3moe-hybrid-amx)" qwen3moe-hybrid-amx | tee "$OUT/model.log"
+  MIXTILE_EXPERTS_PREFILL=split model "experts prefill split GPU + CPU (cost model)" "$R" | tee -a "$OUT/model.log"
+  MIXTILE_EXPERTS_PREFILL=gpu model "experts prefill all on the GPU" "$R" | tee -a "$OUT/model.log"
+  stamp "model benches done"
+fi

@@ -193,26 +193,34 @@ void GpuExperts::grow_host(Buf& b, size_t bytes) {
   b.bytes = bytes;
 }
 
-// Copy stream: expert e's gate, up and down slices into ring slot `slot`, once the compute stream has
-// dequantized what the slot held before. Unpinned weights go through the slot's pinned staging
-// buffer, which the host refills only after its previous copy finished.
-void GpuExperts::stream_expert(const GpuExpertWeights& w, int64_t e, int slot) {
+// A ring slot holds GROUP experts: gate slices, then up slices, then down slices, each block 256-aligned.
+size_t GpuExperts::slot_bytes(const GpuExpertWeights& w) {
+  return align_up(size_t(GROUP) * w.gate_.matrix_bytes(), 256) + align_up(size_t(GROUP) * w.up_.matrix_bytes(), 256) +
+         align_up(size_t(GROUP) * w.down_.matrix_bytes(), 256);
+}
+
+// Copy stream: the gate, up and down slices of experts [e0, e0 + count) (adjacent in each stacked tensor:
+// one copy per tensor) into ring slot `slot`, once the compute stream has dequantized what the slot held
+// before. Unpinned weights go through the slot's pinned staging buffer, which the host refills only after
+// its previous copy finished.
+void GpuExperts::stream_group(const GpuExpertWeights& w, int64_t e0, int64_t count, int slot) {
   const Weight* parts[3] = {&w.gate_, &w.up_, &w.down_};
   Buf& dst = ring_[size_t(slot)];
   check(api_.mxc_stream_wait_event(copy_, consumed_[size_t(slot)]), "mxc_stream_wait_event");
+  if (!w.pinned_) check(api_.mxc_event_sync(copied_[size_t(slot)]), "mxc_event_sync");
   size_t off = 0;
   for (const Weight* p : parts) {
-    const uint8_t* src = p->data + p->matrix_bytes() * size_t(e);
+    const uint8_t* src = p->data + p->matrix_bytes() * size_t(e0);
+    const size_t bytes = p->matrix_bytes() * size_t(count);
     uint8_t* d = static_cast<uint8_t*>(dst.p) + off;
     if (w.pinned_) {
-      copy_pieces(w, d, src, p->matrix_bytes());
+      copy_pieces(w, d, src, bytes);
     } else {
-      if (off == 0) check(api_.mxc_event_sync(copied_[size_t(slot)]), "mxc_event_sync");
       uint8_t* st = static_cast<uint8_t*>(stage_[size_t(slot)].p) + off;
-      std::memcpy(st, src, p->matrix_bytes());
-      check(api_.mxc_memcpy_h2d(d, st, p->matrix_bytes(), copy_), "mxc_memcpy_h2d");
+      std::memcpy(st, src, bytes);
+      check(api_.mxc_memcpy_h2d(d, st, bytes, copy_), "mxc_memcpy_h2d");
     }
-    off += align_up(p->matrix_bytes(), 256);
+    off += align_up(size_t(GROUP) * p->matrix_bytes(), 256);
   }
   check(api_.mxc_event_record(copied_[size_t(slot)], copy_), "mxc_event_record");
 }
@@ -237,21 +245,23 @@ void GpuExperts::copy_pieces(const GpuExpertWeights& w, uint8_t* dst, const uint
   }
 }
 
-// Compute stream: dequantize slot `slot` to BF16 (gate and up stacked as one [2 ffn][hidden] matrix),
-// release the slot, then rows [p0, p0 + rows) of xg through gate/up, SiLU*up and down into o.
-void GpuExperts::compute_expert(const GpuExpertWeights& w, int slot, int64_t p0, int64_t rows) {
+// Compute stream: dequantize expert `i` of slot `slot` to BF16 (gate and up stacked as one [2 ffn][hidden]
+// matrix), release the slot after its last expert, then rows [p0, p0 + rows) of xg through gate/up,
+// SiLU*up and down into o.
+void GpuExperts::compute_expert(const GpuExpertWeights& w, int slot, int64_t i, bool last, int64_t p0, int64_t rows) {
   const int64_t H = w.hidden_, F = w.ffn_;
   const uint8_t* raw = static_cast<const uint8_t*>(ring_[size_t(slot)].p);
-  const size_t gb = w.gate_.matrix_bytes(), ub = w.up_.matrix_bytes();
+  const size_t gb = w.gate_.matrix_bytes(), ub = w.up_.matrix_bytes(), db = w.down_.matrix_bytes();
+  const size_t up_off = align_up(size_t(GROUP) * gb, 256), down_off = up_off + align_up(size_t(GROUP) * ub, 256);
   auto* wgu = static_cast<uint16_t*>(wgu_.p);
   auto* wd = static_cast<uint16_t*>(wd_.p);
-  check(api_.mxc_stream_wait_event(compute_, copied_[size_t(slot)]), "mxc_stream_wait_event");
-  check(api_.mxc_dequant_bf16(raw, mxc_dtype(w.gate_.type), F * H, wgu, compute_), "mxc_dequant_bf16 (gate)");
-  check(api_.mxc_dequant_bf16(raw + align_up(gb, 256), mxc_dtype(w.up_.type), F * H, wgu + F * H, compute_),
+  if (i == 0) check(api_.mxc_stream_wait_event(compute_, copied_[size_t(slot)]), "mxc_stream_wait_event");
+  check(api_.mxc_dequant_bf16(raw + size_t(i) * gb, mxc_dtype(w.gate_.type), F * H, wgu, compute_), "mxc_dequant_bf16 (gate)");
+  check(api_.mxc_dequant_bf16(raw + up_off + size_t(i) * ub, mxc_dtype(w.up_.type), F * H, wgu + F * H, compute_),
         "mxc_dequant_bf16 (up)");
-  check(api_.mxc_dequant_bf16(raw + align_up(gb, 256) + align_up(ub, 256), mxc_dtype(w.down_.type), H * F, wd, compute_),
+  check(api_.mxc_dequant_bf16(raw + down_off + size_t(i) * db, mxc_dtype(w.down_.type), H * F, wd, compute_),
         "mxc_dequant_bf16 (down)");
-  check(api_.mxc_event_record(consumed_[size_t(slot)], compute_), "mxc_event_record");
+  if (last) check(api_.mxc_event_record(consumed_[size_t(slot)], compute_), "mxc_event_record");
   auto* xg = static_cast<const uint16_t*>(xg_.p) + p0 * H;
   auto* gu = static_cast<float*>(gu_.p);
   auto* h = static_cast<uint16_t*>(h_.p);
@@ -298,8 +308,6 @@ GpuExpertsRun GpuExperts::forward(const GpuExpertWeights& w, const float* x_dev,
 
   // Scratch (grow-only), then the routing tables in pinned memory: perm [total] | pos [n][K] | w [n][K].
   const size_t meta_bytes = size_t(total + 2 * n * K) * 4;
-  const size_t slot_bytes = align_up(w.gate_.matrix_bytes(), 256) + align_up(w.up_.matrix_bytes(), 256) +
-                            align_up(w.down_.matrix_bytes(), 256);
   grow(meta_dev_, meta_bytes);
   grow(xg_, size_t(total * H) * 2);
   grow(o_, size_t(total * H) * 4);
@@ -307,9 +315,9 @@ GpuExpertsRun GpuExperts::forward(const GpuExpertWeights& w, const float* x_dev,
   grow(h_, size_t(max_rows * F) * 2);
   grow(wgu_, size_t(2 * F * H) * 2);
   grow(wd_, size_t(H * F) * 2);
-  for (Buf& b : ring_) grow(b, slot_bytes);
+  for (Buf& b : ring_) grow(b, slot_bytes(w));
   if (!w.pinned_)
-    for (Buf& b : stage_) grow_host(b, slot_bytes);
+    for (Buf& b : stage_) grow_host(b, slot_bytes(w));
   check(api_.mxc_event_sync(meta_done_), "mxc_event_sync");  // the previous call's upload has left the buffer
   grow_host(meta_host_, meta_bytes);
   auto* perm = static_cast<int32_t*>(meta_host_.p);
@@ -336,12 +344,17 @@ GpuExpertsRun GpuExperts::forward(const GpuExpertWeights& w, const float* x_dev,
   check(api_.mxc_gather_rows_bf16(x_dev, n, H, perm_d, total, static_cast<uint16_t*>(xg_.p), compute_),
         "mxc_gather_rows_bf16");
 
-  // The copy stream runs up to `slots_` experts ahead of the compute stream.
-  for (size_t i = 0; i < order.size(); ++i) {
-    const int64_t e = order[i];
-    const int slot = int(i % size_t(slots_));
-    stream_expert(w, e, slot);
-    compute_expert(w, slot, start[size_t(e)], count[size_t(e)]);
+  // Groups of up to GROUP consecutive expert ids share a slot; the copy stream runs up to `slots_` groups
+  // ahead of the compute stream.
+  int slot = 0;
+  for (size_t i = 0; i < order.size();) {
+    size_t j = i + 1;
+    while (j < order.size() && j - i < size_t(GROUP) && order[j] == order[j - 1] + 1) ++j;
+    stream_group(w, order[i], int64_t(j - i), slot);
+    for (size_t k = i; k < j; ++k)
+      compute_expert(w, slot, int64_t(k - i), k + 1 == j, start[size_t(order[k])], count[size_t(order[k])]);
+    slot = (slot + 1) % slots_;
+    i = j;
   }
   check(api_.mxc_moe_combine(static_cast<const float*>(o_.p), total, H, perm_d + total,
                              reinterpret_cast<const float*>(perm_d + total + n * K), n, top_k, y_dev, accumulate ? 1 : 0,
@@ -364,11 +377,9 @@ double GpuExperts::last_forward_ms() {
 
 double GpuExperts::measure_h2d_gbps(const GpuExpertWeights& w, size_t bytes) {
   check(api_.mxc_set_device(device_), "mxc_set_device");
-  const size_t slot_bytes = align_up(w.gate_.matrix_bytes(), 256) + align_up(w.up_.matrix_bytes(), 256) +
-                            align_up(w.down_.matrix_bytes(), 256);
-  for (Buf& b : ring_) grow(b, slot_bytes);
+  for (Buf& b : ring_) grow(b, slot_bytes(w));
   if (!w.pinned_)
-    for (Buf& b : stage_) grow_host(b, slot_bytes);
+    for (Buf& b : stage_) grow_host(b, slot_bytes(w));
   const int64_t n_copy = std::max<int64_t>(1, std::min<int64_t>(w.n_expert_, int64_t(bytes / w.expert_bytes())));
   mxc_event *a = nullptr, *b = nullptr;
   check(api_.mxc_event_create(&a, 1), "mxc_event_create");
@@ -377,9 +388,9 @@ double GpuExperts::measure_h2d_gbps(const GpuExpertWeights& w, size_t bytes) {
   for (int rep = 0; rep < 2; ++rep) {  // the first pass faults pages in and warms the copy engine
     check(api_.mxc_stream_sync(compute_), "mxc_stream_sync");
     check(api_.mxc_event_record(a, copy_), "mxc_event_record");
-    for (int64_t e = 0; e < n_copy; ++e) {
-      const int slot = int(e % slots_);
-      stream_expert(w, e, slot);
+    for (int64_t e = 0, g = 0; e < n_copy; e += GROUP, ++g) {  // as forward copies: groups of GROUP
+      const int slot = int(g % slots_);
+      stream_group(w, e, std::min<int64_t>(GROUP, n_copy - e), slot);
       check(api_.mxc_event_record(consumed_[size_t(slot)], copy_), "mxc_event_record");  // nothing consumes here
     }
     check(api_.mxc_event_record(b, copy_), "mxc_event_record");
@@ -396,10 +407,8 @@ double GpuExperts::measure_expert_s(const GpuExpertWeights& w, int64_t rows) {
   check(api_.mxc_blas_set_stream(blas_, compute_), "mxc_blas_set_stream");
   const int64_t H = w.hidden_, F = w.ffn_;
   rows = std::max<int64_t>(1, rows);
-  const size_t slot_bytes = align_up(w.gate_.matrix_bytes(), 256) + align_up(w.up_.matrix_bytes(), 256) +
-                            align_up(w.down_.matrix_bytes(), 256);
-  grow(ring_[0], slot_bytes);
-  if (!w.pinned_) grow_host(stage_[0], slot_bytes);
+  grow(ring_[0], slot_bytes(w));
+  if (!w.pinned_) grow_host(stage_[0], slot_bytes(w));
   grow(xg_, size_t(rows * H) * 2);
   grow(o_, size_t(rows * H) * 4);
   grow(gu_, size_t(rows * 2 * F) * 4);
@@ -407,14 +416,14 @@ double GpuExperts::measure_expert_s(const GpuExpertWeights& w, int64_t rows) {
   grow(wgu_, size_t(2 * F * H) * 2);
   grow(wd_, size_t(H * F) * 2);
   check(api_.mxc_memset(xg_.p, 0, size_t(rows * H) * 2, compute_), "mxc_memset");
-  stream_expert(w, 0, 0);
+  stream_group(w, 0, 1, 0);
   mxc_event *a = nullptr, *b = nullptr;
   check(api_.mxc_event_create(&a, 1), "mxc_event_create");
   check(api_.mxc_event_create(&b, 1), "mxc_event_create");
   std::vector<double> t;
   for (int rep = 0; rep < 4; ++rep) {
     check(api_.mxc_event_record(a, compute_), "mxc_event_record");
-    compute_expert(w, 0, 0, rows);
+    compute_expert(w, 0, 0, true, 0, rows);
     check(api_.mxc_event_record(b, compute_), "mxc_event_record");
     check(api_.mxc_event_sync(b), "mxc_event_sync");
     float ms = 0;

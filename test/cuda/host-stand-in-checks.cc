@@ -67,9 +67,15 @@ static void test_ranges() {
   expect_error("range: a KV layer larger than its buffer",
                mxc_kv_store(&kv, 0, a.as<float>(), a.as<float>(), a.as<int32_t>(), 1, nullptr), MXC_ERR_CUDA, "kv->k");
   // A registered host range (an mmapped weight file) is readable by kernels.
-  MXT_CHECK(mxc_host_register(host.data(), host.size() * 4));
-  MXT_CHECK(mxc_memcpy_d2d(y.p, host.data(), 400, nullptr));
+  MXT_CHECK(mxc_host_register(host.data(), 50 * 4));
+  MXT_CHECK(mxc_memcpy_d2d(y.p, host.data(), 200, nullptr));
   expect_error("register: twice is an error", mxc_host_register(host.data() + 1, 4), MXC_ERR_CUDA, "AlreadyRegistered");
+  MXT_CHECK(mxc_host_register(host.data() + 50, 50 * 4));  // a second registration right after the first
+  expect_error("register: a copy spanning two registrations is refused (as the driver does)",
+               mxc_memcpy_h2d(y.p, host.data() + 40, 20 * 4, nullptr), MXC_ERR_CUDA, "span two host registrations");
+  MXT_CHECK(mxc_memcpy_h2d(y.p, host.data() + 40, 10 * 4, nullptr));  // one copy per registration is fine
+  MXT_CHECK(mxc_memcpy_h2d(y.as<float>() + 10, host.data() + 50, 10 * 4, nullptr));
+  MXT_CHECK(mxc_host_unregister(host.data() + 50));
   MXT_CHECK(mxc_host_unregister(host.data()));
   expect_error("unregister: twice is an error", mxc_host_unregister(host.data()), MXC_ERR_CUDA, "NotRegistered");
   void* pinned = nullptr;

@@ -50,9 +50,11 @@ void finish_all();
 // A call CUDA forbids while s captures (a sync, a copy to or from pageable memory): fails it and
 // invalidates the capture, so mxc_graph_end fails too.
 mxc_status fail_capture(mxc_stream* s, const char* what);
-// Whether [p, p + bytes) is pinned or registered host memory: copies to and from it stay asynchronous;
-// pageable memory is read at issue (host to device) or waits for the stream (device to host), as in CUDA.
-bool is_pinned_host(const void* p, size_t bytes);
+// The host side of a copy: pinned or registered memory stays asynchronous; pageable memory is read at
+// issue (host to device) or waits for the stream (device to host), as in CUDA. A range that starts in a
+// pinned allocation or registration and runs past its end is refused, as the driver refuses it.
+enum class HostRange { pageable, pinned, spans };
+HostRange host_range(const void* p, size_t bytes);
 
 // [p, p + bytes) must lie inside one device allocation, pinned host allocation or registered host range
 // (what a kernel may read or write). On a GPU a stray pointer faults at the next sync or silently

@@ -147,12 +147,18 @@ mxc_status check_device_range(const void* p, size_t bytes, const char* fn, const
   return MXC_OK;
 }
 
-bool is_pinned_host(const void* p, size_t bytes) {
+HostRange host_range(const void* p, size_t bytes) {
   Registry& r = registry();
   std::lock_guard<std::mutex> lock(r.mu);
   auto it = region_at(r, reinterpret_cast<uintptr_t>(p));
-  return it != r.regions.end() && it->second.kind != Kind::device &&
-         reinterpret_cast<uintptr_t>(p) + bytes <= it->first + it->second.bytes;
+  if (it == r.regions.end() || it->second.kind == Kind::device) return HostRange::pageable;
+  return reinterpret_cast<uintptr_t>(p) + bytes <= it->first + it->second.bytes ? HostRange::pinned : HostRange::spans;
+}
+
+static mxc_status fail_span(const char* fn, const void* p, size_t bytes) {
+  return fail(MXC_ERR_CUDA, "%s: cudaErrorInvalidValue: the host range [%p, +%zu) starts in pinned or registered "
+              "memory and runs past its end (a copy may not span two host registrations; copy per registration)",
+              fn, p, bytes);
 }
 
 }  // namespace mixtile::cuda_host
@@ -246,7 +252,9 @@ mxc_status mxc_memcpy_h2d(void* dst, const void* src, size_t bytes, mxc_stream* 
   MXH_CHECK_ARG((dst && src) || bytes == 0, "mxc_memcpy_h2d: null pointer");
   if (bytes == 0) return MXC_OK;
   MXH_DEV(dst, bytes, "mxc_memcpy_h2d");
-  const bool pinned = is_pinned_host(src, bytes);
+  const HostRange hr = host_range(src, bytes);
+  if (hr == HostRange::spans) return fail_span("mxc_memcpy_h2d", src, bytes);
+  const bool pinned = hr == HostRange::pinned;
   if (s && s->capturing && !pinned) return fail_capture(s, "mxc_memcpy_h2d from pageable host memory (pin it)");
   if (pinned) return submit(s, [=] { std::memcpy(dst, src, bytes); });
   // Pageable source: CUDA stages it before returning, so the caller may reuse it at once.
@@ -259,7 +267,9 @@ mxc_status mxc_memcpy_d2h(void* dst, const void* src, size_t bytes, mxc_stream* 
   MXH_CHECK_ARG((dst && src) || bytes == 0, "mxc_memcpy_d2h: null pointer");
   if (bytes == 0) return MXC_OK;
   MXH_DEV(src, bytes, "mxc_memcpy_d2h");
-  const bool pinned = is_pinned_host(dst, bytes);
+  const HostRange hr = host_range(dst, bytes);
+  if (hr == HostRange::spans) return fail_span("mxc_memcpy_d2h", dst, bytes);
+  const bool pinned = hr == HostRange::pinned;
   if (s && s->capturing && !pinned) return fail_capture(s, "mxc_memcpy_d2h to pageable host memory (pin it)");
   MXH_TRY(submit(s, [=] { std::memcpy(dst, src, bytes); }));
   // Pageable destination: CUDA returns only once the copy (and the stream's work before it) is done.

@@ -201,6 +201,30 @@ describe('hybrid forward (GPU + CPU) vs the CPU forward', { skip }, () => {
     assert.equal(s.expertsCpuTokens, 0);
   });
 
+  test('mixed placement: layer 1 attention and lm_head on the CPU, the rest on the GPU (x crosses over mid-model)', async () => {
+    const rules = join(dir, 'mixed.yaml');
+    writeFileSync(
+      rules,
+      [
+        '- match:\n    name: "^model\\\\.layers\\\\.1\\\\.self_attn$"\n  replace:\n    class: Attention\n    kwargs: { prefill_device: cpu, generate_device: cpu }',
+        '- match:\n    name: "^lm_head$"\n  replace:\n    class: LMHead\n    kwargs: { prefill_device: cpu, generate_device: cpu }',
+        '- match:\n    name: "^model\\\\.layers\\\\.\\\\d+\\\\.mlp\\\\.experts$"\n  replace:\n    class: Experts\n    kwargs: { prefill_device: cpu, generate_device: cpu }\n  recursive: false',
+        '- match:\n    name: "^"\n  replace:\n    class: Default\n    kwargs: { prefill_device: cuda, generate_device: cuda }',
+      ].join('\n') + '\n',
+    );
+    const gpu = await both(tiny, { ctxSize: 32, nSeq: 2 }, rules, (run, kv) => {
+      run(batch([9707, 11, 1879, 0, 33], range(0, 5), [0, 0, 0, 0, 0], range(0, 5)), 'prefill');
+      kv((m) => m.kv.copy(0, 1, 3));
+      run(batch([77, 78], [5, 3], [0, 1], [0, 1]), 'decode in both slots after a copy');
+      run(batch([79], [6], [0], [0]), 'one-token step');
+    });
+    const s = gpu!.stats();
+    assert.equal(s.attention, 3, 'only layer 0 attention on the GPU');
+    assert.equal(s.moe, 6);
+    assert.equal(s.lmHeadRows, 0);
+    assert.equal(gpu!.operators, 1 + 2 + 1, 'layer 0 attention, both MoE blocks, the embedding (Default rule)');
+  });
+
   test('K-quant weights are dequantized on the GPU at load (Q4_K_M mix)', async () => {
     const path = join(dir, 'tiny-q4km.gguf');
     await synthModel({ preset: 'tiny', out: path, fileType: 'Q4_K_M', seed: 9 });

@@ -1,6 +1,10 @@
 // Token sampling for one sequence: penalties, top-k, top-p, min-p, temperature, then a seeded draw,
 // in llama.cpp's default chain order. Stop conditions live in stop.ts; the scheduler owns one Sampler per request.
+// The scans over the whole vocabulary (argmax, top-k, ids near the max) run natively when the addon
+// has them (~10-50 µs instead of ~0.2 ms per 152k-logit row); the JS versions below are their
+// references (test/kernels/sampling.test.ts) and run when the native one declines (NaN rows).
 import { randomInt } from 'node:crypto';
+import { nativeAboveGap, nativeArgmax, nativeSamplingAvailable, nativeTopK } from '../native/sampling.ts';
 import type { SamplingParams } from './types.ts';
 
 /** mulberry32: a small seeded PRNG; the same seed gives the same stream on every platform. */
@@ -19,7 +23,7 @@ export class Prng {
 }
 
 /** Logits below max - this are dropped before sorting when top-k is off: their share is < e^-30 each. */
-const NEGLIGIBLE_LOGIT_GAP = 30;
+export const NEGLIGIBLE_LOGIT_GAP = 30;
 
 /**
  * Samples tokens for one sequence. Chain (llama.cpp common_sampler defaults): penalties → top-k →
@@ -52,7 +56,7 @@ export class Sampler {
    */
   sample(logits: Float32Array): number {
     this.applyPenalties(logits);
-    const id = this.params.temperature <= 0 ? argmax(logits) : this.draw(logits);
+    const id = this.params.temperature <= 0 ? scanArgmax(logits) : this.draw(logits);
     this.accept(id);
     return id;
   }
@@ -79,7 +83,7 @@ export class Sampler {
     const { topK, topP, minP, temperature } = this.params;
     // Candidates sorted by logit, descending. With top-k and top-p both off, min-p needs only the
     // max, so the whole vocabulary is not sorted (a 152k sort costs tens of ms per token).
-    let ids = topK > 0 ? topKIndices(logits, topK) : topP < 1 ? sortedAboveGap(logits) : bestFirstAboveGap(logits);
+    let ids = topK > 0 ? scanTopK(logits, topK) : scanAboveGap(logits, topP < 1);
     let vals = Float64Array.from(ids, (i) => logits[i]);
     // top-p and min-p on the temperature-1 softmax of what is left.
     let probs = softmax(vals, 1);
@@ -126,6 +130,29 @@ function checkParams(p: SamplingParams): void {
   if (!(p.repeatPenalty > 0)) bad(`repeatPenalty must be > 0, got ${p.repeatPenalty}`);
   if (!Number.isInteger(p.repeatLastN) || p.repeatLastN < -1) bad(`repeatLastN must be an integer >= -1, got ${p.repeatLastN}`);
   if (p.seed !== undefined && !(Number.isInteger(p.seed) && p.seed >= 0 && p.seed < 2 ** 32)) bad(`seed must be an integer in [0, 2^32), got ${p.seed}`);
+}
+
+let nativeScans = true;
+
+/** Turns the native scans off (true: use them where the addon has them); tests compare both paths. */
+export function setNativeScans(on: boolean): void {
+  nativeScans = on;
+}
+
+const useNative = () => nativeScans && nativeSamplingAvailable();
+
+// Native when available, else (or for rows it declines) the JS reference.
+function scanArgmax(logits: Float32Array): number {
+  return (useNative() ? nativeArgmax(logits) : undefined) ?? argmax(logits);
+}
+
+function scanTopK(logits: Float32Array, k: number): Int32Array {
+  return (useNative() ? nativeTopK(logits, k) : undefined) ?? topKIndices(logits, k);
+}
+
+function scanAboveGap(logits: Float32Array, sorted: boolean): Int32Array {
+  const native = useNative() ? nativeAboveGap(logits, NEGLIGIBLE_LOGIT_GAP, sorted) : undefined;
+  return native ?? (sorted ? sortedAboveGap(logits) : bestFirstAboveGap(logits));
 }
 
 /** Index of the largest logit; ties go to the lowest id (as llama.cpp's greedy sampler). */
@@ -196,7 +223,7 @@ export function topKIndices(logits: Float32Array, k: number): Int32Array {
 }
 
 /** All ids within NEGLIGIBLE_LOGIT_GAP of the max, best first, the rest in id order (no sort). */
-function bestFirstAboveGap(logits: Float32Array): Int32Array {
+export function bestFirstAboveGap(logits: Float32Array): Int32Array {
   const best = argmax(logits);
   const floor = logits[best] - NEGLIGIBLE_LOGIT_GAP;
   const ids: number[] = [best];
@@ -205,7 +232,7 @@ function bestFirstAboveGap(logits: Float32Array): Int32Array {
 }
 
 /** All ids within NEGLIGIBLE_LOGIT_GAP of the max, sorted descending (top-k off). */
-function sortedAboveGap(logits: Float32Array): Int32Array {
+export function sortedAboveGap(logits: Float32Array): Int32Array {
   const floor = logits[argmax(logits)] - NEGLIGIBLE_LOGIT_GAP;
   const ids: number[] = [];
   for (let i = 0; i < logits.length; i++) if (logits[i] >= floor) ids.push(i);

@@ -3,7 +3,7 @@
 import type { Command } from 'commander';
 import { InvalidArgumentError } from 'commander';
 import { basename } from 'node:path';
-import { runBench, type BenchResult, type BenchTest } from '../engine/bench.ts';
+import { formatOpProfile, runBench, type BenchResult, type BenchTest } from '../engine/bench.ts';
 import { benchOp, parseDevices } from '../engine/bench-op.ts';
 import { fileTypeName, paramCounts } from '../engine/model-info.ts';
 import { loadModel } from '../model/load.ts';
@@ -50,7 +50,7 @@ export function register(program: Command): void {
       if (v !== 'md' && v !== 'json') throw new InvalidArgumentError('expected md or json');
       return v;
     }, 'md')
-    .option('-v, --verbose', 'add columns: ms per step inside the model, and TS overhead per step', false)
+    .option('-v, --verbose', 'add columns (ms per step inside the model, TS overhead per step) and a table per test of where a step goes (native op kinds: ms, GB/s, GFLOP/s)', false)
     .option('--op <name>', 'benchmark one native operator instead of a model: experts | linear (synthetic Qwen3-30B-A3B shapes)')
     .option('--type <t>', 'with --op: weight type f32 f16 bf16 q8_0 q4_k q5_k q6_k', 'q4_k')
     .option('--down-type <t>', 'with --op experts: ffn_down type when different (Q4_K_M files use q6_k in half the layers)')
@@ -96,9 +96,10 @@ async function benchModel(o: BenchFlags): Promise<number> {
       process.stdout.write(`| ${cols.join(' | ')} |\n|${cols.map((c) => (left.has(c) ? ' --- ' : ' ---: ')).join('|')}|\n`);
     }
     const json: object[] = [];
-    runBench(model, tokenizer, tests, {
+    const results = runBench(model, tokenizer, tests, {
       reps: o.repetitions,
       ubatch: o.ubatch,
+      profile: o.verbose,
       onResult: (r: BenchResult) => {
         const rssBytes = process.resourceUsage().maxRSS * 1024;
         if (md) {
@@ -124,11 +125,13 @@ async function benchModel(o: BenchFlags): Promise<number> {
             forward_ms_per_step: r.forwardMsPerStep,
             ts_overhead_ms_per_step: r.overheadMsPerStep,
             steps: r.steps,
+            ...(r.ops ? { ops: r.ops } : {}),
           });
         }
       },
     });
     if (!md) process.stdout.write(JSON.stringify(json, null, 2) + '\n');
+    else for (const r of results) if (r.ops) process.stdout.write('\n' + formatOpProfile(r));
     return 0;
   } finally {
     model.dispose();

@@ -2,6 +2,7 @@
 // tokens, tg<N> = N single-token steps starting from an empty cache (llama-bench's test_gen).
 // Formatting the table is the CLI's job (src/cli/bench.ts).
 import type { LoadedModel } from '../model/types.ts';
+import { opProfileAvailable, opProfileEnable, opProfileRead, opProfileReset, type OpProfileRow } from '../native/op-profile.ts';
 import { Prng } from './sampler.ts';
 import { Scheduler, type SchedulerTokenizer } from './scheduler.ts';
 import { DEFAULT_SAMPLING, type GenerateStats } from './types.ts';
@@ -24,6 +25,8 @@ export interface BenchResult {
   forwardMsPerStep: number;
   overheadMsPerStep: number;
   steps: number;
+  /** With `profile`: native time, bytes and FLOPs per CPU op kind over the timed repetitions (not the warm-up). */
+  ops?: OpProfileRow[];
 }
 
 /** Runs each test `reps` times after one short warm-up (as llama-bench does); `seed` fixes the random tokens. */
@@ -31,7 +34,23 @@ export function runBench(
   model: LoadedModel,
   tokenizer: SchedulerTokenizer,
   tests: BenchTest[],
+  opts: { reps: number; ubatch: number; seed?: number; profile?: boolean; onResult?: (r: BenchResult) => void },
+): BenchResult[] {
+  const profile = opts.profile === true && opProfileAvailable();
+  if (profile) opProfileEnable(true);
+  try {
+    return runTests(model, tokenizer, tests, opts, profile);
+  } finally {
+    if (profile) opProfileEnable(false);
+  }
+}
+
+function runTests(
+  model: LoadedModel,
+  tokenizer: SchedulerTokenizer,
+  tests: BenchTest[],
   opts: { reps: number; ubatch: number; seed?: number; onResult?: (r: BenchResult) => void },
+  profile: boolean,
 ): BenchResult[] {
   const rng = new Prng(opts.seed ?? 1);
   const randomTokens = (n: number) => Array.from({ length: n }, () => Math.floor(rng.next() * model.config.vocab));
@@ -39,6 +58,7 @@ export function runBench(
   for (const t of tests) {
     if (t.kind === 'pp') runOnce(model, tokenizer, opts.ubatch, randomTokens(Math.min(t.n, 32)), 1);
     else runOnce(model, tokenizer, opts.ubatch, randomTokens(1), 1);
+    if (profile) opProfileReset();
     const samples: number[] = [];
     let forwardMs = 0;
     let stepMs = 0;
@@ -64,6 +84,7 @@ export function runBench(
       forwardMsPerStep: forwardMs / steps,
       overheadMsPerStep: (stepMs - forwardMs) / steps,
       steps,
+      ...(profile ? { ops: opProfileRead() } : {}),
     };
     opts.onResult?.(result);
     results.push(result);
@@ -85,4 +106,29 @@ function runOnce(model: LoadedModel, tokenizer: SchedulerTokenizer, ubatch: numb
   while (!s.idle()) s.step();
   if (error !== undefined || !stats) throw new Error(`bench: the model failed: ${error ?? 'no result'}`);
   return { stats, timings: s.timings };
+}
+
+/**
+ * Where one step's time goes, as a markdown table (for `bench -v`): each native op kind's ms per
+ * step, share of the step, weight GB/s and GFLOP/s, then the rest of model.forward (JS around the
+ * native calls, embedding, GPU ops if any) and the engine's TS overhead outside it.
+ */
+export function formatOpProfile(r: BenchResult): string {
+  if (!r.ops) return '';
+  const step = r.forwardMsPerStep + r.overheadMsPerStep;
+  const pct = (ms: number) => `${((100 * ms) / step).toFixed(1)}%`;
+  const lines = [`${r.test}: ${step.toFixed(3)} ms per step`, '', '| op | calls/step | ms/step | share | GB/s | GFLOP/s |', '| --- | ---: | ---: | ---: | ---: | ---: |'];
+  let nativeMs = 0;
+  for (const o of r.ops) {
+    if (o.calls === 0) continue;
+    const ms = o.ns / 1e6 / r.steps;
+    if (o.parent === null) nativeMs += ms;
+    const rate = (x: number) => (o.ns > 0 && x > 0 ? (x / o.ns).toFixed(1) : '-');
+    const name = o.parent === null ? o.name : `&nbsp;&nbsp;${o.name}`;
+    lines.push(`| ${name} | ${(o.calls / r.steps).toFixed(1)} | ${ms.toFixed(3)} | ${pct(ms)} | ${rate(o.bytes)} | ${rate(o.flops)} |`);
+  }
+  const rest = r.forwardMsPerStep - nativeMs;
+  lines.push(`| rest of model.forward (JS, embedding) | | ${rest.toFixed(3)} | ${pct(rest)} | | |`);
+  lines.push(`| TS outside model.forward (sampling, batching) | | ${r.overheadMsPerStep.toFixed(3)} | ${pct(r.overheadMsPerStep)} | | |`);
+  return lines.join('\n') + '\n';
 }

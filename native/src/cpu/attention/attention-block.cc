@@ -7,8 +7,10 @@
 #include <string>
 
 #include "cpu/attention/attention.h"
+#include "cpu/linear/linear-cost.h"
 #include "cpu/dequant/dequant.h"
 #include "cpu/norm/norm.h"
+#include "cpu/profile/op-profile.h"
 #include "cpu/rope/rope.h"
 
 namespace mixtile {
@@ -74,10 +76,15 @@ void attention_block_forward(const AttentionLayer& L, KvCache& kv, float* x, int
   float* v = k + n * kv_dim;
   float* o = v + n * kv_dim;
 
+  OpTimer t_qkv(Op::attn_qkv);
   rms_norm(x, L.norm.data(), h, n, hidden, L.eps);
   linear_forward(*L.wq, h, n, q);
   linear_forward(*L.wk, h, n, k);
   linear_forward(*L.wv, h, n, v);
+  t_qkv.set(linear_bytes(*L.wq) + linear_bytes(*L.wk) + linear_bytes(*L.wv),
+            linear_flops(*L.wq, n) + linear_flops(*L.wk, n) + linear_flops(*L.wv, n));
+  t_qkv.stop();
+  OpTimer t_core(Op::attn_core);
   if (!L.q_norm.empty()) rms_norm(q, L.q_norm.data(), q, n * L.n_heads, d, L.eps);
   if (!L.k_norm.empty()) rms_norm(k, L.k_norm.data(), k, n * L.n_kv_heads, d, L.eps);
   std::vector<float> cs, sn;
@@ -95,9 +102,12 @@ void attention_block_forward(const AttentionLayer& L, KvCache& kv, float* x, int
   a.n_heads = L.n_heads;
   a.scale = float(1.0 / std::sqrt(double(d)));
   attention_select(a).fn(a);
+  t_core.stop();
 
+  OpTimer t_o(Op::attn_o);
   linear_forward(*L.wo, att, n, o);
   for (int64_t i = 0; i < n * hidden; ++i) x[i] += o[i];
+  t_o.set(linear_bytes(*L.wo), linear_flops(*L.wo, n));
 }
 
 }  // namespace mixtile

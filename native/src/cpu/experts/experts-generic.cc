@@ -6,9 +6,12 @@
 // then y[t] = sum_j weight[t, j] * o[ids[t, j]][pos]  in slot order (deterministic).
 #include <algorithm>
 #include <cmath>
+#include <functional>
+#include <memory>
 
 #include "cpu/experts/experts.h"
 #include "cpu/matmul/matmul.h"
+#include "cpu/profile/op-profile.h"
 #include "threadpool.h"
 
 namespace mixtile {
@@ -37,6 +40,19 @@ T* grow(std::vector<T>& v, size_t n) {
   return v.data();
 }
 
+// Per-row work (activation conversion, the weighted sum) below this many elements in all runs on
+// the calling thread: at one token (8 rows of 2048) it takes microseconds, less than a pool round
+// trip, whose barrier an oversubscribed box can stretch to milliseconds.
+constexpr int64_t SERIAL_ELEMENTS = 32768;
+
+void rows_for(int64_t rows, int64_t elements_per_row, const std::function<void(int64_t, int)>& fn) {
+  if (rows * elements_per_row <= SERIAL_ELEMENTS) {
+    for (int64_t r = 0; r < rows; ++r) fn(r, 0);
+  } else {
+    parallel_for(rows, fn);
+  }
+}
+
 int64_t row_block(size_t row_bytes, int64_t rows, int64_t n_active) {
   int64_t rb = std::max<int64_t>(8, int64_t(EXPERT_SLICE_BYTES / row_bytes) / 8 * 8);
   // Enough tasks for load balance: at least ~4 per thread overall.
@@ -49,6 +65,7 @@ int64_t row_block(size_t row_bytes, int64_t rows, int64_t n_active) {
 
 void experts_forward_generic(const ExpertsWeights& ew, const MoeArgs& a) {
   const int64_t H = ew.hidden, F = ew.ffn, K = a.top_k;
+  auto t_other = std::make_unique<OpTimer>(Op::experts_other);
   // Group (token, slot) pairs by expert; pos_of[t*K + j] = row of that pair inside its expert.
   std::vector<int64_t> count(size_t(ew.n_expert), 0);
   for (int64_t i = 0; i < a.n * K; ++i) ++count[size_t(a.ids[i])];
@@ -75,7 +92,7 @@ void experts_forward_generic(const ExpertsWeights& ew, const MoeArgs& a) {
   Scratch& sc = scratch();
   uint8_t* xg = grow(sc.xg, gs * size_t(total));
   uint8_t* xu = same_gu ? xg : grow(sc.xu, us * size_t(total));
-  parallel_for(total, [&](int64_t p, int) {
+  rows_for(total, H, [&](int64_t p, int) {
     const float* xt = a.x + tok_of[size_t(p)] * H;
     convert_act_row(ew.gate.type, xt, H, xg + size_t(p) * gs);
     if (!same_gu) convert_act_row(ew.up.type, xt, H, xu + size_t(p) * us);
@@ -83,7 +100,10 @@ void experts_forward_generic(const ExpertsWeights& ew, const MoeArgs& a) {
   const uint8_t* xu_data = xu;
   const size_t xu_stride = same_gu ? gs : us;
 
+  t_other.reset();
   // Phase 1: gate and up for one row block of one expert, then SiLU(g) * u into h.
+  OpTimer t_gu(Op::experts_gate_up);
+  t_gu.set(uint64_t(n_active) * (ew.gate.matrix_bytes() + ew.up.matrix_bytes()), 4 * uint64_t(total * F * H));
   float* g = grow(sc.g, size_t(total * F));
   float* u = grow(sc.u, size_t(total * F));
   const int64_t rb1 = row_block(ew.gate.row_bytes + ew.up.row_bytes, F, n_active);
@@ -109,11 +129,17 @@ void experts_forward_generic(const ExpertsWeights& ew, const MoeArgs& a) {
     for (int64_t p = 0; p < ne; ++p) silu_mul(g + (p0 + p) * F + r0, u + (p0 + p) * F + r0, nr);
   });
 
+  t_gu.stop();
+
   // Phase 2: h -> down activations, then down rows per (expert, row block).
+  t_other = std::make_unique<OpTimer>(Op::experts_other);
   const size_t ds = act_row_bytes(ew.down.type, F);
   uint8_t* hd = grow(sc.hd, ds * size_t(total));
-  parallel_for(total, [&](int64_t p, int) { convert_act_row(ew.down.type, g + p * F, F, hd + size_t(p) * ds); });
+  rows_for(total, F, [&](int64_t p, int) { convert_act_row(ew.down.type, g + p * F, F, hd + size_t(p) * ds); });
   float* o = grow(sc.o, size_t(total * H));
+  t_other.reset();
+  OpTimer t_down(Op::experts_down);
+  t_down.set(uint64_t(n_active) * ew.down.matrix_bytes(), 2 * uint64_t(total * F * H));
   const int64_t rb2 = row_block(ew.down.row_bytes, H, n_active);
   const int64_t nrb2 = (H + rb2 - 1) / rb2;
   parallel_for(n_active * nrb2, [&](int64_t task, int) {
@@ -124,8 +150,11 @@ void experts_forward_generic(const ExpertsWeights& ew, const MoeArgs& a) {
     kd[size_t(task / nrb2)]->fn(ad);
   });
 
+  t_down.stop();
+
   // Weighted sum back in token order.
-  parallel_for(a.n, [&](int64_t t, int) {
+  t_other = std::make_unique<OpTimer>(Op::experts_other);
+  rows_for(a.n, K * H, [&](int64_t t, int) {
     float* yt = a.y + t * H;
     std::fill(yt, yt + H, 0.f);
     for (int64_t j = 0; j < K; ++j) {

@@ -7,7 +7,9 @@
 #include <string>
 
 #include "cpu/attention/attention-block.h"
+#include "cpu/linear/linear-cost.h"
 #include "cpu/norm/norm.h"
+#include "cpu/profile/op-profile.h"
 
 namespace mixtile {
 
@@ -66,19 +68,46 @@ std::shared_ptr<FfnBlock> ffn_block_create_dense(int layer, float eps, const Wei
   return b;
 }
 
+// Weight bytes the routed experts read in one call: every distinct selected expert's three matrices.
+static uint64_t experts_bytes(const ExpertsWeights& ew, const std::vector<int32_t>& ids) {
+  std::vector<bool> seen(size_t(ew.n_expert), false);
+  uint64_t n_active = 0;
+  for (int32_t e : ids) {
+    if (!seen[size_t(e)]) ++n_active;
+    seen[size_t(e)] = true;
+  }
+  return n_active * (ew.gate.matrix_bytes() + ew.up.matrix_bytes() + ew.down.matrix_bytes());
+}
+
 void ffn_block_forward(const FfnBlock& b, float* x, int64_t n) {
   const int64_t hidden = b.hidden;
   std::vector<float> h(static_cast<size_t>(n * hidden)), y(static_cast<size_t>(n * hidden));
-  rms_norm(x, b.norm.data(), h.data(), n, hidden, b.eps);
   if (b.experts) {
-    moe_forward(*b.experts, h.data(), n, b.top_k, b.norm_topk_prob, y.data());
-  } else {
+    const ExpertsWeights& ew = *b.experts;
+    OpTimer t_route(Op::ffn_router);
+    rms_norm(x, b.norm.data(), h.data(), n, hidden, b.eps);
+    std::vector<int32_t> ids(size_t(n * b.top_k));
+    std::vector<float> w(size_t(n * b.top_k));
+    moe_route(ew, h.data(), n, b.top_k, b.norm_topk_prob, ids.data(), w.data());
+    t_route.set(uint64_t(ew.router.size()) * 4, 2 * uint64_t(n) * uint64_t(ew.router.size()));
+    t_route.stop();
+    OpTimer t_exp(Op::ffn_experts);
+    moe_forward_routed(ew, h.data(), n, ids.data(), w.data(), b.top_k, y.data());
+    for (int64_t i = 0; i < n * hidden; ++i) x[i] += y[size_t(i)];
+    if (op_profile_enabled()) t_exp.set(experts_bytes(ew, ids), 6 * uint64_t(n * b.top_k) * uint64_t(ew.hidden * ew.ffn));
+    return;
+  }
+  OpTimer t_dense(Op::ffn_dense);
+  rms_norm(x, b.norm.data(), h.data(), n, hidden, b.eps);
+  {
     const int64_t ffn = b.gate->m;
     std::vector<float> g(static_cast<size_t>(n * ffn)), u(static_cast<size_t>(n * ffn));
     linear_forward(*b.gate, h.data(), n, g.data());
     linear_forward(*b.up, h.data(), n, u.data());
     for (int64_t i = 0; i < n * ffn; ++i) g[size_t(i)] = g[size_t(i)] / (1.0f + std::exp(-g[size_t(i)])) * u[size_t(i)];
     linear_forward(*b.down, g.data(), n, y.data());
+    t_dense.set(linear_bytes(*b.gate) + linear_bytes(*b.up) + linear_bytes(*b.down),
+                linear_flops(*b.gate, n) + linear_flops(*b.up, n) + linear_flops(*b.down, n));
   }
   for (int64_t i = 0; i < n * hidden; ++i) x[i] += y[size_t(i)];
 }
@@ -94,6 +123,8 @@ std::shared_ptr<LmHead> lm_head_create(float eps, const Weight& norm, const Weig
 }
 
 void lm_head_forward(const LmHead& h, const float* x, const int32_t* rows, int64_t n_rows, float* logits) {
+  OpTimer t(Op::lm_head);
+  t.set(linear_bytes(*h.out), linear_flops(*h.out, n_rows));
   std::vector<float> sel(static_cast<size_t>(n_rows * h.hidden));
   for (int64_t r = 0; r < n_rows; ++r) {
     std::memcpy(sel.data() + r * h.hidden, x + int64_t(rows[r]) * h.hidden, size_t(h.hidden) * 4);

@@ -76,6 +76,9 @@ static void test_ranges() {
   MXT_CHECK(mxc_memcpy_h2d(y.p, host.data() + 40, 10 * 4, nullptr));  // one copy per registration is fine
   MXT_CHECK(mxc_memcpy_h2d(y.as<float>() + 10, host.data() + 50, 10 * 4, nullptr));
   MXT_CHECK(mxc_host_unregister(host.data() + 50));
+  MXT_CHECK(mxc_host_register(host.data() + 50, 10 * 4));
+  MXT_CHECK(mxc_memcpy_h2d(y.p, host.data() + 55, 20 * 4, nullptr));  // from a registration into plain memory: pageable
+  MXT_CHECK(mxc_host_unregister(host.data() + 50));
   MXT_CHECK(mxc_host_unregister(host.data()));
   expect_error("unregister: twice is an error", mxc_host_unregister(host.data()), MXC_ERR_CUDA, "NotRegistered");
   void* pinned = nullptr;
@@ -131,6 +134,13 @@ static void test_graph_semantics(Rng& rng) {
   expect_error("graph: a copy to pageable memory is refused in a capture",
                mxc_memcpy_d2h(pageable.data(), a.p, 64, s), MXC_ERR_CUDA, "cudaErrorStreamCaptureUnsupported");
   expect_error("graph: ... and invalidates it", mxc_graph_end(s, &g), MXC_ERR_CUDA, "cudaErrorStreamCaptureInvalidated");
+  MXT_CHECK(mxc_graph_begin(s));
+  void* p = nullptr;
+  expect_error("graph: mxc_malloc on the capturing thread is refused", mxc_malloc(&p, 64), MXC_ERR_CUDA,
+               "cudaMalloc: cudaErrorStreamCaptureUnsupported");
+  expect_error("graph: ... and invalidates the capture", mxc_graph_end(s, &g), MXC_ERR_CUDA, "Invalidated");
+  MXT_CHECK(mxc_malloc(&p, 64));  // fine again after the capture
+  MXT_CHECK(mxc_free(p));
   MXT_CHECK(mxc_stream_destroy(s));
 }
 

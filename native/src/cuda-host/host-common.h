@@ -50,9 +50,12 @@ void finish_all();
 // A call CUDA forbids while s captures (a sync, a copy to or from pageable memory): fails it and
 // invalidates the capture, so mxc_graph_end fails too.
 mxc_status fail_capture(mxc_stream* s, const char* what);
+// The stream this thread is capturing (the real library captures in cudaStreamCaptureModeThreadLocal,
+// where cudaMalloc and cudaFree are refused on the capturing thread), or null.
+mxc_stream* capture_of_this_thread();
 // The host side of a copy: pinned or registered memory stays asynchronous; pageable memory is read at
-// issue (host to device) or waits for the stream (device to host), as in CUDA. A range that starts in a
-// pinned allocation or registration and runs past its end is refused, as the driver refuses it.
+// issue (host to device) or waits for the stream (device to host), as in CUDA. A range that spans two
+// pinned allocations or registrations is refused, as the driver refuses it.
 enum class HostRange { pageable, pinned, spans };
 HostRange host_range(const void* p, size_t bytes);
 

@@ -150,14 +150,21 @@ mxc_status check_device_range(const void* p, size_t bytes, const char* fn, const
 HostRange host_range(const void* p, size_t bytes) {
   Registry& r = registry();
   std::lock_guard<std::mutex> lock(r.mu);
-  auto it = region_at(r, reinterpret_cast<uintptr_t>(p));
+  const uintptr_t a = reinterpret_cast<uintptr_t>(p);
+  auto it = region_at(r, a);
   if (it == r.regions.end() || it->second.kind == Kind::device) return HostRange::pageable;
-  return reinterpret_cast<uintptr_t>(p) + bytes <= it->first + it->second.bytes ? HostRange::pinned : HostRange::spans;
+  if (a + bytes <= it->first + it->second.bytes) return HostRange::pinned;
+  // Past the end of its registration: into another one is what the driver refuses (seen on the H100);
+  // into plain memory (a registration rounded out to pages reaches into a neighbouring heap buffer) is
+  // taken as pageable.
+  auto next = std::next(it);
+  return next != r.regions.end() && next->first < a + bytes && next->second.kind != Kind::device ? HostRange::spans
+                                                                                                 : HostRange::pageable;
 }
 
 static mxc_status fail_span(const char* fn, const void* p, size_t bytes) {
   return fail(MXC_ERR_CUDA, "%s: cudaErrorInvalidValue: the host range [%p, +%zu) starts in pinned or registered "
-              "memory and runs past its end (a copy may not span two host registrations; copy per registration)",
+              "memory and runs into another (a copy may not span two host registrations; copy per registration)",
               fn, p, bytes);
 }
 
@@ -171,6 +178,7 @@ mxc_status mxc_malloc(void** ptr, size_t bytes) {
   MXH_CHECK_ARG(ptr, "mxc_malloc: null output pointer");
   *ptr = nullptr;
   if (bytes == 0) return MXC_OK;
+  if (mxc_stream* c = capture_of_this_thread()) return fail_capture(c, "cudaMalloc");
   MXH_TRY(vram_reserve(bytes, "cudaMalloc"));
   void* p = aligned(bytes);
   if (!p) {
@@ -186,6 +194,7 @@ mxc_status mxc_malloc(void** ptr, size_t bytes) {
 
 mxc_status mxc_free(void* ptr) {
   if (!ptr) return MXC_OK;
+  if (mxc_stream* c = capture_of_this_thread()) return fail_capture(c, "cudaFree");
   finish_all();  // cudaFree synchronises the device
   size_t bytes = 0;
   if (!remove_region(ptr, Kind::device, &bytes))

@@ -6,8 +6,8 @@
 // a missing synchronisation or cross-stream wait reads stale (or NaN-poisoned) data here, as it may on a
 // GPU. The order between streams is the opposite of the GPU's eager one only in that nothing runs early.
 // MIXTILE_CUDA_HOST_SYNC=1 runs each operation when issued instead (for debugging the stand-in itself).
-// CUDA's capture rules hold: synchronising a capturing stream, or a copy between it and pageable host memory,
-// fails and invalidates the capture.
+// CUDA's capture rules hold: synchronising a capturing stream, a copy between it and pageable host memory,
+// or mxc_malloc / mxc_free on the capturing thread fails and invalidates the capture.
 // A graph is the list of closures recorded between mxc_graph_begin and mxc_graph_end; launching it
 // queues them on the stream, to run with the values behind their pointers at that moment.
 #include <chrono>
@@ -106,6 +106,9 @@ void finish_all() {
     while (run_one(s)) {
     }
 }
+
+static thread_local mxc_stream* t_capture = nullptr;
+mxc_stream* capture_of_this_thread() { return t_capture; }
 
 mxc_status fail_capture(mxc_stream* s, const char* what) {
   s->capture_failed = true;
@@ -223,6 +226,7 @@ mxc_status mxc_graph_begin(mxc_stream* s) {
   s->capturing = true;
   s->capture_failed = false;
   s->captured.clear();
+  t_capture = s;
   return MXC_OK;
 }
 
@@ -233,6 +237,7 @@ mxc_status mxc_graph_end(mxc_stream* s, mxc_graph** out) {
     return fail(MXC_ERR_CUDA, "cudaStreamEndCapture (a call in the captured region failed?): cudaErrorIllegalState: "
                 "the stream is not capturing");
   s->capturing = false;
+  if (t_capture == s) t_capture = nullptr;
   auto ops = std::move(s->captured);
   s->captured.clear();
   if (s->capture_failed)

@@ -16,9 +16,10 @@ namespace mixtile {
 namespace {
 
 // ---- process-wide registry of pinned host page ranges ----
-// cudaHostRegister refuses a range that overlaps one already registered, and the stacked expert
-// tensors of neighbouring layers can share a page. Each object pins its ranges minus what is pinned
-// already and holds a reference on every piece that covers them.
+// Only whole pages inside a tensor are pinned: a page it shares with other data (a neighbouring tensor,
+// or heap objects beside a native buffer) stays pageable, since the driver rejects a copy whose source is
+// partly pinned, and those other bytes may be copied by others. Two objects over the same tensor (the
+// bench's and the engine's) share the pieces, refcounted: cudaHostRegister refuses overlaps.
 struct PinEntry {
   uintptr_t end;
   int refs;
@@ -40,11 +41,11 @@ void unpin_locked(const CudaApi& api, uintptr_t begin) {
   }
 }
 
-// Pins [b, e) rounded out to pages; on success appends the pieces held to `held` and returns "".
+// Pins the whole pages inside [b, e); on success appends the pieces held to `held` and returns "".
 std::string pin_range(const CudaApi& api, uintptr_t b, uintptr_t e, std::vector<std::pair<uintptr_t, uintptr_t>>& held) {
   const uintptr_t pg = page_size();
-  b = b / pg * pg;
-  e = (e + pg - 1) / pg * pg;
+  b = (b + pg - 1) / pg * pg;
+  e = e / pg * pg;
   std::lock_guard<std::mutex> lock(g_pin_mu);
   auto it = g_pins.upper_bound(b);
   if (it != g_pins.begin() && std::prev(it)->second.end > b) --it;
@@ -225,23 +226,22 @@ void GpuExperts::stream_group(const GpuExpertWeights& w, int64_t e0, int64_t cou
   check(api_.mxc_event_record(copied_[size_t(slot)], copy_), "mxc_event_record");
 }
 
-// One copy per registration the source range touches (usually one; two where a tensor starts or
-// ends on a page pinned with its neighbour).
+// One copy per pinned piece the source range touches, and one per stretch between pieces (the partly
+// shared pages at a tensor's ends: pageable copies, a few KiB).
 void GpuExperts::copy_pieces(const GpuExpertWeights& w, uint8_t* dst, const uint8_t* src, size_t bytes) {
   const auto& pc = w.pieces_;
   uintptr_t cur = reinterpret_cast<uintptr_t>(src);
   const uintptr_t end = cur + bytes;
-  auto it = std::upper_bound(pc.begin(), pc.end(), std::make_pair(cur, UINTPTR_MAX));
+  auto it = std::upper_bound(pc.begin(), pc.end(), std::make_pair(cur, UINTPTR_MAX));  // first piece after cur
   while (cur < end) {
-    if (it == pc.begin()) throw std::logic_error("gpu experts: copy source outside the pinned ranges");
-    const uintptr_t piece_end = std::prev(it)->second;
-    if (piece_end <= cur) throw std::logic_error("gpu experts: copy source outside the pinned ranges");
-    const uintptr_t stop = std::min(end, piece_end);
+    uintptr_t stop;
+    if (it != pc.begin() && std::prev(it)->second > cur) stop = std::min(end, std::prev(it)->second);  // in a piece
+    else stop = it != pc.end() ? std::min(end, it->first) : end;                                       // between
     check(api_.mxc_memcpy_h2d(dst + (cur - reinterpret_cast<uintptr_t>(src)), reinterpret_cast<const void*>(cur),
                               size_t(stop - cur), copy_),
           "mxc_memcpy_h2d");
     cur = stop;
-    ++it;
+    while (it != pc.end() && it->first <= cur) ++it;
   }
 }
 

@@ -48,7 +48,10 @@ if [ -n "$LAYERS" ]; then
   timeout 120 node bin/mixtile.js synth --preset qwen3-30b-a3b --file-type Q4_K_M --layers "$LAYERS" "$M" 2>&1 | tail -2
   stamp "synth done"
   R=/tmp/hybrid-experts-gpu.yaml
-  sed 's/prefill_device: cpu/prefill_device: cuda/' src/optimize/rules/qwen3moe-hybrid-amx.yaml > "$R"
+  # Only the experts' prefill device changes (the embedding's must stay as it is).
+  node -e 'const fs = require("fs"); const s = fs.readFileSync(process.argv[1], "utf8");
+    fs.writeFileSync(process.argv[2], s.replace(/(class: Experts\n\s+kwargs:\n(?:\s+.*\n)*?\s+)prefill_device: cpu/, "$1prefill_device: cuda"));' \
+    src/optimize/rules/qwen3moe-hybrid-amx.yaml "$R"
   grep -n "prefill_device: cuda" "$R" | head -2
   model() {
     echo "## $1"

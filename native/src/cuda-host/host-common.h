@@ -110,9 +110,4 @@ template <>
 inline F16 from_f32<F16>(float x) { return F16{f32_to_f16(x)}; }
 template <>
 inline BF16 from_f32<BF16>(float x) { return BF16{f32_to_bf16(x)}; }
-// Rounds x to what storing it as `t` (F32, F16, BF16) and reading it back gives.
-inline float round_to(mxc_dtype t, float x) {
-  return t == MXC_F16 ? f16_to_f32(f32_to_f16(x)) : t == MXC_BF16 ? bf16_to_f32(f32_to_bf16(x)) : x;
-}
-
 }  // namespace mixtile::cuda_host

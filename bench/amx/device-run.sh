@@ -7,7 +7,8 @@
 # Run from a snapshot root (scripts/device-snapshot.sh amx .anchor/llama.cpp-src.tar.xz) after
 # `source .device/env.sh && bash .device/setup.sh`; logs go to $OUT (main.log, sweep.log, tests.log,
 # llama-build.log). Every step checks the time left (AMX_RUN_BUDGET seconds from the start).
-# Optional: AMX_RUN_LAYERS48=N also benches an N-layer Q4_K_M file (call 2).
+# Optional: AMX_RUN_LAYERS48=N also benches an N-layer Q4_K_M file; AMX_RUN_DECODE=0 skips the
+# 1/4/8-thread decode runs.
 set -uo pipefail
 R=${OUT:-/tmp/amx-run}
 mkdir -p "$R"
@@ -51,6 +52,12 @@ if [ -f .anchor/llama.cpp-src.tar.xz ]; then
   LLPID=$!
   log "llama.cpp CPU build started in the background (process group $LLPID)"
 fi
+
+# 0. Can this machine run AMX at all? Kernel, flags, and the standalone harness (no Node), which
+# tells a machine problem from an addon problem.
+log "kernel $(uname -r); flags: $(grep -m1 -o 'amx[a-z_0-9]*' /proc/cpuinfo | sort -u | tr '\n' ' ')"
+step harness-build 60 bash -c 'cmake -S bench/amx -B /tmp/amxh -DCMAKE_BUILD_TYPE=Release >/dev/null && cmake --build /tmp/amxh -j16 --target amx-test'
+step harness-test 60 /tmp/amxh/amx-test
 
 # 1. Tests (AMX kernels, linear, repack cache, and the kernel suite that runs through them).
 step tests 60 node --import tsx --test --test-concurrency=1 test/kernels/amx.test.ts test/kernels/amx-linear.test.ts \
@@ -102,18 +109,21 @@ du -sh "$MIXTILE_REPACK_CACHE_DIR" | tee -a "$R/main.log"
 LB=$LL/build-cpu/bin/llama-bench
 [ -x "$LB" ] && step llama-bench 40 env CUDA_VISIBLE_DEVICES= "$LB" -m "$Q4" -p 512 -n 128 -r 2 -t 16
 step bench-avx512 40 env MIXTILE_ISA=avx512bf16 $X bench -m "$Q4" -p 512 -n 128 -r 2 -t 16
-for t in 1 4 8; do step "decode-t$t" 25 $X bench -m "$Q4" -p 0 -n 64 -r 2 -t $t; done
+if [ "${AMX_RUN_DECODE:-1}" = 1 ]; then
+  for t in 1 4 8; do step "decode-t$t" 25 $X bench -m "$Q4" -p 0 -n 64 -r 2 -t $t; done
+fi
 
-# 6. Optional: a deeper Q4_K_M file (call 2).
+# 6. Optional: a deeper Q4_K_M file (AMX_RUN_LAYERS48=N layers), cache off (the disk there has
+# room for the file but not for its INT8 panels as well); the 4-layer files and cache go first.
 if [ -n "${AMX_RUN_LAYERS48:-}" ]; then
   L=$AMX_RUN_LAYERS48
   F=$M/a3b-${L}l-q4km.gguf
+  rm -rf "$MIXTILE_REPACK_CACHE_DIR" "$Q4"
   s=$(date +%s)
   step "synth-q4-${L}L" 60 $X synth --preset qwen3-30b-a3b --file-type Q4_K_M --layers "$L" "$F"
   log "synth Q4_K_M ${L}L: $(stat -c %s "$F" 2>/dev/null) bytes in $(($(date +%s) - s)) s"
-  rm -rf "$MIXTILE_REPACK_CACHE_DIR"
-  step "bench-${L}L-first" 60 $X bench -m "$F" -p 512 -n 128 -r 2 -t 16
-  step "bench-${L}L-second" 40 $X bench -m "$F" -p 512 -n 128 -r 2 -t 16
-  [ -x "$LB" ] && step "llama-bench-${L}L" 60 env CUDA_VISIBLE_DEVICES= "$LB" -m "$F" -p 512 -n 128 -r 2 -t 16
+  step "bench-${L}L" 40 env MIXTILE_REPACK_CACHE=0 $X bench -m "$F" -p 512 -n 128 -r 2 -t 16
+  step "bench-${L}L-avx512" 30 env MIXTILE_REPACK_CACHE=0 MIXTILE_ISA=avx512bf16 $X bench -m "$F" -p 512 -n 128 -r 2 -t 16
+  [ -x "$LB" ] && step "llama-bench-${L}L" 40 env CUDA_VISIBLE_DEVICES= "$LB" -m "$F" -p 512 -n 128 -r 2 -t 16
 fi
 log "done, $(left) s left"

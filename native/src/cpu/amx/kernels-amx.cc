@@ -41,6 +41,25 @@ void tile_config_thread() {
   tile_configured = true;
 }
 
+void tile_probe() {
+#ifndef MIXTILE_AMX_EMULATE
+  TileConfig cfg{};
+  cfg.palette_id = 1;
+  for (int i = 0; i < 8; ++i) {
+    cfg.colsb[i] = 64;
+    cfg.rows[i] = 16;
+  }
+  _tile_loadconfig(&cfg);
+  _tile_zero(0);
+  _tile_zero(1);
+  _tile_zero(4);
+  _tile_zero(6);
+  _tile_dpbf16ps(0, 4, 6);
+  _tile_dpbssd(1, 4, 6);
+  _tile_release();
+#endif
+}
+
 // C tiles: tmm0 = rows 0-15 x cols 0-15, tmm1 = rows 0-15 x cols 16-31, tmm2/3 = rows 16-31.
 KernelTuning tuning;
 

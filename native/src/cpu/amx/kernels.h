@@ -43,6 +43,10 @@ struct KernelTuning {
 };
 extern KernelTuning tuning;
 
+// Runs a few tile instructions (config, zero, TDPBF16PS, TDPBSSD, release). machine.cc calls it
+// in a forked child: a machine that advertises AMX but faults on it then kills only that child.
+void tile_probe();
+
 // Loads the palette-1 tile configuration on the calling thread if it has not yet (all eight
 // tiles 16 rows x 64 bytes: C0-C3 = tmm0-3, A0-A1 = tmm4-5, B0-B1 = tmm6-7).
 void tile_config_thread();

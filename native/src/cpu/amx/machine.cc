@@ -3,14 +3,19 @@
 // switch point. Tile configuration itself is per thread (kernels-amx.cc).
 #include <cpuid.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include <csignal>
+
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <mutex>
 #include <string>
 
 #include "cpu/amx/amx.h"
+#include "cpu/amx/kernels.h"
 
 namespace mixtile::amx {
 
@@ -72,6 +77,31 @@ struct State {
   std::string reason;
 };
 
+// Runs tile_probe() in a forked child. A machine whose CPUID, XCR0 and kernel all say AMX but
+// whose hypervisor or kernel still faults on tile instructions kills only the child (SIGILL),
+// and the process falls back to AVX-512 with the reason instead of dying in the first kernel.
+// The child runs only the probe's instructions and _exit (safe after fork in a threaded process).
+std::string probe_in_child() {
+  const pid_t pid = fork();
+  if (pid < 0) return "";  // cannot fork: trust the checks above
+  if (pid == 0) {
+    signal(SIGILL, SIG_DFL);
+    signal(SIGSEGV, SIG_DFL);
+    tile_probe();
+    _exit(0);
+  }
+  int st = 0;
+  while (waitpid(pid, &st, 0) < 0) {
+    if (errno != EINTR) return "";
+  }
+  if (WIFEXITED(st) && WEXITSTATUS(st) == 0) return "";
+  if (WIFSIGNALED(st)) {
+    return "tile instructions fault on this machine (a probe process died with signal " + std::to_string(WTERMSIG(st)) +
+           "): the kernel or hypervisor does not run AMX although CPUID and XCR0 announce it";
+  }
+  return "the AMX probe process exited with status " + std::to_string(WEXITSTATUS(st));
+}
+
 const State& state() {
   static State s;
   static std::once_flag once;
@@ -95,7 +125,8 @@ const State& state() {
       if (r != 0 || !(mask & (1ul << kXfeatureXtiledata))) {
         s.reason = "the kernel refused the AMX tile permission (arch_prctl ARCH_REQ_XCOMP_PERM); needs Linux >= 5.16";
       } else {
-        s.ok = true;
+        s.reason = probe_in_child();
+        s.ok = s.reason.empty();
       }
     }
     if (!s.ok) std::fprintf(stderr, "mixtile: AMX off: %s; experts and linear layers use the AVX-512 path\n", s.reason.c_str());

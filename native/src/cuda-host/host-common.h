@@ -110,4 +110,5 @@ template <>
 inline F16 from_f32<F16>(float x) { return F16{f32_to_f16(x)}; }
 template <>
 inline BF16 from_f32<BF16>(float x) { return BF16{f32_to_bf16(x)}; }
+
 }  // namespace mixtile::cuda_host

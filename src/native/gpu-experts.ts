@@ -72,3 +72,15 @@ export function gpuExpertsCost(h: ExpertsHandle): ExpertCost {
 export function gpuExpertsRelease(h: ExpertsHandle): void {
   addon().gpuExpertsRelease(h.handle);
 }
+
+export type ExpertCostConstants = Pick<ExpertCost, 'pcieGbps' | 'gpuBaseUs' | 'gpuRowUs' | 'gpuCallUs' | 'cpuBaseUs' | 'cpuRowUs'>;
+
+/** The cost model's split alone (no GPU needed): which experts go to the GPU given tokens per expert. */
+export function expertsSplitPlan(
+  cost: ExpertCostConstants,
+  rows: number[],
+  expertBytes: number,
+  placement: ExpertsPlacement,
+): { onGpu: number[]; cpuMs: number; gpuMs: number } {
+  return addon().expertsSplitPlan(cost, rows, expertBytes, placement) as { onGpu: number[]; cpuMs: number; gpuMs: number };
+}

@@ -3,6 +3,7 @@
 //   gpuExpertsForward(experts, x, n, ids, weights, topK, placement, out, onGpu?) -> result object
 //   gpuExpertsCost(experts) -> the cost model's constants (measured on these weights on first use)
 //   gpuExpertsRelease(experts) -> unpins the weights and drops the GPU state of this experts handle
+//   expertsSplitPlan(cost, rows, expertBytes, placement) -> the cost model's split alone (tests)
 // One GpuExperts (device 0, its own stream) serves the process; each experts handle gets its
 // GpuExpertWeights (pinned weights) on first use.
 #include <chrono>
@@ -170,8 +171,45 @@ Napi::Value gpu_experts_release(const Napi::CallbackInfo& info) {
   });
 }
 
+// expertsSplitPlan(cost: {pcieGbps, gpuBaseUs, gpuRowUs, gpuCallUs, cpuBaseUs, cpuRowUs}, rows: number[],
+//   expertBytes, placement) -> {onGpu: number[], cpuMs, gpuMs}: the cost model alone (no GPU needed), for tests.
+Napi::Value experts_split_plan(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsObject() || !info[1].IsArray() || !info[2].IsNumber() || !info[3].IsString()) {
+    throw Napi::TypeError::New(env, "expertsSplitPlan(cost, rows, expertBytes, placement)");
+  }
+  Napi::Object c = info[0].As<Napi::Object>();
+  auto num = [&](const char* k) {
+    Napi::Value v = c.Get(k);
+    if (!v.IsNumber()) throw Napi::TypeError::New(env, std::string("expertsSplitPlan: cost.") + k + " must be a number");
+    return v.As<Napi::Number>().DoubleValue();
+  };
+  ExpertCostParams p;
+  p.pcie_gbps = num("pcieGbps");
+  p.gpu_base_us = num("gpuBaseUs");
+  p.gpu_row_us = num("gpuRowUs");
+  p.gpu_call_us = num("gpuCallUs");
+  p.cpu_base_us = num("cpuBaseUs");
+  p.cpu_row_us = num("cpuRowUs");
+  Napi::Array a = info[1].As<Napi::Array>();
+  std::vector<int64_t> rows(a.Length());
+  for (uint32_t i = 0; i < a.Length(); ++i) rows[i] = int_arg(a.Get(i), int64_t(1) << 40, "expertsSplitPlan: rows");
+  const double bytes = info[2].As<Napi::Number>().DoubleValue();
+  return guarded(info, "expertsSplitPlan", [&]() -> Napi::Value {
+    const ExpertSplit sp = choose_expert_split(p, rows, bytes, parse_placement(info[3].As<Napi::String>().Utf8Value()));
+    Napi::Object o = Napi::Object::New(env);
+    Napi::Array on = Napi::Array::New(env, sp.on_gpu.size());
+    for (uint32_t i = 0; i < sp.on_gpu.size(); ++i) on.Set(i, int(sp.on_gpu[i]));
+    o.Set("onGpu", on);
+    o.Set("cpuMs", sp.cpu_ms);
+    o.Set("gpuMs", sp.gpu_ms);
+    return o;
+  });
+}
+
 }  // namespace
 
+MIXTILE_EXPORT("expertsSplitPlan", experts_split_plan);
 MIXTILE_EXPORT("gpuExpertsForward", gpu_experts_forward);
 MIXTILE_EXPORT("gpuExpertsCost", gpu_experts_cost);
 MIXTILE_EXPORT("gpuExpertsRelease", gpu_experts_release);

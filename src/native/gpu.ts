@@ -50,6 +50,10 @@ export interface GpuStats {
   /** Decode-step CUDA graphs captured and replayed (native/src/gpu/graphs.h). */
   graphsCaptured: number;
   graphLaunches: number;
+  /** Captures that failed (that work is then issued directly). */
+  graphCaptureFailures: number;
+  /** Memory in use on the device (total - free: this model's context, weights, KV and buffers, plus other users). */
+  vramUsedBytes?: number;
   device: number;
   library: string;
 }

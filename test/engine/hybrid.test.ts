@@ -134,6 +134,7 @@ describe('hybrid forward (GPU + CPU) vs the CPU forward', { skip }, () => {
       // Each one-token step replays two graphs per layer (attention; norm + router), captured once each.
       assert.equal(s.graphLaunches, 6 * 2 * 2);
       assert.equal(s.graphsCaptured, 2 * 2);
+      assert.equal(s.graphCaptureFailures, 0);
     }
   });
 
@@ -156,7 +157,7 @@ describe('hybrid forward (GPU + CPU) vs the CPU forward', { skip }, () => {
   });
 
   test('interleaved sequences: one-token runs, a prefill run beside decodes, a sequence twice in a batch', async () => {
-    await both(tiny, { ctxSize: 64, nSeq: 3 }, 'qwen3moe-hybrid', (run) => {
+    const gpu = await both(tiny, { ctxSize: 64, nSeq: 3 }, 'qwen3moe-hybrid', (run) => {
       // Alternating tokens of slots 0 and 1: every run is one token (decode groups), yet slot 0's second
       // token must see its first, stored in the same batch.
       run(batch([11, 500, 12, 501, 13, 502], [0, 0, 1, 1, 2, 2], [0, 1, 0, 1, 0, 1], range(0, 6)), 'alternating');
@@ -164,6 +165,12 @@ describe('hybrid forward (GPU + CPU) vs the CPU forward', { skip }, () => {
       run(batch([7, 900, 901, 902, 903, 904, 8], [3, 0, 1, 2, 3, 4, 3], [0, 2, 2, 2, 2, 2, 1], [0, 5, 6]), 'prefill beside decodes');
       run(batch([20, 21, 22], [4, 5, 4], [0, 2, 1], [0, 1, 2]), 'three decodes');
     });
+    if (process.env.MIXTILE_GPU_GRAPHS !== '0') {
+      // Batches with one token per sequence run as graphs (keyed by their slots), the mixed one does not.
+      const st = gpu!.stats();
+      assert.equal(st.graphLaunches, 2 * 2 * 2);
+      assert.equal(st.graphCaptureFailures, 0);
+    }
   });
 
   test('KV slot copy (prefix cache) and truncate, then each slot continues differently', async () => {

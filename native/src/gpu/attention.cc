@@ -1,6 +1,7 @@
 // GPU attention block; see attention.h.
 #include "gpu/attention.h"
 
+#include <algorithm>
 #include <cmath>
 #include <stdexcept>
 #include <string>
@@ -113,17 +114,23 @@ void gpu_attention_forward(GpuAttention& a) {
   if (p.n <= 0) throw std::logic_error("gpu attention: no batch begun");
   const uint64_t t0 = now_ns();
   g.bind();
-  if (p.n == 1 && graphs_enabled()) {
-    // The graph bakes the KV slot (a host argument of the KV store) and a bound on the context length,
-    // rounded up to a power of two so a few graphs serve every length.
+  if (decode_step(p) && graphs_enabled()) {
+    // The graph bakes the KV slot of each token (a host argument of the KV store) and a bound on the
+    // context length, rounded up to a power of two so a few graphs serve every length.
     const int64_t cap = g.kv.capacity;
+    int64_t longest = 0;
+    std::string key;
+    for (const AttentionRun& r : p.runs) {
+      longest = std::max(longest, r.pos0 + 1);
+      key += std::to_string(r.seq) + ",";
+    }
     int64_t bound = 256;
-    while (bound < p.runs[0].pos0 + 1) bound *= 2;
+    while (bound < longest) bound *= 2;
     if (bound > cap) bound = cap;
-    const AttentionRun& r = p.runs[0];
+    key += "@" + std::to_string(bound);
     // The workspace must not move under a captured graph: size it for the whole context first.
-    g.decode_workspace(g.api->mxc_attention_decode_workspace_bytes(1, g.dims.n_heads, g.dims.head_dim, cap));
-    a.graphs->run(g, (uint64_t(r.seq) << 32) | uint64_t(bound), [&] { issue(a, p, bound); });
+    g.decode_workspace(g.api->mxc_attention_decode_workspace_bytes(p.n, g.dims.n_heads, g.dims.head_dim, cap));
+    a.graphs->run(g, key, [&] { issue(a, p, bound); });
   } else {
     issue(a, p, 0);
   }

@@ -101,7 +101,7 @@ Napi::Value kv_copy(const Napi::CallbackInfo& info) {
 
 // gpuStats(ctx) -> { forwards, attention, moe, mlp, lmHeadRows, embedTokens, expertsCpuTokens,
 //   expertsGpuTokens, h2dBytes, d2hBytes, kvBytes, attentionIssueMs, expertsWaitMs, expertsCpuMs, lmHeadMs,
-//   graphsCaptured, graphLaunches, device, library }
+//   graphsCaptured, graphLaunches, graphCaptureFailures, vramUsedBytes, device, library }
 Napi::Value stats(const Napi::CallbackInfo& info) {
   auto g = gpu_handle_get<GpuContext>(info[0], GpuHandle::context, "gpu context");
   const GpuCounters& c = g->counters;
@@ -123,6 +123,11 @@ Napi::Value stats(const Napi::CallbackInfo& info) {
   o.Set("lmHeadMs", double(c.lm_head_ns) * 1e-6);
   o.Set("graphsCaptured", double(c.graphs_captured));
   o.Set("graphLaunches", double(c.graph_launches));
+  o.Set("graphCaptureFailures", double(c.graph_capture_failures));
+  // Device-wide memory in use (this process's context, buffers, weights and KV, plus anything else on the GPU).
+  uint64_t free_b = 0, total_b = 0;
+  g->bind();
+  if (g->api->mxc_mem_info(&free_b, &total_b) == MXC_OK) o.Set("vramUsedBytes", double(total_b - free_b));
   o.Set("device", g->device);
   o.Set("library", g->api->path);
   return o;

@@ -117,7 +117,7 @@ struct GpuCounters {
   // Host time (ns): issuing the attention blocks; waiting for the GPU before the experts (about the GPU
   // time of norm + attention + router when issuing is quick); the CPU experts; the output head (with its wait).
   uint64_t attention_issue_ns = 0, experts_wait_ns = 0, experts_cpu_ns = 0, lm_head_ns = 0;
-  uint64_t graphs_captured = 0, graph_launches = 0;
+  uint64_t graphs_captured = 0, graph_launches = 0, graph_capture_failures = 0;
 };
 
 // Nanoseconds on a monotonic clock, for the counters above.

@@ -90,7 +90,7 @@ static void moe_forward(GpuFfn& f, GpuContext& g) {
                              weights, g.stream),
          "router top-k");
   };
-  if (n == 1 && graphs_enabled()) f.graphs->run(g, 0, route);
+  if (decode_step(g.plan) && graphs_enabled()) f.graphs->run(g, std::to_string(n), route);
   else route();
   ExpertsBridgeArgs a;
   a.layer = f.layer;
@@ -121,7 +121,7 @@ static void mlp_forward(GpuFfn& f, GpuContext& g) {
     g.ok(api.mxc_gemm_bf16(g.blas, n, d.hidden, f.ffn, xb, f.down.as<uint16_t>(), g.x.as<float>(), MXC_F32, 1.f),
          "down_proj");
   };
-  if (n == 1 && graphs_enabled()) f.graphs->run(g, 0, mlp);
+  if (decode_step(g.plan) && graphs_enabled()) f.graphs->run(g, std::to_string(n), mlp);
   else mlp();
   g.counters.mlp++;
 }

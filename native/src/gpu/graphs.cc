@@ -13,23 +13,34 @@ void GraphCache::clear() {
   graphs_.clear();
 }
 
-void GraphCache::run(GpuContext& g, uint64_t key, const std::function<void()>& issue) {
+void GraphCache::run(GpuContext& g, const std::string& key, const std::function<void()>& issue) {
   if (g.decode_ws_generation != workspace_generation_) {
     clear();  // a graph may hold the old workspace
     workspace_generation_ = g.decode_ws_generation;
   }
+  if (uncapturable_.count(key)) {
+    issue();
+    return;
+  }
   auto it = graphs_.find(key);
   if (it == graphs_.end()) {
     g.ok(api_->mxc_graph_begin(g.stream), "mxc_graph_begin");
+    mxc_graph* graph = nullptr;
+    bool issued = true;
     try {
       issue();
     } catch (...) {
-      mxc_graph* dropped = nullptr;  // end the capture so the stream works again, keep the first error
-      if (api_->mxc_graph_end(g.stream, &dropped) == MXC_OK) api_->mxc_graph_destroy(dropped);
-      throw;
+      issued = false;
     }
-    mxc_graph* graph = nullptr;
-    g.ok(api_->mxc_graph_end(g.stream, &graph), "mxc_graph_end");
+    // Always end the capture so the stream works again. Work that cannot be captured (a library call that
+    // synchronises, say) is then issued directly, for this key from now on; a real error repeats there.
+    if (api_->mxc_graph_end(g.stream, &graph) != MXC_OK || !issued) {
+      if (graph) api_->mxc_graph_destroy(graph);
+      uncapturable_.insert(key);
+      g.counters.graph_capture_failures++;
+      issue();
+      return;
+    }
     it = graphs_.emplace(key, graph).first;
     g.counters.graphs_captured++;
   }

@@ -6,6 +6,7 @@
 #include <mutex>
 
 #include "cpu/dequant/dequant.h"
+#include "cpu/linear/weight-prefault.h"
 #include "cpu/matmul/matmul.h"
 #include "threadpool.h"
 
@@ -98,6 +99,7 @@ std::shared_ptr<ExpertsWeights> experts_load(const Weight& gate, const Weight& u
   ew->ffn = ffn;
   ew->n_expert = n_expert;
   ew->backend = backend;
+  for (const Weight* w : {&gate, &up, &down}) weight_prefault(*w);
   ew->router.resize(size_t(hidden * n_expert));
   for (int64_t e = 0; e < n_expert; ++e) {
     dequantize_row(router.type, router.data + size_t(e) * router.row_bytes, ew->router.data() + e * hidden, hidden);
@@ -117,21 +119,29 @@ void moe_route(const ExpertsWeights& ew, const float* x, int64_t n, int top_k, b
                                 std::to_string(top_k));
   }
   // Router logits [n, n_expert] with the F32 GEMM (identical router rows give identical logits,
-  // so ties stay exact ties and go to the lower expert id below).
+  // so ties stay exact ties and go to the lower expert id below). Tasks over (expert rows x token
+  // block): at one token the 1 MiB router (128 x 2048 F32) is split across the threads.
   std::vector<float> all_logits(size_t(n * ew.n_expert));
   const size_t xs = size_t(ew.hidden) * 4;
   constexpr int64_t ROUTE_TOKENS = 16;
-  GemmArgs probe{reinterpret_cast<const uint8_t*>(ew.router.data()), xs, ew.n_expert, nullptr, xs, 1, ew.hidden, nullptr, ew.n_expert};
+  const int64_t n_tb = (n + ROUTE_TOKENS - 1) / ROUTE_TOKENS;
+  int64_t rb = ew.n_expert;
+  while (rb > 16 && n_tb * ((ew.n_expert + rb - 1) / rb) < 2 * pool_threads()) rb = (rb + 1) / 2;
+  const int64_t n_rb = (ew.n_expert + rb - 1) / rb;
+  GemmArgs probe{reinterpret_cast<const uint8_t*>(ew.router.data()), xs, rb, nullptr, xs, 1, ew.hidden, nullptr, ew.n_expert};
   const GemmKernel* kern = gemm_select(GgmlType::F32, probe);
-  parallel_for((n + ROUTE_TOKENS - 1) / ROUTE_TOKENS, [&](int64_t blk, int) {
-    int64_t t0 = blk * ROUTE_TOKENS;
+  parallel_for(n_tb * n_rb, [&](int64_t task, int) {
+    int64_t t0 = (task / n_rb) * ROUTE_TOKENS, r0 = (task % n_rb) * rb;
     GemmArgs g = probe;
+    g.w = reinterpret_cast<const uint8_t*>(ew.router.data() + r0 * ew.hidden);
+    g.n_rows = std::min(rb, ew.n_expert - r0);
     g.a = reinterpret_cast<const uint8_t*>(x + t0 * ew.hidden);
     g.n_tok = std::min(ROUTE_TOKENS, n - t0);
-    g.y = all_logits.data() + t0 * ew.n_expert;
+    g.y = all_logits.data() + t0 * ew.n_expert + r0;
     kern->fn(g);
   });
-  parallel_for(n, [&](int64_t t, int) {
+  // Softmax and top-k of one token take microseconds: a few tokens run on this thread.
+  auto route_one = [&](int64_t t, int) {
     std::vector<float> logits(all_logits.begin() + t * ew.n_expert, all_logits.begin() + (t + 1) * ew.n_expert);
     float mx = *std::max_element(logits.begin(), logits.end());
     double z = 0;
@@ -152,7 +162,12 @@ void moe_route(const ExpertsWeights& ew, const float* x, int64_t n, int top_k, b
     if (norm_topk_prob && sum > 0) {
       for (int j = 0; j < top_k; ++j) weights[t * top_k + j] = float(weights[t * top_k + j] / sum);
     }
-  });
+  };
+  if (n <= 4) {
+    for (int64_t t = 0; t < n; ++t) route_one(t, 0);
+  } else {
+    parallel_for(n, route_one);
+  }
 }
 
 void moe_forward_routed(const ExpertsWeights& ew, const float* x, int64_t n, const int32_t* ids,

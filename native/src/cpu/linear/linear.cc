@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "cpu/amx/amx-linear.h"
+#include "cpu/linear/weight-prefault.h"
 #include "threadpool.h"
 
 namespace mixtile {
@@ -26,6 +27,7 @@ std::shared_ptr<LinearWeight> linear_load(const Weight& w, const std::string& ba
   lw->w = w;
   lw->k = w.ne[0];
   lw->m = w.ne[1];
+  weight_prefault(w);
   lw->amx = amx_linear_prepare(w, backend);  // AMX hook: panels for prefill-sized calls
   return lw;
 }
@@ -40,7 +42,10 @@ void linear_forward(const LinearWeight& lw, const float* x, int64_t n, float* y)
   const Weight& w = lw.w;
   size_t a_stride = act_row_bytes(w.type, lw.k);
   Buffer acts(a_stride * size_t(n));
-  parallel_for(n, [&](int64_t t, int) { convert_act_row(w.type, x + t * lw.k, lw.k, acts.data + size_t(t) * a_stride); });
+  // One row converts in about a microsecond: inline, not a pool round trip (a barrier that an
+  // oversubscribed box can stretch to milliseconds).
+  if (n == 1) convert_act_row(w.type, x, lw.k, acts.data);
+  else parallel_for(n, [&](int64_t t, int) { convert_act_row(w.type, x + t * lw.k, lw.k, acts.data + size_t(t) * a_stride); });
 
   int64_t rb = int64_t((n == 1 ? LINEAR_DECODE_SLICE_BYTES : LINEAR_SLICE_BYTES) / w.row_bytes);
   rb = std::max<int64_t>(16, rb / 16 * 16);

@@ -117,9 +117,33 @@ GpuExpertWeights::GpuExpertWeights(const CudaApi& api, const Weight& gate, const
   pieces.erase(std::unique(pieces.begin(), pieces.end()), pieces.end());
   pieces_ = std::move(pieces);
   pinned_ = true;
+  // The complement of the pieces inside each tensor, into one pinned buffer (a few KiB per layer).
+  std::vector<std::pair<uintptr_t, uintptr_t>> gaps;
+  for (const Weight* w : {&gate_, &up_, &down_}) {
+    const uintptr_t b = reinterpret_cast<uintptr_t>(w->data), e = b + w->bytes();
+    uintptr_t cur = b;
+    for (const auto& pc : pieces_) {
+      if (pc.second <= cur || pc.first >= e) continue;
+      if (pc.first > cur) gaps.emplace_back(cur, pc.first);
+      cur = std::max(cur, pc.second);
+    }
+    if (cur < e) gaps.emplace_back(cur, e);
+  }
+  size_t total = 0;
+  for (const auto& g : gaps) total += g.second - g.first;
+  if (total > 0 && api.mxc_host_alloc(&edge_mem_, total) == MXC_OK) {  // else: pageable copies, still correct
+    auto* dst = static_cast<uint8_t*>(edge_mem_);
+    for (const auto& g : gaps) {
+      std::memcpy(dst, reinterpret_cast<const void*>(g.first), g.second - g.first);
+      edges_.push_back(Edge{g.first, g.second, dst});
+      dst += g.second - g.first;
+    }
+    std::sort(edges_.begin(), edges_.end(), [](const Edge& a, const Edge& b) { return a.begin < b.begin; });
+  }
 }
 
 GpuExpertWeights::~GpuExpertWeights() {
+  if (edge_mem_) api_.mxc_host_free(edge_mem_);
   std::lock_guard<std::mutex> lock(g_pin_mu);
   for (const auto& p : held_) unpin_locked(api_, p.first);
 }
@@ -227,7 +251,7 @@ void GpuExperts::stream_group(const GpuExpertWeights& w, int64_t e0, int64_t cou
 }
 
 // One copy per pinned piece the source range touches, and one per stretch between pieces (the partly
-// shared pages at a tensor's ends: pageable copies, a few KiB).
+// shared pages at a tensor's ends, a few KiB: from their pinned copy in w.edges_).
 void GpuExperts::copy_pieces(const GpuExpertWeights& w, uint8_t* dst, const uint8_t* src, size_t bytes) {
   const auto& pc = w.pieces_;
   uintptr_t cur = reinterpret_cast<uintptr_t>(src);
@@ -235,10 +259,19 @@ void GpuExperts::copy_pieces(const GpuExpertWeights& w, uint8_t* dst, const uint
   auto it = std::upper_bound(pc.begin(), pc.end(), std::make_pair(cur, UINTPTR_MAX));  // first piece after cur
   while (cur < end) {
     uintptr_t stop;
-    if (it != pc.begin() && std::prev(it)->second > cur) stop = std::min(end, std::prev(it)->second);  // in a piece
-    else stop = it != pc.end() ? std::min(end, it->first) : end;                                       // between
-    check(api_.mxc_memcpy_h2d(dst + (cur - reinterpret_cast<uintptr_t>(src)), reinterpret_cast<const void*>(cur),
-                              size_t(stop - cur), copy_),
+    const void* from = reinterpret_cast<const void*>(cur);
+    if (it != pc.begin() && std::prev(it)->second > cur) {  // inside a pinned piece
+      stop = std::min(end, std::prev(it)->second);
+    } else {  // between pieces: the pinned copy of this edge
+      stop = it != pc.end() ? std::min(end, it->first) : end;
+      auto e = std::upper_bound(w.edges_.begin(), w.edges_.end(), cur,
+                                [](uintptr_t v, const GpuExpertWeights::Edge& x) { return v < x.begin; });
+      if (e != w.edges_.begin() && std::prev(e)->end > cur) {
+        stop = std::min(stop, std::prev(e)->end);
+        from = std::prev(e)->pinned + (cur - std::prev(e)->begin);
+      }
+    }
+    check(api_.mxc_memcpy_h2d(dst + (cur - reinterpret_cast<uintptr_t>(src)), from, size_t(stop - cur), copy_),
           "mxc_memcpy_h2d");
     cur = stop;
     while (it != pc.end() && it->first <= cur) ++it;

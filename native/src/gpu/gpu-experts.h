@@ -51,6 +51,15 @@ class GpuExpertWeights {
   // Pinned pieces of the process-wide registry this object holds, [begin, end) sorted by begin. A
   // copy must not span two registrations (the driver rejects it): copy_pieces splits at their edges.
   std::vector<std::pair<uintptr_t, uintptr_t>> held_, pieces_;
+  // A tensor's bytes outside whole pinned pages (its partly shared first and last pages), copied once
+  // into pinned memory at construction so that every copy stays asynchronous (a pageable source may make
+  // the driver wait for the stream). Sorted by begin.
+  struct Edge {
+    uintptr_t begin, end;
+    const uint8_t* pinned;
+  };
+  std::vector<Edge> edges_;
+  void* edge_mem_ = nullptr;
 };
 
 // What one forward did (for the cost model and benches).

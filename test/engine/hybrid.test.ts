@@ -257,6 +257,15 @@ describe('hybrid forward (GPU + CPU) vs the CPU forward', { skip }, () => {
     }
   });
 
+  test('a placement that does not fit the GPU is refused before loading, saying what to lower', async () => {
+    // K and V x 2 layers x 1024 slots x 400000 positions x 2 kv heads x 64 x 2 bytes = 391 GiB of KV cache:
+    // more than any GPU has (and the stand-in offers 8 GiB).
+    await assert.rejects(
+      loadModel(tiny, { ctxSize: 400_000, nSeq: 1024, rules: 'qwen3moe-hybrid' }),
+      (e: Error) => /the placement needs .*KV cache 390\.63 GiB.* short\. To fit: lower --ctx-size/.test(e.message) || assert.fail(e.message),
+    );
+  });
+
   test('rules that split an operator across devices are refused with the module named', async () => {
     const rules = join(dir, 'split.yaml');
     writeFileSync(rules, '- match:\n    name: "^model\\\\.layers\\\\.0\\\\.self_attn$"\n  replace:\n    class: Attention\n    kwargs: { prefill_device: cuda, generate_device: cpu }\n');

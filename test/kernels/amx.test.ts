@@ -17,8 +17,9 @@ interface AmxInfo {
   flags: string;
   minTokensBf16: number;
   minTokensInt8: number;
-  minCallTokensBf16: number;
-  minCallTokensInt8: number;
+  minPairsPerExpertBf16: number;
+  minPairsPerExpertInt8: number;
+  minCallTokensOverride: number;
 }
 const info = addon().amxInfo() as AmxInfo;
 const skip = info.available ? false : info.reason || `no AMX on this CPU (flags: ${info.flags})`;
@@ -147,7 +148,8 @@ test('amx entries in the experts dispatch table: BF16 weights -> AMXBF16, Q4_K -
     const router = randomWeight(GgmlType.F32, [hidden, N_EXPERT], 4);
     const ex = expertsLoad({ gate: gate.w, up: up.w, down: down.w, router: router.w });
     // Calls below the threshold (decode) go to the generic kernels over the source weights.
-    const minCall = name === 'AMXBF16' ? info.minCallTokensBf16 : info.minCallTokensInt8;
+    const pairs = name === 'AMXBF16' ? info.minPairsPerExpertBf16 : info.minPairsPerExpertInt8;
+    const minCall = info.minCallTokensOverride >= 0 ? info.minCallTokensOverride : Math.ceil((pairs * N_EXPERT) / TOP_K);
     const n = Math.max(17, minCall);
     assert.equal(ex.kernelName(n, TOP_K), name);
     if (minCall > 1) assert.equal(ex.kernelName(minCall - 1, TOP_K), 'generic');
@@ -165,6 +167,6 @@ test('amx entries in the experts dispatch table: BF16 weights -> AMXBF16, Q4_K -
 test('amxInfo reports availability, the reason when off, and the switch point', () => {
   assert.equal(typeof info.available, 'boolean');
   assert.ok(info.minTokensBf16 >= 0 && info.minTokensInt8 >= 0);
-  assert.ok(info.minCallTokensBf16 >= 0 && info.minCallTokensInt8 >= 0);
+  assert.ok(info.minPairsPerExpertBf16 > 0 && info.minPairsPerExpertInt8 > 0);
   if (!info.available) assert.match(info.reason, /AMX|amx/);
 });

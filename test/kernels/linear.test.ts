@@ -23,7 +23,9 @@ const { run, missing } = isaCases();
 for (const type of WEIGHT_TYPES) {
   const k = rowLength(type);
   const { w, values } = randomWeight(type, [k, ROWS], 100 + type);
-  const lin = linearLoad(w);
+  // The GEMM kernels over the source weights at every level; AMX panels (BF16/INT8 activations, not
+  // Q8) take prefill calls where AMX exists and have their own test (amx-linear.test.ts).
+  const lin = linearLoad(w, 'AVX512');
   w.dispose(); // the linear handle keeps the bytes alive
 
   for (const n of TOKENS) {

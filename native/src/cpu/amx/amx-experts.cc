@@ -3,7 +3,7 @@
 // AMXBF16 for BF16 sources, AMXInt8 (group 64) for quantized ones (Q8_0, Q4_K, Q5_K, Q6_K), none
 // for F32/F16 (rounding them to BF16 is the user's call), unless MIXTILE_AMX_BACKEND=AMXBF16 |
 // AMXInt8 | off says otherwise; the packed panels go through the repack cache (keyed on the three
-// source tensors' file identity). A call with >= default_min_call_tokens() tokens then runs every
+// source tensors' file identity). A call that call_takes_amx() (enough tokens per expert) runs every
 // expert with >= default_min_tokens() tokens on AMX and the rest on AVX-512 over the same panels;
 // a smaller call (decode) goes to the generic entry over the source weights, which for K-quants
 // reads about half the bytes of the INT8 panels.
@@ -53,8 +53,8 @@ std::shared_ptr<void> prepare(const ExpertsWeights& ew) {
 }
 
 template <amx::Dtype DT>
-bool accepts(const ExpertsWeights&, const MoeArgs& a) {
-  return amx::available() && a.n >= amx::default_min_call_tokens(DT);
+bool accepts(const ExpertsWeights& ew, const MoeArgs& a) {
+  return amx::available() && amx::call_takes_amx(DT, a.n, a.top_k, ew.n_expert);
 }
 
 template <amx::Dtype DT>

@@ -1,4 +1,5 @@
-// JS exports for the AMX kernels: amxInfo() -> {available, reason, flags, minTokensBf16, minTokensInt8},
+// JS exports for the AMX kernels: amxInfo() -> {available, reason, flags, minTokensBf16, minTokensInt8,
+// minPairsPerExpertBf16, minPairsPerExpertInt8, minCallTokensOverride, linearMinTokens},
 // amxExpertsPack(gate, up, down, dtype "bf16" | "int8", group) -> handle,
 // amxExpertsForward(h, x, n, ids, weights, topK, out, minTokens) (minTokens -1 = default),
 // amxExpertsBytes(h), amxLastStats() -> {convertMs, gateUpMs, downMs, sumMs, totalMs, flops,
@@ -38,8 +39,9 @@ Napi::Value amx_info_js(const Napi::CallbackInfo& info) {
   o.Set("flags", Napi::String::New(env, amx::cpu_flags()));
   o.Set("minTokensBf16", Napi::Number::New(env, amx::default_min_tokens(amx::Dtype::bf16)));
   o.Set("minTokensInt8", Napi::Number::New(env, amx::default_min_tokens(amx::Dtype::int8)));
-  o.Set("minCallTokensBf16", Napi::Number::New(env, amx::default_min_call_tokens(amx::Dtype::bf16)));
-  o.Set("minCallTokensInt8", Napi::Number::New(env, amx::default_min_call_tokens(amx::Dtype::int8)));
+  o.Set("minPairsPerExpertBf16", Napi::Number::New(env, amx::default_min_pairs_per_expert(amx::Dtype::bf16)));
+  o.Set("minPairsPerExpertInt8", Napi::Number::New(env, amx::default_min_pairs_per_expert(amx::Dtype::int8)));
+  o.Set("minCallTokensOverride", Napi::Number::New(env, amx::call_min_tokens_override()));
   o.Set("linearMinTokens", Napi::Number::New(env, amx::default_linear_min_tokens()));
   return o;
 }

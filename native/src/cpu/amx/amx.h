@@ -119,10 +119,13 @@ ForwardStats last_forward_stats();
 // Tokens per expert from which AMX beats the AVX-512 path for this dtype (measured, see
 // machine.cc); MIXTILE_AMX_MIN_TOKENS overrides it.
 int default_min_tokens(Dtype dtype);
-// Tokens per call from which the AMX experts entry takes a call; smaller calls (decode) go to the
-// generic AVX-512 kernels over the source weights, which for K-quants read fewer bytes than the
-// INT8 panels (machine.cc); MIXTILE_AMX_MIN_CALL_TOKENS overrides it.
-int default_min_call_tokens(Dtype dtype);
+// Whether the AMX experts entry takes a call of n tokens: from default_min_pairs_per_expert()
+// (token, expert) pairs per expert on average (measured, machine.cc); smaller calls (decode) go
+// to the generic AVX-512 kernels over the source weights, which for K-quants read about half the
+// bytes of the INT8 panels. MIXTILE_AMX_MIN_CALL_TOKENS=N (tokens per call) overrides it.
+bool call_takes_amx(Dtype dtype, int64_t n, int top_k, int64_t n_expert);
+double default_min_pairs_per_expert(Dtype dtype);
+int call_min_tokens_override();  // MIXTILE_AMX_MIN_CALL_TOKENS, or -1
 
 // y[n][n_out] = x[n][k] W^T on AMX tiles. x F32 rows of k; y overwritten.
 void linear_forward(const PackedLinear& pl, const float* x, int64_t n, float* y);

@@ -32,13 +32,21 @@ namespace {
 constexpr int kDefaultMinTokensBf16 = 6;
 constexpr int kDefaultMinTokensInt8 = 12;
 
-// Tokens per call from which the AMX experts entry takes the call at all (below: the generic
-// AVX-512 kernels over the source weights; for K-quant sources they read about half the bytes of
-// the INT8 panels, so decode is faster there). PROVISIONAL until measured on the test machine.
-constexpr int kDefaultMinCallTokensBf16 = 1;
-constexpr int kDefaultMinCallTokensInt8 = 32;
-// Tokens per call from which a linear layer runs on its AMX panels. PROVISIONAL until measured.
-constexpr int kDefaultLinearMinTokens = 32;
+// Calls the AMX experts entry takes at all, as (token, expert) pairs per expert on average
+// (n * top_k / n_expert); smaller calls go to the generic AVX-512 kernels over the source weights.
+// Measured by bench/amx/threshold-sweep.ts on the test machine (bench/RESULTS.md "## AMX",
+// 2026-11-25, 16 threads, 128 experts, top-8), generic / AMX-entry time: K-quant source (Q4_K ->
+// INT8 panels) 0.81 0.73 0.86 0.82 1.00 0.62 0.84 0.97 1.10 0.76 2.08 2.72 at 1 2 4 8 16 24 32
+// 48 64 128 256 512 tokens: the generic kernels read half the bytes of the INT8 panels, so AMX
+// pays only once most experts get >= 12 tokens (its per-expert switch); from 256 tokens = 16 per
+// expert. BF16 source: 0.69 0.86 0.50 0.97 0.96 1.05 1.13 1.16 1.33 1.51 2.23 3.30: from 24 tokens
+// = 1.5 per expert. MIXTILE_AMX_MIN_CALL_TOKENS (tokens per call) overrides both.
+constexpr double kMinPairsPerExpertBf16 = 1.5;
+constexpr double kMinPairsPerExpertInt8 = 16.0;
+// Tokens per call from which a linear layer runs on its AMX panels (same sweep, q_proj 2048 ->
+// 4096): AVX-512 GEMM / AMX-BF16 time 0.56 1.37 1.52 1.75 2.53 at 1 2 4 8 16 tokens (Q4_K), 0.83
+// 1.46 1.74 1.97 2.53 (BF16); 2.9x / 4.0x at 512.
+constexpr int kDefaultLinearMinTokens = 2;
 
 constexpr long kArchGetXcompPerm = 0x1022;
 constexpr long kArchReqXcompPerm = 0x1023;
@@ -177,10 +185,19 @@ int default_min_tokens(Dtype dtype) {
   return dtype == Dtype::bf16 ? kDefaultMinTokensBf16 : kDefaultMinTokensInt8;
 }
 
-int default_min_call_tokens(Dtype dtype) {
+int call_min_tokens_override() {
   static const int env = env_count("MIXTILE_AMX_MIN_CALL_TOKENS");
-  if (env >= 0) return env;
-  return dtype == Dtype::bf16 ? kDefaultMinCallTokensBf16 : kDefaultMinCallTokensInt8;
+  return env;
+}
+
+double default_min_pairs_per_expert(Dtype dtype) {
+  return dtype == Dtype::bf16 ? kMinPairsPerExpertBf16 : kMinPairsPerExpertInt8;
+}
+
+bool call_takes_amx(Dtype dtype, int64_t n, int top_k, int64_t n_expert) {
+  const int env = call_min_tokens_override();
+  if (env >= 0) return n >= env;
+  return double(n) * double(top_k) >= default_min_pairs_per_expert(dtype) * double(n_expert);
 }
 
 int default_linear_min_tokens() {

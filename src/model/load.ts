@@ -58,7 +58,13 @@ export async function loadModel(path: string, opts: LoadOptions = {}): Promise<L
 
   // Map every file once; weights view the mappings and keep them alive, so the files can close.
   // The weight handles are small and stay until dispose() (the embedding reads its table per step).
-  const files = gguf.files.map((f) => MappedFile.open(f));
+  let files: MappedFile[];
+  try {
+    files = gguf.files.map((f) => MappedFile.open(f));
+  } catch (e) {
+    if (gpu) gpuContextDispose(gpu.ctx);
+    throw e;
+  }
   const present = expected.filter((t) => gguf.tensors.has(t.gguf));
   const made = new Map<string, NativeWeight>();
   const weights: WeightLookup = {

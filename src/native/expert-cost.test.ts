@@ -20,12 +20,15 @@ function rng(seed: number): () => number {
   };
 }
 
+// Whether both sides have experts: then each side's time carries its split factor.
+const both = (rows: number[], onGpu: number[]) => rows.some((r, e) => r > 0 && onGpu[e]) && rows.some((r, e) => r > 0 && !onGpu[e]);
+
 function refCpuMs(c: ExpertCostConstants, rows: number[], onGpu: number[]): number {
   let us = 0;
   rows.forEach((r, e) => {
     if (r > 0 && !onGpu[e]) us += c.cpuBaseUs + (r - 1) * c.cpuRowUs;
   });
-  return us / 1e3;
+  return (us * (both(rows, onGpu) ? (c.splitCpuX ?? 1) : 1)) / 1e3;
 }
 
 function refGpuMs(c: ExpertCostConstants, rows: number[], onGpu: number[], bytes: number): number {
@@ -42,7 +45,7 @@ function refGpuMs(c: ExpertCostConstants, rows: number[], onGpu: number[], bytes
     longest = Math.max(longest, Math.min(t, copyUs));
     k++;
   });
-  return k ? (Math.max(copy, compute) + longest + c.gpuCallUs) / 1e3 : 0;
+  return k ? ((Math.max(copy, compute) + longest + c.gpuCallUs) * (both(rows, onGpu) ? (c.splitGpuX ?? 1) : 1)) / 1e3 : 0;
 }
 
 const close = (a: number, b: number) => Math.abs(a - b) <= 1e-9 * Math.max(1, Math.abs(b));
@@ -58,6 +61,7 @@ test('expert cost model: predictions and the split against a brute force over k'
       gpuCallUs: next() * 100,
       cpuBaseUs: 10 + next() * 150,
       cpuRowUs: next() * 5,
+      ...(trial % 3 ? { splitCpuX: 1 + next(), splitGpuX: 1 + next() * 0.5 } : {}),
     };
     const bytes = 1e5 + next() * 1e7;
     const rows = Array.from({ length: E }, () => (next() < 0.2 ? 0 : Math.floor(next() ** 3 * 600)));
@@ -84,6 +88,17 @@ test('expert cost model: predictions and the split against a brute force over k'
       assert.ok(t <= tn + 1e-9, `trial ${trial}: k=${k} (${t} ms) but k=${n} gives ${tn} ms`);
     }
   }
+});
+
+test('expert cost model: split factors keep a one-sided placement when a split would lose to it', () => {
+  // The H100 machine's Q4_K_M constants at 2048 tokens (bench/RESULTS.md, GPU experts): in a split the CPU side
+  // ran 1.86x and the GPU side 1.31x slower than alone, and the GPU alone (8.3 ms) beat the split (11.5 ms).
+  const c: ExpertCostConstants = { pcieGbps: 52.3, gpuBaseUs: 30.9, gpuRowUs: 0.027, gpuCallUs: 21.5, cpuBaseUs: 128.5, cpuRowUs: 3.57 };
+  const rows = Array.from({ length: 128 }, () => 128);
+  const alone = expertsSplitPlan(c, rows, 3.06e6, 'split');
+  assert.ok(alone.onGpu.includes(0), 'without factors the model splits');
+  const learned = expertsSplitPlan({ ...c, splitCpuX: 1.86, splitGpuX: 1.31 }, rows, 3.06e6, 'split');
+  assert.deepEqual(learned.onGpu, rows.map(() => 1), 'with them: all on the GPU');
 });
 
 test('expert cost model: the GPU wins big batches, the CPU one token (Qwen3-30B-A3B Q4_K_M constants of the H100 machine)', () => {

@@ -37,7 +37,7 @@ export interface ExpertCost {
   /** Raw bytes of one expert (gate + up + down). */
   expertBytes: number;
   source: string;
-  /** Measured / predicted time of each side in split calls so far (moving average; applied to the constants). */
+  /** Measured / predicted-alone time of each side in split calls so far (moving average): the split factors. */
   cpuScale: number;
   gpuScale: number;
   /** The same as a MIXTILE_EXPERT_COST value. */
@@ -73,7 +73,11 @@ export function gpuExpertsRelease(h: ExpertsHandle): void {
   addon().gpuExpertsRelease(h.handle);
 }
 
-export type ExpertCostConstants = Pick<ExpertCost, 'pcieGbps' | 'gpuBaseUs' | 'gpuRowUs' | 'gpuCallUs' | 'cpuBaseUs' | 'cpuRowUs'>;
+export type ExpertCostConstants = Pick<ExpertCost, 'pcieGbps' | 'gpuBaseUs' | 'gpuRowUs' | 'gpuCallUs' | 'cpuBaseUs' | 'cpuRowUs'> & {
+  /** Factors on each side's time while both run at once (default 1; gpuExpertsCost's cpuScale / gpuScale). */
+  splitCpuX?: number;
+  splitGpuX?: number;
+};
 
 /** The cost model's split alone (no GPU needed): which experts go to the GPU given tokens per expert. */
 export function expertsSplitPlan(

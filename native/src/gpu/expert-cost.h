@@ -6,7 +6,8 @@
 //
 // The constants are measured (expert_cost_calibrate, once per process on the first layer that
 // asks, or `mixtile bench --op experts --device ...`), never guessed; MIXTILE_EXPERT_COST overrides
-// any of them: "pcie_gbps=48,gpu_base_us=6,gpu_row_us=0.05,gpu_call_us=80,cpu_base_us=40,cpu_row_us=2".
+// any of them: "pcie_gbps=48,gpu_base_us=6,gpu_row_us=0.05,gpu_call_us=80,cpu_base_us=40,cpu_row_us=2"
+// (and split_cpu_x / split_gpu_x).
 #pragma once
 #include <cstdint>
 #include <string>
@@ -21,6 +22,10 @@ struct ExpertCostParams {
   double gpu_call_us = 0;  // fixed cost of using the GPU in a call (routing upload, gather, combine, sync)
   double cpu_base_us = 0;  // CPU time of one expert at 1 token (its weights streamed from DRAM)
   double cpu_row_us = 0;   // CPU time per extra token of one expert
+  // While both sides run at once each is slower than alone (they share DRAM, and the cores): factors on
+  // the CPU and the GPU time of a split, learned from measured splits (1 = none known). A placement that
+  // leaves one side empty is predicted without them.
+  double split_cpu_x = 1, split_gpu_x = 1;
   std::string source;      // how they were obtained: "measured", "env", "measured+env"
 
   bool complete() const { return pcie_gbps > 0 && gpu_base_us > 0 && cpu_base_us > 0; }
@@ -31,8 +36,10 @@ struct ExpertCostParams {
 ExpertCostParams expert_cost_from_env(ExpertCostParams p);
 
 // Predicted milliseconds of the CPU experts kernel / the GPU path for the experts with rows > 0 in
-// `rows` (tokens routed to each expert) whose `on_gpu` flag equals the side asked for.
-double predict_cpu_ms(const ExpertCostParams& p, const std::vector<int64_t>& rows, const std::vector<uint8_t>& on_gpu);
+// `rows` (tokens routed to each expert) whose `on_gpu` flag equals the side asked for (times the split
+// factors when the other side has experts too).
+double predict_cpu_ms(const ExpertCostParams& p, const std::vector<int64_t>& rows, const std::vector<uint8_t>& on_gpu,
+                      double expert_bytes);
 double predict_gpu_ms(const ExpertCostParams& p, const std::vector<int64_t>& rows, const std::vector<uint8_t>& on_gpu,
                       double expert_bytes);
 

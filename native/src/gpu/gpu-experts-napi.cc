@@ -171,7 +171,7 @@ Napi::Value gpu_experts_release(const Napi::CallbackInfo& info) {
   });
 }
 
-// expertsSplitPlan(cost: {pcieGbps, gpuBaseUs, gpuRowUs, gpuCallUs, cpuBaseUs, cpuRowUs}, rows: number[],
+// expertsSplitPlan(cost: {pcieGbps, gpuBaseUs, gpuRowUs, gpuCallUs, cpuBaseUs, cpuRowUs, splitCpuX?, splitGpuX?}, rows: number[],
 //   expertBytes, placement) -> {onGpu: number[], cpuMs, gpuMs}: the cost model alone (no GPU needed), for tests.
 Napi::Value experts_split_plan(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -191,6 +191,8 @@ Napi::Value experts_split_plan(const Napi::CallbackInfo& info) {
   p.gpu_call_us = num("gpuCallUs");
   p.cpu_base_us = num("cpuBaseUs");
   p.cpu_row_us = num("cpuRowUs");
+  if (c.Has("splitCpuX")) p.split_cpu_x = num("splitCpuX");
+  if (c.Has("splitGpuX")) p.split_gpu_x = num("splitGpuX");
   Napi::Array a = info[1].As<Napi::Array>();
   std::vector<int64_t> rows(a.Length());
   for (uint32_t i = 0; i < a.Length(); ++i) rows[i] = int_arg(a.Get(i), int64_t(1) << 40, "expertsSplitPlan: rows");

@@ -42,10 +42,11 @@ bool adapt() {
   return on;
 }
 
-// Moving average of measured / predicted; predictions under 0.2 ms are too noisy to learn from.
+// Moving average of measured / predicted-alone (the prediction was made with `scale`); predictions under
+// 0.2 ms are too noisy to learn from.
 void update_scale(double& scale, double measured_ms, double predicted_ms) {
   if (predicted_ms < 0.2 || measured_ms <= 0) return;
-  const double r = std::clamp(measured_ms / (predicted_ms / scale), 0.25, 4.0);  // vs the unscaled prediction
+  const double r = std::clamp(measured_ms / (predicted_ms / scale), 0.25, 4.0);
   scale = 0.75 * scale + 0.25 * r;
 }
 
@@ -157,21 +158,15 @@ ExpertsSplitResult ExpertsSplitRunner::forward(const GpuExpertWeights& gw, const
     for (int64_t e = 0; e < E; ++e)
       if (rows[size_t(e)] > 0) (on_gpu[e] ? res.plan.gpu_experts : res.plan.cpu_experts)++;
     if (calibrated_) {
-      res.plan.cpu_ms = predict_cpu_ms(cost_, rows, res.plan.on_gpu);
+      res.plan.cpu_ms = predict_cpu_ms(cost_, rows, res.plan.on_gpu, double(gw.expert_bytes()));
       res.plan.gpu_ms = predict_gpu_ms(cost_, rows, res.plan.on_gpu, double(gw.expert_bytes()));
     }
   } else {
-    ExpertCostParams p = mode == ExpertsPlacement::split || calibrated_ ? cost(gw, ew) : ExpertCostParams{};
     if (pending_gpu_pred_ms_ > 0) {  // the last split's GPU part has finished by now (its y was used)
-      update_scale(gpu_scale_, gpu_.last_forward_ms(), pending_gpu_pred_ms_);
+      update_scale(cost_.split_gpu_x, gpu_.last_forward_ms(), pending_gpu_pred_ms_);
       pending_gpu_pred_ms_ = 0;
     }
-    p.cpu_base_us *= cpu_scale_;
-    p.cpu_row_us *= cpu_scale_;
-    p.gpu_base_us *= gpu_scale_;
-    p.gpu_row_us *= gpu_scale_;
-    p.gpu_call_us *= gpu_scale_;
-    p.pcie_gbps /= gpu_scale_;
+    const ExpertCostParams p = mode == ExpertsPlacement::split || calibrated_ ? cost(gw, ew) : ExpertCostParams{};
     res.plan = choose_expert_split(p, rows, double(gw.expert_bytes()), mode);
   }
   const uint8_t* mask = res.plan.on_gpu.data();
@@ -238,7 +233,7 @@ ExpertsSplitResult ExpertsSplitRunner::forward(const GpuExpertWeights& gw, const
   if (cpu_error) std::rethrow_exception(cpu_error);
 
   if (!on_gpu && mode == ExpertsPlacement::split && res.plan.gpu_experts > 0 && res.plan.cpu_experts > 0 && adapt()) {
-    update_scale(cpu_scale_, res.cpu_ms, res.plan.cpu_ms);
+    update_scale(cost_.split_cpu_x, res.cpu_ms, res.plan.cpu_ms);
     pending_gpu_pred_ms_ = res.plan.gpu_ms;
   }
 

@@ -39,12 +39,12 @@ class ExpertsSplitRunner {
                              ExpertsPlacement mode, const uint8_t* on_gpu, float* y_dev);
   // The cost model's constants (measured on `gw`/`ew` on first use).
   const ExpertCostParams& cost(const GpuExpertWeights& gw, const ExpertsWeights& ew);
-  // Measured / predicted time of each side in calls that ran both at once (moving average, 1 at
-  // first): the constants are measured one side at a time, while in a split the CPU kernel and the
-  // PCIe copies share DRAM. Applied to the constants before the split is chosen.
-  // MIXTILE_EXPERT_COST_ADAPT=0 keeps both at 1.
-  double cpu_scale() const { return cpu_scale_; }
-  double gpu_scale() const { return gpu_scale_; }
+  // Measured / predicted-alone time of each side in calls that ran both at once (moving average, from 1
+  // or MIXTILE_EXPERT_COST's split_cpu_x / split_gpu_x): the constants are measured one side at a time,
+  // while in a split the CPU kernel and the PCIe copies share DRAM and cores. They are the cost model's
+  // split factors (expert-cost.h). MIXTILE_EXPERT_COST_ADAPT=0 keeps them where they start.
+  double cpu_scale() const { return cost_.split_cpu_x; }
+  double gpu_scale() const { return cost_.split_gpu_x; }
 
  private:
   void grow_dev(size_t bytes);
@@ -53,7 +53,6 @@ class ExpertsSplitRunner {
   GpuExperts& gpu_;
   ExpertCostParams cost_;
   bool calibrated_ = false;
-  double cpu_scale_ = 1, gpu_scale_ = 1;
   double pending_gpu_pred_ms_ = 0;  // GPU prediction of the last split call, checked at the next
   void* y_dev_tmp_ = nullptr;
   size_t y_dev_tmp_bytes_ = 0;

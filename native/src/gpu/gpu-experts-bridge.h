@@ -4,8 +4,9 @@
 // kernel computes the rest (ExpertsSplitRunner). Decode and small batches keep the CPU path.
 //
 // Environment: MIXTILE_EXPERTS_PREFILL = split (default: the cost model divides the experts) | gpu (every
-// expert with tokens on the GPU) | cpu (never the GPU); MIXTILE_GPU_EXPERTS_MIN_TOKENS (default 8: below
-// it the CPU kernel alone was faster at every split on the H100 machine, bench/RESULTS.md "GPU experts").
+// expert with tokens on the GPU) | cpu (never the GPU); MIXTILE_GPU_EXPERTS_MIN_TOKENS (default 8: at one
+// token the CPU kernel alone won one of the two runs on the H100 machine, 0.46 vs 0.96 ms split, and lost
+// the other; from 8 tokens the GPU or the split won both; bench/RESULTS.md "GPU experts").
 #pragma once
 #include <cstdint>
 

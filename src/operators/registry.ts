@@ -23,7 +23,8 @@ export const LINEAR_OPS = ['dense', 'quantized', 'cpu'] as const;
 /**
  * CPU linear backends for prefill-sized calls (decode always reads the source weights): `auto`
  * (AMX-BF16 panels where AMX exists, for BF16 and quantized weights), `AMXBF16`, `AMXInt8`, or
- * `AVX512` (no AMX repack).
+ * `AVX512` (no AMX repack). The native linear layer takes it (linearLoad); the attention and lm_head
+ * operators do not forward it yet, so for them MIXTILE_AMX_LINEAR sets it process-wide.
  */
 export const LINEAR_BACKENDS = ['auto', 'AMXBF16', 'AMXInt8', 'AVX512'] as const;
 

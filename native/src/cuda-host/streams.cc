@@ -4,7 +4,7 @@
 // event's stream up to the event, a wait on an event runs the recording stream up to it first, and
 // mxc_free / mxc_host_free / mxc_host_unregister run everything (cudaFree synchronises the device). So
 // a missing synchronisation or cross-stream wait reads stale (or NaN-poisoned) data here, as it may on a
-// GPU. The order between streams is the opposite of the GPU's eager one only in that nothing runs early.
+// GPU (which runs work as early as it can; here nothing runs early, so such a bug shows every time).
 // MIXTILE_CUDA_HOST_SYNC=1 runs each operation when issued instead (for debugging the stand-in itself).
 // CUDA's capture rules hold: synchronising a capturing stream, a copy between it and pageable host memory,
 // or mxc_malloc / mxc_free on the capturing thread fails and invalidates the capture.

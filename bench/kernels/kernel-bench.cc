@@ -1,6 +1,16 @@
 // Standalone experts benchmark: the same measurement as src/engine/bench-op.ts --op experts, for
 // machines without Node. Prints one line per (threads, tokens): wall ms (median), weight GB/s,
 // GFLOP/s, and the DRAM floor for the touched experts' bytes measured in the same run.
+//   --variants "pf=0;pf=2048,hint=1;tpt=2,flat=1": the few-token knobs (kquant-prefetch.h,
+//     experts-decode-knobs.h) per variant, alternated rep by rep so drift hits every variant alike.
+//   --gap-us N: the caller spins N us between calls (the pool idles as in hybrid decode).
+//   --file PATH: the experts' weights are copied into PATH and read through a shared file mapping
+//     (4 KiB page-cache pages, as a model's mmapped GGUF), not the synth's anonymous memory.
+//   --hot-gemv 1: one thread, the 1-token kernel over 64 cache-resident rows (compute bound).
+#include <sys/mman.h>
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <cmath>
 #include <chrono>
@@ -11,8 +21,11 @@
 #include <string>
 #include <vector>
 
+#include "cpu/experts/experts-decode-knobs.h"
 #include "cpu/experts/experts.h"
 #include "cpu/isa.h"
+#include "cpu/matmul/kquant-prefetch.h"
+#include "cpu/matmul/matmul.h"
 #include "synth.h"
 #include "threadpool.h"
 
@@ -40,10 +53,98 @@ static GgmlType parse_type(const std::string& s) {
   std::exit(2);
 }
 
+struct Variant {
+  std::string name;
+  int64_t pf = 0;
+  int hint = 0, tpt = 4, flat = 0;
+};
+
+// "pf=0;pf=2048,hint=1" -> variants (unset keys keep the defaults above).
+static std::vector<Variant> parse_variants(const std::string& spec) {
+  std::vector<Variant> out;
+  size_t i = 0;
+  while (i <= spec.size()) {
+    size_t j = spec.find(';', i);
+    if (j == std::string::npos) j = spec.size();
+    std::string one = spec.substr(i, j - i);
+    Variant v;
+    v.name = one;
+    size_t k = 0;
+    while (k < one.size()) {
+      size_t c = one.find(',', k);
+      if (c == std::string::npos) c = one.size();
+      std::string kv = one.substr(k, c - k);
+      size_t eq = kv.find('=');
+      std::string key = kv.substr(0, eq);
+      long long val = eq == std::string::npos ? 0 : std::atoll(kv.c_str() + eq + 1);
+      if (key == "pf") v.pf = val;
+      else if (key == "hint") v.hint = int(val);
+      else if (key == "tpt") v.tpt = int(val);
+      else if (key == "flat") v.flat = int(val);
+      else if (!key.empty()) std::fprintf(stderr, "unknown variant key %s\n", key.c_str()), std::exit(2);
+      k = c + 1;
+    }
+    if (!one.empty()) out.push_back(v);
+    i = j + 1;
+  }
+  return out;
+}
+
+static void apply(const Variant& v) {
+  kquant_prefetch() = KquantPrefetch{v.pf, v.hint};
+  experts_decode_knobs() = ExpertsDecodeKnobs{v.tpt < 1 ? 1 : v.tpt, v.flat != 0};
+}
+
+// One thread, the 1-token kernel of `wt` over 64 rows x 2048 (Q4_K 72 KiB) that stay in L2:
+// bytes per ns with no DRAM in the way, i.e. the kernel's compute ceiling per core.
+static void hot_gemv(GgmlType wt, const char* name) {
+  const int64_t k = 2048, rows = 64, ne[4] = {k, rows, 1, 1};
+  auto w = synth_weight(wt, ne, 7);
+  std::vector<float> x(static_cast<size_t>(k)), y(static_cast<size_t>(rows));
+  for (size_t i = 0; i < x.size(); ++i) x[i] = std::sin(float(i) * 0.37f);
+  std::vector<uint8_t> a(act_row_bytes(wt, k));
+  convert_act_row(wt, x.data(), k, a.data());
+  GemmArgs g{w->data, w->row_bytes, rows, a.data(), a.size(), 1, k, y.data(), rows};
+  const GemmKernel* kern = gemm_select(wt, g);
+  const int iters = 4000;
+  std::vector<double> ns;
+  for (int r = 0; r < 7; ++r) {
+    auto t0 = std::chrono::steady_clock::now();
+    for (int i = 0; i < iters; ++i) kern->fn(g);
+    ns.push_back(std::chrono::duration<double, std::nano>(std::chrono::steady_clock::now() - t0).count() / iters);
+  }
+  std::sort(ns.begin(), ns.end());
+  double bytes = double(w->bytes());
+  std::printf("hot-gemv %s (%s) 1 token, %lld rows x %lld: %.0f ns per call, %.2f bytes/ns (best %.2f)\n", name,
+              kern->name, (long long)rows, (long long)k, ns[ns.size() / 2], bytes / ns[ns.size() / 2], bytes / ns[0]);
+}
+
+// Copies w into the file at fd (appending) and points it at a shared read-only mapping of those bytes.
+static void to_file(Weight& w, const char* path) {
+  int fd = ::open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+  if (fd < 0) std::perror(path), std::exit(2);
+  size_t n = w.bytes();
+  if (::write(fd, w.data, n) != ssize_t(n)) std::perror("write"), std::exit(2);
+  void* m = ::mmap(nullptr, n, PROT_READ, MAP_SHARED | MAP_POPULATE, fd, 0);
+  if (m == MAP_FAILED) std::perror("mmap"), std::exit(2);
+  ::close(fd);
+  ::unlink(path);
+  w.owner = std::shared_ptr<void>(m, [n](void* p) { ::munmap(p, n); });
+  w.data = static_cast<const uint8_t*>(m);
+}
+
+static void spin_us(int us) {
+  if (us <= 0) return;
+  auto end = std::chrono::steady_clock::now() + std::chrono::microseconds(us);
+  while (std::chrono::steady_clock::now() < end) {
+  }
+}
+
 int main(int argc, char** argv) {
-  std::string type = "q4_k", down;
+  std::string type = "q4_k", down, variants_spec = "pf=0", file;
   std::vector<int> tokens = {1, 512}, threads = {2};
-  int reps = 5, probe_mib = 2048;
+  int reps = 5, probe_mib = 2048, gap_us = 0;
+  bool hot = false;
   int64_t hidden = 2048, ffn = 768, n_expert = 128, top_k = 8;
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string k = argv[i];
@@ -53,6 +154,10 @@ int main(int argc, char** argv) {
     else if (k == "--threads") threads = parse_list(argv[i + 1]);
     else if (k == "--reps") reps = std::atoi(argv[i + 1]);
     else if (k == "--probe-mib") probe_mib = std::atoi(argv[i + 1]);
+    else if (k == "--variants") variants_spec = argv[i + 1];
+    else if (k == "--file") file = argv[i + 1];
+    else if (k == "--gap-us") gap_us = std::atoi(argv[i + 1]);
+    else if (k == "--hot-gemv") hot = std::atoi(argv[i + 1]) != 0;
     else if (k == "--isa") {
       Isa l;
       if (!parse_isa(argv[i + 1], &l) || !set_isa(l)) return std::fprintf(stderr, "bad --isa\n"), 2;
@@ -60,12 +165,29 @@ int main(int argc, char** argv) {
   }
   if (down.empty()) down = type;
   GgmlType wt = parse_type(type), dt = parse_type(down);
+  const std::vector<Variant> variants = parse_variants(variants_spec);
+  if (hot) {
+    set_threads(1);
+    for (const Variant& v : variants) {
+      apply(v);
+      std::printf("# variant %s\n", v.name.c_str());
+      hot_gemv(wt, type.c_str());
+      if (dt != wt) hot_gemv(dt, down.c_str());
+    }
+    return 0;
+  }
   const int64_t gne[4] = {hidden, ffn, n_expert, 1}, dne[4] = {ffn, hidden, n_expert, 1}, rne[4] = {hidden, n_expert, 1, 1};
   auto gate = synth_weight(wt, gne, 1), up = synth_weight(wt, gne, 2), dn = synth_weight(dt, dne, 3);
   auto router = synth_weight(GgmlType::F32, rne, 4);
+  if (!file.empty()) {
+    to_file(*gate, (file + ".gate").c_str());
+    to_file(*up, (file + ".up").c_str());
+    to_file(*dn, (file + ".down").c_str());
+  }
   auto ew = experts_load(*gate, *up, *dn, *router);
   const double expert_bytes = double(2 * gate->matrix_bytes() + dn->matrix_bytes());
-  std::printf("# %s, isa %s, types %s/%s\n", cpu_brand().c_str(), isa_name(active_isa()), type.c_str(), down.c_str());
+  std::printf("# %s, isa %s, types %s/%s, weights in %s\n", cpu_brand().c_str(), isa_name(active_isa()), type.c_str(),
+              down.c_str(), file.empty() ? "anonymous memory" : "a file mapping");
   for (int th : threads) {
     set_threads(th);
     double bw = mem_read_bandwidth(size_t(probe_mib), 3);
@@ -73,35 +195,42 @@ int main(int argc, char** argv) {
     for (int n : tokens) {
       std::vector<float> x(size_t(n * hidden)), y(size_t(n * hidden));
       for (size_t i = 0; i < x.size(); ++i) x[i] = std::sin(float(i) * 0.37f);
-      std::vector<double> ms;
+      std::vector<std::vector<double>> ms(variants.size());
       size_t touched = 0;
       uint32_t s = 12345;
       for (int r = -1; r < reps; ++r) {
-        std::vector<int32_t> ids(size_t(n * top_k));
-        std::vector<float> w(size_t(n * top_k), 1.f / float(top_k));
-        for (int t = 0; t < n; ++t) {
-          std::set<int32_t> used;
-          for (int j = 0; j < top_k; ++j) {
-            s = s * 1664525u + 1013904223u;
-            int32_t e = int32_t(s % uint32_t(n_expert));
-            while (used.count(e)) e = (e + 1) % int32_t(n_expert);
-            used.insert(e);
-            ids[size_t(t * top_k + j)] = e;
+        for (size_t vi = 0; vi < variants.size(); ++vi) {
+          apply(variants[vi]);
+          std::vector<int32_t> ids(size_t(n * top_k));
+          std::vector<float> w(size_t(n * top_k), 1.f / float(top_k));
+          for (int t = 0; t < n; ++t) {
+            std::set<int32_t> used;
+            for (int j = 0; j < top_k; ++j) {
+              s = s * 1664525u + 1013904223u;
+              int32_t e = int32_t(s % uint32_t(n_expert));
+              while (used.count(e)) e = (e + 1) % int32_t(n_expert);
+              used.insert(e);
+              ids[size_t(t * top_k + j)] = e;
+            }
           }
+          spin_us(gap_us);
+          auto t0 = std::chrono::steady_clock::now();
+          moe_forward_routed(*ew, x.data(), n, ids.data(), w.data(), int(top_k), y.data());
+          double dt_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+          if (r >= 0) ms[vi].push_back(dt_ms);
+          touched = std::set<int32_t>(ids.begin(), ids.end()).size();
         }
-        auto t0 = std::chrono::steady_clock::now();
-        moe_forward_routed(*ew, x.data(), n, ids.data(), w.data(), int(top_k), y.data());
-        double dt_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-        if (r >= 0) ms.push_back(dt_ms);
-        touched = std::set<int32_t>(ids.begin(), ids.end()).size();
       }
-      std::sort(ms.begin(), ms.end());
-      double med = ms[ms.size() / 2];
-      double bytes = double(touched) * expert_bytes, flops = 6.0 * double(n) * double(top_k) * double(hidden * ffn);
-      double floor_ms = bytes / (bw * 1e9) * 1e3;
-      std::printf("experts %s/%s threads=%d n=%d: %.3f ms (best %.3f)  %.1f GB/s  %.1f GFLOP/s  floor %.3f ms (%.2fx)\n",
-                  type.c_str(), down.c_str(), th, n, med, ms[0], bytes / (med * 1e6), flops / (med * 1e6), floor_ms,
-                  med / floor_ms);
+      for (size_t vi = 0; vi < variants.size(); ++vi) {
+        std::vector<double>& m = ms[vi];
+        std::sort(m.begin(), m.end());
+        double med = m[m.size() / 2];
+        double bytes = double(touched) * expert_bytes, flops = 6.0 * double(n) * double(top_k) * double(hidden * ffn);
+        double floor_ms = bytes / (bw * 1e9) * 1e3;
+        std::printf("experts %s/%s threads=%d n=%d gap=%dus [%s]: %.3f ms (best %.3f)  %.1f GB/s  %.1f GFLOP/s  floor %.3f ms (%.2fx)\n",
+                    type.c_str(), down.c_str(), th, n, gap_us, variants[vi].name.c_str(), med, m[0],
+                    bytes / (med * 1e6), flops / (med * 1e6), floor_ms, med / floor_ms);
+      }
     }
   }
   return 0;

@@ -13,6 +13,7 @@
 
 #include <algorithm>
 
+#include "cpu/matmul/kquant-prefetch.h"
 #include "cpu/matmul/matmul.h"
 
 namespace mixtile {
@@ -37,9 +38,12 @@ void tile(const GemmArgs& g, int64_t r, int64_t t0) {
   const block_q6_K* w = reinterpret_cast<const block_q6_K*>(g.w + size_t(r) * g.w_stride);
   const block_q8_K* a[T];
   for (int t = 0; t < T; ++t) a[t] = reinterpret_cast<const block_q8_K*>(g.a + size_t(t0 + t) * g.a_stride);
+  const uint8_t* w_end = g.w + size_t(g.n_rows) * g.w_stride;
+  const KquantPrefetch pf = kquant_prefetch();
 
   for (int64_t b = 0; b < nb; ++b) {
     const block_q6_K& x = w[b];
+    kquant_prefetch_block(reinterpret_cast<const uint8_t*>(&x), w_end, sizeof(block_q6_K), pf);
     __m512i wq[4];
     for (int n = 0; n < 2; ++n) {
       __m512i l = _mm512_loadu_si512(x.ql + 64 * n);

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # One device call for the one-token experts path (bench/RESULTS.md "One-token experts at 16 threads"):
 #   1. the 1-token Q4_K/Q6_K kernels on cache-resident rows at one thread (compute ceiling per core),
-#   2. the few-token knobs (software prefetch distance and hint, pool task partition; kernel-bench
-#      --variants, alternated rep by rep) at 4/8/16 threads on 1 and 4 tokens, weights read through a
-#      file mapping as a model's GGUF is,
-#   3. the best 16-thread variant against the defaults after an idle pool (gap 80 us as in hybrid
-#      decode, 400 us past the spin) and in anonymous memory,
-#   4. whole-model decode, 2-layer 30B-A3B Q4_K_M, defaults vs the best variant's environment, alternated.
+#   2. the experts call at 1/4/8/16 threads on 1 and 4 tokens, weights read through a file mapping as
+#      a model's GGUF is,
+#   3. at 16 threads after an idle pool (gap 80 us as in hybrid decode, 400 us past the spin) and in
+#      anonymous memory,
+#   4. whole-model decode, 2-layer 30B-A3B Q4_K_M, 16 threads.
+# The sweep that chose the defaults (prefetch distance and hint, task partition) ran this script at
+# commit 2adc3fa, whose kernel-bench took --variants and the addon MIXTILE_DEC_* knobs since removed.
 # Run from a snapshot root after `source .device/env.sh && bash .device/setup.sh`; logs in $OUT.
 set -uo pipefail
 R=${OUT:-/tmp/dec-run}
@@ -38,27 +39,13 @@ wait "$SYN"
 log "synth rc=$? $(ls -la "$M" 2>&1)"
 KB=/tmp/kb/kernel-bench
 
-step hot-gemv 20 "$KB" --type q4_k --down-type q6_k --hot-gemv 1 --variants 'pf=0'
-V='pf=0;pf=512;pf=1024;pf=2048;pf=4096;pf=8192;pf=1024,hint=1;pf=4096,hint=1;tpt=1,flat=1;tpt=2,flat=1;tpt=8'
-V="$V;pf=2048,tpt=2,flat=1;pf=4096,hint=1,tpt=2,flat=1;pf=2048,tpt=8"
-step sweep 120 bash -c "$KB --type q4_k --down-type q6_k --tokens 1,4 --threads 4,8,16 --reps 31 --probe-mib 1024 \
-  --file /tmp/kbw --variants '$V' | tee $R/sweep.txt"
-
-# Best variant at 16 threads, 1 token (lowest median).
-BEST=$(grep 'threads=16 n=1 ' "$R/sweep.txt" 2>/dev/null | sed 's/.*\[\(.*\)\]: \([0-9.]*\) ms.*/\2 \1/' | sort -n | head -1 | cut -d' ' -f2)
-BEST=${BEST:-pf=0}
-log "best at 16 threads, 1 token: $BEST"
+step hot-gemv 20 "$KB" --type q4_k --down-type q6_k --hot-gemv 1
+step sweep 120 bash -c "$KB --type q4_k --down-type q6_k --tokens 1,4 --threads 1,4,8,16 --reps 31 --probe-mib 1024 \
+  --file /tmp/kbw | tee $R/sweep.txt"
 step gap 60 bash -c "for g in 0 80 400; do $KB --type q4_k --down-type q6_k --tokens 1 --threads 16 --reps 41 --probe-mib 256 \
-  --file /tmp/kbw --gap-us \$g --variants 'pf=0;$BEST' | grep ^experts; done | tee $R/gap.txt"
-step anon 30 bash -c "$KB --type q4_k --down-type q6_k --tokens 1 --threads 16 --reps 41 --probe-mib 256 \
-  --variants 'pf=0;$BEST' | tee $R/anon.txt"
-
-# The variant as environment variables for the model.
-ENV_BEST=$(echo "$BEST" | tr ',' '\n' | sed -e 's/^pf=/MIXTILE_DEC_PF=/' -e 's/^hint=/MIXTILE_DEC_PF_HINT=/' \
-  -e 's/^tpt=/MIXTILE_DEC_TPT=/' -e 's/^flat=/MIXTILE_DEC_FLAT=/' | tr '\n' ' ')
-log "model env for the best: $ENV_BEST"
+  --file /tmp/kbw --gap-us \$g | grep ^experts; done | tee $R/gap.txt"
+step anon 30 bash -c "$KB --type q4_k --down-type q6_k --tokens 1 --threads 16 --reps 41 --probe-mib 256 | tee $R/anon.txt"
 for i in 1 2; do
-  step "model-default-$i" 40 node bin/mixtile.js bench -m "$M" -p 0 -n 64 -r 3 -t 16
-  step "model-best-$i" 40 env $ENV_BEST node bin/mixtile.js bench -m "$M" -p 0 -n 64 -r 3 -t 16
+  step "model-$i" 40 node bin/mixtile.js bench -m "$M" -p 0 -n 64 -r 3 -t 16
 done
 log "done"

@@ -1,8 +1,6 @@
 // Standalone experts benchmark: the same measurement as src/engine/bench-op.ts --op experts, for
 // machines without Node. Prints one line per (threads, tokens): wall ms (median), weight GB/s,
 // GFLOP/s, and the DRAM floor for the touched experts' bytes measured in the same run.
-//   --variants "pf=0;pf=2048,hint=1;tpt=2,flat=1": the few-token knobs (kquant-prefetch.h,
-//     experts-decode-knobs.h) per variant, alternated rep by rep so drift hits every variant alike.
 //   --gap-us N: the caller spins N us between calls (the pool idles as in hybrid decode).
 //   --file PATH: the experts' weights are copied into PATH and read through a shared file mapping
 //     (4 KiB page-cache pages, as a model's mmapped GGUF), not the synth's anonymous memory.
@@ -21,10 +19,8 @@
 #include <string>
 #include <vector>
 
-#include "cpu/experts/experts-decode-knobs.h"
 #include "cpu/experts/experts.h"
 #include "cpu/isa.h"
-#include "cpu/matmul/kquant-prefetch.h"
 #include "cpu/matmul/matmul.h"
 #include "synth.h"
 #include "threadpool.h"
@@ -51,48 +47,6 @@ static GgmlType parse_type(const std::string& s) {
   if (s == "q6_k") return GgmlType::Q6_K;
   std::fprintf(stderr, "unknown type %s\n", s.c_str());
   std::exit(2);
-}
-
-struct Variant {
-  std::string name;
-  int64_t pf = 0;
-  int hint = 0, tpt = 4, flat = 0;
-};
-
-// "pf=0;pf=2048,hint=1" -> variants (unset keys keep the defaults above).
-static std::vector<Variant> parse_variants(const std::string& spec) {
-  std::vector<Variant> out;
-  size_t i = 0;
-  while (i <= spec.size()) {
-    size_t j = spec.find(';', i);
-    if (j == std::string::npos) j = spec.size();
-    std::string one = spec.substr(i, j - i);
-    Variant v;
-    v.name = one;
-    size_t k = 0;
-    while (k < one.size()) {
-      size_t c = one.find(',', k);
-      if (c == std::string::npos) c = one.size();
-      std::string kv = one.substr(k, c - k);
-      size_t eq = kv.find('=');
-      std::string key = kv.substr(0, eq);
-      long long val = eq == std::string::npos ? 0 : std::atoll(kv.c_str() + eq + 1);
-      if (key == "pf") v.pf = val;
-      else if (key == "hint") v.hint = int(val);
-      else if (key == "tpt") v.tpt = int(val);
-      else if (key == "flat") v.flat = int(val);
-      else if (!key.empty()) std::fprintf(stderr, "unknown variant key %s\n", key.c_str()), std::exit(2);
-      k = c + 1;
-    }
-    if (!one.empty()) out.push_back(v);
-    i = j + 1;
-  }
-  return out;
-}
-
-static void apply(const Variant& v) {
-  kquant_prefetch() = KquantPrefetch{v.pf, v.hint};
-  experts_decode_knobs() = ExpertsDecodeKnobs{v.tpt < 1 ? 1 : v.tpt, v.flat != 0};
 }
 
 // One thread, the 1-token kernel of `wt` over 64 rows x 2048 (Q4_K 72 KiB) that stay in L2:
@@ -141,7 +95,8 @@ static void spin_us(int us) {
 }
 
 int main(int argc, char** argv) {
-  std::string type = "q4_k", down, variants_spec = "pf=0", file;
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);  // lines reach a pipe as they are printed
+  std::string type = "q4_k", down, file;
   std::vector<int> tokens = {1, 512}, threads = {2};
   int reps = 5, probe_mib = 2048, gap_us = 0;
   bool hot = false;
@@ -154,7 +109,6 @@ int main(int argc, char** argv) {
     else if (k == "--threads") threads = parse_list(argv[i + 1]);
     else if (k == "--reps") reps = std::atoi(argv[i + 1]);
     else if (k == "--probe-mib") probe_mib = std::atoi(argv[i + 1]);
-    else if (k == "--variants") variants_spec = argv[i + 1];
     else if (k == "--file") file = argv[i + 1];
     else if (k == "--gap-us") gap_us = std::atoi(argv[i + 1]);
     else if (k == "--hot-gemv") hot = std::atoi(argv[i + 1]) != 0;
@@ -165,15 +119,10 @@ int main(int argc, char** argv) {
   }
   if (down.empty()) down = type;
   GgmlType wt = parse_type(type), dt = parse_type(down);
-  const std::vector<Variant> variants = parse_variants(variants_spec);
   if (hot) {
     set_threads(1);
-    for (const Variant& v : variants) {
-      apply(v);
-      std::printf("# variant %s\n", v.name.c_str());
-      hot_gemv(wt, type.c_str());
-      if (dt != wt) hot_gemv(dt, down.c_str());
-    }
+    hot_gemv(wt, type.c_str());
+    if (dt != wt) hot_gemv(dt, down.c_str());
     return 0;
   }
   const int64_t gne[4] = {hidden, ffn, n_expert, 1}, dne[4] = {ffn, hidden, n_expert, 1}, rne[4] = {hidden, n_expert, 1, 1};
@@ -195,42 +144,36 @@ int main(int argc, char** argv) {
     for (int n : tokens) {
       std::vector<float> x(size_t(n * hidden)), y(size_t(n * hidden));
       for (size_t i = 0; i < x.size(); ++i) x[i] = std::sin(float(i) * 0.37f);
-      std::vector<std::vector<double>> ms(variants.size());
+      std::vector<double> ms;
       size_t touched = 0;
       uint32_t s = 12345;
       for (int r = -1; r < reps; ++r) {
-        for (size_t vi = 0; vi < variants.size(); ++vi) {
-          apply(variants[vi]);
-          std::vector<int32_t> ids(size_t(n * top_k));
-          std::vector<float> w(size_t(n * top_k), 1.f / float(top_k));
-          for (int t = 0; t < n; ++t) {
-            std::set<int32_t> used;
-            for (int j = 0; j < top_k; ++j) {
-              s = s * 1664525u + 1013904223u;
-              int32_t e = int32_t(s % uint32_t(n_expert));
-              while (used.count(e)) e = (e + 1) % int32_t(n_expert);
-              used.insert(e);
-              ids[size_t(t * top_k + j)] = e;
-            }
+        std::vector<int32_t> ids(size_t(n * top_k));
+        std::vector<float> w(size_t(n * top_k), 1.f / float(top_k));
+        for (int t = 0; t < n; ++t) {
+          std::set<int32_t> used;
+          for (int j = 0; j < top_k; ++j) {
+            s = s * 1664525u + 1013904223u;
+            int32_t e = int32_t(s % uint32_t(n_expert));
+            while (used.count(e)) e = (e + 1) % int32_t(n_expert);
+            used.insert(e);
+            ids[size_t(t * top_k + j)] = e;
           }
-          spin_us(gap_us);
-          auto t0 = std::chrono::steady_clock::now();
-          moe_forward_routed(*ew, x.data(), n, ids.data(), w.data(), int(top_k), y.data());
-          double dt_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-          if (r >= 0) ms[vi].push_back(dt_ms);
-          touched = std::set<int32_t>(ids.begin(), ids.end()).size();
         }
+        spin_us(gap_us);
+        auto t0 = std::chrono::steady_clock::now();
+        moe_forward_routed(*ew, x.data(), n, ids.data(), w.data(), int(top_k), y.data());
+        double dt_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+        if (r >= 0) ms.push_back(dt_ms);
+        touched = std::set<int32_t>(ids.begin(), ids.end()).size();
       }
-      for (size_t vi = 0; vi < variants.size(); ++vi) {
-        std::vector<double>& m = ms[vi];
-        std::sort(m.begin(), m.end());
-        double med = m[m.size() / 2];
-        double bytes = double(touched) * expert_bytes, flops = 6.0 * double(n) * double(top_k) * double(hidden * ffn);
-        double floor_ms = bytes / (bw * 1e9) * 1e3;
-        std::printf("experts %s/%s threads=%d n=%d gap=%dus [%s]: %.3f ms (best %.3f)  %.1f GB/s  %.1f GFLOP/s  floor %.3f ms (%.2fx)\n",
-                    type.c_str(), down.c_str(), th, n, gap_us, variants[vi].name.c_str(), med, m[0],
-                    bytes / (med * 1e6), flops / (med * 1e6), floor_ms, med / floor_ms);
-      }
+      std::sort(ms.begin(), ms.end());
+      double med = ms[ms.size() / 2];
+      double bytes = double(touched) * expert_bytes, flops = 6.0 * double(n) * double(top_k) * double(hidden * ffn);
+      double floor_ms = bytes / (bw * 1e9) * 1e3;
+      std::printf("experts %s/%s threads=%d n=%d gap=%dus: %.3f ms (best %.3f)  %.1f GB/s  %.1f GFLOP/s  floor %.3f ms (%.2fx)\n",
+                  type.c_str(), down.c_str(), th, n, gap_us, med, ms[0], bytes / (med * 1e6), flops / (med * 1e6),
+                  floor_ms, med / floor_ms);
     }
   }
   return 0;

@@ -10,7 +10,6 @@
 #include <functional>
 #include <memory>
 
-#include "cpu/experts/experts-decode-knobs.h"
 #include "cpu/experts/experts.h"
 #include "cpu/matmul/matmul.h"
 #include "cpu/profile/op-profile.h"
@@ -55,47 +54,14 @@ void rows_for(int64_t rows, int64_t elements_per_row, const std::function<void(i
   }
 }
 
-// One phase's pool tasks over the active experts' rows: (expert, row block) pairs, or (flat) equal
-// chunks of all active experts' rows laid end to end, a chunk possibly spanning two experts.
-struct RowPlan {
-  int64_t rows = 0, n_active_rows = 0, block = 0, n_tasks = 0, per_expert = 0;
-  bool flat = false;
-  // fn(active index, first row, row count) for each expert segment of a task.
-  template <class Fn>
-  void each(int64_t task, Fn fn) const {
-    if (!flat) {
-      int64_t r0 = (task % per_expert) * block;
-      fn(task / per_expert, r0, std::min(block, rows - r0));
-      return;
-    }
-    int64_t s = task * block, e = std::min(s + block, n_active_rows);
-    while (s < e) {
-      int64_t r0 = s % rows, nr = std::min(rows - r0, e - s);
-      fn(s / rows, r0, nr);
-      s += nr;
-    }
-  }
-};
-
-RowPlan row_plan(size_t row_bytes, int64_t rows, int64_t n_active, bool flat) {
-  const ExpertsDecodeKnobs& kn = experts_decode_knobs();
-  RowPlan p;
-  p.rows = rows;
-  p.n_active_rows = n_active * rows;
-  // Enough tasks for load balance: at least ~tasks_per_thread per thread overall.
-  const int64_t want = int64_t(kn.tasks_per_thread) * pool_threads();
-  if (flat) {
-    p.flat = true;
-    p.block = std::max<int64_t>(8, (p.n_active_rows + want - 1) / want + 7) / 8 * 8;
-    p.n_tasks = (p.n_active_rows + p.block - 1) / p.block;
-    return p;
-  }
+int64_t row_block(size_t row_bytes, int64_t rows, int64_t n_active) {
   int64_t rb = std::max<int64_t>(8, int64_t(EXPERT_SLICE_BYTES / row_bytes) / 8 * 8);
+  // Enough tasks for load balance: at least ~4 per thread overall. At one token on the test machine
+  // 8 per thread measured the same, and equal chunks of all experts' rows end to end (1 or 2 per
+  // thread) 0-7% slower (bench/RESULTS.md "One-token experts at 16 threads").
+  int64_t want = 4 * pool_threads();
   while (rb > 8 && n_active * ((rows + rb - 1) / rb) < want) rb /= 2;
-  p.block = std::min(rb, rows);
-  p.per_expert = (rows + p.block - 1) / p.block;
-  p.n_tasks = n_active * p.per_expert;
-  return p;
+  return std::min(rb, rows);
 }
 
 }  // namespace
@@ -157,11 +123,8 @@ void experts_forward_generic(const ExpertsWeights& ew, const MoeArgs& a) {
   t_gu.set(uint64_t(n_active) * (ew.gate.matrix_bytes() + ew.up.matrix_bytes()), 4 * uint64_t(total * F * H));
   float* g = grow(sc.g, size_t(total * F));
   float* u = grow(sc.u, size_t(total * F));
-  int64_t max_count = 0;
-  for (int64_t e : active) max_count = std::max(max_count, count[size_t(e)]);
-  const bool flat = experts_decode_knobs().flat && max_count <= 8;
-  const RowPlan plan1 = row_plan(ew.gate.row_bytes + ew.up.row_bytes, F, n_active, flat);
-  const int64_t rb1 = plan1.block;
+  const int64_t rb1 = row_block(ew.gate.row_bytes + ew.up.row_bytes, F, n_active);
+  const int64_t nrb1 = (F + rb1 - 1) / rb1;
   // Kernels are chosen per expert: its token count decides (e.g. token-lane kernels need 16+).
   const size_t n_act = static_cast<size_t>(n_active);
   std::vector<const GemmKernel*> kg(n_act), ku(n_act), kd(n_act);
@@ -171,18 +134,16 @@ void experts_forward_generic(const ExpertsWeights& ew, const MoeArgs& a) {
     ku[size_t(i)] = gemm_select(ew.up.type, GemmArgs{ew.up.data, ew.up.row_bytes, rb1, xu_data, xu_stride, ne, H, nullptr, F});
     kd[size_t(i)] = gemm_select(ew.down.type, GemmArgs{ew.down.data, ew.down.row_bytes, rb1, nullptr, 0, ne, F, nullptr, H});
   }
-  parallel_for(plan1.n_tasks, [&](int64_t task, int) {
-    plan1.each(task, [&](int64_t i, int64_t r0, int64_t nr) {
-      int64_t e = active[size_t(i)];
-      int64_t p0 = start[size_t(e)], ne = count[size_t(e)];
-      GemmArgs ag{ew.gate.data + ew.gate.matrix_bytes() * size_t(e) + ew.gate.row_bytes * size_t(r0),
-                  ew.gate.row_bytes, nr, xg + gs * size_t(p0), gs, ne, H, g + p0 * F + r0, F};
-      kg[size_t(i)]->fn(ag);
-      GemmArgs au{ew.up.data + ew.up.matrix_bytes() * size_t(e) + ew.up.row_bytes * size_t(r0),
-                  ew.up.row_bytes, nr, xu_data + xu_stride * size_t(p0), xu_stride, ne, H, u + p0 * F + r0, F};
-      ku[size_t(i)]->fn(au);
-      for (int64_t p = 0; p < ne; ++p) silu_mul(g + (p0 + p) * F + r0, u + (p0 + p) * F + r0, nr);
-    });
+  parallel_for(n_active * nrb1, [&](int64_t task, int) {
+    int64_t e = active[size_t(task / nrb1)], r0 = (task % nrb1) * rb1, nr = std::min(rb1, F - r0);
+    int64_t p0 = start[size_t(e)], ne = count[size_t(e)];
+    GemmArgs ag{ew.gate.data + ew.gate.matrix_bytes() * size_t(e) + ew.gate.row_bytes * size_t(r0),
+                ew.gate.row_bytes, nr, xg + gs * size_t(p0), gs, ne, H, g + p0 * F + r0, F};
+    kg[size_t(task / nrb1)]->fn(ag);
+    GemmArgs au{ew.up.data + ew.up.matrix_bytes() * size_t(e) + ew.up.row_bytes * size_t(r0),
+                ew.up.row_bytes, nr, xu_data + xu_stride * size_t(p0), xu_stride, ne, H, u + p0 * F + r0, F};
+    ku[size_t(task / nrb1)]->fn(au);
+    for (int64_t p = 0; p < ne; ++p) silu_mul(g + (p0 + p) * F + r0, u + (p0 + p) * F + r0, nr);
   });
 
   t_gu.stop();
@@ -196,15 +157,14 @@ void experts_forward_generic(const ExpertsWeights& ew, const MoeArgs& a) {
   t_other.reset();
   OpTimer t_down(Op::experts_down);
   t_down.set(uint64_t(n_active) * ew.down.matrix_bytes(), 2 * uint64_t(total * F * H));
-  const RowPlan plan2 = row_plan(ew.down.row_bytes, H, n_active, flat);
-  parallel_for(plan2.n_tasks, [&](int64_t task, int) {
-    plan2.each(task, [&](int64_t i, int64_t r0, int64_t nr) {
-      int64_t e = active[size_t(i)];
-      int64_t p0 = start[size_t(e)], ne = count[size_t(e)];
-      GemmArgs ad{ew.down.data + ew.down.matrix_bytes() * size_t(e) + ew.down.row_bytes * size_t(r0),
-                  ew.down.row_bytes, nr, hd + ds * size_t(p0), ds, ne, F, o + p0 * H + r0, H};
-      kd[size_t(i)]->fn(ad);
-    });
+  const int64_t rb2 = row_block(ew.down.row_bytes, H, n_active);
+  const int64_t nrb2 = (H + rb2 - 1) / rb2;
+  parallel_for(n_active * nrb2, [&](int64_t task, int) {
+    int64_t e = active[size_t(task / nrb2)], r0 = (task % nrb2) * rb2, nr = std::min(rb2, H - r0);
+    int64_t p0 = start[size_t(e)], ne = count[size_t(e)];
+    GemmArgs ad{ew.down.data + ew.down.matrix_bytes() * size_t(e) + ew.down.row_bytes * size_t(r0),
+                ew.down.row_bytes, nr, hd + ds * size_t(p0), ds, ne, F, o + p0 * H + r0, H};
+    kd[size_t(task / nrb2)]->fn(ad);
   });
 
   t_down.stop();

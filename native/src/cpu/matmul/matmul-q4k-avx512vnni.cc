@@ -7,6 +7,8 @@
 // in int32 lanes 0-7 and 2c+1 in lanes 8-15; two packs + vpmaddwd apply the 6-bit scales.
 // The min term (-dmin * m_j * sum(q8 of sub-block j)) is a tiny second product per super-block:
 // vpmaddwd of the 8 mins with the activation's 8 sub-block sums, scaled by dmin * d_a in float.
+// The weight stream is prefetched 4 KiB ahead (kquant-prefetch.h: at few tokens this kernel is
+// bound by the lines one core keeps in flight).
 #include <immintrin.h>
 
 #include <cstring>
@@ -56,7 +58,6 @@ void tile(const GemmArgs& g, int64_t r0, int64_t t0, const int16_t* bs8 /* [T][n
   for (int r = 0; r < R; ++r) w[r] = reinterpret_cast<const block_q4_K*>(g.w + size_t(r0 + r) * g.w_stride);
   for (int t = 0; t < T; ++t) a[t] = reinterpret_cast<const block_q8_K*>(g.a + size_t(t0 + t) * g.a_stride);
   const uint8_t* w_end = g.w + size_t(g.n_rows) * g.w_stride;
-  const KquantPrefetch pf = kquant_prefetch();
 
   for (int64_t b = 0; b < nb; ++b) {
     __m512i wq[R][4], sc01[R], sc23[R];
@@ -64,7 +65,7 @@ void tile(const GemmArgs& g, int64_t r0, int64_t t0, const int16_t* bs8 /* [T][n
     __m128 dd[R];  // {d, dmin} of the weight block
     for (int r = 0; r < R; ++r) {
       const block_q4_K& x = w[r][b];
-      kquant_prefetch_block(reinterpret_cast<const uint8_t*>(&x), w_end, sizeof(block_q4_K), pf);
+      kquant_prefetch_block<sizeof(block_q4_K)>(reinterpret_cast<const uint8_t*>(&x), w_end);
       for (int c = 0; c < 4; ++c) {
         __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.qs + 32 * c));
         __m512i both = _mm512_inserti64x4(_mm512_castsi256_si512(q), _mm256_srli_epi16(q, 4), 1);

@@ -9,6 +9,7 @@
 // lanes 4(s%4) .. +3. The -32 offset is folded into the same int32 sum per super-block as
 // -32 * sum_s sc_s * bsums_s (vpmaddwd over the Q8_K bsums): exact, and it replaced a per-row float
 // pass over stored offsets that cost ~20% of the 1-token GEMV (lm_head Q6_K 2048 x 151936).
+// The weight stream is prefetched 4 KiB ahead (kquant-prefetch.h).
 #include <immintrin.h>
 
 #include <algorithm>
@@ -39,11 +40,10 @@ void tile(const GemmArgs& g, int64_t r, int64_t t0) {
   const block_q8_K* a[T];
   for (int t = 0; t < T; ++t) a[t] = reinterpret_cast<const block_q8_K*>(g.a + size_t(t0 + t) * g.a_stride);
   const uint8_t* w_end = g.w + size_t(g.n_rows) * g.w_stride;
-  const KquantPrefetch pf = kquant_prefetch();
 
   for (int64_t b = 0; b < nb; ++b) {
     const block_q6_K& x = w[b];
-    kquant_prefetch_block(reinterpret_cast<const uint8_t*>(&x), w_end, sizeof(block_q6_K), pf);
+    kquant_prefetch_block<sizeof(block_q6_K)>(reinterpret_cast<const uint8_t*>(&x), w_end);
     __m512i wq[4];
     for (int n = 0; n < 2; ++n) {
       __m512i l = _mm512_loadu_si512(x.ql + 64 * n);

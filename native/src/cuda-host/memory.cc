@@ -264,6 +264,8 @@ mxc_status mxc_memcpy_h2d(void* dst, const void* src, size_t bytes, mxc_stream* 
   const HostRange hr = host_range(src, bytes);
   if (hr == HostRange::spans) return fail_span("mxc_memcpy_h2d", src, bytes);
   const bool pinned = hr == HostRange::pinned;
+  // In a capture, pageable memory is refused: CUDA 11 invalidates the capture, and where a newer driver
+  // records the copy nothing keeps that memory alive for the replays (PyTorch refuses it for that reason).
   if (s && s->capturing && !pinned) return fail_capture(s, "mxc_memcpy_h2d from pageable host memory (pin it)");
   if (pinned) return submit(s, [=] { std::memcpy(dst, src, bytes); });
   // Pageable source: CUDA stages it before returning, so the caller may reuse it at once.

@@ -6,8 +6,8 @@
 // a missing synchronisation or cross-stream wait reads stale (or NaN-poisoned) data here, as it may on a
 // GPU (which runs work as early as it can; here nothing runs early, so such a bug shows every time).
 // MIXTILE_CUDA_HOST_SYNC=1 runs each operation when issued instead (for debugging the stand-in itself).
-// CUDA's capture rules hold: synchronising a capturing stream, a copy between it and pageable host memory,
-// or mxc_malloc / mxc_free on the capturing thread fails and invalidates the capture.
+// CUDA's capture rules hold: synchronising a capturing stream, or mxc_malloc / mxc_free on the capturing
+// thread, fails and invalidates the capture; so does a copy between it and pageable host memory (memory.cc).
 // A graph is the list of closures recorded between mxc_graph_begin and mxc_graph_end; launching it
 // queues them on the stream, to run with the values behind their pointers at that moment.
 #include <chrono>

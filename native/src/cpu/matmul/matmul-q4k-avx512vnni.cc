@@ -50,7 +50,7 @@ void tile(const GemmArgs& g, int64_t r0, int64_t t0, const int16_t* bs8 /* [T][n
   const __m512i mask4 = _mm512_set1_epi8(0x0F);
   const __m512i idx01 = _mm512_load_si512(SCALE_IDX01), idx23 = _mm512_load_si512(SCALE_IDX23);
   __m512 acc[R][T];
-  __m128 accm[R][T];  // min term, 4 lanes of (-dmin m_j) * (d_a bsum_j) pairs
+  __m128 accm[R][T];  // min term, subtracted at the end: dmin d_a m_j bsum_j, 2 sub-blocks a lane
   for (int r = 0; r < R; ++r)
     for (int t = 0; t < T; ++t) acc[r][t] = _mm512_setzero_ps(), accm[r][t] = _mm_setzero_ps();
   const block_q4_K* w[R];
@@ -99,7 +99,7 @@ void tile(const GemmArgs& g, int64_t r0, int64_t t0, const int16_t* bs8 /* [T][n
                                         _mm512_packs_epi32(p2, p3), sc23[r]);
         const __m128 scale = _mm_mul_ps(dd[r], da);  // {d d_a, dmin d_a}
         acc[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_broadcastss_ps(scale), acc[r][t]);
-        // Min term: sum_j m_j * bsum_j (8 int16 pairs -> 4 int32, |.| <= 63 * 2 * 32 * 127 * 2).
+        // Min term: m_j * bsum_j, 8 int16 products -> 4 int32 lanes (|.| <= 2 * 63 * 32 * 127).
         __m128i mi = _mm_madd_epi16(m16[r], bs);
         accm[r][t] = _mm_fmadd_ps(_mm_cvtepi32_ps(mi), _mm_shuffle_ps(scale, scale, 0x55), accm[r][t]);
       }

@@ -49,5 +49,8 @@ void attention_for(const AttentionArgs& a, int64_t n_tasks, const std::function<
 void attention_scalar(const AttentionArgs& a);
 void attention_avx512(const AttentionArgs& a);
 bool attention_avx512_accepts(const AttentionArgs& a);
+// Query blocks x KV tiles (attention-flash-avx512.cc): prefill batches; decode keeps avx512.
+void attention_flash_avx512(const AttentionArgs& a);
+bool attention_flash_avx512_accepts(const AttentionArgs& a);
 
 }  // namespace mixtile

@@ -1,0 +1,46 @@
+// Attention core alone: one 512-token prefill chunk of a Qwen3-30B-A3B layer (32 heads, 4 KV
+// heads, head dim 128) at cache depths 0 and 1536, each dispatch entry alternated per repetition
+// (noisy shared boxes), median ms and GFLOP/s (2 * 2 * heads * dim per (token, visible position)).
+//   node --import tsx bench/kernels/attention-bench.ts [reps=7] [kv=f16] [tokens=512] [depths=0,1536]
+// Threads: MIXTILE_THREADS. Addon: MIXTILE_ADDON.
+import { attentionKernelRun, attentionKernels } from '../../src/native/attention.ts';
+import { kvCacheCreate, kvCacheDispose, kvCacheWrite, type KvCacheShape } from '../../src/native/kv-cache.ts';
+
+const reps = Number(process.argv[2] ?? 7);
+const kvType = (process.argv[3] ?? 'f16') as KvCacheShape['type'];
+const n = Number(process.argv[4] ?? 512);
+const depths = (process.argv[5] ?? '0,1536').split(',').map(Number);
+const nHeads = 32, nKvHeads = 4, headDim = 128;
+const ctx = Math.max(...depths) + n;
+const kvDim = nKvHeads * headDim;
+
+const kv = kvCacheCreate({ type: kvType, nSeq: 1, nLayers: 1, ctx, nKvHeads, headDim });
+const K = new Float32Array(ctx * kvDim).map(() => Math.random() * 2 - 1);
+const V = new Float32Array(ctx * kvDim).map(() => Math.random() * 2 - 1);
+kvCacheWrite(kv, 0, ctx, new Int32Array(ctx), Int32Array.from({ length: ctx }, (_, i) => i), K, V);
+const q = new Float32Array(n * nHeads * headDim).map(() => Math.random() * 2 - 1);
+const out = new Float32Array(q.length);
+const seq = new Int32Array(n);
+const names = attentionKernels().filter((k) => k !== 'scalar');
+
+for (const depth of depths) {
+  const pos = Int32Array.from({ length: n }, (_, i) => depth + i);
+  let visible = 0;
+  for (const p of pos) visible += p + 1;
+  const flop = 2 * 2 * nHeads * headDim * visible;
+  const ms = new Map<string, number[]>(names.map((k) => [k, []]));
+  for (let r = 0; r < reps + 1; r++) {
+    for (const name of names) {
+      const t0 = process.hrtime.bigint();
+      attentionKernelRun(name, kv, 0, n, nHeads, q, out, pos, seq);
+      const dt = Number(process.hrtime.bigint() - t0) / 1e6;
+      if (r > 0) ms.get(name)!.push(dt); // first round warms up
+    }
+  }
+  for (const [name, v] of ms) {
+    v.sort((a, b) => a - b);
+    const med = v[Math.floor(v.length / 2)]!;
+    console.log(`kv ${kvType} tokens ${n} depth ${depth}: ${name.padEnd(13)} median ${med.toFixed(2)} ms (best ${v[0]!.toFixed(2)}), ${(flop / med / 1e6).toFixed(1)} GFLOP/s`);
+  }
+}
+kvCacheDispose(kv);

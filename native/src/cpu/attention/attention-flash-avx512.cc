@@ -1,0 +1,251 @@
+// AVX-512 flash attention for prefill: one task = one KV head x a block of query tokens of one
+// sequence. The block's rows are (token, query head of the GQA group) pairs, up to 64 of them,
+// and every vector runs across rows: scores S^T[t][r] = sum_j K[t][j] * Q^T[j][r] broadcast K
+// from a tile converted to f32 once (shared by all rows), the online softmax is vertical (no
+// horizontal reductions), and O^T[j][r] += V[t][j] * P^T[t][r] broadcast V the same way. KV
+// positions go in tiles of 64; the causal mask is applied only on tiles past the block's first
+// position. Tasks run longest first so causal blocks (later ones see more KV) balance.
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <new>
+#include <vector>
+
+#include "cpu/attention/attention.h"
+#include "cpu/attention/attention-flash.h"
+
+namespace mixtile {
+
+namespace {
+
+constexpr int RV_MAX = FLASH_MAX_ROWS / 16;  // row vectors per block
+constexpr int R = FLASH_MAX_ROWS;            // row stride of the transposed tiles
+constexpr int BT = 64;                       // KV positions per tile
+constexpr int TB = 4;                        // positions per score micro-tile (K tile padded to it)
+constexpr int JB = 4;                        // head dims per P.V micro-tile
+constexpr int D_MAX = 256;
+
+// e^x for x in [-87, 88] (x below gives e^-87 ~ 1.6e-38, i.e. 0 next to the row max's 1):
+// 2^n * p(r), r = x - n ln2, degree-6 Taylor, relative error < 2e-7 (as matmul-convert-avx512.cc).
+inline __m512 exp512(__m512 x) {
+  x = _mm512_max_ps(_mm512_min_ps(x, _mm512_set1_ps(88.f)), _mm512_set1_ps(-87.f));
+  __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504f)), _MM_FROUND_TO_NEAREST_INT);
+  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693145752f), x);
+  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(1.42860677e-6f), r);
+  __m512 p = _mm512_set1_ps(1.f / 720);
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f / 120));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f / 24));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f / 6));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f));
+  return _mm512_scalef_ps(p, n);
+}
+
+// Rows [t0, t0 + bt) of one KV head as f32 [BT][d]; rows bt .. round_up(bt, TB) zeroed (their
+// scores are masked, but they must be finite).
+template <KvType T>
+void load_tile(const uint8_t* base, int64_t row0, int64_t stride, int bt, int d, float* dst) {
+  for (int t = 0; t < bt; ++t) {
+    const int64_t src = row0 + t * stride;
+    float* o = dst + t * d;
+    for (int c = 0; c < d; c += 16) {
+      __m512 x;
+      if constexpr (T == KvType::f32) {
+        x = _mm512_loadu_ps(reinterpret_cast<const float*>(base) + src + c);
+      } else {
+        __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(reinterpret_cast<const uint16_t*>(base) + src + c));
+        if constexpr (T == KvType::f16) {
+          x = _mm512_cvtph_ps(h);
+        } else {
+          x = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+        }
+      }
+      _mm512_store_ps(o + c, x);
+    }
+  }
+  for (int t = bt; t % TB != 0; ++t) std::fill(dst + t * d, dst + (t + 1) * d, 0.f);
+}
+
+// s[t][r] = sum_j k[t][j] * qt[j][r] for t < nt (a multiple of TB).
+template <int RV>
+void scores(const float* qt, const float* k, int d, int nt, float* s) {
+  for (int t = 0; t < nt; t += TB) {
+    __m512 acc[TB][RV];
+    for (int b = 0; b < TB; ++b)
+      for (int v = 0; v < RV; ++v) acc[b][v] = _mm512_setzero_ps();
+    const float* kt = k + int64_t(t) * d;
+    for (int j = 0; j < d; ++j) {
+      __m512 q[RV];
+      for (int v = 0; v < RV; ++v) q[v] = _mm512_load_ps(qt + j * R + 16 * v);
+      for (int b = 0; b < TB; ++b) {
+        const __m512 kb = _mm512_set1_ps(kt[b * d + j]);
+        for (int v = 0; v < RV; ++v) acc[b][v] = _mm512_fmadd_ps(q[v], kb, acc[b][v]);
+      }
+    }
+    for (int b = 0; b < TB; ++b)
+      for (int v = 0; v < RV; ++v) _mm512_store_ps(s + (t + b) * R + 16 * v, acc[b][v]);
+  }
+}
+
+// ot[j][r] = ot[j][r] * corr[r] + sum_{t < nt} v[t][j] * p[t][r].
+template <int RV>
+void accumulate(const float* p, const float* vt, int d, int nt, const __m512* corr, float* ot) {
+  for (int j = 0; j < d; j += JB) {
+    __m512 acc[JB][RV];
+    for (int b = 0; b < JB; ++b)
+      for (int v = 0; v < RV; ++v) acc[b][v] = _mm512_mul_ps(_mm512_load_ps(ot + (j + b) * R + 16 * v), corr[v]);
+    for (int t = 0; t < nt; ++t) {
+      __m512 pv[RV];
+      for (int v = 0; v < RV; ++v) pv[v] = _mm512_load_ps(p + t * R + 16 * v);
+      const float* vr = vt + int64_t(t) * d + j;
+      for (int b = 0; b < JB; ++b) {
+        const __m512 vb = _mm512_set1_ps(vr[b]);
+        for (int v = 0; v < RV; ++v) acc[b][v] = _mm512_fmadd_ps(pv[v], vb, acc[b][v]);
+      }
+    }
+    for (int b = 0; b < JB; ++b)
+      for (int v = 0; v < RV; ++v) _mm512_store_ps(ot + (j + b) * R + 16 * v, acc[b][v]);
+  }
+}
+
+// A 64-byte aligned float buffer that only grows.
+struct Tile {
+  float* p = nullptr;
+  size_t n = 0;
+  Tile() = default;
+  Tile(const Tile&) = delete;
+  Tile& operator=(const Tile&) = delete;
+  ~Tile() { std::free(p); }
+  float* fit(size_t k) {
+    if (k > n) {
+      std::free(p);
+      p = static_cast<float*>(std::aligned_alloc(64, (k * sizeof(float) + 63) / 64 * 64));
+      if (!p) throw std::bad_alloc();
+      n = k;
+    }
+    return p;
+  }
+};
+
+// Per-thread tiles, kept between calls (the pool's threads persist): Q^T and O^T [d][R], the K
+// and V tiles [BT][d], scores / probabilities [BT][R].
+struct Scratch {
+  Tile qt, ot, k, v, s;
+};
+
+template <KvType T, int RV>
+void run_block(const AttentionArgs& a, const FlashBlock& blk, const int32_t* tokens, int kvh) {
+  thread_local Scratch sc;
+  const int group = a.n_heads / a.n_kv_heads;
+  const int d = a.head_dim;
+  const int rows = blk.count * group;
+  float* qt = sc.qt.fit(size_t(d) * R);
+  float* ot = sc.ot.fit(size_t(d) * R);
+  float* kt = sc.k.fit(size_t(BT) * d);
+  float* vt = sc.v.fit(size_t(BT) * d);
+  float* s = sc.s.fit(size_t(BT) * R);
+
+  // Q^T (scaled), positions per row; dead rows (rows .. 16 * RV) copy the last live row's position
+  // and have q = 0, so they stay finite and are never written out.
+  alignas(64) int32_t rpos[R];
+  for (int r = 0; r < 16 * RV; ++r) {
+    const bool live = r < rows;
+    const int64_t i = tokens[blk.first + (live ? r / group : blk.count - 1)];
+    rpos[r] = a.pos[i];
+    const float* q = a.q + (i * a.n_heads + int64_t(kvh) * group + r % group) * d;
+    for (int j = 0; j < d; ++j) qt[j * R + r] = live ? q[j] * a.scale : 0.f;
+  }
+  int32_t min_pos = rpos[0];
+  for (int r = 1; r < rows; ++r) min_pos = std::min(min_pos, rpos[r]);
+  std::fill(ot, ot + int64_t(d) * R, 0.f);
+
+  __m512i posv[RV];
+  __m512 m[RV], l[RV], corr[RV];
+  for (int v = 0; v < RV; ++v) {
+    posv[v] = _mm512_load_si512(rpos + 16 * v);
+    m[v] = _mm512_set1_ps(-INFINITY);
+    l[v] = _mm512_setzero_ps();
+  }
+  const int64_t base = int64_t(blk.seq) * a.seq_stride + int64_t(kvh) * d;
+  for (int64_t t0 = 0; t0 < blk.ctx; t0 += BT) {
+    const int bt = int(std::min<int64_t>(BT, blk.ctx - t0));
+    const int nt = (bt + TB - 1) / TB * TB;
+    load_tile<T>(a.k, base + t0 * a.pos_stride, a.pos_stride, bt, d, kt);
+    scores<RV>(qt, kt, d, nt, s);
+    // Mask positions past a row's own (the tile's padding included), then the online softmax:
+    // m' = max(m, max_t s), p = e^(s - m'), l' = l e^(m - m') + sum_t p.
+    const bool masked = t0 + nt - 1 > min_pos;
+    for (int v = 0; v < RV; ++v) {
+      __m512 mx = m[v];
+      for (int t = 0; t < nt; ++t) {
+        __m512 x = _mm512_load_ps(s + t * R + 16 * v);
+        if (masked) {
+          const __mmask16 past = _mm512_cmpgt_epi32_mask(_mm512_set1_epi32(int32_t(t0 + t)), posv[v]);
+          x = _mm512_mask_mov_ps(x, past, _mm512_set1_ps(-INFINITY));
+          _mm512_store_ps(s + t * R + 16 * v, x);
+        }
+        mx = _mm512_max_ps(mx, x);
+      }
+      corr[v] = exp512(_mm512_sub_ps(m[v], mx));  // m = -inf on the first tile: e^-87, times 0
+      __m512 sum = _mm512_setzero_ps();
+      for (int t = 0; t < bt; ++t) {
+        const __m512 p = exp512(_mm512_sub_ps(_mm512_load_ps(s + t * R + 16 * v), mx));
+        _mm512_store_ps(s + t * R + 16 * v, p);
+        sum = _mm512_add_ps(sum, p);
+      }
+      l[v] = _mm512_fmadd_ps(l[v], corr[v], sum);
+      m[v] = mx;
+    }
+    load_tile<T>(a.v, base + t0 * a.pos_stride, a.pos_stride, bt, d, vt);
+    accumulate<RV>(s, vt, d, bt, corr, ot);
+  }
+
+  alignas(64) float inv[R];
+  for (int v = 0; v < RV; ++v) _mm512_store_ps(inv + 16 * v, _mm512_div_ps(_mm512_set1_ps(1.f), l[v]));
+  for (int r = 0; r < rows; ++r) {
+    const int64_t i = tokens[blk.first + r / group];
+    float* out = a.out + (i * a.n_heads + int64_t(kvh) * group + r % group) * d;
+    for (int j = 0; j < d; ++j) out[j] = ot[j * R + r] * inv[r];
+  }
+}
+
+template <KvType T>
+void run_block_any(const AttentionArgs& a, const FlashBlock& blk, const int32_t* tokens, int kvh) {
+  const int group = a.n_heads / a.n_kv_heads;
+  switch ((blk.count * group + 15) / 16) {
+    case 1: run_block<T, 1>(a, blk, tokens, kvh); break;
+    case 2: run_block<T, 2>(a, blk, tokens, kvh); break;
+    case 3: run_block<T, 3>(a, blk, tokens, kvh); break;
+    default: run_block<T, 4>(a, blk, tokens, kvh); break;
+  }
+}
+
+template <KvType T>
+void run(const AttentionArgs& a) {
+  FlashPlan plan = flash_plan(a);
+  const int64_t n_tasks = int64_t(plan.blocks.size()) * a.n_kv_heads;
+  attention_for(a, n_tasks, [&](int64_t task, int) {
+    const FlashBlock& blk = plan.blocks[size_t(task / a.n_kv_heads)];
+    run_block_any<T>(a, blk, plan.tokens.data(), int(task % a.n_kv_heads));
+  });
+}
+
+}  // namespace
+
+bool attention_flash_avx512_accepts(const AttentionArgs& a) {
+  return a.head_dim % 16 == 0 && a.head_dim <= D_MAX && a.n_heads / a.n_kv_heads <= FLASH_MAX_ROWS &&
+         flash_worth_it(a);
+}
+
+void attention_flash_avx512(const AttentionArgs& a) {
+  switch (a.kv_type) {
+    case KvType::f32: run<KvType::f32>(a); break;
+    case KvType::f16: run<KvType::f16>(a); break;
+    case KvType::bf16: run<KvType::bf16>(a); break;
+  }
+}
+
+}  // namespace mixtile

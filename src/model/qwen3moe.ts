@@ -233,6 +233,7 @@ export function buildQwen3(c: ModelConfig, moe: boolean, w: WeightLookup, kwargs
       { layer: i, nHeads: c.nHeads, nKvHeads: c.nKvHeads, headDim: c.headDim, eps: c.rmsEps, ropeTheta: c.ropeTheta },
       kwargs(`${l}.self_attn`),
       gpu,
+      kwargs(`${l}.self_attn.q_proj`),
     );
     selfAttn.load({
       norm: g('input_layernorm'),

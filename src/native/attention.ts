@@ -25,6 +25,8 @@ export interface AttentionLayerWeights {
   wk: WeightHandle;
   wv: WeightHandle;
   wo: WeightHandle;
+  /** The projections' linear backend: auto (default), AMXBF16, AMXInt8 or AVX512 (native linear_load checks it). */
+  backend?: string;
 }
 
 /** Checks shapes (throws naming the weight) and prepares the projections. */

@@ -50,8 +50,11 @@ export function ffnBlockDispose(block: FfnBlockHandle): void {
   addon().ffnBlockDispose!(block);
 }
 
-/** model.norm [hidden] and lm_head [vocab, hidden] (token_embd when tied). */
-export function lmHeadCreate(w: { eps: number; norm: WeightHandle; out: WeightHandle }): LmHeadHandle {
+/**
+ * model.norm [hidden] and lm_head [vocab, hidden] (token_embd when tied); backend: lm_head's linear
+ * backend, auto (default), AMXBF16, AMXInt8 or AVX512 (native linear_load checks it).
+ */
+export function lmHeadCreate(w: { eps: number; norm: WeightHandle; out: WeightHandle; backend?: string }): LmHeadHandle {
   return addon().lmHeadCreate!(w) as LmHeadHandle;
 }
 

@@ -39,6 +39,8 @@ export class Attention {
     readonly shape: AttentionShape,
     readonly kwargs: DeviceKwargs = {},
     readonly gpu?: GpuRuntime,
+    /** kwargs of the `.q_proj` Linear child: its `backend` (auto, AMXBF16, AMXInt8, AVX512) serves all four CPU projections. */
+    readonly projKwargs: { backend?: string } = {},
   ) {
     this.device = operatorDevice(module, kwargs);
   }
@@ -59,7 +61,7 @@ export class Attention {
     };
     try {
       if (this.device.type === 'cuda') this.#gpu = gpuAttentionCreate({ ctx: gpuFor(this.module, this.device, this.gpu).ctx, ...handles });
-      else this.#native = attentionLayerCreate({ ...this.shape, ...handles });
+      else this.#native = attentionLayerCreate({ ...this.shape, ...handles, ...(this.projKwargs.backend ? { backend: this.projKwargs.backend } : {}) });
     } catch (e) {
       throw new Error(`${this.module}: ${(e as Error).message}`);
     }

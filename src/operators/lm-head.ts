@@ -14,7 +14,8 @@ export class LMHead {
   constructor(
     readonly module: string,
     readonly eps: number,
-    readonly kwargs: DeviceKwargs = {},
+    /** Devices, and the CPU linear backend (rules `backend`: auto, AMXBF16, AMXInt8, AVX512). */
+    readonly kwargs: DeviceKwargs & { backend?: string } = {},
     readonly gpu?: GpuRuntime,
   ) {
     this.device = operatorDevice(module, kwargs);
@@ -24,7 +25,7 @@ export class LMHead {
   load(w: { norm: NativeWeight; out: NativeWeight }): void {
     try {
       if (this.device.type === 'cuda') this.#gpu = gpuLmHeadCreate({ ctx: gpuFor(this.module, this.device, this.gpu).ctx, eps: this.eps, norm: w.norm.handle, out: w.out.handle });
-      else this.#native = lmHeadCreate({ eps: this.eps, norm: w.norm.handle, out: w.out.handle });
+      else this.#native = lmHeadCreate({ eps: this.eps, norm: w.norm.handle, out: w.out.handle, ...(this.kwargs.backend ? { backend: this.kwargs.backend } : {}) });
     } catch (e) {
       throw new Error(`${this.module}: ${(e as Error).message}`);
     }

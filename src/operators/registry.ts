@@ -23,8 +23,9 @@ export const LINEAR_OPS = ['dense', 'quantized', 'cpu'] as const;
 /**
  * CPU linear backends for prefill-sized calls (decode always reads the source weights): `auto`
  * (AMX-BF16 panels where AMX exists, for BF16 and quantized weights), `AMXBF16`, `AMXInt8`, or
- * `AVX512` (no AMX repack). The native linear layer takes it (linearLoad); the attention and lm_head
- * operators do not forward it yet, so for them MIXTILE_AMX_LINEAR sets it process-wide.
+ * `AVX512` (no AMX repack). The attention operator takes its `q_proj` Linear's backend for all four
+ * projections, lm_head its own; MIXTILE_AMX_LINEAR overrides `auto` only. A named AMX backend on a CPU
+ * without AMX falls back to AVX512 with a warning (src/optimize/place.ts).
  */
 export const LINEAR_BACKENDS = ['auto', 'AMXBF16', 'AMXInt8', 'AVX512'] as const;
 

@@ -112,6 +112,15 @@ function resolveKwargs(
       if (kw[opKey] === undefined || (onCpu && kw[opKey] === 'gpu')) kw[opKey] = onCpu ? 'cpu' : 'gpu';
     }
   }
+  if ((operator === 'Linear' || operator === 'LMHead') && generate === 'cpu' && (kw.backend === 'AMXBF16' || kw.backend === 'AMXInt8')) {
+    // A named AMX backend on a CPU without it would silently run the AVX-512 / AVX2 GEMM (linear_load
+    // packs nothing): say so, as for the experts. AVX512 here means "no AMX repack", which every CPU runs.
+    const support = backendSupport(hw, kw.backend);
+    if (!support.ok) {
+      fallback(`backend ${kw.backend} needs ${support.missing}, this CPU has ${describeCpuFeatures(hw)}; using AVX512 (set backend: AVX512 or see "mixtile doctor")`);
+      kw.backend = 'AVX512';
+    }
+  }
   return kw as OperatorKwargs;
 }
 

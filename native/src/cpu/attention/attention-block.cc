@@ -26,19 +26,20 @@ std::vector<float> norm_weight_floats(const Weight& w, int64_t n, const char* wh
   return out;
 }
 
-static std::shared_ptr<LinearWeight> projection(const Weight& w, int64_t k, int64_t m, const char* what) {
+static std::shared_ptr<LinearWeight> projection(const Weight& w, int64_t k, int64_t m, const char* what,
+                                               const std::string& backend) {
   if (w.ne[0] != k || w.ne[1] != m || w.ne[2] != 1) {
     throw std::invalid_argument(std::string(what) + ": expected shape {" + std::to_string(k) + ", " +
                                 std::to_string(m) + "} (ggml order), got {" + std::to_string(w.ne[0]) + ", " +
                                 std::to_string(w.ne[1]) + ", " + std::to_string(w.ne[2]) + "}");
   }
-  return linear_load(w);
+  return linear_load(w, backend);
 }
 
 std::shared_ptr<AttentionLayer> attention_layer_create(int layer, int n_heads, int n_kv_heads, int head_dim, float eps,
                                                        double rope_theta, const Weight& norm, const Weight* q_norm,
                                                        const Weight* k_norm, const Weight& wq, const Weight& wk,
-                                                       const Weight& wv, const Weight& wo) {
+                                                       const Weight& wv, const Weight& wo, const std::string& backend) {
   if (n_heads <= 0 || n_kv_heads <= 0 || n_heads % n_kv_heads != 0 || head_dim <= 0 || head_dim % 2 != 0) {
     throw std::invalid_argument("attention layer " + std::to_string(layer) + ": bad head counts (heads " +
                                 std::to_string(n_heads) + ", kv heads " + std::to_string(n_kv_heads) +
@@ -55,10 +56,10 @@ std::shared_ptr<AttentionLayer> attention_layer_create(int layer, int n_heads, i
   L->norm = norm_weight_floats(norm, L->hidden, "input_layernorm");
   if (q_norm) L->q_norm = norm_weight_floats(*q_norm, head_dim, "self_attn.q_norm");
   if (k_norm) L->k_norm = norm_weight_floats(*k_norm, head_dim, "self_attn.k_norm");
-  L->wq = projection(wq, L->hidden, q_dim, "self_attn.q_proj");
-  L->wk = projection(wk, L->hidden, kv_dim, "self_attn.k_proj");
-  L->wv = projection(wv, L->hidden, kv_dim, "self_attn.v_proj");
-  L->wo = projection(wo, q_dim, L->hidden, "self_attn.o_proj");
+  L->wq = projection(wq, L->hidden, q_dim, "self_attn.q_proj", backend);
+  L->wk = projection(wk, L->hidden, kv_dim, "self_attn.k_proj", backend);
+  L->wv = projection(wv, L->hidden, kv_dim, "self_attn.v_proj", backend);
+  L->wo = projection(wo, q_dim, L->hidden, "self_attn.o_proj", backend);
   L->inv_freq = rope_inv_freq(head_dim, rope_theta);
   return L;
 }

@@ -3,6 +3,7 @@
 #pragma once
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "cpu/linear/linear.h"
@@ -29,10 +30,12 @@ struct AttentionLayer {
 std::vector<float> norm_weight_floats(const Weight& w, int64_t n, const char* what);
 
 // Checks every shape against the head counts; throws std::invalid_argument naming the weight.
+// backend: the projections' linear backend (linear_load: auto | AMXBF16 | AMXInt8 | AVX512).
 std::shared_ptr<AttentionLayer> attention_layer_create(int layer, int n_heads, int n_kv_heads, int head_dim, float eps,
                                                        double rope_theta, const Weight& norm, const Weight* q_norm,
                                                        const Weight* k_norm, const Weight& wq, const Weight& wk,
-                                                       const Weight& wv, const Weight& wo);
+                                                       const Weight& wv, const Weight& wo,
+                                                       const std::string& backend = "auto");
 
 // x: [n, hidden] residual stream, updated in place. pos, seq: [n]; checked by the caller
 // (seq < kv.n_seq, pos < kv.ctx, cache positions below pos already written).

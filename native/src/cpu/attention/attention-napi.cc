@@ -78,8 +78,16 @@ Napi::Value number_field(const Napi::Object& o, const char* key) {
   return v;
 }
 
-// attentionLayerCreate({layer, nHeads, nKvHeads, headDim, eps, ropeTheta, norm, qNorm?, kNorm?, wq, wk, wv, wo})
-// where the weights are weight handles (src/native/tensor.ts).
+// The projections' linear backend: o.backend when given (linear_load checks the name), else "auto".
+std::string backend_field(const Napi::Object& o) {
+  Napi::Value v = o.Get("backend");
+  if (v.IsUndefined()) return "auto";
+  if (!v.IsString()) throw Napi::TypeError::New(o.Env(), "attention layer: backend must be a string");
+  return v.As<Napi::String>().Utf8Value();
+}
+
+// attentionLayerCreate({layer, nHeads, nKvHeads, headDim, eps, ropeTheta, norm, qNorm?, kNorm?, wq, wk, wv, wo,
+// backend?}) where the weights are weight handles (src/native/tensor.ts).
 Napi::Value attention_layer_create_js(const Napi::CallbackInfo& info) {
   return napi_guard(info, [&]() -> Napi::Value {
     if (!info[0].IsObject()) throw Napi::TypeError::New(info.Env(), "attentionLayerCreate: expected an options object");
@@ -92,7 +100,7 @@ Napi::Value attention_layer_create_js(const Napi::CallbackInfo& info) {
         int_of(number_field(o, "layer"), 1 << 16, "layer"), int_of(number_field(o, "nHeads"), 1 << 12, "nHeads"),
         int_of(number_field(o, "nKvHeads"), 1 << 12, "nKvHeads"), int_of(number_field(o, "headDim"), 1 << 12, "headDim"),
         number_field(o, "eps").As<Napi::Number>().FloatValue(), number_field(o, "ropeTheta").As<Napi::Number>().DoubleValue(),
-        *w("norm"), qn.get(), kn.get(), *w("wq"), *w("wk"), *w("wv"), *w("wo"));
+        *w("norm"), qn.get(), kn.get(), *w("wq"), *w("wk"), *w("wv"), *w("wo"), backend_field(o));
     return make_model_handle(info.Env(), ModelHandle::attention_layer, L);
   });
 }

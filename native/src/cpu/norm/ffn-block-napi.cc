@@ -20,6 +20,14 @@ double num(const Napi::Object& o, const char* key) {
   return v.As<Napi::Number>().DoubleValue();
 }
 
+// o.backend when given (the kernel loader checks the name), else "auto".
+std::string backend_field(const Napi::Object& o) {
+  Napi::Value v = o.Get("backend");
+  if (v.IsUndefined()) return "auto";
+  if (!v.IsString()) throw Napi::TypeError::New(o.Env(), "backend must be a string");
+  return v.As<Napi::String>().Utf8Value();
+}
+
 // ffnBlockCreateMoe({layer, eps, norm, router, gateExps, upExps, downExps, topK, normTopKProb, backend?}) -> handle
 Napi::Value ffn_block_create_moe_js(const Napi::CallbackInfo& info) {
   return napi_guard(info, [&]() -> Napi::Value {
@@ -27,9 +35,7 @@ Napi::Value ffn_block_create_moe_js(const Napi::CallbackInfo& info) {
     auto w = [&](const char* key) { return weight_arg(o.Get(key), key); };
     auto b = ffn_block_create_moe(int(num(o, "layer")), float(num(o, "eps")), *w("norm"), *w("router"),
                                   *w("gateExps"), *w("upExps"), *w("downExps"), int(num(o, "topK")),
-                                  o.Get("normTopKProb").ToBoolean().Value(),
-                                  o.Has("backend") && o.Get("backend").IsString() ? o.Get("backend").As<Napi::String>().Utf8Value()
-                                                                                  : std::string("auto"));
+                                  o.Get("normTopKProb").ToBoolean().Value(), backend_field(o));
     return make_model_handle(info.Env(), ModelHandle::ffn_block, b);
   });
 }
@@ -60,11 +66,12 @@ Napi::Value ffn_block_dispose_js(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-// lmHeadCreate({eps, norm, out}) -> handle
+// lmHeadCreate({eps, norm, out, backend?}) -> handle
 Napi::Value lm_head_create_js(const Napi::CallbackInfo& info) {
   return napi_guard(info, [&]() -> Napi::Value {
     auto o = options(info, "lmHeadCreate");
-    auto h = lm_head_create(float(num(o, "eps")), *weight_arg(o.Get("norm"), "norm"), *weight_arg(o.Get("out"), "out"));
+    auto h = lm_head_create(float(num(o, "eps")), *weight_arg(o.Get("norm"), "norm"), *weight_arg(o.Get("out"), "out"),
+                            backend_field(o));
     return make_model_handle(info.Env(), ModelHandle::lm_head, h);
   });
 }

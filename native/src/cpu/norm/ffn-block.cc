@@ -45,13 +45,14 @@ std::shared_ptr<FfnBlock> ffn_block_create_moe(int layer, float eps, const Weigh
   return b;
 }
 
-static std::shared_ptr<LinearWeight> checked_linear(const Weight& w, int64_t k, int64_t m, const std::string& what) {
+static std::shared_ptr<LinearWeight> checked_linear(const Weight& w, int64_t k, int64_t m, const std::string& what,
+                                                    const std::string& backend = "auto") {
   if (w.ne[0] != k || (m > 0 && w.ne[1] != m) || w.ne[2] != 1) {
     throw std::invalid_argument(what + ": expected shape {" + std::to_string(k) + ", " + std::to_string(m) +
                                 "} (ggml order), got {" + std::to_string(w.ne[0]) + ", " + std::to_string(w.ne[1]) +
                                 ", " + std::to_string(w.ne[2]) + "}");
   }
-  return linear_load(w);
+  return linear_load(w, backend);
 }
 
 std::shared_ptr<FfnBlock> ffn_block_create_dense(int layer, float eps, const Weight& norm, const Weight& gate,
@@ -112,12 +113,12 @@ void ffn_block_forward(const FfnBlock& b, float* x, int64_t n) {
   for (int64_t i = 0; i < n * hidden; ++i) x[i] += y[size_t(i)];
 }
 
-std::shared_ptr<LmHead> lm_head_create(float eps, const Weight& norm, const Weight& out) {
+std::shared_ptr<LmHead> lm_head_create(float eps, const Weight& norm, const Weight& out, const std::string& backend) {
   auto h = std::make_shared<LmHead>();
   h->hidden = norm.ne[0];
   h->eps = eps;
   h->norm = norm_weight_floats(norm, h->hidden, "model.norm");
-  h->out = checked_linear(out, h->hidden, out.ne[1], "lm_head");
+  h->out = checked_linear(out, h->hidden, out.ne[1], "lm_head", backend);
   h->vocab = h->out->m;
   return h;
 }

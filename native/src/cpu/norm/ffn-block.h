@@ -43,7 +43,9 @@ struct LmHead {
   std::vector<float> norm;             // model.norm [hidden]
   std::shared_ptr<LinearWeight> out;   // lm_head [vocab, hidden] (token_embd when tied)
 };
-std::shared_ptr<LmHead> lm_head_create(float eps, const Weight& norm, const Weight& out);
+// backend: lm_head's linear backend (linear_load: auto | AMXBF16 | AMXInt8 | AVX512).
+std::shared_ptr<LmHead> lm_head_create(float eps, const Weight& norm, const Weight& out,
+                                       const std::string& backend = "auto");
 // x: [n, hidden]; rows: [n_rows] indexes into x; logits: [n_rows, vocab].
 void lm_head_forward(const LmHead& h, const float* x, const int32_t* rows, int64_t n_rows, float* logits);
 

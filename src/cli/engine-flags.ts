@@ -3,7 +3,7 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 import cliProgress from 'cli-progress';
 import { loadEngine } from '../engine/index.ts';
-import { cudaInfo } from '../native/cuda.ts';
+import { cudaInfo, type CudaInfo } from '../native/cuda.ts';
 import { DEFAULT_SAMPLING, type Engine, type GenerateStats, type SamplingParams } from '../engine/types.ts';
 
 export function intArg(min: number) {
@@ -41,16 +41,23 @@ export function rulesOf(o: RulesFlags): string | undefined {
 }
 
 /**
- * The rules to load with: the ones named, else qwen3moe-hybrid where CUDA can run (experts on the CPU's
- * best backend, the rest on the GPU), else none (every operator on the CPU). `log` hears which and why.
+ * The placement a loading command uses without --optimize-config (and what `mixtile doctor` reports):
+ * qwen3moe-hybrid where CUDA can run (experts on the CPU's best backend, `auto`, which takes AMX where
+ * present; the rest on the GPU), else every operator on the CPU (the `cpu` preset's placement, loaded
+ * as no rules at all).
  */
+export function defaultRules(cuda: CudaInfo): { preset: 'cpu' | 'qwen3moe-hybrid'; rules: string | undefined; reason: string } {
+  if (!cuda.available) return { preset: 'cpu', rules: undefined, reason: 'no usable CUDA device (see the CUDA line): everything on the CPU' };
+  return { preset: 'qwen3moe-hybrid', rules: 'qwen3moe-hybrid', reason: `CUDA ${cuda.devices[0]?.name ?? 'device'}: experts on the CPU, the rest on the GPU` };
+}
+
+/** The rules to load with: the ones named, else defaultRules. `log` hears which and why when it is the hybrid. */
 export function rulesOrDefault(o: RulesFlags, log: (line: string) => void): string | undefined {
   const named = rulesOf(o);
   if (named !== undefined) return named;
-  const cuda = cudaInfo();
-  if (!cuda.available) return undefined;
-  log(`no --optimize-config given: using preset qwen3moe-hybrid (CUDA ${cuda.devices[0]?.name ?? 'device'}: experts on the CPU, the rest on the GPU)`);
-  return 'qwen3moe-hybrid';
+  const d = defaultRules(cudaInfo());
+  if (d.rules !== undefined) log(`no --optimize-config given: using preset ${d.preset} (${d.reason}; --rules cpu for CPU only)`);
+  return d.rules;
 }
 
 /** What addLoadFlags declares. */

@@ -19,7 +19,7 @@ async function run(args: string[]): Promise<string> {
 
 test('doctor --json', async () => {
   const d = JSON.parse(await run(['--json']));
-  assert.deepEqual(Object.keys(d).sort(), ['backends', 'checks', 'hardware', 'preset']);
+  assert.deepEqual(Object.keys(d).sort(), ['backends', 'checks', 'cuda', 'hardware', 'preset']);
   assert.deepEqual(Object.keys(d.hardware.cpu.flags).sort(), ['amxBf16', 'amxInt8', 'amxTile', 'avx2', 'avx512Bf16', 'avx512Vnni', 'avx512bw', 'avx512f', 'avx512vl']);
   assert.ok(['granted', 'denied', 'not-needed', 'unknown'].includes(d.hardware.cpu.amxPermission));
   assert.equal(typeof d.hardware.memory.totalBytes, 'number');

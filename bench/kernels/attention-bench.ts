@@ -1,6 +1,7 @@
 // Attention core alone: one 512-token prefill chunk of a Qwen3-30B-A3B layer (32 heads, 4 KV
 // heads, head dim 128) at cache depths 0 and 1536, each dispatch entry alternated per repetition
-// (noisy shared boxes), median ms and GFLOP/s (2 * 2 * heads * dim per (token, visible position)).
+// (noisy shared boxes), median ms and GFLOP/s (2 * 2 * heads * dim per (token, visible position)),
+// also per CPU-second of this process (less disturbed than wall time when the box is loaded).
 //   node --import tsx bench/kernels/attention-bench.ts [reps=7] [kv=f16] [tokens=512] [depths=0,1536]
 // Threads: MIXTILE_THREADS. Addon: MIXTILE_ADDON.
 import { attentionKernelRun, attentionKernels } from '../../src/native/attention.ts';
@@ -29,18 +30,30 @@ for (const depth of depths) {
   for (const p of pos) visible += p + 1;
   const flop = 2 * 2 * nHeads * headDim * visible;
   const ms = new Map<string, number[]>(names.map((k) => [k, []]));
+  const cpu = new Map<string, number[]>(names.map((k) => [k, []]));
   for (let r = 0; r < reps + 1; r++) {
     for (const name of names) {
+      const c0 = process.cpuUsage();
       const t0 = process.hrtime.bigint();
       attentionKernelRun(name, kv, 0, n, nHeads, q, out, pos, seq);
       const dt = Number(process.hrtime.bigint() - t0) / 1e6;
-      if (r > 0) ms.get(name)!.push(dt); // first round warms up
+      const c = process.cpuUsage(c0);
+      if (r > 0) {
+        // the first round warms up
+        ms.get(name)!.push(dt);
+        cpu.get(name)!.push((c.user + c.system) / 1e3);
+      }
     }
   }
   for (const [name, v] of ms) {
     v.sort((a, b) => a - b);
     const med = v[Math.floor(v.length / 2)]!;
-    console.log(`kv ${kvType} tokens ${n} depth ${depth}: ${name.padEnd(13)} median ${med.toFixed(2)} ms (best ${v[0]!.toFixed(2)}), ${(flop / med / 1e6).toFixed(1)} GFLOP/s`);
+    const c = cpu.get(name)!.sort((a, b) => a - b);
+    const cmed = c[Math.floor(c.length / 2)]!;
+    console.log(
+      `kv ${kvType} tokens ${n} depth ${depth}: ${name.padEnd(13)} median ${med.toFixed(2)} ms (best ${v[0]!.toFixed(2)}), ` +
+        `${(flop / med / 1e6).toFixed(1)} GFLOP/s; CPU ${cmed.toFixed(1)} ms, ${(flop / cmed / 1e6).toFixed(1)} GFLOP per CPU-s`,
+    );
   }
 }
 kvCacheDispose(kv);

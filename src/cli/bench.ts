@@ -3,13 +3,14 @@
 import type { Command } from 'commander';
 import { InvalidArgumentError } from 'commander';
 import { basename } from 'node:path';
+import { backendLabel } from '../engine/backend-label.ts';
 import { formatOpProfile, runBench, type BenchResult, type BenchTest } from '../engine/bench.ts';
 import { benchOp, parseDevices } from '../engine/bench-op.ts';
 import { fileTypeName, paramCounts } from '../engine/model-info.ts';
 import { loadModel } from '../model/load.ts';
 import type { IsaLevel } from '../native/isa.ts';
 import { Tokenizer } from '../tokenizer/tokenizer.ts';
-import { addRulesFlags, intArg, loadProgress, rulesOf, type RulesFlags } from './engine-flags.ts';
+import { addRulesFlags, intArg, loadProgress, rulesOrDefault, type RulesFlags } from './engine-flags.ts';
 
 interface BenchFlags extends RulesFlags {
   model?: string;
@@ -75,17 +76,20 @@ async function benchModel(o: BenchFlags): Promise<number> {
     return 2;
   }
   const ctxSize = Math.max(...tests.map((t) => t.n)) + 1;
+  // The placement generate and serve would use (qwen3moe-hybrid where CUDA runs), so the figures are theirs.
+  const rules = rulesOrDefault(o, (line) => process.stderr.write(`mixtile bench: ${line}\n`));
   const progress = loadProgress();
-  const model = await loadModel(o.model, { ctxSize, nSeq: 1, ubatch: o.ubatch, threads: o.threads, rules: rulesOf(o), onProgress: progress.onProgress }).finally(progress.stop);
+  const model = await loadModel(o.model, { ctxSize, nSeq: 1, ubatch: o.ubatch, threads: o.threads, rules, onProgress: progress.onProgress }).finally(progress.stop);
   try {
     const tokenizer = Tokenizer.fromGguf(model.gguf.metadata);
     const { total } = paramCounts(model.gguf);
     const sizeBytes = [...model.gguf.tensors.values()].reduce((a, t) => a + t.nBytes, 0);
+    const backend = backendLabel(model, rules);
     const row = {
       model: `${model.config.architecture} ${model.config.nLayers}L ${fileTypeName(model.gguf)}`,
       size: `${(sizeBytes / 2 ** 30).toFixed(2)} GiB`,
       params: total >= 1e9 ? `${(total / 1e9).toFixed(2)} B` : `${(total / 1e6).toFixed(2)} M`,
-      backend: 'CPU',
+      backend: backend.text,
       threads: String(o.threads ?? 'all'),
     };
     const md = o.output === 'md';
@@ -112,7 +116,9 @@ async function benchModel(o: BenchFlags): Promise<number> {
             model_type: row.model,
             model_size: sizeBytes,
             model_n_params: total,
-            backends: 'CPU',
+            backends: backend.backends,
+            gpu_info: backend.gpu ?? null,
+            experts_backend: backend.experts ?? null,
             n_threads: o.threads ?? null,
             n_ubatch: o.ubatch,
             n_prompt: r.nPrompt,

@@ -27,12 +27,17 @@ export interface RulesFlags {
   rules?: string;
 }
 
+/** What every loading command's --help says about the default placement and how to stay on the CPU. */
+export const RULES_HELP =
+  'rule file or preset name for operator placement (cpu, qwen3moe-hybrid, qwen3moe-hybrid-amx); default: qwen3moe-hybrid ' +
+  '(experts on the CPU, the rest on the GPU) where CUDA is usable, else all on the CPU; --rules cpu forces CPU only';
+
 /** --optimize-config FILE|PRESET (aliases --optimize_config_path, --rules). */
 export function addRulesFlags(cmd: Command): Command {
   return cmd
-    .option('--optimize-config <file>', 'rule file or preset name for operator placement (cpu, qwen3moe-hybrid, qwen3moe-hybrid-amx)')
+    .option('--optimize-config <file>', RULES_HELP)
     .addOption(new Option('--optimize_config_path <file>', 'alias of --optimize-config (KTransformers)').hideHelp())
-    .addOption(new Option('--rules <file>', 'alias of --optimize-config').hideHelp());
+    .addOption(new Option('--rules <file>', 'alias of --optimize-config'));
 }
 
 /** The rule file or preset the user named, under whichever alias. */

@@ -35,10 +35,10 @@ for (const depth of depths) {
     for (const name of names) {
       const c0 = process.cpuUsage();
       const t0 = process.hrtime.bigint();
-      attentionKernelRun(name, kv, 0, n, nHeads, q, out, pos, seq);
+      const ran = attentionKernelRun(name, kv, 0, n, nHeads, q, out, pos, seq); // false: declines this KV type
       const dt = Number(process.hrtime.bigint() - t0) / 1e6;
       const c = process.cpuUsage(c0);
-      if (r > 0) {
+      if (ran && r > 0) {
         // the first round warms up
         ms.get(name)!.push(dt);
         cpu.get(name)!.push((c.user + c.system) / 1e3);
@@ -46,6 +46,7 @@ for (const depth of depths) {
     }
   }
   for (const [name, v] of ms) {
+    if (v.length === 0) continue;
     v.sort((a, b) => a - b);
     const med = v[Math.floor(v.length / 2)]!;
     const c = cpu.get(name)!.sort((a, b) => a - b);

@@ -9,11 +9,10 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstdlib>
-#include <new>
 #include <vector>
 
 #include "cpu/attention/attention.h"
+#include "cpu/attention/attention-flash-simd.h"
 #include "cpu/attention/attention-flash.h"
 
 namespace mixtile {
@@ -26,23 +25,6 @@ constexpr int BT = 64;                       // KV positions per tile
 constexpr int TB = 4;                        // positions per score micro-tile (K tile padded to it)
 constexpr int JB = 4;                        // head dims per P.V micro-tile
 constexpr int D_MAX = 256;
-
-// e^x for x in [-87, 88] (x below gives e^-87 ~ 1.6e-38, i.e. 0 next to the row max's 1):
-// 2^n * p(r), r = x - n ln2, degree-6 Taylor, relative error < 2e-7 (as matmul-convert-avx512.cc).
-inline __m512 exp512(__m512 x) {
-  x = _mm512_max_ps(_mm512_min_ps(x, _mm512_set1_ps(88.f)), _mm512_set1_ps(-87.f));
-  __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504f)), _MM_FROUND_TO_NEAREST_INT);
-  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693145752f), x);
-  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(1.42860677e-6f), r);
-  __m512 p = _mm512_set1_ps(1.f / 720);
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f / 120));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f / 24));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f / 6));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f));
-  return _mm512_scalef_ps(p, n);
-}
 
 // Rows [t0, t0 + bt) of one KV head as f32 [BT][d]; rows bt .. round_up(bt, TB) zeroed (their
 // scores are masked, but they must be finite).
@@ -111,25 +93,6 @@ void accumulate(const float* p, const float* vt, int d, int nt, const __m512* co
   }
 }
 
-// A 64-byte aligned float buffer that only grows.
-struct Tile {
-  float* p = nullptr;
-  size_t n = 0;
-  Tile() = default;
-  Tile(const Tile&) = delete;
-  Tile& operator=(const Tile&) = delete;
-  ~Tile() { std::free(p); }
-  float* fit(size_t k) {
-    if (k > n) {
-      std::free(p);
-      p = static_cast<float*>(std::aligned_alloc(64, (k * sizeof(float) + 63) / 64 * 64));
-      if (!p) throw std::bad_alloc();
-      n = k;
-    }
-    return p;
-  }
-};
-
 // Per-thread tiles, kept between calls (the pool's threads persist): Q^T and O^T [d][R], the K
 // and V tiles [BT][d], scores / probabilities [BT][R].
 struct Scratch {
@@ -175,30 +138,7 @@ void run_block(const AttentionArgs& a, const FlashBlock& blk, const int32_t* tok
     const int nt = (bt + TB - 1) / TB * TB;
     load_tile<T>(a.k, base + t0 * a.pos_stride, a.pos_stride, bt, d, kt);
     scores<RV>(qt, kt, d, nt, s);
-    // Mask positions past a row's own (the tile's padding included), then the online softmax:
-    // m' = max(m, max_t s), p = e^(s - m'), l' = l e^(m - m') + sum_t p.
-    const bool masked = t0 + nt - 1 > min_pos;
-    for (int v = 0; v < RV; ++v) {
-      __m512 mx = m[v];
-      for (int t = 0; t < nt; ++t) {
-        __m512 x = _mm512_load_ps(s + t * R + 16 * v);
-        if (masked) {
-          const __mmask16 past = _mm512_cmpgt_epi32_mask(_mm512_set1_epi32(int32_t(t0 + t)), posv[v]);
-          x = _mm512_mask_mov_ps(x, past, _mm512_set1_ps(-INFINITY));
-          _mm512_store_ps(s + t * R + 16 * v, x);
-        }
-        mx = _mm512_max_ps(mx, x);
-      }
-      corr[v] = exp512(_mm512_sub_ps(m[v], mx));  // m = -inf on the first tile: e^-87, times 0
-      __m512 sum = _mm512_setzero_ps();
-      for (int t = 0; t < bt; ++t) {
-        const __m512 p = exp512(_mm512_sub_ps(_mm512_load_ps(s + t * R + 16 * v), mx));
-        _mm512_store_ps(s + t * R + 16 * v, p);
-        sum = _mm512_add_ps(sum, p);
-      }
-      l[v] = _mm512_fmadd_ps(l[v], corr[v], sum);
-      m[v] = mx;
-    }
+    online_softmax<RV>(s, R, t0, bt, nt, t0 + nt - 1 > min_pos, posv, m, l, corr);
     load_tile<T>(a.v, base + t0 * a.pos_stride, a.pos_stride, bt, d, vt);
     accumulate<RV>(s, vt, d, bt, corr, ot);
   }

@@ -1,6 +1,7 @@
 // Attention dispatch: for head_dim a multiple of 16 (64 and 128 in every Qwen3 model) the
 // flash AVX-512 path when some sequence brings 2+ tokens (prefill), the per-token AVX-512 path
-// for decode batches; the scalar reference otherwise.
+// for decode batches; the scalar reference otherwise. A BF16 cache takes the AVX512-BF16 flash
+// entry where the CPU has it.
 #include "cpu/attention/attention.h"
 
 #include "threadpool.h"
@@ -9,6 +10,7 @@ namespace mixtile {
 
 const std::vector<AttentionKernel>& attention_kernels() {
   static const std::vector<AttentionKernel> table = {
+      {Isa::avx512bf16, "flash-avx512bf16", attention_flash_avx512bf16_accepts, attention_flash_avx512bf16},
       {Isa::avx512, "flash-avx512", attention_flash_avx512_accepts, attention_flash_avx512},
       {Isa::avx512, "avx512", attention_avx512_accepts, attention_avx512},
       {Isa::scalar, "scalar", [](const AttentionArgs&) { return true; }, attention_scalar},

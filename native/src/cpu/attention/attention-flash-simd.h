@@ -1,0 +1,81 @@
+// Helpers shared by the flash attention entries (attention-flash-avx512*.cc). Internal linkage on
+// purpose: each including file compiles them with its own ISA flags.
+#pragma once
+#include <immintrin.h>
+
+#include <cmath>
+#include <cstdint>
+#include <cstdlib>
+#include <new>
+
+namespace mixtile {
+namespace {
+
+// e^x for x in [-87, 88] (x below gives e^-87 ~ 1.6e-38, i.e. 0 next to the row max's 1):
+// 2^n * p(r), r = x - n ln2, degree-6 Taylor, relative error < 2e-7 (as matmul-convert-avx512.cc).
+inline __m512 exp512(__m512 x) {
+  x = _mm512_max_ps(_mm512_min_ps(x, _mm512_set1_ps(88.f)), _mm512_set1_ps(-87.f));
+  __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504f)), _MM_FROUND_TO_NEAREST_INT);
+  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693145752f), x);
+  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(1.42860677e-6f), r);
+  __m512 p = _mm512_set1_ps(1.f / 720);
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f / 120));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f / 24));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f / 6));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f));
+  return _mm512_scalef_ps(p, n);
+}
+
+// One KV tile's online softmax over scores s[t][r] (row stride `stride` floats, vectors across
+// rows), in place: positions past a row's own (tile padding included) are masked when `masked`,
+// then m' = max(m, max_t s), s = p = e^(s - m') for t < bt, l' = l e^(m - m') + sum_t p, and
+// corr = e^(m - m') for the caller's accumulator (m = -inf on the first tile: e^-87, times 0).
+template <int RV>
+inline void online_softmax(float* s, int stride, int64_t t0, int bt, int nt, bool masked, const __m512i* posv,
+                           __m512* m, __m512* l, __m512* corr) {
+  for (int v = 0; v < RV; ++v) {
+    __m512 mx = m[v];
+    for (int t = 0; t < nt; ++t) {
+      __m512 x = _mm512_load_ps(s + t * stride + 16 * v);
+      if (masked) {
+        const __mmask16 past = _mm512_cmpgt_epi32_mask(_mm512_set1_epi32(int32_t(t0 + t)), posv[v]);
+        x = _mm512_mask_mov_ps(x, past, _mm512_set1_ps(-INFINITY));
+        _mm512_store_ps(s + t * stride + 16 * v, x);
+      }
+      mx = _mm512_max_ps(mx, x);
+    }
+    corr[v] = exp512(_mm512_sub_ps(m[v], mx));
+    __m512 sum = _mm512_setzero_ps();
+    for (int t = 0; t < bt; ++t) {
+      const __m512 p = exp512(_mm512_sub_ps(_mm512_load_ps(s + t * stride + 16 * v), mx));
+      _mm512_store_ps(s + t * stride + 16 * v, p);
+      sum = _mm512_add_ps(sum, p);
+    }
+    l[v] = _mm512_fmadd_ps(l[v], corr[v], sum);
+    m[v] = mx;
+  }
+}
+
+// A 64-byte aligned float buffer that only grows.
+struct Tile {
+  float* p = nullptr;
+  size_t n = 0;
+  Tile() = default;
+  Tile(const Tile&) = delete;
+  Tile& operator=(const Tile&) = delete;
+  ~Tile() { std::free(p); }
+  float* fit(size_t k) {
+    if (k > n) {
+      std::free(p);
+      p = static_cast<float*>(std::aligned_alloc(64, (k * sizeof(float) + 63) / 64 * 64));
+      if (!p) throw std::bad_alloc();
+      n = k;
+    }
+    return p;
+  }
+};
+
+}  // namespace
+}  // namespace mixtile

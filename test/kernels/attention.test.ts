@@ -6,12 +6,14 @@
 // same (rounded) K/V; every other entry against scalar. flash-avx512 declines decode batches
 // (one token per sequence), which the per-token avx512 entry takes; flash-avx512bf16 takes BF16
 // caches only, and rounds Q and P to BF16, so it is held to 1% of the output's size.
-import { test } from 'node:test';
+import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { bf16ToFp32, fp16ToFp32, fp32ToBf16, fp32ToFp16 } from '../../src/formats/half.ts';
 import { attentionKernelRun, attentionKernels } from '../../src/native/attention.ts';
+import { setThreads } from '../../src/native/isa.ts';
 import { kvCacheCreate, kvCacheDispose, kvCacheWrite, type KvCacheShape } from '../../src/native/kv-cache.ts';
 
 const ADDON = process.env.MIXTILE_ADDON ?? fileURLToPath(new URL('../../native/build/Release/mixtile.node', import.meta.url));
@@ -71,101 +73,126 @@ const roundKv: Record<KvCacheShape['type'], (x: number) => number> = {
 
 const kernels = skip ? [] : attentionKernels();
 
-for (const kvType of KV_TYPES) {
-  for (const c of CASES) {
-    test(`attention ${c.name}, kv ${kvType}: ${kernels.join(', ')}`, { skip }, () => {
-      const ctx = Math.max(...c.tokens.map(([, p]) => p)) + 1;
-      const nSeq = Math.max(...c.tokens.map(([s]) => s)) + 1;
-      const kvDim = c.nKvHeads * c.headDim;
-      const kv = kvCacheCreate({ type: kvType, nSeq, nLayers: 2, ctx, nKvHeads: c.nKvHeads, headDim: c.headDim });
-      try {
-        // Fill every position of every slot in layer 1 (layer 0 stays unwritten: a wrong layer offset shows).
-        const K = new Float32Array(nSeq * ctx * kvDim).map(() => rand() * 4);
-        const V = new Float32Array(nSeq * ctx * kvDim).map(() => rand() * 4);
-        const seqs = Int32Array.from({ length: nSeq * ctx }, (_, i) => Math.floor(i / ctx));
-        const poss = Int32Array.from({ length: nSeq * ctx }, (_, i) => i % ctx);
-        kvCacheWrite(kv, 1, nSeq * ctx, seqs, poss, K, V);
-        const Kr = K.map(roundKv[kvType]);
-        const Vr = V.map(roundKv[kvType]);
+/**
+ * Runs every entry on case `c` and checks it. `split`: the pool is large enough that the flash
+ * entries split KV ranges, so they must take decode batches too.
+ */
+function checkCase(c: Case, kvType: KvCacheShape['type'], split: boolean): void {
+  const ctx = Math.max(...c.tokens.map(([, p]) => p)) + 1;
+  const nSeq = Math.max(...c.tokens.map(([s]) => s)) + 1;
+  const kvDim = c.nKvHeads * c.headDim;
+  const kv = kvCacheCreate({ type: kvType, nSeq, nLayers: 2, ctx, nKvHeads: c.nKvHeads, headDim: c.headDim });
+  try {
+    // Fill every position of every slot in layer 1 (layer 0 stays unwritten: a wrong layer offset shows).
+    const K = new Float32Array(nSeq * ctx * kvDim).map(() => rand() * 4);
+    const V = new Float32Array(nSeq * ctx * kvDim).map(() => rand() * 4);
+    const seqs = Int32Array.from({ length: nSeq * ctx }, (_, i) => Math.floor(i / ctx));
+    const poss = Int32Array.from({ length: nSeq * ctx }, (_, i) => i % ctx);
+    kvCacheWrite(kv, 1, nSeq * ctx, seqs, poss, K, V);
+    const Kr = K.map(roundKv[kvType]);
+    const Vr = V.map(roundKv[kvType]);
 
-        const n = c.tokens.length;
-        const qDim = c.nHeads * c.headDim;
-        const q = new Float32Array(n * qDim).map(() => rand() * 2);
-        const seq = Int32Array.from(c.tokens.map(([s]) => s));
-        const pos = Int32Array.from(c.tokens.map(([, p]) => p));
+    const n = c.tokens.length;
+    const qDim = c.nHeads * c.headDim;
+    const q = new Float32Array(n * qDim).map(() => rand() * 2);
+    const seq = Int32Array.from(c.tokens.map(([s]) => s));
+    const pos = Int32Array.from(c.tokens.map(([, p]) => p));
 
-        // float64 reference over the rounded cache contents.
-        const ref = new Float64Array(n * qDim);
-        const group = c.nHeads / c.nKvHeads;
-        const scale = 1 / Math.sqrt(c.headDim);
-        for (let i = 0; i < n; i++) {
-          for (let h = 0; h < c.nHeads; h++) {
-            const kvh = Math.floor(h / group);
-            const qo = (i * c.nHeads + h) * c.headDim;
-            const scores = new Float64Array(pos[i]! + 1);
-            let m = -Infinity;
-            for (let t = 0; t <= pos[i]!; t++) {
-              let s = 0;
-              const row = (seq[i]! * ctx + t) * kvDim + kvh * c.headDim;
-              for (let j = 0; j < c.headDim; j++) s += q[qo + j]! * Kr[row + j]!;
-              scores[t] = s * scale;
-              m = Math.max(m, scores[t]!);
-            }
-            let sum = 0;
-            for (let t = 0; t <= pos[i]!; t++) sum += scores[t] = Math.exp(scores[t]! - m);
-            for (let t = 0; t <= pos[i]!; t++) {
-              const row = (seq[i]! * ctx + t) * kvDim + kvh * c.headDim;
-              const p = scores[t]! / sum;
-              for (let j = 0; j < c.headDim; j++) ref[qo + j]! += p * Vr[row + j]!;
-            }
-          }
+    // float64 reference over the rounded cache contents.
+    const ref = new Float64Array(n * qDim);
+    const group = c.nHeads / c.nKvHeads;
+    const scale = 1 / Math.sqrt(c.headDim);
+    for (let i = 0; i < n; i++) {
+      for (let h = 0; h < c.nHeads; h++) {
+        const kvh = Math.floor(h / group);
+        const qo = (i * c.nHeads + h) * c.headDim;
+        const scores = new Float64Array(pos[i]! + 1);
+        let m = -Infinity;
+        for (let t = 0; t <= pos[i]!; t++) {
+          let s = 0;
+          const row = (seq[i]! * ctx + t) * kvDim + kvh * c.headDim;
+          for (let j = 0; j < c.headDim; j++) s += q[qo + j]! * Kr[row + j]!;
+          scores[t] = s * scale;
+          m = Math.max(m, scores[t]!);
         }
-
-        const perSeq = new Map<number, number>();
-        for (const s of seq) perSeq.set(s, (perSeq.get(s) ?? 0) + 1);
-        const decodeBatch = Math.max(...perSeq.values()) < 2;
-        let scalar: Float32Array | undefined;
-        const ran: string[] = [];
-        for (const name of [...kernels].reverse()) {
-          const out = new Float32Array(n * qDim).fill(Number.NaN);
-          if (!attentionKernelRun(name, kv, 1, n, c.nHeads, q, out, pos, seq)) {
-            assert.ok(name !== 'scalar', 'the scalar entry takes every shape');
-            const flash = name.startsWith('flash-');
-            const wrongKv = name === 'flash-avx512bf16' && kvType !== 'bf16';
-            assert.ok(c.headDim % 16 !== 0 || (flash && decodeBatch) || wrongKv, `${name} declined`);
-            continue;
-          }
-          ran.push(name);
-          let worst = 0;
-          if (name === 'scalar') {
-            out.forEach((v, i) => (worst = Math.max(worst, Math.abs(v - ref[i]!))));
-            assert.ok(worst < 1e-4, `scalar vs float64: max |diff| ${worst}`);
-            scalar = out;
-          } else if (name === 'flash-avx512bf16') {
-            // Q and P rounded to BF16 (8-bit mantissa): error relative to the output's size.
-            let size = 0;
-            out.forEach((v, i) => {
-              worst = Math.max(worst, Math.abs(v - scalar![i]!));
-              size = Math.max(size, Math.abs(scalar![i]!));
-            });
-            assert.ok(worst < 1e-2 * size, `${name} vs scalar: max |diff| ${worst}, max |out| ${size}`);
-          } else {
-            out.forEach((v, i) => (worst = Math.max(worst, Math.abs(v - scalar![i]!))));
-            assert.ok(worst < 2e-5, `${name} vs scalar: max |diff| ${worst}`);
-          }
+        let sum = 0;
+        for (let t = 0; t <= pos[i]!; t++) sum += scores[t] = Math.exp(scores[t]! - m);
+        for (let t = 0; t <= pos[i]!; t++) {
+          const row = (seq[i]! * ctx + t) * kvDim + kvh * c.headDim;
+          const p = scores[t]! / sum;
+          for (let j = 0; j < c.headDim; j++) ref[qo + j]! += p * Vr[row + j]!;
         }
-        if (kernels.includes('flash-avx512') && c.headDim % 16 === 0) {
-          assert.ok(ran.includes(decodeBatch ? 'avx512' : 'flash-avx512'), `ran ${ran.join(', ')}`);
-        }
-        if (kernels.includes('flash-avx512bf16') && c.headDim % 16 === 0 && kvType === 'bf16' && !decodeBatch) {
-          assert.ok(ran.includes('flash-avx512bf16'), `ran ${ran.join(', ')}`);
-        }
-      } finally {
-        kvCacheDispose(kv);
       }
-    });
+    }
+
+    const perSeq = new Map<number, number>();
+    for (const s of seq) perSeq.set(s, (perSeq.get(s) ?? 0) + 1);
+    const decodeBatch = Math.max(...perSeq.values()) < 2;
+    const flashExpected = !decodeBatch || split;
+    let scalar: Float32Array | undefined;
+    const ran: string[] = [];
+    for (const name of [...kernels].reverse()) {
+      const out = new Float32Array(n * qDim).fill(Number.NaN);
+      if (!attentionKernelRun(name, kv, 1, n, c.nHeads, q, out, pos, seq)) {
+        assert.ok(name !== 'scalar', 'the scalar entry takes every shape');
+        const flash = name.startsWith('flash-');
+        const wrongKv = name === 'flash-avx512bf16' && kvType !== 'bf16';
+        assert.ok(c.headDim % 16 !== 0 || (flash && !flashExpected) || wrongKv, `${name} declined`);
+        continue;
+      }
+      ran.push(name);
+      let worst = 0;
+      if (name === 'scalar') {
+        out.forEach((v, i) => (worst = Math.max(worst, Math.abs(v - ref[i]!))));
+        assert.ok(worst < 1e-4, `scalar vs float64: max |diff| ${worst}`);
+        scalar = out;
+      } else if (name === 'flash-avx512bf16') {
+        // Q and P rounded to BF16 (8-bit mantissa): error relative to the output's size.
+        let size = 0;
+        out.forEach((v, i) => {
+          worst = Math.max(worst, Math.abs(v - scalar![i]!));
+          size = Math.max(size, Math.abs(scalar![i]!));
+        });
+        assert.ok(worst < 1e-2 * size, `${name} vs scalar: max |diff| ${worst}, max |out| ${size}`);
+      } else {
+        out.forEach((v, i) => (worst = Math.max(worst, Math.abs(v - scalar![i]!))));
+        assert.ok(worst < 2e-5, `${name} vs scalar: max |diff| ${worst}`);
+      }
+    }
+    if (kernels.includes('flash-avx512') && c.headDim % 16 === 0) {
+      assert.ok(ran.includes(flashExpected ? 'flash-avx512' : 'avx512'), `ran ${ran.join(', ')}`);
+    }
+    if (kernels.includes('flash-avx512bf16') && c.headDim % 16 === 0 && kvType === 'bf16' && flashExpected) {
+      assert.ok(ran.includes('flash-avx512bf16'), `ran ${ran.join(', ')}`);
+    }
+  } finally {
+    kvCacheDispose(kv);
   }
 }
+
+for (const kvType of KV_TYPES) {
+  for (const c of CASES) {
+    test(`attention ${c.name}, kv ${kvType}: ${kernels.join(', ')}`, { skip }, () => checkCase(c, kvType, false));
+  }
+}
+
+// At 16 threads these batches give the pool too few (block, KV head) tasks, so the flash entries
+// split the KV ranges (256+ positions each, on 64-position tiles) and merge the partial softmaxes:
+// splits that end past a block's context (empty), rows that see only masked positions in a split
+// (token at position 10 beside one at 1200), decode batches, a short prefill deep in the cache.
+const SPLIT_CASES: Case[] = [
+  { name: 'decode at position 2048 (8 splits)', nHeads: 8, nKvHeads: 1, headDim: 64, tokens: [[0, 2048]] },
+  { name: 'decode batch at 700 and 1500 (empty splits)', nHeads: 8, nKvHeads: 2, headDim: 128, tokens: [[1, 1500], [0, 700]] },
+  { name: 'prefill 5 tokens at 1000, GQA 4', nHeads: 8, nKvHeads: 2, headDim: 64, tokens: run(0, 1000, 1005) },
+  { name: 'positions 10 and 1200 in one block', nHeads: 4, nKvHeads: 1, headDim: 64, tokens: [[0, 10], [0, 1200]] },
+];
+describe('attention with split KV ranges (16 threads)', { skip }, () => {
+  before(() => setThreads(16));
+  after(() => setThreads(availableParallelism()));
+  for (const kvType of KV_TYPES) {
+    for (const c of SPLIT_CASES) test(`${c.name}, kv ${kvType}`, () => checkCase(c, kvType, true));
+  }
+});
 
 test('attention kernel run rejects bad slots and positions', { skip }, () => {
   const kv = kvCacheCreate({ type: 'f16', nSeq: 1, nLayers: 1, ctx: 4, nKvHeads: 1, headDim: 16 });

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "cpu/attention/attention.h"
+#include "threadpool.h"
 #include "cpu/attention/attention-flash-simd.h"
 #include "cpu/attention/attention-flash.h"
 
@@ -100,7 +101,8 @@ struct Scratch {
 };
 
 template <KvType T, int RV>
-void run_block(const AttentionArgs& a, const FlashBlock& blk, const int32_t* tokens, int kvh) {
+void run_block(const AttentionArgs& a, const FlashBlock& blk, const int32_t* tokens, int kvh, int64_t begin, int64_t end,
+               FlashPartial* part) {
   thread_local Scratch sc;
   const int group = a.n_heads / a.n_kv_heads;
   const int d = a.head_dim;
@@ -133,8 +135,8 @@ void run_block(const AttentionArgs& a, const FlashBlock& blk, const int32_t* tok
     l[v] = _mm512_setzero_ps();
   }
   const int64_t base = int64_t(blk.seq) * a.seq_stride + int64_t(kvh) * d;
-  for (int64_t t0 = 0; t0 < blk.ctx; t0 += BT) {
-    const int bt = int(std::min<int64_t>(BT, blk.ctx - t0));
+  for (int64_t t0 = begin; t0 < end; t0 += BT) {
+    const int bt = int(std::min<int64_t>(BT, end - t0));
     const int nt = (bt + TB - 1) / TB * TB;
     load_tile<T>(a.k, base + t0 * a.pos_stride, a.pos_stride, bt, d, kt);
     scores<RV>(qt, kt, d, nt, s);
@@ -143,6 +145,16 @@ void run_block(const AttentionArgs& a, const FlashBlock& blk, const int32_t* tok
     accumulate<RV>(s, vt, d, bt, corr, ot);
   }
 
+  if (part) {  // a KV split: unnormalized rows, max and sum for flash_run's merge
+    alignas(64) float mm[R], ll[R];
+    for (int v = 0; v < RV; ++v) _mm512_store_ps(mm + 16 * v, m[v]), _mm512_store_ps(ll + 16 * v, l[v]);
+    for (int r = 0; r < rows; ++r) {
+      part->m[r] = mm[r];
+      part->l[r] = ll[r];
+      for (int j = 0; j < d; ++j) part->o[r * d + j] = ot[j * R + r];
+    }
+    return;
+  }
   alignas(64) float inv[R];
   for (int v = 0; v < RV; ++v) _mm512_store_ps(inv + 16 * v, _mm512_div_ps(_mm512_set1_ps(1.f), l[v]));
   for (int r = 0; r < rows; ++r) {
@@ -153,23 +165,17 @@ void run_block(const AttentionArgs& a, const FlashBlock& blk, const int32_t* tok
 }
 
 template <KvType T>
-void run_block_any(const AttentionArgs& a, const FlashBlock& blk, const int32_t* tokens, int kvh) {
-  const int group = a.n_heads / a.n_kv_heads;
-  switch ((blk.count * group + 15) / 16) {
-    case 1: run_block<T, 1>(a, blk, tokens, kvh); break;
-    case 2: run_block<T, 2>(a, blk, tokens, kvh); break;
-    case 3: run_block<T, 3>(a, blk, tokens, kvh); break;
-    default: run_block<T, 4>(a, blk, tokens, kvh); break;
-  }
-}
-
-template <KvType T>
 void run(const AttentionArgs& a) {
-  FlashPlan plan = flash_plan(a);
-  const int64_t n_tasks = int64_t(plan.blocks.size()) * a.n_kv_heads;
-  attention_for(a, n_tasks, [&](int64_t task, int) {
-    const FlashBlock& blk = plan.blocks[size_t(task / a.n_kv_heads)];
-    run_block_any<T>(a, blk, plan.tokens.data(), int(task % a.n_kv_heads));
+  const FlashPlan plan = flash_plan(a, pool_threads());
+  const int group = a.n_heads / a.n_kv_heads;
+  flash_run(a, plan, [&](const FlashBlock& blk, int kvh, int64_t begin, int64_t end, FlashPartial* part) {
+    const int32_t* tokens = plan.tokens.data();
+    switch ((blk.count * group + 15) / 16) {
+      case 1: run_block<T, 1>(a, blk, tokens, kvh, begin, end, part); break;
+      case 2: run_block<T, 2>(a, blk, tokens, kvh, begin, end, part); break;
+      case 3: run_block<T, 3>(a, blk, tokens, kvh, begin, end, part); break;
+      default: run_block<T, 4>(a, blk, tokens, kvh, begin, end, part); break;
+    }
   });
 }
 
@@ -177,7 +183,7 @@ void run(const AttentionArgs& a) {
 
 bool attention_flash_avx512_accepts(const AttentionArgs& a) {
   return a.head_dim % 16 == 0 && a.head_dim <= D_MAX && a.n_heads / a.n_kv_heads <= FLASH_MAX_ROWS &&
-         flash_worth_it(a);
+         flash_worth_it(a, pool_threads());
 }
 
 void attention_flash_avx512(const AttentionArgs& a) {

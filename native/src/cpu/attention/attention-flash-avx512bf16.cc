@@ -14,6 +14,7 @@
 #include "cpu/attention/attention-flash-simd.h"
 #include "cpu/attention/attention-flash.h"
 #include "cpu/attention/attention.h"
+#include "threadpool.h"
 
 namespace mixtile {
 
@@ -117,7 +118,8 @@ struct Scratch {
 };
 
 template <int RV>
-void run_block(const AttentionArgs& a, const FlashBlock& blk, const int32_t* tokens, int kvh) {
+void run_block(const AttentionArgs& a, const FlashBlock& blk, const int32_t* tokens, int kvh, int64_t begin, int64_t end,
+               FlashPartial* part) {
   thread_local Scratch sc;
   const int group = a.n_heads / a.n_kv_heads;
   const int d = a.head_dim;
@@ -155,8 +157,8 @@ void run_block(const AttentionArgs& a, const FlashBlock& blk, const int32_t* tok
   const auto* k16 = reinterpret_cast<const uint16_t*>(a.k);
   const auto* v16 = reinterpret_cast<const uint16_t*>(a.v);
   const int64_t base = int64_t(blk.seq) * a.seq_stride + int64_t(kvh) * d;
-  for (int64_t t0 = 0; t0 < blk.ctx; t0 += BT) {
-    const int bt = int(std::min<int64_t>(BT, blk.ctx - t0));
+  for (int64_t t0 = begin; t0 < end; t0 += BT) {
+    const int bt = int(std::min<int64_t>(BT, end - t0));
     const int nt = (bt + TB - 1) / TB * TB;
     load_k(k16, base + t0 * a.pos_stride, a.pos_stride, bt, d, kt);
     scores<RV>(q2t, kt, d, nt, s);
@@ -166,6 +168,16 @@ void run_block(const AttentionArgs& a, const FlashBlock& blk, const int32_t* tok
     accumulate<RV>(p2, v2, d, (bt + 1) / 2, corr, ot);
   }
 
+  if (part) {  // a KV split: unnormalized rows, max and sum for flash_run's merge
+    alignas(64) float mm[R], ll[R];
+    for (int v = 0; v < RV; ++v) _mm512_store_ps(mm + 16 * v, m[v]), _mm512_store_ps(ll + 16 * v, l[v]);
+    for (int r = 0; r < rows; ++r) {
+      part->m[r] = mm[r];
+      part->l[r] = ll[r];
+      for (int j = 0; j < d; ++j) part->o[r * d + j] = ot[j * R + r];
+    }
+    return;
+  }
   alignas(64) float inv[R];
   for (int v = 0; v < RV; ++v) _mm512_store_ps(inv + 16 * v, _mm512_div_ps(_mm512_set1_ps(1.f), l[v]));
   for (int r = 0; r < rows; ++r) {
@@ -179,20 +191,19 @@ void run_block(const AttentionArgs& a, const FlashBlock& blk, const int32_t* tok
 
 bool attention_flash_avx512bf16_accepts(const AttentionArgs& a) {
   return a.kv_type == KvType::bf16 && a.head_dim % 16 == 0 && a.head_dim <= D_MAX &&
-         a.n_heads / a.n_kv_heads <= FLASH_MAX_ROWS && flash_worth_it(a);
+         a.n_heads / a.n_kv_heads <= FLASH_MAX_ROWS && flash_worth_it(a, pool_threads());
 }
 
 void attention_flash_avx512bf16(const AttentionArgs& a) {
-  FlashPlan plan = flash_plan(a);
+  const FlashPlan plan = flash_plan(a, pool_threads());
   const int group = a.n_heads / a.n_kv_heads;
-  attention_for(a, int64_t(plan.blocks.size()) * a.n_kv_heads, [&](int64_t task, int) {
-    const FlashBlock& blk = plan.blocks[size_t(task / a.n_kv_heads)];
-    const int kvh = int(task % a.n_kv_heads);
+  flash_run(a, plan, [&](const FlashBlock& blk, int kvh, int64_t begin, int64_t end, FlashPartial* part) {
+    const int32_t* tokens = plan.tokens.data();
     switch ((blk.count * group + 15) / 16) {
-      case 1: run_block<1>(a, blk, plan.tokens.data(), kvh); break;
-      case 2: run_block<2>(a, blk, plan.tokens.data(), kvh); break;
-      case 3: run_block<3>(a, blk, plan.tokens.data(), kvh); break;
-      default: run_block<4>(a, blk, plan.tokens.data(), kvh); break;
+      case 1: run_block<1>(a, blk, tokens, kvh, begin, end, part); break;
+      case 2: run_block<2>(a, blk, tokens, kvh, begin, end, part); break;
+      case 3: run_block<3>(a, blk, tokens, kvh, begin, end, part); break;
+      default: run_block<4>(a, blk, tokens, kvh, begin, end, part); break;
     }
   });
 }

@@ -28,6 +28,10 @@ inline __m512 exp512(__m512 x) {
   return _mm512_scalef_ps(p, n);
 }
 
+// Score of a masked position: finite, so a row that sees only masked positions in a KV split
+// keeps a finite max (its partial then weighs e^(-1e30 - m) = 0 in the merge) instead of NaN.
+constexpr float FLASH_MASKED = -1e30f;
+
 // One KV tile's online softmax over scores s[t][r] (row stride `stride` floats, vectors across
 // rows), in place: positions past a row's own (tile padding included) are masked when `masked`,
 // then m' = max(m, max_t s), s = p = e^(s - m') for t < bt, l' = l e^(m - m') + sum_t p, and
@@ -41,7 +45,7 @@ inline void online_softmax(float* s, int stride, int64_t t0, int bt, int nt, boo
       __m512 x = _mm512_load_ps(s + t * stride + 16 * v);
       if (masked) {
         const __mmask16 past = _mm512_cmpgt_epi32_mask(_mm512_set1_epi32(int32_t(t0 + t)), posv[v]);
-        x = _mm512_mask_mov_ps(x, past, _mm512_set1_ps(-INFINITY));
+        x = _mm512_mask_mov_ps(x, past, _mm512_set1_ps(FLASH_MASKED));
         _mm512_store_ps(s + t * stride + 16 * v, x);
       }
       mx = _mm512_max_ps(mx, x);

@@ -6,7 +6,7 @@ import type { GgufModel } from '../formats/gguf-read.ts';
 import { kvCacheBytes, type GpuNeeds } from '../native/cuda-fit.ts';
 import { deviceName, expertsDevices, operatorDevice, type OpDevice } from '../operators/device.ts';
 import type { KwargsLookup } from './architecture.ts';
-import { ggufGlobal } from './names.ts';
+import { ggufGlobal, ggufLayer } from './names.ts';
 import type { ModelConfig } from './types.ts';
 
 export interface GpuPlan {
@@ -17,6 +17,8 @@ export interface GpuPlan {
   attention: boolean[];
   /** Per layer: the MoE block / dense MLP on the GPU (MoE: router there, experts through the bridge). */
   ffn: boolean[];
+  /** Per layer: the routed experts' prefill on the GPU (weights streamed from host RAM, native/src/gpu/gpu-experts*). */
+  expertsPrefill: boolean[];
   lmHead: boolean;
   /** Operators on the GPU, for the log line. */
   count: number;
@@ -32,11 +34,12 @@ export function planGpu(c: ModelConfig, kwargs: KwargsLookup): GpuPlan | undefin
   const embedding = on('model.embed_tokens', operatorDevice('model.embed_tokens', kwargs('model.embed_tokens')));
   const attention: boolean[] = [];
   const ffn: boolean[] = [];
+  const expertsPrefill: boolean[] = [];
   for (let i = 0; i < c.nLayers; i++) {
     const l = `model.layers.${i}`;
     attention.push(on(`${l}.self_attn`, operatorDevice(`${l}.self_attn`, kwargs(`${l}.self_attn`))));
     ffn.push(on(`${l}.mlp`, operatorDevice(`${l}.mlp`, kwargs(`${l}.mlp`))));
-    if (c.nExperts > 0) on(`${l}.mlp.experts`, expertsDevices(`${l}.mlp.experts`, kwargs(`${l}.mlp.experts`)).prefill);
+    expertsPrefill.push(c.nExperts > 0 && on(`${l}.mlp.experts`, expertsDevices(`${l}.mlp.experts`, kwargs(`${l}.mlp.experts`)).prefill));
   }
   const lmHead = on('lm_head', operatorDevice('lm_head', kwargs('lm_head')));
   const gpus = devices.filter(([, d]) => d.type === 'cuda');
@@ -46,7 +49,49 @@ export function planGpu(c: ModelConfig, kwargs: KwargsLookup): GpuPlan | undefin
   if (other) {
     throw new Error(`${first[0]} is placed on ${deviceName(first[1])} and ${other[0]} on ${deviceName(other[1])}: a model uses one GPU in this version`);
   }
-  return { index: (first[1] as { index: number }).index, embedding, attention, ffn, lmHead, count: gpus.length };
+  return { index: (first[1] as { index: number }).index, embedding, attention, ffn, expertsPrefill, lmHead, count: gpus.length };
+}
+
+const align256 = (b: number): number => Math.ceil(b / 256) * 256;
+
+/**
+ * Bytes of the GPU prefill experts (native/src/gpu/gpu-experts*.cc) when some layer streams them: the ring of
+ * 3 slots of GpuExperts::GROUP (4) experts, the scratch of one ubatch (grown with 1/4 headroom: gathered BF16
+ * rows and f32 outputs of ubatch * top_k pairs, gate/up and SiLU rows, one expert dequantized to BF16, the
+ * routing tables), the split's f32 output, the experts' own cuBLAS workspace, and the two prefetch banks
+ * (gpu-experts-prefetch.h: a whole layer each unless MIXTILE_GPU_EXPERTS_PREFETCH=0 or _MIB caps them).
+ */
+export function gpuExpertsBytes(c: ModelConfig, gguf: GgufModel, plan: GpuPlan, ubatch: number, env: NodeJS.ProcessEnv = process.env): number {
+  let slot = 0;
+  let layer = 0;
+  for (let i = 0; i < c.nLayers; i++) {
+    if (!plan.expertsPrefill[i]) continue;
+    let s = 0;
+    let l = 0;
+    for (const part of ['mlp.experts.gate_proj', 'mlp.experts.up_proj', 'mlp.experts.down_proj']) {
+      const bytes = gguf.tensors.get(ggufLayer(i, part))?.nBytes ?? 0;
+      s += align256((4 * bytes) / c.nExperts);
+      l += align256(bytes);
+    }
+    slot = Math.max(slot, s);
+    layer = Math.max(layer, l);
+  }
+  if (layer === 0) return 0;
+  const h = c.hidden;
+  const f = c.expertFfn;
+  const pairs = ubatch * c.nExpertsUsed;
+  const headroom = 1.25;
+  const scratch = headroom * (pairs * h * 2 + pairs * h * 4 + ubatch * 2 * f * 4 + ubatch * f * 2 + 3 * f * h * 2 + (pairs + 2 * pairs) * 4);
+  const splitOut = ubatch * h * 4;
+  const cublas = 32 * 2 ** 20;
+  let prefetch = 2 * layer;
+  if (env.MIXTILE_GPU_EXPERTS_PREFETCH === '0') prefetch = 0;
+  else if (env.MIXTILE_GPU_EXPERTS_PREFETCH_MIB) {
+    // As the native side reads it (atoll): not a number -> 0, negative -> no cap.
+    const mib = Number.parseInt(env.MIXTILE_GPU_EXPERTS_PREFETCH_MIB, 10) || 0;
+    if (mib >= 0) prefetch = Math.min(prefetch, mib * 2 ** 20);
+  }
+  return 3 * slot + scratch + splitOut + cublas + prefetch;
 }
 
 /** Bytes of the ubatch buffers, pinned-staging twins excluded (context.cc sizes them the same way). */
@@ -82,7 +127,7 @@ export function gpuNeeds(c: ModelConfig, gguf: GgufModel, plan: GpuPlan, o: { ct
   return {
     weightsBytes: weights,
     kvBytes: kvCacheBytes({ layers, slots: o.nSeq, contextLength: o.ctx, kvHeads: c.nKvHeads, headDim: c.headDim, elementBytes: 2 }),
-    workspaceBytes: workspaceBytes(c, o.ubatch, o.nSeq, o.ctx),
+    workspaceBytes: workspaceBytes(c, o.ubatch, o.nSeq, o.ctx) + gpuExpertsBytes(c, gguf, plan, o.ubatch),
     bytesPerToken,
   };
 }

@@ -82,13 +82,14 @@ double cpu_side_us(const ExpertCostParams& p, const Sides& s) {
   return std::max(s.cpu, 0.0) * (s.gpu_n ? p.split_cpu_x : 1.0);
 }
 
+// A resident expert (prefetched into VRAM before the call) costs the GPU its compute only.
 Sides sides_of(const ExpertCostParams& p, const std::vector<int64_t>& rows, const std::vector<uint8_t>& on_gpu,
-               double expert_bytes) {
+               double expert_bytes, int64_t resident) {
   Sides s;
   for (size_t e = 0; e < rows.size(); ++e) {
     if (rows[e] <= 0) continue;
     if (on_gpu[e]) {
-      add_gpu(s, gpu_us(p, rows[e]), copy_us(p, expert_bytes));
+      add_gpu(s, gpu_us(p, rows[e]), int64_t(e) < resident ? 0 : copy_us(p, expert_bytes));
     } else {
       s.cpu += cpu_us(p, rows[e]);
       ++s.cpu_n;
@@ -100,25 +101,28 @@ Sides sides_of(const ExpertCostParams& p, const std::vector<int64_t>& rows, cons
 }  // namespace
 
 double predict_cpu_ms(const ExpertCostParams& p, const std::vector<int64_t>& rows, const std::vector<uint8_t>& on_gpu,
-                      double expert_bytes) {
-  return cpu_side_us(p, sides_of(p, rows, on_gpu, expert_bytes)) / 1e3;
+                      double expert_bytes, int64_t resident) {
+  return cpu_side_us(p, sides_of(p, rows, on_gpu, expert_bytes, resident)) / 1e3;
 }
 
 double predict_gpu_ms(const ExpertCostParams& p, const std::vector<int64_t>& rows, const std::vector<uint8_t>& on_gpu,
-                      double expert_bytes) {
-  return gpu_side_us(p, sides_of(p, rows, on_gpu, expert_bytes)) / 1e3;
+                      double expert_bytes, int64_t resident) {
+  return gpu_side_us(p, sides_of(p, rows, on_gpu, expert_bytes, resident)) / 1e3;
 }
 
 ExpertSplit choose_expert_split(const ExpertCostParams& p, const std::vector<int64_t>& rows, double expert_bytes,
-                                ExpertsPlacement mode) {
+                                ExpertsPlacement mode, int64_t resident) {
   const size_t E = rows.size();
   ExpertSplit s;
   s.on_gpu.assign(E, 0);
   std::vector<size_t> active;
   for (size_t e = 0; e < E; ++e)
     if (rows[e] > 0) active.push_back(e);
-  // Most tokens first: a GPU expert costs its bytes whatever its tokens, a CPU expert grows with them.
-  std::stable_sort(active.begin(), active.end(), [&](size_t a, size_t b) { return rows[a] > rows[b]; });
+  // Resident experts first (no copy left to pay), then most tokens first: a GPU expert costs its bytes
+  // whatever its tokens, a CPU expert grows with them.
+  const auto held = [&](size_t e) { return int64_t(e) < resident; };
+  std::stable_sort(active.begin(), active.end(),
+                   [&](size_t a, size_t b) { return held(a) != held(b) ? held(a) : rows[a] > rows[b]; });
   size_t best_k = 0;
   if (mode == ExpertsPlacement::gpu) {
     best_k = active.size();
@@ -132,7 +136,7 @@ ExpertSplit choose_expert_split(const ExpertCostParams& p, const std::vector<int
     double best = cpu_side_us(p, sd);
     for (size_t k = 1; k <= active.size(); ++k) {
       const size_t e = active[k - 1];
-      add_gpu(sd, gpu_us(p, rows[e]), copy_us(p, expert_bytes));
+      add_gpu(sd, gpu_us(p, rows[e]), held(e) ? 0 : copy_us(p, expert_bytes));
       sd.cpu -= cpu_us(p, rows[e]);
       --sd.cpu_n;
       const double t = std::max(gpu_side_us(p, sd), cpu_side_us(p, sd));
@@ -145,8 +149,8 @@ ExpertSplit choose_expert_split(const ExpertCostParams& p, const std::vector<int
   for (size_t i = 0; i < best_k; ++i) s.on_gpu[active[i]] = 1;
   s.gpu_experts = int(best_k);
   s.cpu_experts = int(active.size() - best_k);
-  s.cpu_ms = predict_cpu_ms(p, rows, s.on_gpu, expert_bytes);
-  s.gpu_ms = predict_gpu_ms(p, rows, s.on_gpu, expert_bytes);
+  s.cpu_ms = predict_cpu_ms(p, rows, s.on_gpu, expert_bytes, resident);
+  s.gpu_ms = predict_gpu_ms(p, rows, s.on_gpu, expert_bytes, resident);
   return s;
 }
 

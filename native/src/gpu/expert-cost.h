@@ -37,11 +37,12 @@ ExpertCostParams expert_cost_from_env(ExpertCostParams p);
 
 // Predicted milliseconds of the CPU experts kernel / the GPU path for the experts with rows > 0 in
 // `rows` (tokens routed to each expert) whose `on_gpu` flag equals the side asked for (times the split
-// factors when the other side has experts too).
+// factors when the other side has experts too). Experts [0, resident) are already in VRAM (prefetched
+// while the previous layer ran): on the GPU they cost their compute only.
 double predict_cpu_ms(const ExpertCostParams& p, const std::vector<int64_t>& rows, const std::vector<uint8_t>& on_gpu,
-                      double expert_bytes);
+                      double expert_bytes, int64_t resident = 0);
 double predict_gpu_ms(const ExpertCostParams& p, const std::vector<int64_t>& rows, const std::vector<uint8_t>& on_gpu,
-                      double expert_bytes);
+                      double expert_bytes, int64_t resident = 0);
 
 enum class ExpertsPlacement { cpu, gpu, split };
 struct ExpertSplit {
@@ -49,10 +50,11 @@ struct ExpertSplit {
   int gpu_experts = 0, cpu_experts = 0;
   double cpu_ms = 0, gpu_ms = 0;  // predicted
 };
-// cpu: every expert on the CPU; gpu: every expert with tokens on the GPU; split: the k experts with the
-// most tokens on the GPU, k minimising max(cpu, gpu) (ties: the smaller k).
+// cpu: every expert on the CPU; gpu: every expert with tokens on the GPU; split: the first k experts on
+// the GPU, k minimising max(cpu, gpu) (ties: the smaller k), in the order: resident ones (see above)
+// first, then the most tokens first.
 ExpertSplit choose_expert_split(const ExpertCostParams& p, const std::vector<int64_t>& rows, double expert_bytes,
-                                ExpertsPlacement mode);
+                                ExpertsPlacement mode, int64_t resident = 0);
 // "cpu" / "gpu" / "split"; throws std::invalid_argument naming the choices.
 ExpertsPlacement parse_placement(const std::string& s);
 

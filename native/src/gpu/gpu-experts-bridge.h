@@ -7,6 +7,10 @@
 // expert with tokens on the GPU) | cpu (never the GPU); MIXTILE_GPU_EXPERTS_MIN_TOKENS (default 8: at one
 // token the CPU kernel alone won one of the two runs on the H100 machine, 0.46 vs 0.96 ms split, and lost
 // the other; from 8 tokens the GPU or the split won both; bench/RESULTS.md "GPU experts").
+// Prefetch of the next layer's experts while a layer computes (gpu-experts-prefetch.h):
+// MIXTILE_GPU_EXPERTS_PREFETCH=0 turns it off; MIXTILE_GPU_EXPERTS_PREFETCH_MIB caps its two VRAM banks
+// (default: a whole layer each); MIXTILE_GPU_EXPERTS_PREFETCH_MIN_TOKENS (default 128: from there every
+// expert of a layer gets tokens, e.g. 128 x top-8 of 128) is the smallest batch that prefetches.
 #pragma once
 #include <cstdint>
 
@@ -15,6 +19,13 @@
 #include "gpu/experts-bridge.h"
 
 namespace mixtile::gpu {
+
+// Process-wide counts of the next-layer prefetch (gpu-experts-prefetch.h), for tests and benches:
+// experts queued into VRAM banks, experts computed from a bank, and the banks' bytes of the last context.
+struct PrefetchCounters {
+  uint64_t queued = 0, used = 0, bank_bytes = 0;
+};
+PrefetchCounters prefetch_counters();
 
 // Whether this batch's experts may use the GPU (rules, phase, size, environment).
 bool gpu_experts_wanted(const ExpertsBridgeArgs& a);

@@ -3,7 +3,8 @@
 //   gpuExpertsForward(experts, x, n, ids, weights, topK, placement, out, onGpu?) -> result object
 //   gpuExpertsCost(experts) -> the cost model's constants (measured on these weights on first use)
 //   gpuExpertsRelease(experts) -> unpins the weights and drops the GPU state of this experts handle
-//   expertsSplitPlan(cost, rows, expertBytes, placement) -> the cost model's split alone (tests)
+//   expertsSplitPlan(cost, rows, expertBytes, placement, resident?) -> the cost model's split alone (tests)
+//   gpuExpertsPrefetchCounters() -> {queued, used, bankBytes}: the hybrid forward's next-layer prefetch
 // One GpuExperts (device 0, its own stream) serves the process; each experts handle gets its
 // GpuExpertWeights (pinned weights) on first use.
 #include <chrono>
@@ -13,6 +14,7 @@
 
 #include "cpu/experts/experts.h"
 #include "cuda-loader.h"
+#include "gpu/gpu-experts-bridge.h"
 #include "gpu/gpu-experts-split.h"
 #include "napi-registry.h"
 #include "napi-util.h"
@@ -172,7 +174,8 @@ Napi::Value gpu_experts_release(const Napi::CallbackInfo& info) {
 }
 
 // expertsSplitPlan(cost: {pcieGbps, gpuBaseUs, gpuRowUs, gpuCallUs, cpuBaseUs, cpuRowUs, splitCpuX?, splitGpuX?}, rows: number[],
-//   expertBytes, placement) -> {onGpu: number[], cpuMs, gpuMs}: the cost model alone (no GPU needed), for tests.
+//   expertBytes, placement, resident = 0) -> {onGpu: number[], cpuMs, gpuMs}: the cost model alone (no GPU
+//   needed), for tests; experts [0, resident) count as prefetched (no copy).
 Napi::Value experts_split_plan(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (!info[0].IsObject() || !info[1].IsArray() || !info[2].IsNumber() || !info[3].IsString()) {
@@ -197,8 +200,10 @@ Napi::Value experts_split_plan(const Napi::CallbackInfo& info) {
   std::vector<int64_t> rows(a.Length());
   for (uint32_t i = 0; i < a.Length(); ++i) rows[i] = int_arg(a.Get(i), int64_t(1) << 40, "expertsSplitPlan: rows");
   const double bytes = info[2].As<Napi::Number>().DoubleValue();
+  const int64_t resident = info.Length() > 4 && !info[4].IsUndefined() ? int_arg(info[4], int64_t(1) << 40, "expertsSplitPlan: resident") : 0;
   return guarded(info, "expertsSplitPlan", [&]() -> Napi::Value {
-    const ExpertSplit sp = choose_expert_split(p, rows, bytes, parse_placement(info[3].As<Napi::String>().Utf8Value()));
+    const ExpertSplit sp =
+        choose_expert_split(p, rows, bytes, parse_placement(info[3].As<Napi::String>().Utf8Value()), resident);
     Napi::Object o = Napi::Object::New(env);
     Napi::Array on = Napi::Array::New(env, sp.on_gpu.size());
     for (uint32_t i = 0; i < sp.on_gpu.size(); ++i) on.Set(i, int(sp.on_gpu[i]));
@@ -209,8 +214,18 @@ Napi::Value experts_split_plan(const Napi::CallbackInfo& info) {
   });
 }
 
+Napi::Value gpu_experts_prefetch_counters(const Napi::CallbackInfo& info) {
+  const gpu::PrefetchCounters c = gpu::prefetch_counters();
+  Napi::Object o = Napi::Object::New(info.Env());
+  o.Set("queued", double(c.queued));
+  o.Set("used", double(c.used));
+  o.Set("bankBytes", double(c.bank_bytes));
+  return o;
+}
+
 }  // namespace
 
+MIXTILE_EXPORT("gpuExpertsPrefetchCounters", gpu_experts_prefetch_counters);
 MIXTILE_EXPORT("expertsSplitPlan", experts_split_plan);
 MIXTILE_EXPORT("gpuExpertsForward", gpu_experts_forward);
 MIXTILE_EXPORT("gpuExpertsCost", gpu_experts_cost);

@@ -137,7 +137,8 @@ void ExpertsSplitRunner::grow_pinned(size_t bytes) {
 ExpertsSplitResult ExpertsSplitRunner::forward(const GpuExpertWeights& gw, const ExpertsWeights& ew,
                                                const float* x_host, const float* x_dev, int64_t n, const int32_t* ids,
                                                const float* weights, int top_k, ExpertsPlacement mode,
-                                               const uint8_t* on_gpu, float* y_dev) {
+                                               const uint8_t* on_gpu, float* y_dev, const ResidentExperts* resident,
+                                               const std::function<void(int)>& after_gpu_enqueued) {
   const CudaApi& api = gpu_.api();
   const int64_t E = ew.n_expert, H = ew.hidden, K = top_k;
   if (gw.n_expert() != E || gw.hidden() != H || gw.ffn() != ew.ffn) {
@@ -151,6 +152,7 @@ ExpertsSplitResult ExpertsSplitRunner::forward(const GpuExpertWeights& gw, const
     }
   }
   ExpertsSplitResult res;
+  const int64_t held = resident && resident->w == &gw ? resident->count : 0;
   std::vector<int64_t> rows(size_t(E), 0);
   for (int64_t i = 0; i < n * K; ++i) ++rows[size_t(ids[i])];
   if (on_gpu) {
@@ -158,16 +160,19 @@ ExpertsSplitResult ExpertsSplitRunner::forward(const GpuExpertWeights& gw, const
     for (int64_t e = 0; e < E; ++e)
       if (rows[size_t(e)] > 0) (on_gpu[e] ? res.plan.gpu_experts : res.plan.cpu_experts)++;
     if (calibrated_) {
-      res.plan.cpu_ms = predict_cpu_ms(cost_, rows, res.plan.on_gpu, double(gw.expert_bytes()));
-      res.plan.gpu_ms = predict_gpu_ms(cost_, rows, res.plan.on_gpu, double(gw.expert_bytes()));
+      res.plan.cpu_ms = predict_cpu_ms(cost_, rows, res.plan.on_gpu, double(gw.expert_bytes()), held);
+      res.plan.gpu_ms = predict_gpu_ms(cost_, rows, res.plan.on_gpu, double(gw.expert_bytes()), held);
     }
+    res.gpu_alone = res.plan.gpu_experts;
   } else {
     if (pending_gpu_pred_ms_ > 0) {  // the last split's GPU part has finished by now (its y was used)
       update_scale(cost_.split_gpu_x, gpu_.last_forward_ms(), pending_gpu_pred_ms_);
       pending_gpu_pred_ms_ = 0;
     }
     const ExpertCostParams p = mode == ExpertsPlacement::split || calibrated_ ? cost(gw, ew) : ExpertCostParams{};
-    res.plan = choose_expert_split(p, rows, double(gw.expert_bytes()), mode);
+    res.plan = choose_expert_split(p, rows, double(gw.expert_bytes()), mode, held);
+    res.gpu_alone = held > 0 && after_gpu_enqueued ? choose_expert_split(p, rows, double(gw.expert_bytes()), mode).gpu_experts
+                                                   : res.plan.gpu_experts;
   }
   const uint8_t* mask = res.plan.on_gpu.data();
 
@@ -177,11 +182,14 @@ ExpertsSplitResult ExpertsSplitRunner::forward(const GpuExpertWeights& gw, const
   if (res.plan.gpu_experts > 0) {
     gpu_thread = std::thread([&] {
       try {
-        res.gpu = gpu_.forward(gw, x_dev, n, ids, weights, top_k, mask, y_dev, false);
+        res.gpu = gpu_.forward(gw, x_dev, n, ids, weights, top_k, mask, y_dev, false, resident);
+        if (after_gpu_enqueued) after_gpu_enqueued(res.gpu_alone);
       } catch (...) {
         gpu_error = std::current_exception();
       }
     });
+  } else if (after_gpu_enqueued) {
+    after_gpu_enqueued(res.gpu_alone);  // nothing of this layer on the GPU: the link is free now
   }
 
   // CPU part: its (token, slot) pairs as a batch of top_k 1 (the kernel then skips the GPU's experts
@@ -234,7 +242,9 @@ ExpertsSplitResult ExpertsSplitRunner::forward(const GpuExpertWeights& gw, const
 
   if (!on_gpu && mode == ExpertsPlacement::split && res.plan.gpu_experts > 0 && res.plan.cpu_experts > 0 && adapt()) {
     update_scale(cost_.split_cpu_x, res.cpu_ms, res.plan.cpu_ms);
-    pending_gpu_pred_ms_ = res.plan.gpu_ms;
+    // With prefetched experts the GPU's measured time includes waiting for the prefetch's copies, which
+    // the prediction leaves out (they belong to the previous layer's time): not a slowdown to learn.
+    if (held == 0) pending_gpu_pred_ms_ = res.plan.gpu_ms;
   }
 
   mxc_stream* s = gpu_.compute_stream();

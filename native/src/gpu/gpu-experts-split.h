@@ -4,6 +4,7 @@
 // then uploaded and added on the compute stream.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 #include "cpu/experts/experts.h"
@@ -15,6 +16,7 @@ namespace mixtile {
 struct ExpertsSplitResult {
   ExpertSplit plan;      // which experts went where, and the predicted times (after the correction below)
   GpuExpertsRun gpu;     // what the GPU streamed
+  int gpu_alone = 0;     // experts the GPU would get with none prefetched (the next layer's prefetch size)
   double cpu_ms = 0;     // measured: the CPU experts part (wall clock)
 };
 
@@ -32,11 +34,16 @@ class ExpertsSplitRunner {
 
   // y_dev[n][hidden] = the routed experts of the batch (overwritten). x_host and x_dev hold the same
   // rows (f32 [n][hidden]); ids/weights host [n][top_k]. The experts go where `on_gpu` [n_expert] says
-  // when given, else where `mode` and the cost model say (calibrated on first use). Returns when the
-  // CPU part is done and the rest is enqueued on gpu.compute_stream().
+  // when given, else where `mode` and the cost model say (calibrated on first use), with the experts
+  // `resident` holds for gw (prefetched) costing the GPU no copy. Returns when the CPU part is done and
+  // the rest is enqueued on gpu.compute_stream(). `after_gpu_enqueued(gpu_alone)`, if given, runs on the
+  // thread that drives the GPU as soon as its part is enqueued (while the CPU part still runs): the
+  // place to queue the next layer's prefetch behind this layer's copies.
   ExpertsSplitResult forward(const GpuExpertWeights& gw, const ExpertsWeights& ew, const float* x_host,
                              const float* x_dev, int64_t n, const int32_t* ids, const float* weights, int top_k,
-                             ExpertsPlacement mode, const uint8_t* on_gpu, float* y_dev);
+                             ExpertsPlacement mode, const uint8_t* on_gpu, float* y_dev,
+                             const ResidentExperts* resident = nullptr,
+                             const std::function<void(int gpu_alone)>& after_gpu_enqueued = {});
   // The cost model's constants (measured on `gw`/`ew` on first use).
   const ExpertCostParams& cost(const GpuExpertWeights& gw, const ExpertsWeights& ew);
   // Measured / predicted-alone time of each side in calls that ran both at once (moving average, from 1

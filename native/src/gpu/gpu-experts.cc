@@ -111,7 +111,7 @@ GpuExpertWeights::GpuExpertWeights(const CudaApi& api, const Weight& gate, const
       return;
     }
   }
-  // Pieces shared by two tensors appear twice: keep one of each, sorted, for copy_pieces.
+  // Pieces shared by two tensors appear twice: keep one of each, sorted, for copy_weights.
   std::vector<std::pair<uintptr_t, uintptr_t>> pieces = held_;
   std::sort(pieces.begin(), pieces.end());
   pieces.erase(std::unique(pieces.begin(), pieces.end()), pieces.end());
@@ -239,7 +239,7 @@ void GpuExperts::stream_group(const GpuExpertWeights& w, int64_t e0, int64_t cou
     const size_t bytes = p->matrix_bytes() * size_t(count);
     uint8_t* d = static_cast<uint8_t*>(dst.p) + off;
     if (w.pinned_) {
-      copy_pieces(w, d, src, bytes);
+      copy_weights(w, d, src, bytes);
     } else {
       uint8_t* st = static_cast<uint8_t*>(stage_[size_t(slot)].p) + off;
       std::memcpy(st, src, bytes);
@@ -252,7 +252,8 @@ void GpuExperts::stream_group(const GpuExpertWeights& w, int64_t e0, int64_t cou
 
 // One copy per pinned piece the source range touches, and one per stretch between pieces (the partly
 // shared pages at a tensor's ends, a few KiB: from their pinned copy in w.edges_).
-void GpuExperts::copy_pieces(const GpuExpertWeights& w, uint8_t* dst, const uint8_t* src, size_t bytes) {
+void GpuExperts::copy_weights(const GpuExpertWeights& w, uint8_t* dst, const uint8_t* src, size_t bytes) {
+  if (!w.pinned_) throw std::logic_error("gpu experts: copy_weights needs pinned weights");
   const auto& pc = w.pieces_;
   uintptr_t cur = reinterpret_cast<uintptr_t>(src);
   const uintptr_t end = cur + bytes;
@@ -278,23 +279,26 @@ void GpuExperts::copy_pieces(const GpuExpertWeights& w, uint8_t* dst, const uint
   }
 }
 
-// Compute stream: dequantize expert `i` of slot `slot` to BF16 (gate and up stacked as one [2 ffn][hidden]
-// matrix), release the slot after its last expert, then rows [p0, p0 + rows) of xg through gate/up,
-// SiLU*up and down into o.
-void GpuExperts::compute_expert(const GpuExpertWeights& w, int slot, int64_t i, bool last, int64_t p0, int64_t rows) {
-  const int64_t H = w.hidden_, F = w.ffn_;
-  const uint8_t* raw = static_cast<const uint8_t*>(ring_[size_t(slot)].p);
+const uint8_t* GpuExperts::ring_part(const GpuExpertWeights& w, int slot, int part, int64_t i) const {
   const size_t gb = w.gate_.matrix_bytes(), ub = w.up_.matrix_bytes(), db = w.down_.matrix_bytes();
   const size_t up_off = align_up(size_t(GROUP) * gb, 256), down_off = up_off + align_up(size_t(GROUP) * ub, 256);
+  const uint8_t* raw = static_cast<const uint8_t*>(ring_[size_t(slot)].p);
+  if (part == 0) return raw + size_t(i) * gb;
+  if (part == 1) return raw + up_off + size_t(i) * ub;
+  return raw + down_off + size_t(i) * db;
+}
+
+// Compute stream: dequantize one expert's raw slices to BF16 (gate and up stacked as one [2 ffn][hidden]
+// matrix), record `release`, then rows [p0, p0 + rows) of xg through gate/up, SiLU*up and down into o.
+void GpuExperts::compute_expert(const GpuExpertWeights& w, const uint8_t* gate, const uint8_t* up,
+                                const uint8_t* down, mxc_event* release, int64_t p0, int64_t rows) {
+  const int64_t H = w.hidden_, F = w.ffn_;
   auto* wgu = static_cast<uint16_t*>(wgu_.p);
   auto* wd = static_cast<uint16_t*>(wd_.p);
-  if (i == 0) check(api_.mxc_stream_wait_event(compute_, copied_[size_t(slot)]), "mxc_stream_wait_event");
-  check(api_.mxc_dequant_bf16(raw + size_t(i) * gb, mxc_dtype(w.gate_.type), F * H, wgu, compute_), "mxc_dequant_bf16 (gate)");
-  check(api_.mxc_dequant_bf16(raw + up_off + size_t(i) * ub, mxc_dtype(w.up_.type), F * H, wgu + F * H, compute_),
-        "mxc_dequant_bf16 (up)");
-  check(api_.mxc_dequant_bf16(raw + down_off + size_t(i) * db, mxc_dtype(w.down_.type), H * F, wd, compute_),
-        "mxc_dequant_bf16 (down)");
-  if (last) check(api_.mxc_event_record(consumed_[size_t(slot)], compute_), "mxc_event_record");
+  check(api_.mxc_dequant_bf16(gate, mxc_dtype(w.gate_.type), F * H, wgu, compute_), "mxc_dequant_bf16 (gate)");
+  check(api_.mxc_dequant_bf16(up, mxc_dtype(w.up_.type), F * H, wgu + F * H, compute_), "mxc_dequant_bf16 (up)");
+  check(api_.mxc_dequant_bf16(down, mxc_dtype(w.down_.type), H * F, wd, compute_), "mxc_dequant_bf16 (down)");
+  if (release) check(api_.mxc_event_record(release, compute_), "mxc_event_record");
   auto* xg = static_cast<const uint16_t*>(xg_.p) + p0 * H;
   auto* gu = static_cast<float*>(gu_.p);
   auto* h = static_cast<uint16_t*>(h_.p);
@@ -306,7 +310,7 @@ void GpuExperts::compute_expert(const GpuExpertWeights& w, int slot, int64_t i, 
 
 GpuExpertsRun GpuExperts::forward(const GpuExpertWeights& w, const float* x_dev, int64_t n, const int32_t* ids,
                                   const float* weights, int top_k, const uint8_t* gpu_mask, float* y_dev,
-                                  bool accumulate) {
+                                  bool accumulate, const ResidentExperts* resident) {
   const int64_t E = w.n_expert_, H = w.hidden_, F = w.ffn_, K = top_k;
   if (top_k < 1 || top_k > 64) throw std::invalid_argument("gpu experts: top_k must be in [1, 64], got " + std::to_string(top_k));
   if (n < 0) throw std::invalid_argument("gpu experts: negative token count");
@@ -327,12 +331,12 @@ GpuExpertsRun GpuExperts::forward(const GpuExpertWeights& w, const float* x_dev,
   for (int64_t i = 0; i < n * K; ++i)
     if (!gpu_mask || gpu_mask[ids[i]]) ++count[size_t(ids[i])];
   int64_t total = 0, max_rows = 0;
-  std::vector<int64_t> order;
+  std::vector<int64_t> order, held;  // experts with tokens to stream / already in a prefetch bank
   for (int64_t e = 0; e < E; ++e) {
     start[size_t(e)] = total;
     total += count[size_t(e)];
     max_rows = std::max(max_rows, count[size_t(e)]);
-    if (count[size_t(e)] > 0) order.push_back(e);
+    if (count[size_t(e)] > 0) (resident && resident->has(w, e) ? held : order).push_back(e);
   }
   if (total == 0) {
     if (!accumulate && n > 0) check(api_.mxc_memset(y_dev, 0, size_t(n * H) * 4, compute_), "mxc_memset");
@@ -377,24 +381,49 @@ GpuExpertsRun GpuExperts::forward(const GpuExpertWeights& w, const float* x_dev,
   check(api_.mxc_gather_rows_bf16(x_dev, n, H, perm_d, total, static_cast<uint16_t*>(xg_.p), compute_),
         "mxc_gather_rows_bf16");
 
-  // Groups of up to GROUP consecutive expert ids share a slot; the copy stream runs up to `slots_` groups
-  // ahead of the compute stream.
-  int slot = 0;
+  // Groups of up to GROUP consecutive expert ids share a ring slot; the copy stream runs up to `slots_`
+  // groups ahead of the compute stream. The first groups' copies are queued before anything else so that
+  // they run while the compute stream works through the resident experts.
+  std::vector<std::pair<size_t, size_t>> groups;  // [i, j) of order
   for (size_t i = 0; i < order.size();) {
     size_t j = i + 1;
     while (j < order.size() && j - i < size_t(GROUP) && order[j] == order[j - 1] + 1) ++j;
-    stream_group(w, order[i], int64_t(j - i), slot);
-    for (size_t k = i; k < j; ++k)
-      compute_expert(w, slot, int64_t(k - i), k + 1 == j, start[size_t(order[k])], count[size_t(order[k])]);
-    slot = (slot + 1) % slots_;
+    groups.emplace_back(i, j);
     i = j;
+  }
+  auto stream = [&](size_t g) {
+    stream_group(w, order[groups[g].first], int64_t(groups[g].second - groups[g].first), int(g % size_t(slots_)));
+  };
+  for (size_t g = 0; g < std::min(groups.size(), size_t(slots_)); ++g) stream(g);
+  int64_t waited = -1;  // last chunk of the bank the compute stream has waited for (held is ascending)
+  for (size_t k = 0; k < held.size(); ++k) {
+    const int64_t e = held[k];
+    const int64_t c = e / resident->chunk;
+    if (c != waited) {
+      check(api_.mxc_stream_wait_event(compute_, resident->ready[size_t(c)]), "mxc_stream_wait_event (prefetch)");
+      waited = c;
+    }
+    compute_expert(w, resident->gate + size_t(e) * w.gate_.matrix_bytes(), resident->up + size_t(e) * w.up_.matrix_bytes(),
+                   resident->down + size_t(e) * w.down_.matrix_bytes(), k + 1 == held.size() ? resident->done : nullptr,
+                   start[size_t(e)], count[size_t(e)]);
+  }
+  for (size_t g = 0; g < groups.size(); ++g) {
+    const int slot = int(g % size_t(slots_));
+    check(api_.mxc_stream_wait_event(compute_, copied_[size_t(slot)]), "mxc_stream_wait_event");
+    for (size_t k = groups[g].first; k < groups[g].second; ++k) {
+      const int64_t i = int64_t(k - groups[g].first), e = order[k];
+      compute_expert(w, ring_part(w, slot, 0, i), ring_part(w, slot, 1, i), ring_part(w, slot, 2, i),
+                     k + 1 == groups[g].second ? consumed_[size_t(slot)] : nullptr, start[size_t(e)], count[size_t(e)]);
+    }
+    if (g + size_t(slots_) < groups.size()) stream(g + size_t(slots_));
   }
   check(api_.mxc_moe_combine(static_cast<const float*>(o_.p), total, H, perm_d + total,
                              reinterpret_cast<const float*>(perm_d + total + n * K), n, top_k, y_dev, accumulate ? 1 : 0,
                              compute_),
         "mxc_moe_combine");
   check(api_.mxc_event_record(t1_, compute_), "mxc_event_record");
-  run.experts = int(order.size());
+  run.experts = int(order.size() + held.size());
+  run.resident = int(held.size());
   run.rows = total;
   run.bytes = double(w.expert_bytes()) * double(order.size());
   return run;
@@ -456,7 +485,8 @@ double GpuExperts::measure_expert_s(const GpuExpertWeights& w, int64_t rows) {
   std::vector<double> t;
   for (int rep = 0; rep < 4; ++rep) {
     check(api_.mxc_event_record(a, compute_), "mxc_event_record");
-    compute_expert(w, 0, 0, true, 0, rows);
+    check(api_.mxc_stream_wait_event(compute_, copied_[0]), "mxc_stream_wait_event");
+    compute_expert(w, ring_part(w, 0, 0, 0), ring_part(w, 0, 1, 0), ring_part(w, 0, 2, 0), consumed_[0], 0, rows);
     check(api_.mxc_event_record(b, compute_), "mxc_event_record");
     check(api_.mxc_event_sync(b), "mxc_event_sync");
     float ms = 0;

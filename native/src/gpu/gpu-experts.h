@@ -40,6 +40,9 @@ class GpuExpertWeights {
   bool pinned() const { return pinned_; }
   // Why the weights are not pinned ("" when they are).
   const std::string& unpinned_reason() const { return unpinned_reason_; }
+  const Weight& gate() const { return gate_; }
+  const Weight& up() const { return up_; }
+  const Weight& down() const { return down_; }
 
  private:
   friend class GpuExperts;
@@ -62,11 +65,27 @@ class GpuExpertWeights {
   void* edge_mem_ = nullptr;
 };
 
+// Experts [0, count) of one layer already copied (or being copied) to VRAM ahead of its forward (a
+// prefetch bank, gpu-experts-prefetch.h): expert e's raw slices at gate + e * gate().matrix_bytes(), and
+// likewise up and down. Expert e may be read on the compute stream once it has waited for
+// ready[e / chunk] (recorded on the copy stream after that chunk's copies); the forward records `done`
+// on the compute stream after its last read, and the next fill of the bank waits for it.
+struct ResidentExperts {
+  const GpuExpertWeights* w = nullptr;
+  int64_t count = 0;
+  const uint8_t *gate = nullptr, *up = nullptr, *down = nullptr;
+  int64_t chunk = 1;
+  std::vector<mxc_event*> ready;
+  mxc_event* done = nullptr;
+  bool has(const GpuExpertWeights& x, int64_t e) const { return w == &x && e < count; }
+};
+
 // What one forward did (for the cost model and benches).
 struct GpuExpertsRun {
-  int experts = 0;        // experts streamed and computed
+  int experts = 0;        // experts computed (streamed + resident)
+  int resident = 0;       // of which read from a prefetch bank (not streamed by this call)
   int64_t rows = 0;       // (token, slot) pairs computed
-  double bytes = 0;       // weight bytes streamed
+  double bytes = 0;       // weight bytes streamed by this call
 };
 
 class GpuExperts {
@@ -87,13 +106,21 @@ class GpuExperts {
   // Enqueues on the compute stream: y_dev[t] = (accumulate ? y_dev[t] : 0) + sum over slots j of token t
   // whose expert e = ids[t][j] has gpu_mask[e] != 0 (all experts when gpu_mask is null) of
   // weights[t][j] * down_e(SiLU(gate_e x) * up_e x), x = x_dev[t] (f32 [n][hidden] on the device).
-  // ids/weights: host [n][top_k]. Returns once everything is enqueued (the staging fallback returns
-  // after its last host copy). Throws std::invalid_argument on bad ids, std::runtime_error on CUDA errors.
+  // ids/weights: host [n][top_k]. Experts that `resident` holds for w are read from there (computed
+  // first, while the others stream in); the rest stream through the ring. Returns once everything is
+  // enqueued (the staging fallback returns after its last host copy). Throws std::invalid_argument on
+  // bad ids, std::runtime_error on CUDA errors.
   GpuExpertsRun forward(const GpuExpertWeights& w, const float* x_dev, int64_t n, const int32_t* ids,
-                        const float* weights, int top_k, const uint8_t* gpu_mask, float* y_dev, bool accumulate);
+                        const float* weights, int top_k, const uint8_t* gpu_mask, float* y_dev, bool accumulate,
+                        const ResidentExperts* resident = nullptr);
 
   const CudaApi& api() const { return api_; }
   mxc_stream* compute_stream() const { return compute_; }
+  // The stream every weight copy is ordered on (the ring's and a prefetch's).
+  mxc_stream* copy_stream() const { return copy_; }
+  // Enqueues on the copy stream a copy of `bytes` of w's pinned weights at src (inside gate, up or down)
+  // to dst, split where the pinned registrations end. Requires w.pinned().
+  void copy_weights(const GpuExpertWeights& w, uint8_t* dst, const uint8_t* src, size_t bytes);
   int device() const { return device_; }
   // Milliseconds between the start and the end of the last forward on the GPU (waits for it).
   double last_forward_ms();
@@ -114,9 +141,12 @@ class GpuExperts {
   void check(mxc_status st, const char* what) const;
   // Copy stream: experts [e0, e0 + count) (consecutive ids, count <= GROUP) into ring slot `slot`.
   void stream_group(const GpuExpertWeights& w, int64_t e0, int64_t count, int slot);
-  void copy_pieces(const GpuExpertWeights& w, uint8_t* dst, const uint8_t* src, size_t bytes);
-  // Compute stream: expert `i` of the group in `slot`; `last` releases the slot.
-  void compute_expert(const GpuExpertWeights& w, int slot, int64_t i, bool last, int64_t p0, int64_t rows);
+  // Compute stream: one expert from its raw gate/up/down slices in VRAM; `release` (if any) is recorded
+  // once the slices have been dequantized (the bytes may then be overwritten).
+  void compute_expert(const GpuExpertWeights& w, const uint8_t* gate, const uint8_t* up, const uint8_t* down,
+                      mxc_event* release, int64_t p0, int64_t rows);
+  // Expert `i` of the group in ring slot `slot` (see slot_bytes for the layout).
+  const uint8_t* ring_part(const GpuExpertWeights& w, int slot, int part, int64_t i) const;
   static size_t slot_bytes(const GpuExpertWeights& w);
 
   const CudaApi& api_;

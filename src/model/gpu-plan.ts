@@ -59,7 +59,7 @@ const align256 = (b: number): number => Math.ceil(b / 256) * 256;
  * 3 slots of GpuExperts::GROUP (4) experts, the scratch of one ubatch (grown with 1/4 headroom: gathered BF16
  * rows and f32 outputs of ubatch * top_k pairs, gate/up and SiLU rows, one expert dequantized to BF16, the
  * routing tables), the split's f32 output, the experts' own cuBLAS workspace, and the two prefetch banks
- * (gpu-experts-prefetch.h: a whole layer each unless MIXTILE_GPU_EXPERTS_PREFETCH=0 or _MIB caps them).
+ * (gpu-experts-prefetch.h: with MIXTILE_GPU_EXPERTS_PREFETCH set and not 0, a whole layer each unless _MIB caps them).
  */
 export function gpuExpertsBytes(c: ModelConfig, gguf: GgufModel, plan: GpuPlan, ubatch: number, env: NodeJS.ProcessEnv = process.env): number {
   let slot = 0;
@@ -85,7 +85,8 @@ export function gpuExpertsBytes(c: ModelConfig, gguf: GgufModel, plan: GpuPlan, 
   const splitOut = ubatch * h * 4;
   const cublas = 32 * 2 ** 20;
   let prefetch = 2 * layer;
-  if (env.MIXTILE_GPU_EXPERTS_PREFETCH === '0') prefetch = 0;
+  // As the native side reads it (atoll): unset, 0 or not a number -> off.
+  if ((Number.parseInt(env.MIXTILE_GPU_EXPERTS_PREFETCH ?? '', 10) || 0) === 0) prefetch = 0;
   else if (env.MIXTILE_GPU_EXPERTS_PREFETCH_MIB) {
     // As the native side reads it (atoll): not a number -> 0, negative -> no cap.
     const mib = Number.parseInt(env.MIXTILE_GPU_EXPERTS_PREFETCH_MIB, 10) || 0;

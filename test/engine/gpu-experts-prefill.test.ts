@@ -29,7 +29,10 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { addon } from '../../src/native/addon.ts';
 import { cudaInfo } from '../../src/native/cuda.ts';
+import { readGguf } from '../../src/formats/gguf-read.ts';
+import { gpuExpertsBytes, type GpuPlan } from '../../src/model/gpu-plan.ts';
 import { loadModel } from '../../src/model/load.ts';
+import type { ModelConfig } from '../../src/model/types.ts';
 import { synthModel } from '../../src/model/synth.ts';
 import type { ForwardBatch } from '../../src/model/types.ts';
 
@@ -230,6 +233,23 @@ describe('prefetch of the next layer\'s experts into VRAM banks', { skip }, () =
     }
   });
 
+  test('the fit check counts the banks only when the prefetch is on, capped by its budget', async () => {
+    const gguf = await readGguf(model);
+    const c = { nLayers: 2, hidden: 256, expertFfn: 256, nExperts: 8, nExpertsUsed: 2 } as ModelConfig;
+    const plan = { expertsPrefill: [true, true] } as GpuPlan;
+    const layerBytes = Math.max(
+      ...[0, 1].map((l) =>
+        ['gate', 'up', 'down'].reduce((sum, t) => sum + Math.ceil(gguf.tensors.get(`blk.${l}.ffn_${t}_exps.weight`)!.nBytes / 256) * 256, 0),
+      ),
+    );
+    const off = gpuExpertsBytes(c, gguf, plan, 512, {});
+    assert.ok(off > 32 * 2 ** 20, 'ring, scratch and the cuBLAS workspace are counted');
+    assert.equal(gpuExpertsBytes(c, gguf, plan, 512, { MIXTILE_GPU_EXPERTS_PREFETCH: '1' }), off + 2 * layerBytes);
+    assert.equal(gpuExpertsBytes(c, gguf, plan, 512, { MIXTILE_GPU_EXPERTS_PREFETCH: '1', MIXTILE_GPU_EXPERTS_PREFETCH_MIB: '1' }), off + 2 ** 20);
+    assert.ok(gpuExpertsBytes(c, gguf, plan, 2048, {}) > off, 'the scratch grows with the ubatch');
+    assert.equal(gpuExpertsBytes(c, gguf, { expertsPrefill: [false, false] } as GpuPlan, 512, { MIXTILE_GPU_EXPERTS_PREFETCH: '1' }), 0);
+  });
+
   test('the cost model gives the GPU the resident experts first', () => {
     const cost = { pcieGbps: 1, gpuBaseUs: 10, gpuRowUs: 0.1, gpuCallUs: 0, cpuBaseUs: 100, cpuRowUs: 1 };
     const rows = [1, 1, 1, 1, 50, 50, 50, 50];
@@ -245,7 +265,7 @@ describe('prefetch of the next layer\'s experts into VRAM banks', { skip }, () =
     const file = fileURLToPath(import.meta.url);
     // Without the parent runner's NODE_TEST_CONTEXT the child reports in TAP on its stdout.
     const { NODE_TEST_CONTEXT: _, ...env } = process.env;
-    const r = spawnSync(process.execPath, ['--import', 'tsx', '--test', '--test-reporter', 'tap', '--test-name-pattern', 'prefetch|resident|budget|layers', file], {
+    const r = spawnSync(process.execPath, ['--import', 'tsx', '--test', '--test-reporter', 'tap', '--test-name-pattern', 'prefetch|resident|layers', file], {
       env: { ...env, MIXTILE_CUDA_HOST_SYNC: '1', MIXTILE_PREFETCH_TEST_CHILD: '1' },
       encoding: 'utf8',
       timeout: 600_000,

@@ -23,10 +23,11 @@ int64_t env_int(const char* name, int64_t fallback) {
   return e && *e ? std::atoll(e) : fallback;
 }
 
-// Both prefetch banks together: MIXTILE_GPU_EXPERTS_PREFETCH=0 -> none; MIXTILE_GPU_EXPERTS_PREFETCH_MIB
-// caps them; else each holds a whole layer (src/model/gpu-plan.ts counts the same for the fit check).
+// Both prefetch banks together: none unless MIXTILE_GPU_EXPERTS_PREFETCH is set and not 0 (off by default:
+// no gain measured yet, bench/RESULTS.md "GPU experts (prefill)"); MIXTILE_GPU_EXPERTS_PREFETCH_MIB caps
+// them; else each holds a whole layer (src/model/gpu-plan.ts counts the same for the fit check).
 size_t prefetch_budget() {
-  if (env_int("MIXTILE_GPU_EXPERTS_PREFETCH", 1) == 0) return 0;
+  if (env_int("MIXTILE_GPU_EXPERTS_PREFETCH", 0) == 0) return 0;
   const int64_t mib = env_int("MIXTILE_GPU_EXPERTS_PREFETCH_MIB", -1);
   return mib < 0 ? SIZE_MAX : size_t(mib) << 20;
 }

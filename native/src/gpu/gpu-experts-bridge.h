@@ -8,7 +8,8 @@
 // token the CPU kernel alone won one of the two runs on the H100 machine, 0.46 vs 0.96 ms split, and lost
 // the other; from 8 tokens the GPU or the split won both; bench/RESULTS.md "GPU experts").
 // Prefetch of the next layer's experts while a layer computes (gpu-experts-prefetch.h):
-// MIXTILE_GPU_EXPERTS_PREFETCH=0 turns it off; MIXTILE_GPU_EXPERTS_PREFETCH_MIB caps its two VRAM banks
+// MIXTILE_GPU_EXPERTS_PREFETCH=1 turns it on (off by default: on the H100 machine's 8-layer bench it
+// measured no gain within the noise, bench/RESULTS.md); MIXTILE_GPU_EXPERTS_PREFETCH_MIB caps its two VRAM banks
 // (default: a whole layer each); MIXTILE_GPU_EXPERTS_PREFETCH_MIN_TOKENS (default 128: from there every
 // expert of a layer gets tokens, e.g. 128 x top-8 of 128) is the smallest batch that prefetches.
 #pragma once

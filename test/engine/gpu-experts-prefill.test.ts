@@ -141,18 +141,26 @@ describe('prefill experts split between the GPU and the CPU', { skip: skip || (i
 type PrefetchCounters = { queued: number; used: number; bankBytes: number };
 const prefetchCounters = (): PrefetchCounters => addon().gpuExpertsPrefetchCounters!() as PrefetchCounters;
 
-/** Runs fn with the environment changed (read by a context when it first runs GPU experts), then restores it. */
+/** Runs fn with the environment changed (read when a model loads its GPU experts), then restores it (after fn's promise settles). */
 function withEnv<T>(vars: Record<string, string>, fn: () => T): T {
   const old = Object.fromEntries(Object.keys(vars).map((k) => [k, process.env[k]]));
   Object.assign(process.env, vars);
-  try {
-    return fn();
-  } finally {
+  const restore = () => {
     for (const [k, v] of Object.entries(old)) {
       if (v === undefined) delete process.env[k];
       else process.env[k] = v;
     }
+  };
+  let result: T;
+  try {
+    result = fn();
+  } catch (e) {
+    restore();
+    throw e;
   }
+  if (result instanceof Promise) return result.finally(restore) as T;
+  restore();
+  return result;
 }
 
 describe('prefetch of the next layer\'s experts into VRAM banks', { skip }, () => {
@@ -177,10 +185,10 @@ describe('prefetch of the next layer\'s experts into VRAM banks', { skip }, () =
     [123, 456, 789, 1011, 1213, 1415, 1617, 1819, 2021, 2223, 2425],
   ];
   async function run(env: Record<string, string>): Promise<{ logits: Float32Array[]; used: number; queued: number; bankBytes: number }> {
-    const m = await loadModel(model, { ctxSize: 64, nSeq: 1, rules });
-    try {
-      const c0 = prefetchCounters();
-      return withEnv(env, () => {
+    return withEnv(env, async () => {
+      const m = await loadModel(model, { ctxSize: 64, nSeq: 1, rules });
+      try {
+        const c0 = prefetchCounters();
         // One sequence, each prefill continuing where the last ended.
         let pos = 0;
         const logits = prompts.map((p) => {
@@ -190,10 +198,10 @@ describe('prefetch of the next layer\'s experts into VRAM banks', { skip }, () =
         logits.push(m.forward(batch([42], [pos], [0])));
         const c1 = prefetchCounters();
         return { logits, used: c1.used - c0.used, queued: c1.queued - c0.queued, bankBytes: c1.bankBytes };
-      });
-    } finally {
-      m.dispose();
-    }
+      } finally {
+        m.dispose();
+      }
+    });
   }
 
   const off = { MIXTILE_GPU_EXPERTS_PREFETCH: '0' };
@@ -213,12 +221,12 @@ describe('prefetch of the next layer\'s experts into VRAM banks', { skip }, () =
         assert.equal(got.queued, 0);
         assert.equal(got.used, 0);
       } else {
-        // Layer 1 of prefills 2 and 3 (layer 0 has no layer before it in the same forward).
-        // Only layer 1 can be prefetched (layer 0 has no layer before it), in prefills 2 and 3; prefill 3
-        // finds layer 1 in its bank already unless it wants more of its experts than prefill 2 queued.
+        // Only layer 1 can be prefetched (layer 0 has no layer before it in the same forward), in each of the
+        // three prefills (the layers' order is known from load); a prefill may find layer 1 in its bank
+        // already, when it wants no more of its experts than an earlier prefill queued.
         const most = used === 'all' ? 8 : 4;
-        assert.ok(got.queued > 0 && got.queued <= 2 * most, `queued ${got.queued} experts (a bank holds ${most})`);
-        assert.ok(got.used > 0 && got.used <= 2 * most, `the banks were read (queued ${got.queued}, used ${got.used})`);
+        assert.ok(got.queued > 0 && got.queued <= 3 * most, `queued ${got.queued} experts (a bank holds ${most})`);
+        assert.ok(got.used > 0 && got.used <= 3 * most, `the banks were read (queued ${got.queued}, used ${got.used})`);
       }
     });
   }

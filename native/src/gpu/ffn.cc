@@ -4,6 +4,7 @@
 #include <stdexcept>
 
 #include "gpu/experts-bridge.h"
+#include "gpu/gpu-experts-bridge.h"
 #include "gpu/weights-upload.h"
 
 namespace mixtile::gpu {
@@ -44,6 +45,7 @@ std::shared_ptr<GpuFfn> gpu_moe_create(std::shared_ptr<GpuContext> ctx, int laye
   f->top_k = top_k;
   f->norm_topk_prob = norm_topk_prob;
   f->experts_prefill_on_gpu = experts_prefill_on_gpu;
+  if (experts_prefill_on_gpu) prepare_gpu_experts(*ctx, *f->experts, layer);
   f->norm = upload_f32(*ctx, norm, "post_attention_layernorm");
   f->router = upload_f32(*ctx, router, "mlp.gate");
   f->graphs = std::make_unique<GraphCache>(ctx->api);

@@ -87,13 +87,29 @@ bool gpu_experts_wanted(const ExpertsBridgeArgs& a) {
   return a.prefill && a.prefill_on_gpu && a.n >= min_tokens() && placement_from_env() != ExpertsPlacement::cpu;
 }
 
-void run_gpu_experts(GpuContext& g, const ExpertsWeights& experts, const ExpertsBridgeArgs& a, const float* x,
-                     const int32_t* ids, const float* weights) {
+namespace {
+
+// The layer's pinned weights, made (pinned) on first use; the state with its streams likewise.
+GpuExpertWeights& layer_weights(GpuContext& g, const ExpertsWeights& experts, int layer_index) {
   if (!g.experts_gpu) g.experts_gpu = std::make_shared<ExpertsGpuState>(*g.api, g.device);
   ExpertsGpuState& st = *g.experts_gpu;
   std::unique_ptr<GpuExpertWeights>& layer = st.layers[&experts];
   if (!layer) layer = std::make_unique<GpuExpertWeights>(*g.api, experts.gate, experts.up, experts.down);
-  st.by_index[a.layer] = layer.get();
+  st.by_index[layer_index] = layer.get();
+  return *layer;
+}
+
+}  // namespace
+
+void prepare_gpu_experts(GpuContext& g, const ExpertsWeights& experts, int layer_index) {
+  if (placement_from_env() == ExpertsPlacement::cpu) return;
+  layer_weights(g, experts, layer_index);
+}
+
+void run_gpu_experts(GpuContext& g, const ExpertsWeights& experts, const ExpertsBridgeArgs& a, const float* x,
+                     const int32_t* ids, const float* weights) {
+  GpuExpertWeights* const layer = &layer_weights(g, experts, a.layer);
+  ExpertsGpuState& st = *g.experts_gpu;
   // A batch this large gives the GPU (nearly) every expert of every layer: once this layer's copies are
   // queued, queue the next layer's (known from an earlier forward) behind them, as many experts as the
   // cost model gives the GPU here with none prefetched.
@@ -103,7 +119,7 @@ void run_gpu_experts(GpuContext& g, const ExpertsWeights& experts, const Experts
   std::function<void(int)> prefetch_next;
   if (next_w && a.n >= st.prefetch_min_tokens) {
     prefetch_next = [&](int gpu_alone) {
-      const int64_t q = st.prefetch.start(*next_w, gpu_alone, layer.get());
+      const int64_t q = st.prefetch.start(*next_w, gpu_alone, layer);
       g_queued += uint64_t(q);
       g_bank_bytes = st.prefetch.device_bytes();
       queued_bytes = uint64_t(q) * next_w->expert_bytes();

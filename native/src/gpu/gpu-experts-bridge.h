@@ -31,6 +31,10 @@ PrefetchCounters prefetch_counters();
 // Whether this batch's experts may use the GPU (rules, phase, size, environment).
 bool gpu_experts_wanted(const ExpertsBridgeArgs& a);
 
+// At load, for experts whose prefill may use the GPU: pins the layer's weights (cudaHostRegister of the
+// mapped file takes seconds for a whole model) so that the first prompt does not pay for it.
+void prepare_gpu_experts(GpuContext& g, const ExpertsWeights& experts, int layer_index);
+
 // Runs the batch's experts split between the GPU and the CPU. x/ids/weights are the host copies of
 // a.xn/a.ids/a.weights (the stream has been synchronised); a.y is written on the GPU experts' own
 // stream, and g.stream waits for it. The state (stream, cuBLAS, scratch, pinned weights of every

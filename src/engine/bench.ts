@@ -29,7 +29,7 @@ export interface BenchResult {
   ops?: OpProfileRow[];
 }
 
-/** Runs each test `reps` times after one short warm-up (as llama-bench does); `seed` fixes the random tokens. */
+/** Runs each test `reps` times after one warm-up run (as llama-bench does); `seed` fixes the random tokens. */
 export function runBench(
   model: LoadedModel,
   tokenizer: SchedulerTokenizer,
@@ -56,7 +56,9 @@ function runTests(
   const randomTokens = (n: number) => Array.from({ length: n }, () => Math.floor(rng.next() * model.config.vocab));
   const results: BenchResult[] = [];
   for (const t of tests) {
-    if (t.kind === 'pp') runOnce(model, tokenizer, opts.ubatch, randomTokens(Math.min(t.n, 32)), 1);
+    // Warm-up as llama-bench's: the whole prompt for pp (first-use costs of its batch size: GPU scratch,
+    // cuBLAS plans, the experts' cost model), one token for tg.
+    if (t.kind === 'pp') runOnce(model, tokenizer, opts.ubatch, randomTokens(t.n), 1);
     else runOnce(model, tokenizer, opts.ubatch, randomTokens(1), 1);
     if (profile) opProfileReset();
     const samples: number[] = [];

@@ -1,11 +1,12 @@
 // Compares mixtile's logits with transformers' (written by hf_reference.py) for every position of a
 // prompt: GGUF produced by `mixtile convert` from the same checkpoint, one prefill batch.
-// usage: node --import tsx test/hf/compare-logits.ts MODEL.gguf HF_DIR [tolerance] [kvType f16|bf16|f32]
+// usage: node --import tsx test/hf/compare-logits.ts MODEL.gguf HF_DIR [tolerance] [kvType f16|bf16|f32] [rules]
+// (rules: a rule file or preset, e.g. qwen3moe-hybrid for the GPU + CPU forward; default: every operator on the CPU)
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadModel } from '../../src/model/load.ts';
 
-const [ggufPath, hfDir, tolArg, kvArg] = process.argv.slice(2);
+const [ggufPath, hfDir, tolArg, kvArg, rules] = process.argv.slice(2);
 const kvType = (kvArg ?? 'f16') as 'f16' | 'bf16' | 'f32';
 if (!ggufPath || !hfDir) throw new Error('usage: compare-logits.ts MODEL.gguf HF_DIR [tolerance]');
 const { tokens, vocab } = JSON.parse(readFileSync(join(hfDir, 'hf-tokens.json'), 'utf8')) as { tokens: number[]; vocab: number };
@@ -14,7 +15,7 @@ const ref = new Float32Array(buf.buffer, buf.byteOffset, buf.byteLength / 4);
 const n = tokens.length;
 if (ref.length !== n * vocab) throw new Error(`hf-logits.f32 has ${ref.length} values, expected ${n}×${vocab}`);
 
-const model = await loadModel(ggufPath, { ctxSize: 256, kvType });
+const model = await loadModel(ggufPath, { ctxSize: 256, kvType, rules });
 const got = model.forward({
   tokens: Int32Array.from(tokens),
   positions: Int32Array.from(tokens, (_, i) => i),
@@ -59,6 +60,7 @@ const result = {
   rmsOverStd: +(rms / refStd).toExponential(3),
   top1Agreement: `${top1Equal}/${n}`,
   kvType,
+  rules: rules ?? 'cpu',
   tolerance: tol,
   pass: rms / refStd <= tol && top1Equal === n,
 };

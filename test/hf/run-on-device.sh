@@ -14,5 +14,10 @@ for cfg in tiny a3b-2l; do
     tol=0.01; kv=f16; [ "$dt" = F32 ] && { tol=0.002; kv=f32; }
     echo "== $cfg $dt kv $kv (isa ${MIXTILE_ISA:-best})" | tee -a "$R"
     node --import tsx test/hf/compare-logits.ts "$W/$cfg-$dt.gguf" "$W/$cfg" $tol $kv 2>&1 | tee -a "$R"
+    # The GPU + CPU hybrid forward on the same file, where CUDA runs (BF16 GEMMs on the GPU, f32 accumulation).
+    if [ "$dt" = BF16 ] && [ -e /dev/nvidiactl ]; then
+      echo "== $cfg $dt kv $kv rules qwen3moe-hybrid" | tee -a "$R"
+      node --import tsx test/hf/compare-logits.ts "$W/$cfg-$dt.gguf" "$W/$cfg" $tol $kv qwen3moe-hybrid 2>&1 | tee -a "$R"
+    fi
   done
 done

@@ -9,7 +9,7 @@ import { FormatError } from '../formats/errors.ts';
 import { GGML_TYPES } from '../formats/ggml-types.ts';
 import { Option } from 'commander';
 import { intArg, rulesOf, type RulesFlags } from './engine-flags.ts';
-import { placementOfModel } from '../model/placement.ts';
+import { placementOfModel, type GpuAsLoaded } from '../model/placement.ts';
 import { RuleError } from '../optimize/rules.ts';
 import type { PlacementSummary } from '../optimize/rules.ts';
 
@@ -48,7 +48,7 @@ function render(s: GgufSummary): string {
 }
 
 /** One line per module with weights: rule that placed it, devices, bytes; then RAM / VRAM totals. */
-function renderPlacement(p: PlacementSummary & { unclaimed: string[] }, rules: string): string {
+function renderPlacement(p: PlacementSummary & { unclaimed: string[]; gpu?: GpuAsLoaded }, rules: string): string {
   const rows = p.rows.filter((r) => r.bytes > 0);
   const w = Math.max(...rows.map((r) => r.name.length));
   const lines = [`placement under ${rules} (modules with weights; first matching rule wins):`];
@@ -58,7 +58,15 @@ function renderPlacement(p: PlacementSummary & { unclaimed: string[] }, rules: s
     const via = r.via ? ` via ${r.via}` : '';
     lines.push(`  ${r.name.padEnd(w)}  ${r.operator.padEnd(12)} ${devices.padEnd(10)} ${r.location.padEnd(4)} ${bytes(r.bytes).padStart(10)}  ${r.source}${via}${shadow}`);
   }
-  lines.push(`  total: RAM ${bytes(p.ramBytes)}, VRAM ${bytes(p.vramBytes)} (weights only)`);
+  lines.push(`  total: RAM ${bytes(p.ramBytes)}, VRAM ${bytes(p.vramBytes)} (weights only, as stored in the file)`);
+  if (p.gpu) {
+    const g = p.gpu;
+    const total = g.weightsBytes + g.kvBytes + g.workspaceBytes;
+    lines.push(
+      `  GPU as loaded: weights ${bytes(g.weightsBytes)} (matrices as BF16), KV ${bytes(g.kvBytes)} (ctx ${g.ctx}, ${g.slots} slot), ` +
+        `buffers ${bytes(g.workspaceBytes)} (ubatch ${g.ubatch}): ${bytes(total)} of VRAM`,
+    );
+  }
   for (const name of p.unclaimed) lines.push(`  warning: tensor ${name} belongs to no module`);
   for (const warning of p.warnings) lines.push(`  warning: ${warning}`);
   return lines.join('\n');
@@ -82,7 +90,7 @@ export function register(program: Command): void {
         const model = (await stat(file)).isDirectory() ? await openHfModel(file) : await readGguf(file);
         const summary = summarizeGguf(model, { ctx: o.ctx });
         const tensors = [...model.tensors.values()].map((t) => ({ name: t.name, type: GGML_TYPES.get(t.type)!.name, dims: t.dims, file: t.fileIndex, offset: t.offset, nBytes: t.nBytes }));
-        const placement = rules === undefined ? undefined : placementOfModel(model, rules);
+        const placement = rules === undefined ? undefined : placementOfModel(model, rules, { ctx: o.ctx });
         if (o.json) {
           console.log(JSON.stringify({ ...summary, ...(o.tensors ? { tensors } : {}), ...(placement ? { placement } : {}) }, null, 2));
           return;

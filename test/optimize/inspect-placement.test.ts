@@ -9,6 +9,7 @@ import { readGguf } from '../../src/formats/gguf-read.ts';
 import { placementOfModel } from '../../src/model/placement.ts';
 import { synthModel } from '../../src/model/synth.ts';
 import { RuleError } from '../../src/optimize/rules.ts';
+import { probeHardware } from '../../src/optimize/hardware.ts';
 
 test('placement of a synth tiny model under the cpu preset and a custom rule file', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'mixtile-placement-'));
@@ -53,6 +54,34 @@ test('placement of a synth tiny model under the cpu preset and a custom rule fil
     assert.equal(row0.source, `${rules}:6`);
 
     assert.throws(() => placementOfModel(gguf, join(dir, 'missing.yaml')), (e: unknown) => e instanceof RuleError || (e as NodeJS.ErrnoException).code === 'ENOENT');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('inspect --rules qwen3moe-hybrid: the GPU part as the loader allocates it (BF16 weights, KV, buffers)', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'mixtile-placement-gpu-'));
+  try {
+    const out = join(dir, 'tiny.gguf');
+    await synthModel({ preset: 'tiny', out, fileType: 'Q4_K_M' });
+    const gguf = await readGguf(out);
+    const withGpu = { ...probeHardware(), gpus: [{ index: 0, name: 'Test GPU', memoryTotalBytes: 80 * 2 ** 30, memoryFreeBytes: 80 * 2 ** 30 }], gpuNote: undefined };
+    const cpuOnly = { ...probeHardware(), gpus: [], gpuNote: 'no GPU in this test' };
+    assert.equal(placementOfModel(gguf, 'qwen3moe-hybrid', { hardware: cpuOnly }).gpu, undefined, 'no GPU part when the rules fall back to the CPU');
+
+    const p = placementOfModel(gguf, 'qwen3moe-hybrid', { hardware: withGpu, ctx: 1024, slots: 2 });
+    assert.ok(p.gpu, 'the hybrid preset puts attention, router and lm_head on the GPU');
+    const lmHead = gguf.tensors.get('output.weight')!;
+    const [hidden, vocab] = lmHead.dims as [number, number];
+    // The Q4_K_M file stores lm_head in Q6_K; on the GPU it is BF16, so the loaded weights exceed the file's VRAM rows.
+    assert.ok(p.gpu.weightsBytes >= vocab * hidden * 2, `lm_head alone is ${vocab * hidden * 2} bytes as BF16, got ${p.gpu.weightsBytes}`);
+    assert.ok(p.gpu.weightsBytes > p.vramBytes, `BF16 on the GPU (${p.gpu.weightsBytes}) exceeds the file's bytes (${p.vramBytes})`);
+    const layers = [...gguf.tensors.keys()].filter((k) => /^blk\.\d+\.attn_k\.weight$/.test(k)).length;
+    const kvDim = gguf.tensors.get('blk.0.attn_k.weight')!.dims[1]!; // kv heads x head dim
+    assert.equal(p.gpu.kvBytes, 2 * layers * 2 * 1024 * kvDim * 2, 'K and V of every layer, 2 slots x 1024 positions, f16');
+    assert.equal(p.gpu.ctx, 1024);
+    assert.equal(p.gpu.slots, 2);
+    assert.ok(p.gpu.workspaceBytes > 0);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -11,26 +11,8 @@
 # 1/4/8-thread decode runs.
 set -uo pipefail
 R=${OUT:-/tmp/amx-run}
-mkdir -p "$R"
-T0=$(date +%s)
 BUDGET=${AMX_RUN_BUDGET:-390}
-left() { echo $((BUDGET - ($(date +%s) - T0))); }
-log() { echo "[+$(($(date +%s) - T0))s] $*" | tee -a "$R/main.log"; }
-# step NAME NEED_S CMD...: runs CMD (output into main.log, capped at the time left) if NEED_S are left.
-step() {
-  local name=$1 need=$2
-  shift 2
-  if [ "$(left)" -lt "$need" ]; then
-    log "SKIP $name (left $(left) s < $need s)"
-    return 1
-  fi
-  log "RUN $name: $*"
-  local s=$(date +%s)
-  timeout "$(($(left) - 5))" "$@" >>"$R/main.log" 2>&1
-  local rc=$?
-  log "END $name rc=$rc $(($(date +%s) - s)) s"
-  return $rc
-}
+source "$(dirname "$0")/../device/steps.sh"
 M=/tmp/amx-models
 mkdir -p "$M"
 export MIXTILE_REPACK_CACHE_DIR=/tmp/amx-repack-cache

@@ -11,22 +11,8 @@
 # Run from a snapshot root after `source .device/env.sh && bash .device/setup.sh`; logs in $OUT.
 set -uo pipefail
 R=${OUT:-/tmp/dec-run}
-mkdir -p "$R"
-T0=$(date +%s)
 BUDGET=${DEC_RUN_BUDGET:-330}
-left() { echo $((BUDGET - ($(date +%s) - T0))); }
-log() { echo "[+$(($(date +%s) - T0))s] $*" | tee -a "$R/main.log"; }
-step() {
-  local name=$1 need=$2
-  shift 2
-  if [ "$(left)" -lt "$need" ]; then
-    log "SKIP $name (left $(left) s < $need s)"
-    return 1
-  fi
-  log "RUN $name: $*"
-  timeout "$(($(left) - 5))" "$@" >>"$R/main.log" 2>&1
-  log "END $name rc=$?"
-}
+source "$(dirname "$0")/../device/steps.sh"
 log "machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2), $(nproc) cpus; $(date -u)"
 lscpu | grep -E 'Model name|Thread|Core|Socket|NUMA node|L1d|L2|L3|MHz' >>"$R/main.log"
 echo "THP: $(cat /sys/kernel/mm/transparent_hugepage/enabled 2>/dev/null)" >>"$R/main.log"

@@ -7,17 +7,8 @@
 # `export MIXTILE_CUDA_ARCHS=90 && source .device/env.sh && bash .device/setup.sh`; logs go to $OUT/main.log.
 # FULL_LAYERS (default 48), FULL_BUDGET seconds (default 560).
 set -uo pipefail
-R=${OUT:-/tmp/full-run}; mkdir -p "$R"
-T0=$(date +%s); BUDGET=${FULL_BUDGET:-560}; L=${FULL_LAYERS:-48}
-left() { echo $((BUDGET - ($(date +%s) - T0))); }
-log() { echo "[+$(($(date +%s) - T0))s] $*" | tee -a "$R/main.log"; }
-step() { # NAME NEED_S CMD...: runs CMD if NEED_S seconds are left, capped at the time left
-  local name=$1 need=$2; shift 2
-  if [ "$(left)" -lt "$need" ]; then log "SKIP $name (left $(left) s < $need s)"; return 1; fi
-  log "RUN $name: $*"; local s=$(date +%s)
-  timeout "$(($(left) - 5))" "$@" >>"$R/main.log" 2>&1; local rc=$?
-  log "END $name rc=$rc $(($(date +%s) - s)) s"; return $rc
-}
+R=${OUT:-/tmp/full-run}; BUDGET=${FULL_BUDGET:-560}; L=${FULL_LAYERS:-48}
+source "$(dirname "$0")/steps.sh"
 X="node bin/mixtile.js"; F=/tmp/a3b-${L}l-q4km.gguf
 export MIXTILE_REPACK_CACHE=0   # the 48L INT8 cache (~35 GB) does not fit beside the file on this disk
 log "machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2), $(nproc) cpus, $(free -g | awk '/Mem/{print $2}') GiB; $(nvidia-smi --query-gpu=name --format=csv,noheader 2>&1); $(date -u)"

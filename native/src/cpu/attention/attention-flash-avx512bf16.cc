@@ -168,23 +168,7 @@ void run_block(const AttentionArgs& a, const FlashBlock& blk, const int32_t* tok
     accumulate<RV>(p2, v2, d, (bt + 1) / 2, corr, ot);
   }
 
-  if (part) {  // a KV split: unnormalized rows, max and sum for flash_run's merge
-    alignas(64) float mm[R], ll[R];
-    for (int v = 0; v < RV; ++v) _mm512_store_ps(mm + 16 * v, m[v]), _mm512_store_ps(ll + 16 * v, l[v]);
-    for (int r = 0; r < rows; ++r) {
-      part->m[r] = mm[r];
-      part->l[r] = ll[r];
-      for (int j = 0; j < d; ++j) part->o[r * d + j] = ot[j * R + r];
-    }
-    return;
-  }
-  alignas(64) float inv[R];
-  for (int v = 0; v < RV; ++v) _mm512_store_ps(inv + 16 * v, _mm512_div_ps(_mm512_set1_ps(1.f), l[v]));
-  for (int r = 0; r < rows; ++r) {
-    const int64_t i = tokens[blk.first + r / group];
-    float* out = a.out + (i * a.n_heads + int64_t(kvh) * group + r % group) * d;
-    for (int j = 0; j < d; ++j) out[j] = ot[j * R + r] * inv[r];
-  }
+  flash_write_rows<RV>(a, blk, tokens, kvh, rows, ot, R, m, l, part);
 }
 
 }  // namespace

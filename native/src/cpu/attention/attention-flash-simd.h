@@ -8,6 +8,9 @@
 #include <cstdlib>
 #include <new>
 
+#include "cpu/attention/attention-flash.h"
+#include "cpu/attention/attention.h"
+
 namespace mixtile {
 namespace {
 
@@ -59,6 +62,32 @@ inline void online_softmax(float* s, int stride, int64_t t0, int bt, int nt, boo
     }
     l[v] = _mm512_fmadd_ps(l[v], corr[v], sum);
     m[v] = mx;
+  }
+}
+
+// The end of a block's work, O^T in ot[j * stride + r]: for a KV split (part), its unnormalized rows with
+// their max and sum for flash_run's merge; else each live row divided by its sum, into a.out.
+template <int RV>
+inline void flash_write_rows(const AttentionArgs& a, const FlashBlock& blk, const int32_t* tokens, int kvh, int rows,
+                             const float* ot, int stride, const __m512* m, const __m512* l, FlashPartial* part) {
+  const int group = a.n_heads / a.n_kv_heads;
+  const int d = a.head_dim;
+  if (part) {
+    alignas(64) float mm[16 * RV], ll[16 * RV];
+    for (int v = 0; v < RV; ++v) _mm512_store_ps(mm + 16 * v, m[v]), _mm512_store_ps(ll + 16 * v, l[v]);
+    for (int r = 0; r < rows; ++r) {
+      part->m[r] = mm[r];
+      part->l[r] = ll[r];
+      for (int j = 0; j < d; ++j) part->o[r * d + j] = ot[j * stride + r];
+    }
+    return;
+  }
+  alignas(64) float inv[16 * RV];
+  for (int v = 0; v < RV; ++v) _mm512_store_ps(inv + 16 * v, _mm512_div_ps(_mm512_set1_ps(1.f), l[v]));
+  for (int r = 0; r < rows; ++r) {
+    const int64_t i = tokens[blk.first + r / group];
+    float* out = a.out + (i * a.n_heads + int64_t(kvh) * group + r % group) * d;
+    for (int j = 0; j < d; ++j) out[j] = ot[j * stride + r] * inv[r];
   }
 }
 

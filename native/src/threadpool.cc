@@ -1,10 +1,14 @@
 // Persistent pool: workers spin on a generation counter for a short while after each job, then
-// sleep on a condition variable. Tasks are handed out by an atomic counter (dynamic balance).
+// sleep on a condition variable. Tasks are handed out by an atomic counter (dynamic balance), and
+// the caller waits for the tasks to be done, not for every worker to check in: a worker the
+// scheduler has not run yet (an oversubscribed box) costs nothing unless it holds a task.
 #include "threadpool.h"
 
 #include <immintrin.h>
 
+#include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdlib>
 #include <exception>
@@ -22,10 +26,22 @@ namespace {
 // An idle worker first spins (pause, ~10-40 ns each: tens of microseconds, longer than the gap
 // between decode's back-to-back phases), then yields its core a number of times (an
 // oversubscribed box can run others meanwhile), then sleeps on the condition variable.
-constexpr int SPIN_PAUSES = 4000;
+// MIXTILE_POOL_SPIN (pauses, default 4000) lengthens the spin: hybrid decode leaves the pool idle for the GPU's
+// part of every layer (~50-90 us), and a worker that went to sleep costs a wake-up at the next experts call.
+constexpr int SPIN_PAUSES_DEFAULT = 4000;
 constexpr int SPIN_YIELDS = 200;
-// The caller waiting for workers to finish a job pauses this often before it yields instead.
+int spin_pauses() {
+  static const int n = [] {
+    const char* e = std::getenv("MIXTILE_POOL_SPIN");
+    const int v = e ? std::atoi(e) : 0;
+    return v > 0 ? v : SPIN_PAUSES_DEFAULT;
+  }();
+  return n;
+}
+// The caller waiting for claimed tasks to finish pauses this often before it yields instead.
 constexpr int YIELD_AFTER = 200;
+// Tasks per job are counted in 32 bits of the claim word; larger calls run as several jobs.
+constexpr int64_t MAX_JOB_TASKS = int64_t(1) << 30;
 
 thread_local bool t_in_task = false;
 thread_local int t_thread = 0;  // pool index of the thread running a task
@@ -49,6 +65,15 @@ int physical_cores() {
   return n > 0 ? n : 1;
 }
 
+using TaskFn = std::function<void(int64_t, int)>;
+
+// How a job is handed out. claim_ = (job << 32) | next task index: a claim is one fetch_add, and
+// its result says which job the index belongs to. meta_ = (job << 32) | task count of the current
+// job. A claim counts only if its job is meta_'s job and its index is below the count. Why that is
+// safe without a lock: the caller publishes fn_ and meta_ before it opens claim_ (release), so a
+// claim of job J sees J's meta_ and fn_; and job J cannot end (nor meta_/fn_ change) while a
+// claimed index below its count is not yet done. A late claim on an ended job either carries the
+// old job number (meta_ moved on: ignored) or an index past the count (ignored).
 class Pool {
  public:
   explicit Pool(int n) { start(n); }
@@ -61,33 +86,38 @@ class Pool {
     start(n);
   }
 
-  void run(int64_t n_tasks, const std::function<void(int64_t, int)>& fn) {
+  void stall_for_test(int worker, int us) {
+    stall_us_.store(us, std::memory_order_relaxed);
+    stall_worker_.store(us > 0 ? worker : -1, std::memory_order_relaxed);
+  }
+
+  void run(int64_t n_tasks, const TaskFn& fn) {
     std::lock_guard<std::mutex> call_lock(call_mutex_);
-    fn_ = &fn;
-    n_tasks_ = n_tasks;
-    next_.store(0, std::memory_order_relaxed);
+    const uint64_t job = ++job_ & 0xffffffffu;
     error_ = nullptr;
-    pending_.store(int(workers_.size()), std::memory_order_relaxed);
+    done_.store(0, std::memory_order_relaxed);
+    fn_.store(&fn, std::memory_order_relaxed);
+    meta_.store(job << 32 | uint64_t(n_tasks), std::memory_order_relaxed);
+    claim_.store(job << 32, std::memory_order_release);
     {
       std::lock_guard<std::mutex> lk(m_);
       generation_.fetch_add(1, std::memory_order_release);
     }
     if (sleepers_.load(std::memory_order_acquire) > 0) cv_.notify_all();
     work(0);
-    // Wait for the workers; past a short spin, yield so an oversubscribed box (more runnable
-    // threads than cores) can run the worker we are waiting for instead of us.
-    for (int spins = 0; pending_.load(std::memory_order_acquire) > 0; ++spins) {
+    // Wait for tasks other threads claimed; past a short spin, yield so an oversubscribed box (more
+    // runnable threads than cores) can run the worker we are waiting for instead of us.
+    for (int spins = 0; done_.load(std::memory_order_acquire) < n_tasks; ++spins) {
       if (spins < YIELD_AFTER) _mm_pause();
       else std::this_thread::yield();
     }
-    fn_ = nullptr;
     if (error_) std::rethrow_exception(error_);
   }
 
  private:
   void start(int n) {
     n_threads_ = n;
-    quit_ = false;
+    quit_.store(false, std::memory_order_relaxed);
     // Workers start from the generation current now: a job posted before a new thread first
     // runs must still count as new for it.
     uint64_t g0 = generation_.load(std::memory_order_acquire);
@@ -97,7 +127,7 @@ class Pool {
   void stop() {
     {
       std::lock_guard<std::mutex> lk(m_);
-      quit_ = true;
+      quit_.store(true, std::memory_order_relaxed);
       generation_.fetch_add(1, std::memory_order_release);
     }
     cv_.notify_all();
@@ -105,18 +135,22 @@ class Pool {
     workers_.clear();
   }
 
+  // Claims and runs tasks of the current job until none is left.
   void work(int thread) {
     t_in_task = true;
     t_thread = thread;
     for (;;) {
-      int64_t t = next_.fetch_add(1, std::memory_order_relaxed);
-      if (t >= n_tasks_) break;
+      const uint64_t c = claim_.fetch_add(1, std::memory_order_acq_rel);
+      const uint64_t m = meta_.load(std::memory_order_acquire);
+      const uint64_t index = c & 0xffffffffu;
+      if ((c >> 32) != (m >> 32) || index >= (m & 0xffffffffu)) break;
       try {
-        (*fn_)(t, thread);
+        (*fn_.load(std::memory_order_acquire))(int64_t(index), thread);
       } catch (...) {
         std::lock_guard<std::mutex> lk(err_mutex_);
         if (!error_) error_ = std::current_exception();
       }
+      done_.fetch_add(1, std::memory_order_acq_rel);
     }
     t_in_task = false;
   }
@@ -124,8 +158,9 @@ class Pool {
   void loop(int thread, uint64_t seen) {
     for (;;) {
       int spins = 0;
-      while (generation_.load(std::memory_order_acquire) == seen && spins < SPIN_PAUSES + SPIN_YIELDS) {
-        if (spins < SPIN_PAUSES) _mm_pause();
+      const int pauses = spin_pauses();
+      while (generation_.load(std::memory_order_acquire) == seen && spins < pauses + SPIN_YIELDS) {
+        if (spins < pauses) _mm_pause();
         else std::this_thread::yield();
         ++spins;
       }
@@ -136,26 +171,30 @@ class Pool {
         sleepers_.fetch_sub(1, std::memory_order_acq_rel);
       }
       seen = generation_.load(std::memory_order_acquire);
-      if (quit_) return;
+      if (quit_.load(std::memory_order_acquire)) return;
+      if (stall_worker_.load(std::memory_order_relaxed) == thread) {
+        std::this_thread::sleep_for(std::chrono::microseconds(stall_us_.load(std::memory_order_relaxed)));
+      }
       work(thread);
-      pending_.fetch_sub(1, std::memory_order_acq_rel);
     }
   }
 
   int n_threads_ = 1;
+  uint64_t job_ = 0;  // caller side only (under call_mutex_)
   std::vector<std::thread> workers_;
   std::mutex call_mutex_, m_, err_mutex_;
   std::condition_variable cv_;
   // Each hot atomic on its own cache line: idle workers spin reading generation_, and every task
-  // hand-out (next_) or completion (pending_) would otherwise invalidate the line they spin on.
+  // claim (claim_) or completion (done_) would otherwise invalidate the line they spin on.
   alignas(64) std::atomic<uint64_t> generation_{0};
   alignas(64) std::atomic<int> sleepers_{0};
-  alignas(64) std::atomic<int> pending_{0};
-  alignas(64) std::atomic<int64_t> next_{0};
-  int64_t n_tasks_ = 0;
-  const std::function<void(int64_t, int)>* fn_ = nullptr;
+  alignas(64) std::atomic<uint64_t> claim_{0};
+  alignas(64) std::atomic<int64_t> done_{0};
+  alignas(64) std::atomic<uint64_t> meta_{0};  // written once per job, read by every claim
+  std::atomic<const TaskFn*> fn_{nullptr};
   std::exception_ptr error_;
-  bool quit_ = false;
+  std::atomic<bool> quit_{false};
+  std::atomic<int> stall_worker_{-1}, stall_us_{0};
 };
 
 int default_threads() {
@@ -181,6 +220,8 @@ void set_threads(int n) {
   if (n != pool().size()) pool().resize(n);
 }
 
+void pool_stall_worker_for_test(int worker, int us) { pool().stall_for_test(worker, us); }
+
 void parallel_for(int64_t n_tasks, const std::function<void(int64_t task, int thread)>& fn) {
   if (n_tasks <= 0) return;
   if (t_in_task || n_tasks == 1 || pool().size() == 1) {
@@ -190,7 +231,14 @@ void parallel_for(int64_t n_tasks, const std::function<void(int64_t task, int th
     for (int64_t t = 0; t < n_tasks; ++t) fn(t, thread);
     return;
   }
-  pool().run(n_tasks, fn);
+  if (n_tasks <= MAX_JOB_TASKS) {
+    pool().run(n_tasks, fn);
+    return;
+  }
+  for (int64_t t0 = 0; t0 < n_tasks; t0 += MAX_JOB_TASKS) {
+    const int64_t count = std::min(MAX_JOB_TASKS, n_tasks - t0);
+    pool().run(count, [&](int64_t t, int thread) { fn(t0 + t, thread); });
+  }
 }
 
 }  // namespace mixtile

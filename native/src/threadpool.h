@@ -1,5 +1,7 @@
 // Persistent worker pool shared by every CPU kernel. Workers spin briefly after a job before
-// sleeping, so decode's many small calls do not each pay a futex wake.
+// sleeping, so decode's many small calls do not each pay a futex wake. A job waits only for the
+// tasks that were claimed: a worker that is descheduled (another process on its core) before it
+// claims anything does not hold the job up; the caller and the others take its share.
 #pragma once
 #include <cstdint>
 #include <functional>
@@ -17,5 +19,9 @@ void set_threads(int n);
 // Returns when all tasks finished. A call made from inside a task runs serially on that thread.
 // An exception thrown by fn is rethrown here (the first one) after the others finish.
 void parallel_for(int64_t n_tasks, const std::function<void(int64_t task, int thread)>& fn);
+
+// Tests only: pool worker `worker` (1 .. pool_threads()-1) sleeps `us` microseconds each time it
+// wakes for a job, before it claims a task, as a worker whose core another process holds; 0 ends it.
+void pool_stall_worker_for_test(int worker, int us);
 
 }  // namespace mixtile

@@ -36,3 +36,13 @@ export function setIsa(level: IsaLevel): void {
 export function setThreads(n: number): number {
   return addon().setThreads(n) as number;
 }
+
+/** Tests only: runs one pool job of nTasks tasks; how often each ran and the highest thread index seen. */
+export function poolRunCounts(nTasks: number): { counts: Int32Array; maxThread: number } {
+  return addon().poolRunCounts(nTasks) as { counts: Int32Array; maxThread: number };
+}
+
+/** Tests only: pool worker `worker` (1 .. threads-1) sleeps `us` µs before claiming each job's work; 0 ends it. */
+export function poolStallWorker(worker: number, us: number): void {
+  addon().poolStallWorker(worker, us);
+}

@@ -45,3 +45,13 @@ export function linearLoad(w: NativeWeight, backend: LinearBackend = 'auto'): Li
 export function linearForward(h: LinearHandle, x: Float32Array, nTokens: number, out: Float32Array): void {
   addon().linearForward(h.handle, x, nTokens, out);
 }
+
+/** outs[i][nTokens, hs[i].m] = x · W_i^T for layers sharing the input (equal k): one pool job, as attention's q/k/v. */
+export function linearForwardMulti(hs: LinearHandle[], x: Float32Array, nTokens: number, outs: Float32Array[]): void {
+  addon().linearForwardMulti(
+    hs.map((h) => h.handle),
+    x,
+    nTokens,
+    outs,
+  );
+}

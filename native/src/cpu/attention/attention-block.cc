@@ -81,9 +81,12 @@ void attention_block_forward(const AttentionLayer& L, KvCache& kv, float* x, int
 
   OpTimer t_qkv(Op::attn_qkv);
   rms_norm(x, L.norm.data(), h, n, hidden, L.eps);
-  linear_forward(*L.wq, h, n, q);
-  linear_forward(*L.wk, h, n, k);
-  linear_forward(*L.wv, h, n, v);
+  {
+    // One pool job for the three projections (each alone is a barrier; k and v are small).
+    const LinearWeight* ws[3] = {L.wq.get(), L.wk.get(), L.wv.get()};
+    float* ys[3] = {q, k, v};
+    linear_forward_multi(ws, 3, h, n, ys);
+  }
   t_qkv.set(linear_bytes(*L.wq) + linear_bytes(*L.wk) + linear_bytes(*L.wv),
             linear_flops(*L.wq, n) + linear_flops(*L.wk, n) + linear_flops(*L.wv, n));
   t_qkv.stop();

@@ -1,5 +1,9 @@
 // JS exports: linearLoad(weight, backend = "auto") -> handle, linearForward(h, x, nTokens, out), linearDispose(h),
-// linearKernelName(h, nTokens).
+// linearKernelName(h, nTokens), linearForwardMulti([h...], x, nTokens, [out...]).
+#include <memory>
+#include <string>
+#include <vector>
+
 #include "cpu/linear/linear.h"
 #include "napi-registry.h"
 #include "napi-util.h"
@@ -31,6 +35,31 @@ Napi::Value linear_forward_js(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+Napi::Value linear_forward_multi_js(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsArray() || !info[3].IsArray()) throw Napi::TypeError::New(env, "linearForwardMulti: expected arrays of handles and outputs");
+  Napi::Array hs = info[0].As<Napi::Array>(), outs = info[3].As<Napi::Array>();
+  if (hs.Length() == 0 || hs.Length() != outs.Length() || hs.Length() > 16) {
+    throw Napi::RangeError::New(env, "linearForwardMulti: need 1-16 handles and as many outputs");
+  }
+  int64_t n = int_arg(info[2], int64_t(1) << 24, "linearForwardMulti: nTokens");
+  std::vector<std::shared_ptr<LinearWeight>> keep;
+  std::vector<const LinearWeight*> ws;
+  std::vector<float*> ys;
+  for (uint32_t i = 0; i < hs.Length(); ++i) {
+    keep.push_back(handle_get<LinearWeight>(hs.Get(i), HandleKind::linear, "linearForwardMulti"));
+    ws.push_back(keep.back().get());
+    ys.push_back(f32_array(outs.Get(i), size_t(n * ws.back()->m), "linearForwardMulti: out"));
+  }
+  const float* x = f32_array(info[1], size_t(n * ws[0]->k), "linearForwardMulti: x");
+  try {
+    linear_forward_multi(ws.data(), int(ws.size()), x, n, ys.data());
+  } catch (const std::exception& e) {
+    throw Napi::Error::New(env, std::string("linearForwardMulti: ") + e.what());
+  }
+  return env.Undefined();
+}
+
 Napi::Value linear_dispose_js(const Napi::CallbackInfo& info) {
   handle_arg<LinearWeight>(info[0], HandleKind::linear, "linearDispose")->ptr.reset();
   return info.Env().Undefined();
@@ -49,6 +78,7 @@ Napi::Value linear_kernel_name(const Napi::CallbackInfo& info) {
 
 MIXTILE_EXPORT("linearLoad", linear_load_js);
 MIXTILE_EXPORT("linearForward", linear_forward_js);
+MIXTILE_EXPORT("linearForwardMulti", linear_forward_multi_js);
 MIXTILE_EXPORT("linearDispose", linear_dispose_js);
 MIXTILE_EXPORT("linearKernelName", linear_kernel_name);
 

@@ -29,4 +29,11 @@ const char* linear_amx_name(const LinearWeight& lw, int64_t n);
 // from other native ops (not from inside a parallel_for task: it then runs serially).
 void linear_forward(const LinearWeight& lw, const float* x, int64_t n, float* y);
 
+// Several layers on the same input (attention's q/k/v): ys[i] = x ws[i]^T, each [n, ws[i]->m].
+// All ws[i]->k must be equal (std::invalid_argument otherwise). Layers that take their AMX panels
+// at n run one by one; the rest share one activation conversion per activation type and one pool
+// job (one barrier instead of one per layer; at one token, small k/v projections alone cannot
+// keep every thread streaming). Results equal linear_forward's, layer by layer.
+void linear_forward_multi(const LinearWeight* const* ws, int count, const float* x, int64_t n, float* const* ys);
+
 }  // namespace mixtile

@@ -15,7 +15,7 @@ namespace mixtile {
   X(mxc_stream_wait_event) X(mxc_event_create) X(mxc_event_destroy) X(mxc_event_record) X(mxc_event_sync)        \
   X(mxc_event_query) X(mxc_event_elapsed_ms) X(mxc_graph_begin) X(mxc_graph_end) X(mxc_graph_launch)       \
   X(mxc_graph_destroy) X(mxc_malloc) X(mxc_free) X(mxc_host_alloc) X(mxc_host_free)         \
-  X(mxc_host_register) X(mxc_host_unregister) X(mxc_mem_info) X(mxc_memcpy_h2d) X(mxc_memcpy_d2h)                \
+  X(mxc_host_register) X(mxc_host_unregister) X(mxc_mem_info) X(mxc_mem_usage) X(mxc_memcpy_h2d) X(mxc_memcpy_d2h)                \
   X(mxc_memcpy_d2d) X(mxc_memset) X(mxc_rmsnorm) X(mxc_rope_neox) X(mxc_silu_mul) X(mxc_add) X(mxc_convert)      \
   X(mxc_router_topk) X(mxc_embed_gather) X(mxc_dequant_bf16) X(mxc_dtype_bytes) X(mxc_blas_create)               \
   X(mxc_blas_destroy) X(mxc_blas_set_stream) X(mxc_gemm_bf16) X(mxc_gemm_f32) X(mxc_kv_store) X(mxc_attention_prefill)           \

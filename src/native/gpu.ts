@@ -54,6 +54,9 @@ export interface GpuStats {
   graphCaptureFailures: number;
   /** Memory in use on the device (total - free: this model's context, weights, KV and buffers, plus other users). */
   vramUsedBytes?: number;
+  /** Device bytes this process allocated through the CUDA library (weights, KV, buffers, cuBLAS workspaces), now and at their highest. */
+  vramAllocatedBytes?: number;
+  vramPeakBytes?: number;
   device: number;
   library: string;
 }

@@ -257,6 +257,15 @@ mxc_status mxc_mem_info(uint64_t* free_bytes, uint64_t* total_bytes) {
   return MXC_OK;
 }
 
+mxc_status mxc_mem_usage(uint64_t* live_bytes, uint64_t* peak_bytes) {
+  MXH_CHECK_ARG(live_bytes && peak_bytes, "mxc_mem_usage: null output pointer");
+  Registry& r = registry();
+  std::lock_guard<std::mutex> lock(r.mu);
+  *live_bytes = r.used;
+  *peak_bytes = r.peak;
+  return MXC_OK;
+}
+
 mxc_status mxc_memcpy_h2d(void* dst, const void* src, size_t bytes, mxc_stream* s) {
   MXH_CHECK_ARG((dst && src) || bytes == 0, "mxc_memcpy_h2d: null pointer");
   if (bytes == 0) return MXC_OK;

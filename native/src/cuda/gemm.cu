@@ -124,8 +124,7 @@ mxc_status mxc_blas_create(mxc_blas** out, mxc_stream* s) {
     }
     // A fixed workspace keeps cuBLAS from allocating during a forward (and makes it graph-capturable).
     b->workspace_bytes = size_t(32) << 20;
-    if (cudaMalloc(&b->workspace, b->workspace_bytes) != cudaSuccess) {
-      cudaGetLastError();
+    if (mxc_malloc(&b->workspace, b->workspace_bytes) != MXC_OK) {  // counted in mxc_mem_usage
       cublasDestroy(b->h);
       delete b;
       return fail(MXC_ERR_OUT_OF_MEMORY, "mxc_blas_create: could not allocate the 32 MiB cuBLAS workspace");
@@ -142,7 +141,7 @@ mxc_status mxc_blas_destroy(mxc_blas* b) {
   if (!b) return MXC_OK;
 #ifdef MIXTILE_CUDA_CUBLAS
   if (b->h) cublasDestroy(b->h);
-  if (b->workspace) cudaFree(b->workspace);
+  if (b->workspace) mxc_free(b->workspace);
 #endif
   delete b;
   return MXC_OK;

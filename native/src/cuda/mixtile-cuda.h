@@ -99,6 +99,9 @@ mxc_status mxc_host_free(void* ptr);
 mxc_status mxc_host_register(void* ptr, size_t bytes);
 mxc_status mxc_host_unregister(void* ptr);
 mxc_status mxc_mem_info(uint64_t* free_bytes, uint64_t* total_bytes); /* of the current device */
+/* Device bytes this library has allocated (mxc_malloc and the cuBLAS workspaces), now and at their highest since
+ * it was loaded: the process's own VRAM, without the CUDA context's driver overhead that nvidia-smi adds. */
+mxc_status mxc_mem_usage(uint64_t* live_bytes, uint64_t* peak_bytes);
 mxc_status mxc_memcpy_h2d(void* dst, const void* src, size_t bytes, mxc_stream* s); /* async when src is pinned */
 mxc_status mxc_memcpy_d2h(void* dst, const void* src, size_t bytes, mxc_stream* s); /* async when dst is pinned */
 mxc_status mxc_memcpy_d2d(void* dst, const void* src, size_t bytes, mxc_stream* s);

@@ -1,7 +1,9 @@
 // Errors, device probe, streams, events and memory of libmixtile-cuda (mixtile-cuda.h).
 #include <cstdio>
 #include <cstring>
+#include <mutex>
 #include <string>
+#include <unordered_map>
 
 #include "common.cuh"
 
@@ -35,6 +37,18 @@ mxc_status check_launch(const char* kernel) {
 }
 
 void clear_error() { g_error.clear(); }
+
+// What mxc_malloc holds, for mxc_mem_usage: cudaFree is given only the pointer, so the sizes are kept here.
+struct DeviceAllocations {
+  std::mutex mu;
+  std::unordered_map<void*, size_t> bytes;
+  uint64_t live = 0;
+  uint64_t peak = 0;
+};
+static DeviceAllocations& device_allocations() {
+  static DeviceAllocations* a = new DeviceAllocations();  // never destroyed: frees may come from static destructors
+  return *a;
+}
 
 const char* last_error() { return g_error.c_str(); }
 
@@ -222,10 +236,31 @@ mxc_status mxc_malloc(void** ptr, size_t bytes) {
                 bytes / 1048576.0, fr / 1048576.0, tot / 1048576.0);
   }
   MXC_CUDA(e, "cudaMalloc");
+  DeviceAllocations& a = device_allocations();
+  std::lock_guard<std::mutex> lock(a.mu);
+  a.bytes[*ptr] = bytes;
+  a.live += bytes;
+  if (a.live > a.peak) a.peak = a.live;
   return MXC_OK;
 }
 mxc_status mxc_free(void* ptr) {
-  if (ptr) MXC_CUDA(cudaFree(ptr), "cudaFree");
+  if (!ptr) return MXC_OK;
+  MXC_CUDA(cudaFree(ptr), "cudaFree");
+  DeviceAllocations& a = device_allocations();
+  std::lock_guard<std::mutex> lock(a.mu);
+  auto it = a.bytes.find(ptr);
+  if (it != a.bytes.end()) {
+    a.live -= it->second;
+    a.bytes.erase(it);
+  }
+  return MXC_OK;
+}
+mxc_status mxc_mem_usage(uint64_t* live_bytes, uint64_t* peak_bytes) {
+  MXC_CHECK_ARG(live_bytes && peak_bytes, "mxc_mem_usage: null output pointer");
+  DeviceAllocations& a = device_allocations();
+  std::lock_guard<std::mutex> lock(a.mu);
+  *live_bytes = a.live;
+  *peak_bytes = a.peak;
   return MXC_OK;
 }
 mxc_status mxc_host_alloc(void** ptr, size_t bytes) {

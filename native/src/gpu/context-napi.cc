@@ -101,7 +101,8 @@ Napi::Value kv_copy(const Napi::CallbackInfo& info) {
 
 // gpuStats(ctx) -> { forwards, attention, moe, mlp, lmHeadRows, embedTokens, expertsCpuTokens,
 //   expertsGpuTokens, h2dBytes, d2hBytes, kvBytes, attentionIssueMs, expertsWaitMs, expertsCpuMs, lmHeadMs,
-//   graphsCaptured, graphLaunches, graphCaptureFailures, vramUsedBytes, device, library }
+//   graphsCaptured, graphLaunches, graphCaptureFailures, vramUsedBytes, vramAllocatedBytes, vramPeakBytes, device,
+//   library }
 Napi::Value stats(const Napi::CallbackInfo& info) {
   auto g = gpu_handle_get<GpuContext>(info[0], GpuHandle::context, "gpu context");
   const GpuCounters& c = g->counters;
@@ -128,6 +129,12 @@ Napi::Value stats(const Napi::CallbackInfo& info) {
   uint64_t free_b = 0, total_b = 0;
   g->bind();
   if (g->api->mxc_mem_info(&free_b, &total_b) == MXC_OK) o.Set("vramUsedBytes", double(total_b - free_b));
+  // This process's own device allocations (all its GPU contexts), now and at their highest: the VRAM it asked for.
+  uint64_t live_b = 0, peak_b = 0;
+  if (g->api->mxc_mem_usage(&live_b, &peak_b) == MXC_OK) {
+    o.Set("vramAllocatedBytes", double(live_b));
+    o.Set("vramPeakBytes", double(peak_b));
+  }
   o.Set("device", g->device);
   o.Set("library", g->api->path);
   return o;

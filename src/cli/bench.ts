@@ -1,12 +1,16 @@
-// `mixtile bench`: llama-bench's table (model, size, params, backend, threads, test, t/s ± sd) plus
-// peak RSS, for a GGUF model run by our engine in-process; `--op` benchmarks one native operator.
+// `mixtile bench`: llama-bench's table (model, size, params, backend, threads, test, t/s ± sd, tests
+// at context depths with -d) plus time to first token, peak RSS and, on a GPU, peak VRAM, for a model
+// run by our engine in-process; `--op` benchmarks one native operator.
 import type { Command } from 'commander';
 import { InvalidArgumentError } from 'commander';
 import { basename } from 'node:path';
 import { backendLabel } from '../engine/backend-label.ts';
-import { formatOpProfile, runBench, type BenchResult, type BenchTest } from '../engine/bench.ts';
+import { BenchError, benchContextSize, benchTests, formatOpProfile, runBench, type BenchResult } from '../engine/bench.ts';
 import { benchOp, parseDevices } from '../engine/bench-op.ts';
 import { fileTypeName, paramCounts } from '../engine/model-info.ts';
+import { nvidiaSmiMemory, type SmiMemory } from '../engine/nvidia-smi.ts';
+import { metaNumber, metaString } from '../formats/gguf-read.ts';
+import { openModel } from '../formats/open-model.ts';
 import { loadModel } from '../model/load.ts';
 import type { IsaLevel } from '../native/isa.ts';
 import { Tokenizer } from '../tokenizer/tokenizer.ts';
@@ -16,6 +20,7 @@ interface BenchFlags extends RulesFlags {
   model?: string;
   nPrompt: number[];
   nGen: number[];
+  nDepth: number[];
   repetitions: number;
   threads?: number;
   ubatch: number;
@@ -43,6 +48,7 @@ export function register(program: Command): void {
     .option('-m, --model <path>', 'GGUF model file or Hugging Face model folder')
     .option('-p, --n-prompt <n,...>', 'prompt sizes for pp tests; 0 = none', intList, [512])
     .option('-n, --n-gen <n,...>', 'tokens for tg tests; 0 = none', intList, [128])
+    .option('-d, --n-depth <n,...>', 'context depths: each test runs with the KV cache already holding d tokens (prefilled once per depth, not timed), as llama-bench -d', intList, [0])
     .option('-r, --repetitions <n>', 'runs of each test', intArg(1), 5)
     .option('-t, --threads <n>', 'CPU threads (default: all cores)', intArg(1))
     .option('--ubatch <n>', 'most tokens per forward step', intArg(1), 512);
@@ -59,7 +65,7 @@ export function register(program: Command): void {
     .option('--isa <level>', 'with --op: force a lower ISA level (see mixtile doctor)')
     .option('--device <list>', 'with --op experts: cpu,gpu,split = the CPU kernel, every expert streamed to the GPU, the cost model\'s split (the crossover; needs CUDA)')
     .option('--probe-mib <n>', 'with --op: MiB for the DRAM bandwidth probe; 0 = skip', intArg(0), 1024)
-    .addHelpText('after', '\nExamples:\n  mixtile synth --preset tiny /tmp/tiny.gguf && mixtile bench -m /tmp/tiny.gguf -p 64 -n 16 -r 3 -v\n  mixtile bench --op experts --type q4_k --tokens 1,512 -t 2')
+    .addHelpText('after', '\nExamples:\n  mixtile synth --preset tiny /tmp/tiny.gguf && mixtile bench -m /tmp/tiny.gguf -p 64 -n 16 -r 3 -v\n  mixtile bench -m /tmp/tiny.gguf -p 64 -n 16 -d 0,1024 -r 2    # also "pp64 @ d1024", "tg16 @ d1024"\n  mixtile bench --op experts --type q4_k --tokens 1,512 -t 2')
     .action(async (o: BenchFlags) => {
       process.exitCode = o.op ? await benchOperator(o) : await benchModel(o);
     });
@@ -70,12 +76,21 @@ async function benchModel(o: BenchFlags): Promise<number> {
     process.stderr.write('mixtile bench: -m FILE is needed (or --op experts|linear)\n');
     return 2;
   }
-  const tests: BenchTest[] = [...o.nPrompt.filter((n) => n > 0).map((n) => ({ kind: 'pp' as const, n })), ...o.nGen.filter((n) => n > 0).map((n) => ({ kind: 'tg' as const, n }))];
+  const tests = benchTests(o.nPrompt, o.nGen, o.nDepth);
   if (tests.length === 0) {
     process.stderr.write('mixtile bench: nothing to run (-p and -n are both 0)\n');
     return 2;
   }
-  const ctxSize = Math.max(...tests.map((t) => t.n)) + 1;
+  let ctxSize: number;
+  try {
+    // The header only (no weights): a test that cannot fit the model's context fails before the load.
+    const header = await openModel(o.model);
+    ctxSize = benchContextSize(tests, metaNumber(header, `${metaString(header, 'general.architecture')}.context_length`));
+  } catch (err) {
+    if (!(err instanceof BenchError)) throw err;
+    process.stderr.write(`mixtile bench: ${err.message}\n`);
+    return 2;
+  }
   // The placement generate and serve would use (qwen3moe-hybrid where CUDA runs), so the figures are theirs.
   const rules = rulesOrDefault(o, (line) => process.stderr.write(`mixtile bench: ${line}\n`));
   const progress = loadProgress();
@@ -93,21 +108,31 @@ async function benchModel(o: BenchFlags): Promise<number> {
       threads: String(o.threads ?? 'all'),
     };
     const md = o.output === 'md';
-    const cols = ['model', 'size', 'params', 'backend', 'threads', 'test', 't/s', 'peak RSS', ...(o.verbose ? ['model ms/step', 'TS ms/step'] : [])];
+    const gpu = model.gpu;
+    const cols = ['model', 'size', 'params', 'backend', 'threads', 'test', 't/s', 'TTFT ms', 'peak RSS', ...(gpu ? ['peak VRAM', 'smi VRAM'] : []), ...(o.verbose ? ['model ms/step', 'TS ms/step'] : [])];
     if (md) {
       // As llama-bench: text columns left-aligned, numbers right-aligned.
       const left = new Set(['model', 'backend']);
       process.stdout.write(`| ${cols.join(' | ')} |\n|${cols.map((c) => (left.has(c) ? ' --- ' : ' ---: ')).join('|')}|\n`);
     }
     const json: object[] = [];
+    const mib = (bytes: number | undefined) => (bytes === undefined ? '-' : `${(bytes / 2 ** 20).toFixed(0)} MiB`);
+    // nvidia-smi is asked after each test (outside the timed runs); the most it has shown is reported.
+    const onRealGpu = gpu !== undefined && !/cuda-host/.test(gpu.stats().library);
+    let smiPeak: SmiMemory | undefined;
     const results = runBench(model, tokenizer, tests, {
       reps: o.repetitions,
       ubatch: o.ubatch,
       profile: o.verbose,
+      onDepth: (d, ms) => process.stderr.write(`mixtile bench: depth ${d} prefilled in ${ms.toFixed(0)} ms (${((d / ms) * 1000).toFixed(1)} t/s, one cold run, untimed)\n`),
       onResult: (r: BenchResult) => {
         const rssBytes = process.resourceUsage().maxRSS * 1024;
+        const g = gpu?.stats();
+        const smiNow = onRealGpu ? nvidiaSmiMemory(process.pid, gpu.index) : undefined;
+        if (smiNow && (!smiPeak || smiNow.bytes > smiPeak.bytes)) smiPeak = smiNow;
         if (md) {
-          const cells = [row.model, row.size, row.params, row.backend, row.threads, r.test, `${r.avgTs.toFixed(2)} ± ${r.sdTs.toFixed(2)}`, `${(rssBytes / 2 ** 20).toFixed(0)} MiB`];
+          const cells = [row.model, row.size, row.params, row.backend, row.threads, r.test, `${r.avgTs.toFixed(2)} ± ${r.sdTs.toFixed(2)}`, r.ttftMs === undefined ? '-' : r.ttftMs.toFixed(1), mib(rssBytes)];
+          if (gpu) cells.push(mib(g?.vramPeakBytes), smiPeak ? `${mib(smiPeak.bytes)}${smiPeak.scope === 'device' ? ' (GPU)' : ''}` : '-');
           if (o.verbose) cells.push(r.forwardMsPerStep.toFixed(3), r.overheadMsPerStep.toFixed(3));
           process.stdout.write(`| ${cells.join(' | ')} |\n`);
         } else {
@@ -123,11 +148,20 @@ async function benchModel(o: BenchFlags): Promise<number> {
             n_ubatch: o.ubatch,
             n_prompt: r.nPrompt,
             n_gen: r.nGen,
+            n_depth: r.nDepth,
             test: r.test,
+            avg_ns: Math.round(mean(r.samplesMs) * 1e6),
+            stddev_ns: Math.round(stddev(r.samplesMs) * 1e6),
             avg_ts: r.avgTs,
             stddev_ts: r.sdTs,
+            samples_ns: r.samplesMs.map((ms) => Math.round(ms * 1e6)),
             samples_ts: r.samplesTs,
+            ttft_ms: r.ttftMs ?? null,
             peak_rss_bytes: rssBytes,
+            vram_peak_bytes: g?.vramPeakBytes ?? null,
+            vram_device_used_bytes: g?.vramUsedBytes ?? null,
+            nvidia_smi_bytes: smiPeak?.bytes ?? null,
+            nvidia_smi_scope: smiPeak?.scope ?? null,
             forward_ms_per_step: r.forwardMsPerStep,
             ts_overhead_ms_per_step: r.overheadMsPerStep,
             steps: r.steps,
@@ -142,6 +176,14 @@ async function benchModel(o: BenchFlags): Promise<number> {
   } finally {
     model.dispose();
   }
+}
+
+function mean(xs: number[]): number {
+  return xs.reduce((a, b) => a + b, 0) / xs.length;
+}
+function stddev(xs: number[]): number {
+  const m = mean(xs);
+  return xs.length > 1 ? Math.sqrt(xs.reduce((a, b) => a + (b - m) ** 2, 0) / (xs.length - 1)) : 0;
 }
 
 /** `--op`: the native operator benchmark (src/engine/bench-op.ts) on Qwen3-30B-A3B layer shapes. */

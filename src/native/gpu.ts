@@ -47,6 +47,9 @@ export interface GpuStats {
   expertsWaitMs: number;
   expertsCpuMs: number;
   lmHeadMs: number;
+  /** Decode steps' experts held back a layer (max_deferred_experts_per_token): parts held, and host ms computing them. */
+  expertsDeferred: number;
+  expertsDeferredMs: number;
   /** Decode-step CUDA graphs captured and replayed (native/src/gpu/graphs.h). */
   graphsCaptured: number;
   graphLaunches: number;
@@ -125,6 +128,9 @@ export function gpuMoeCreate(o: {
   backend?: string;
   /** Rules: experts prefill_device cuda (the GPU experts path of the bridge). */
   expertsPrefillOnGpu?: boolean;
+  /** Decode steps: experts per token held back to the next layer (native/src/gpu/deferred-experts.h), and where they join. */
+  deferExperts?: number;
+  deferJoin?: 'moe' | 'attention';
 }): GpuOpHandle {
   return addon().gpuMoeCreate!(o) as GpuOpHandle;
 }

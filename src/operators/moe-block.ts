@@ -48,8 +48,8 @@ export class MoeBlock implements FfnOperator {
     readonly module: string,
     readonly shape: MoeShape,
     readonly kwargs: DeviceKwargs = {},
-    /** kwargs of the `.experts` child (backend, devices). */
-    readonly expertsKwargs: DeviceKwargs & { backend?: string } = {},
+    /** kwargs of the `.experts` child (backend, devices, decode deferral). */
+    readonly expertsKwargs: DeviceKwargs & { backend?: string; maxDeferredExpertsPerToken?: number; deferredExpertsJoin?: 'moe' | 'attention' } = {},
     readonly gpu?: GpuRuntime,
   ) {
     this.device = operatorDevice(module, kwargs);
@@ -77,7 +77,12 @@ export class MoeBlock implements FfnOperator {
     };
     try {
       if (this.device.type === 'cuda') {
-        this.#gpu = gpuMoeCreate({ ctx: gpuFor(this.module, this.device, this.gpu).ctx, ...common, expertsPrefillOnGpu: this.expertsPrefill.type === 'cuda' });
+        this.#gpu = gpuMoeCreate({
+          ctx: gpuFor(this.module, this.device, this.gpu).ctx,
+          ...common,
+          expertsPrefillOnGpu: this.expertsPrefill.type === 'cuda',
+          ...deferral(this.expertsKwargs, this.shape.nExpertsUsed, `${this.module}.experts`),
+        });
       } else {
         this.#native = ffnBlockCreateMoe(common);
       }
@@ -102,4 +107,25 @@ export class MoeBlock implements FfnOperator {
     this.#native = undefined;
     this.#gpu = undefined;
   }
+}
+
+/**
+ * Decode deferral of a GPU MoE block's experts (native/src/gpu/deferred-experts.h): the rules' kwargs, or
+ * MIXTILE_DEFER_EXPERTS / MIXTILE_DEFER_JOIN over them (A/B timing and accuracy runs without a rules file).
+ * A CPU MoE block has nothing to overlap with and ignores them.
+ */
+export function deferral(
+  kwargs: { maxDeferredExpertsPerToken?: number; deferredExpertsJoin?: 'moe' | 'attention' },
+  topK: number,
+  module: string,
+): { deferExperts: number; deferJoin: 'moe' | 'attention' } {
+  const envN = process.env.MIXTILE_DEFER_EXPERTS;
+  const envJoin = process.env.MIXTILE_DEFER_JOIN;
+  const n = envN !== undefined && envN !== '' ? Number(envN) : (kwargs.maxDeferredExpertsPerToken ?? 0);
+  if (!Number.isInteger(n) || n < 0 || n > topK) {
+    throw new Error(`${module}: max_deferred_experts_per_token ${envN !== undefined && envN !== '' ? `(MIXTILE_DEFER_EXPERTS=${envN}) ` : ''}must be an integer in [0, ${topK}] (the experts per token)`);
+  }
+  const join = envJoin !== undefined && envJoin !== '' ? envJoin : (kwargs.deferredExpertsJoin ?? 'moe');
+  if (join !== 'moe' && join !== 'attention') throw new Error(`${module}: MIXTILE_DEFER_JOIN must be moe or attention, got "${join}"`);
+  return { deferExperts: n, deferJoin: join };
 }

@@ -63,6 +63,14 @@ export const KWARGS = {
     generateOp: opSchema(EXPERTS_OPS),
     /** Where the experts' summed output goes (the next operator's device). */
     outDevice: DEVICE.optional(),
+    /**
+     * Decode steps of a GPU MoE block (KTransformers' name): of each token's top-k experts, this many with the
+     * lowest routing weights run on the CPU while the GPU computes the next layer, and join one layer late
+     * (native/src/gpu/deferred-experts.h). Changes the math; 0 (default) is exact.
+     */
+    maxDeferredExpertsPerToken: z.number().int().min(0).optional(),
+    /** Where held-back experts join: `moe` (with the next layer's expert output, as KTransformers) or `attention` (after the next layer's attention, before its router). */
+    deferredExpertsJoin: z.enum(['moe', 'attention']).optional(),
   }),
   MoeBlock: z.strictObject({ ...devices }),
   Linear: z.strictObject({ ...devices, backend: z.enum(LINEAR_BACKENDS).optional(), prefillOp: opSchema(LINEAR_OPS), generateOp: opSchema(LINEAR_OPS) }),

@@ -101,6 +101,7 @@ Napi::Value kv_copy(const Napi::CallbackInfo& info) {
 
 // gpuStats(ctx) -> { forwards, attention, moe, mlp, lmHeadRows, embedTokens, expertsCpuTokens,
 //   expertsGpuTokens, h2dBytes, d2hBytes, kvBytes, attentionIssueMs, expertsWaitMs, expertsCpuMs, lmHeadMs,
+//   expertsDeferred, expertsDeferredMs,
 //   graphsCaptured, graphLaunches, graphCaptureFailures, vramUsedBytes, vramAllocatedBytes, vramPeakBytes, device,
 //   library }
 Napi::Value stats(const Napi::CallbackInfo& info) {
@@ -122,6 +123,8 @@ Napi::Value stats(const Napi::CallbackInfo& info) {
   o.Set("expertsWaitMs", double(c.experts_wait_ns) * 1e-6);
   o.Set("expertsCpuMs", double(c.experts_cpu_ns) * 1e-6);
   o.Set("lmHeadMs", double(c.lm_head_ns) * 1e-6);
+  o.Set("expertsDeferred", double(c.experts_deferred));
+  o.Set("expertsDeferredMs", double(c.experts_deferred_ns) * 1e-6);
   o.Set("graphsCaptured", double(c.graphs_captured));
   o.Set("graphLaunches", double(c.graph_launches));
   o.Set("graphCaptureFailures", double(c.graph_capture_failures));

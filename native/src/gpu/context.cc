@@ -6,6 +6,8 @@
 #include <cstring>
 #include <stdexcept>
 
+#include "gpu/deferred-experts.h"
+
 namespace mixtile::gpu {
 
 uint64_t now_ns() {
@@ -216,6 +218,7 @@ void gpu_batch_begin(GpuContext& g, const int32_t* pos, const int32_t* seq, int6
                                 std::to_string(g.dims.ubatch));
   }
   g.bind();
+  deferred_experts_drop(g);  // the last ubatch's final held-back part had no reader (no logits asked)
   plan_batch(g.plan, pos, seq, n);
   const int64_t ub = g.dims.ubatch;
   g.meta_fence.wait();
@@ -249,6 +252,7 @@ void gpu_hidden_to_device(GpuContext& g, const float* x, int64_t n) {
 
 void gpu_hidden_to_host(GpuContext& g, float* x, int64_t n) {
   g.bind();
+  deferred_experts_join(g);
   const size_t bytes = size_t(n * g.dims.hidden) * 4;
   g.x_fence.wait();
   g.ok(g.api->mxc_memcpy_d2h(g.h_x.as(), g.x.as(), bytes, g.stream), "hidden state to the host");

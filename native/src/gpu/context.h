@@ -117,6 +117,8 @@ struct GpuCounters {
   // Host time (ns): issuing the attention blocks; waiting for the GPU before the experts (about the GPU
   // time of norm + attention + router when issuing is quick); the CPU experts; the output head (with its wait).
   uint64_t attention_issue_ns = 0, experts_wait_ns = 0, experts_cpu_ns = 0, lm_head_ns = 0;
+  // Decode steps' held-back experts (deferred-experts.h): parts held, and the CPU time computing them.
+  uint64_t experts_deferred = 0, experts_deferred_ns = 0;
   uint64_t graphs_captured = 0, graph_launches = 0, graph_capture_failures = 0;
 };
 
@@ -159,6 +161,7 @@ struct GpuContext {
   BatchPlan plan;
   std::shared_ptr<struct UploadStaging> upload;  // weight staging while loading (weights-upload.cc)
   std::shared_ptr<struct ExpertsGpuState> experts_gpu;  // prefill experts on the GPU (gpu-experts-bridge.cc)
+  std::shared_ptr<struct DeferredExperts> deferred;     // decode experts held back a layer (deferred-experts.h)
 
   static constexpr int64_t LOGIT_ROWS = 16;  // lm_head rows per pass (bounds the logits buffers)
 

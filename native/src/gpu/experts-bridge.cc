@@ -1,6 +1,9 @@
 // Routed experts for a GPU forward; see experts-bridge.h.
 #include "gpu/experts-bridge.h"
 
+#include <cstring>
+#include <vector>
+
 #include "gpu/gpu-experts-bridge.h"
 
 namespace mixtile::gpu {
@@ -24,6 +27,9 @@ void run_routed_experts(GpuContext& g, const ExpertsWeights& experts, const Expe
     g.ok(api.mxc_memcpy_d2h(hids, a.ids, rb, g.stream), "expert ids to the host");
     g.ok(api.mxc_memcpy_d2h(hw, a.weights, rb, g.stream), "expert weights to the host");
   }
+  // Join moe: the previous layer's held-back experts run on the CPU now, while the GPU finishes this layer's
+  // attention, router and the routing's copy (deferred-experts.h).
+  if (deferred_experts_pending(g) && deferred_experts_join_kind(g) == DeferJoin::moe) deferred_experts_compute(g);
   const uint64_t t0 = now_ns();
   g.sync();
   const uint64_t t1 = now_ns();
@@ -34,7 +40,20 @@ void run_routed_experts(GpuContext& g, const ExpertsWeights& experts, const Expe
     g.counters.d2h_bytes += xb + 2 * rb;
     return;
   }
-  moe_forward_routed(experts, hx, a.n, hids, hw, a.top_k, g.h_y.as<float>());
+  float* hy = g.h_y.as<float>();
+  if (a.defer > 0) {
+    const int k_now = a.top_k - a.defer;
+    std::vector<int32_t> now_ids(size_t(a.n * k_now)), def_ids(size_t(a.n * a.defer));
+    std::vector<float> now_w(now_ids.size()), def_w(def_ids.size());
+    split_deferred(hids, hw, a.n, a.top_k, a.defer, now_ids.data(), now_w.data(), def_ids.data(), def_w.data());
+    if (k_now > 0) moe_forward_routed(experts, hx, a.n, now_ids.data(), now_w.data(), k_now, hy);
+    else std::memset(hy, 0, xb);
+    deferred_experts_add_to(g, hy);  // the previous layer's part (join moe)
+    deferred_experts_hold(g, experts, a.defer_join, hx, a.n, def_ids.data(), def_w.data(), a.defer);
+  } else {
+    moe_forward_routed(experts, hx, a.n, hids, hw, a.top_k, hy);
+    deferred_experts_add_to(g, hy);
+  }
   g.counters.experts_wait_ns += t1 - t0;
   g.counters.experts_cpu_ns += now_ns() - t1;
   g.ok(api.mxc_memcpy_h2d(a.y, g.h_y.as(), xb, g.stream), "experts output to the GPU");

@@ -7,6 +7,7 @@
 
 #include "cpu/experts/experts.h"
 #include "gpu/context.h"
+#include "gpu/deferred-experts.h"
 
 namespace mixtile::gpu {
 
@@ -20,6 +21,8 @@ struct ExpertsBridgeArgs {
   const int32_t* ids = nullptr;     // device [n][top_k]: routed expert ids
   const float* weights = nullptr;   // device [n][top_k]: their routing weights
   float* y = nullptr;               // device [n][hidden]: sum_k weights[k] * expert_ids[k](xn), overwritten
+  int defer = 0;                    // decode: the lowest-weighted experts per token held back (deferred-experts.h)
+  DeferJoin defer_join = DeferJoin::moe;
 };
 
 // Runs the routed experts for this batch. Returns once y's upload is queued on the context's stream.

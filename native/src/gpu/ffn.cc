@@ -22,7 +22,8 @@ static void expect_shape(const Weight& w, int64_t ne0, int64_t ne1, const std::s
 std::shared_ptr<GpuFfn> gpu_moe_create(std::shared_ptr<GpuContext> ctx, int layer, float eps, const Weight& norm,
                                        const Weight& router, const Weight& gate_exps, const Weight& up_exps,
                                        const Weight& down_exps, int top_k, bool norm_topk_prob,
-                                       const std::string& backend, bool experts_prefill_on_gpu) {
+                                       const std::string& backend, bool experts_prefill_on_gpu, int defer_experts,
+                                       DeferJoin defer_join) {
   const GpuDims& d = ctx->dims;
   expect_shape(norm, d.hidden, 1, name(layer, "post_attention_layernorm"));
   expect_shape(router, d.hidden, d.n_experts, name(layer, "mlp.gate"));
@@ -43,6 +44,12 @@ std::shared_ptr<GpuFfn> gpu_moe_create(std::shared_ptr<GpuContext> ctx, int laye
     throw std::invalid_argument(name(layer, "mlp.experts") + ": shape differs from the model's hidden size / experts");
   }
   f->top_k = top_k;
+  if (defer_experts < 0 || defer_experts > top_k) {
+    throw std::invalid_argument(name(layer, "mlp.experts") + ": max_deferred_experts_per_token " +
+                                std::to_string(defer_experts) + " outside [0, top-k " + std::to_string(top_k) + "]");
+  }
+  f->defer_experts = defer_experts;
+  f->defer_join = defer_join;
   f->norm_topk_prob = norm_topk_prob;
   f->experts_prefill_on_gpu = experts_prefill_on_gpu;
   if (experts_prefill_on_gpu) prepare_gpu_experts(*ctx, *f->experts, layer);
@@ -83,6 +90,12 @@ static void moe_forward(GpuFfn& f, GpuContext& g) {
   float* xn = g.route.as<float>();
   int32_t* ids = reinterpret_cast<int32_t*>(xn + n * d.hidden);
   float* weights = reinterpret_cast<float*>(ids + n * f.top_k);
+  const bool decode = decode_step(g.plan);
+  // A held-back part of the previous layer that joins before this router (join attention; any part when this
+  // step is no decode step, which cannot happen within one ubatch but keeps x whole if it did).
+  if (deferred_experts_pending(g) && (deferred_experts_join_kind(g) == DeferJoin::attention || !decode)) {
+    deferred_experts_join(g);
+  }
   auto route = [&] {
     g.ok(api.mxc_rmsnorm(g.x.as<float>(), f.norm.as<float>(), xn, MXC_F32, n, int(d.hidden), f.eps, g.stream),
          "post_attention_layernorm");
@@ -92,7 +105,7 @@ static void moe_forward(GpuFfn& f, GpuContext& g) {
                              weights, g.stream),
          "router top-k");
   };
-  if (decode_step(g.plan) && graphs_enabled()) f.graphs->run(g, std::to_string(n), route);
+  if (decode && graphs_enabled()) f.graphs->run(g, std::to_string(n), route);
   else route();
   ExpertsBridgeArgs a;
   a.layer = f.layer;
@@ -100,6 +113,8 @@ static void moe_forward(GpuFfn& f, GpuContext& g) {
   a.top_k = f.top_k;
   a.prefill = g.plan.prefill;
   a.prefill_on_gpu = f.experts_prefill_on_gpu;
+  a.defer = decode ? f.defer_experts : 0;
+  a.defer_join = f.defer_join;
   a.xn = xn;
   a.ids = ids;
   a.weights = weights;
@@ -110,6 +125,7 @@ static void moe_forward(GpuFfn& f, GpuContext& g) {
 }
 
 static void mlp_forward(GpuFfn& f, GpuContext& g) {
+  deferred_experts_join(g);  // a MoE layer before this dense one held experts back
   const CudaApi& api = *g.api;
   const GpuDims& d = g.dims;
   const int64_t n = g.plan.n;

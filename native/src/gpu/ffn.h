@@ -6,6 +6,7 @@
 
 #include "cpu/experts/experts.h"
 #include "gpu/context.h"
+#include "gpu/deferred-experts.h"
 #include "gpu/graphs.h"
 #include "tensor.h"
 
@@ -22,6 +23,9 @@ struct GpuFfn {
   int top_k = 0;
   bool norm_topk_prob = true;
   bool experts_prefill_on_gpu = false;
+  // Decode steps: experts per token held back to the next layer, and where they join (deferred-experts.h).
+  int defer_experts = 0;
+  DeferJoin defer_join = DeferJoin::moe;
   // Dense: gate|up stacked bf16 [2 ffn][hidden], down bf16 [hidden][ffn].
   DeviceBuffer gate_up, down;
   int64_t ffn = 0;
@@ -32,7 +36,8 @@ struct GpuFfn {
 std::shared_ptr<GpuFfn> gpu_moe_create(std::shared_ptr<GpuContext> ctx, int layer, float eps, const Weight& norm,
                                        const Weight& router, const Weight& gate_exps, const Weight& up_exps,
                                        const Weight& down_exps, int top_k, bool norm_topk_prob,
-                                       const std::string& backend, bool experts_prefill_on_gpu);
+                                       const std::string& backend, bool experts_prefill_on_gpu, int defer_experts = 0,
+                                       DeferJoin defer_join = DeferJoin::moe);
 std::shared_ptr<GpuFfn> gpu_mlp_create(std::shared_ptr<GpuContext> ctx, int layer, float eps, const Weight& norm,
                                        const Weight& gate, const Weight& up, const Weight& down);
 

@@ -5,6 +5,7 @@
 #include <cstring>
 #include <stdexcept>
 
+#include "gpu/deferred-experts.h"
 #include "gpu/weights-upload.h"
 
 namespace mixtile::gpu {
@@ -72,6 +73,7 @@ void gpu_lm_head_forward(GpuLmHead& h, const int32_t* rows, int64_t n_rows, floa
   if (n <= 0) throw std::logic_error("gpu lm_head: no batch begun");
   const uint64_t t0 = now_ns();
   g.bind();
+  deferred_experts_join(g);  // the last layer's held-back experts, before model.norm
   const int64_t chunk = std::min(g.dims.ubatch, GpuContext::LOGIT_ROWS);
   auto* xb = g.xb.as<uint16_t>();
   for (int64_t r0 = 0; r0 < n_rows; r0 += chunk) {

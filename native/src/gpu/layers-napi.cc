@@ -46,16 +46,22 @@ Napi::Value attention_dispose(const Napi::CallbackInfo& info) {
 }
 
 // gpuMoeCreate({ctx, layer, eps, norm, router, gateExps, upExps, downExps, topK, normTopKProb, backend?,
-//               expertsPrefillOnGpu?}) -> handle
+//               expertsPrefillOnGpu?, deferExperts?, deferJoin? ('moe' | 'attention')}) -> handle
 Napi::Value moe_create(const Napi::CallbackInfo& info) {
   return gpu_guard(info, "gpuMoeCreate", [&]() -> Napi::Value {
     auto o = options_arg(info, "gpuMoeCreate");
     auto num = [&](const char* k) { return num_opt(o, k, "gpuMoeCreate"); };
     auto w = [&](const char* k) { return weight_arg(o.Get(k), k); };
     std::string backend = o.Get("backend").IsString() ? o.Get("backend").As<Napi::String>().Utf8Value() : "auto";
+    const int defer = o.Get("deferExperts").IsNumber() ? int(num("deferExperts")) : 0;
+    const std::string join = o.Get("deferJoin").IsString() ? o.Get("deferJoin").As<Napi::String>().Utf8Value() : "moe";
+    if (join != "moe" && join != "attention") {
+      throw Napi::TypeError::New(info.Env(), "gpuMoeCreate: deferJoin must be 'moe' or 'attention', got '" + join + "'");
+    }
     auto f = gpu_moe_create(ctx_of(o), int(num("layer")), float(num("eps")), *w("norm"), *w("router"), *w("gateExps"),
                             *w("upExps"), *w("downExps"), int(num("topK")), o.Get("normTopKProb").ToBoolean().Value(),
-                            backend, o.Get("expertsPrefillOnGpu").ToBoolean().Value());
+                            backend, o.Get("expertsPrefillOnGpu").ToBoolean().Value(), defer,
+                            join == "attention" ? DeferJoin::attention : DeferJoin::moe);
     return make_gpu_handle(info.Env(), GpuHandle::ffn, f);
   });
 }

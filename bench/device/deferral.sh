@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Issue 9 decode, one device call: expert deferral (max_deferred_experts_per_token) on the 48-layer synthetic
+# Qwen3-30B-A3B Q4_K_M: the per-token breakdown, speed and logit effect of each variant in one process
+# (deferral-ab.ts, variants alternated step by step), then `mixtile bench -n 128` per variant.
+# Run from a snapshot root (scripts/device-snapshot.sh defer) after
+# `export MIXTILE_CUDA_ARCHS=90 && source .device/env.sh && bash .device/setup.sh`; logs in $OUT/main.log.
+# DEFER_BUDGET seconds (default 400); DEFER_VARIANTS for deferral-ab.ts; DEFER_BENCH: "N:join[:env=v]..." list.
+set -uo pipefail
+R=${OUT:-/tmp/defer-run}; BUDGET=${DEFER_BUDGET:-400}
+source "$(dirname "$0")/steps.sh"
+X="node bin/mixtile.js"; F=/root/models/48l-q4km.gguf
+export MIXTILE_REPACK_CACHE=0
+log "machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2), $(nproc) cpus; $(nvidia-smi --query-gpu=name --format=csv,noheader 2>&1); $(date -u); HEAD $(cat .snapshot-head 2>/dev/null)"
+mkdir -p /root/models
+if [ ! -f "$F" ]; then  # same recipe as full-model.sh; written under another name first, so a cut-off run leaves none
+  step synth 200 $X synth --preset qwen3-30b-a3b --file-type Q4_K_M --layers 48 "$F.part" && mv "$F.part" "$F"
+fi
+# AMX off: every variant's load skips the 35 GB INT8 repack; decode's one-token calls read the source blocks anyway.
+step ab 150 env MIXTILE_AMX_BACKEND=off node --import tsx bench/device/deferral-ab.ts "$F" 128 "${DEFER_VARIANTS:-0:moe,1:moe,2:moe,3:moe,2:attention}"
+for v in ${DEFER_BENCH:-0:moe 2:moe 3:moe}; do
+  IFS=: read -r n j extra <<<"$v"
+  step "bench-$v" 40 env MIXTILE_AMX_BACKEND=off MIXTILE_DEFER_EXPERTS="$n" MIXTILE_DEFER_JOIN="$j" $extra \
+    $X bench -m "$F" -p 0 -n 128 -r 3 --optimize-config qwen3moe-hybrid
+done
+log "done"

@@ -12,11 +12,16 @@ const N_EXPERT = 6;
 const TOP_K = 2;
 const TOKENS = [1, 3, 17, 129];
 
-// hidden and ffn are rows of gate/up and down respectively, so both must be whole blocks.
-function dimsFor(t: GgmlType): { hidden: number; ffn: number } {
-  if (blockSize(t) === 256) return { hidden: 256, ffn: 512 };
-  if (t === GgmlType.Q8_0) return { hidden: 96, ffn: 160 };
-  return { hidden: 88, ffn: 40 };
+// hidden and ffn are rows of gate/up and down respectively, so both must be whole blocks. The
+// float types also run at 256 x 256, where activation rows are a multiple of 512 bytes and the
+// experts pad their stride (act_row_stride).
+function dimsFor(t: GgmlType): { hidden: number; ffn: number }[] {
+  if (blockSize(t) === 256) return [{ hidden: 256, ffn: 512 }];
+  if (t === GgmlType.Q8_0) return [{ hidden: 96, ffn: 160 }];
+  return [
+    { hidden: 88, ffn: 40 },
+    { hidden: 256, ffn: 256 },
+  ];
 }
 
 /** Routing that leaves experts 1 and 4 without tokens and varies weights. */
@@ -39,8 +44,7 @@ const silu = (v: number): number => v / (1 + Math.exp(-v));
 
 const { run, missing } = isaCases();
 
-for (const type of WEIGHT_TYPES) {
-  const { hidden, ffn } = dimsFor(type);
+for (const type of WEIGHT_TYPES) for (const { hidden, ffn } of dimsFor(type)) {
   const gate = randomWeight(type, [hidden, ffn, N_EXPERT], 1000 + type);
   const up = randomWeight(type, [hidden, ffn, N_EXPERT], 2000 + type);
   const down = randomWeight(type, [ffn, hidden, N_EXPERT], 3000 + type);
@@ -113,7 +117,7 @@ for (const type of WEIGHT_TYPES) {
       });
     }
   }
-  test(`experts ${typeName(type)}: moeForward = moeRoute + moeForwardRouted`, () => {
+  test(`experts ${typeName(type)} hidden=${hidden} ffn=${ffn}: moeForward = moeRoute + moeForwardRouted`, () => {
     const n = 5;
     const x = randomF32(n * hidden, 77);
     const ids = new Int32Array(n * 3);

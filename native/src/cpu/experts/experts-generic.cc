@@ -90,7 +90,7 @@ void experts_forward_generic(const ExpertsWeights& ew, const MoeArgs& a) {
   const int64_t n_active = int64_t(active.size());
 
   // Activations of gate/up for each grouped row (row p = pair p), converted once.
-  const size_t gs = act_row_bytes(ew.gate.type, H), us = act_row_bytes(ew.up.type, H);
+  const size_t gs = act_row_stride(ew.gate.type, H), us = act_row_stride(ew.up.type, H);
   const bool same_gu = act_type_for(ew.gate.type) == act_type_for(ew.up.type);
   Scratch& sc = scratch();
   uint8_t* xg = grow(sc.xg, gs * size_t(total));
@@ -105,8 +105,8 @@ void experts_forward_generic(const ExpertsWeights& ew, const MoeArgs& a) {
     // those bytes (at one token all top_k pairs are the same token).
     for (int64_t p = 0; p < total; ++p) {
       if (p > 0 && tok_of[size_t(p)] == tok_of[size_t(p - 1)]) {
-        std::memcpy(xg + size_t(p) * gs, xg + size_t(p - 1) * gs, gs);
-        if (!same_gu) std::memcpy(xu + size_t(p) * us, xu + size_t(p - 1) * us, us);
+        std::memcpy(xg + size_t(p) * gs, xg + size_t(p - 1) * gs, act_row_bytes(ew.gate.type, H));
+        if (!same_gu) std::memcpy(xu + size_t(p) * us, xu + size_t(p - 1) * us, act_row_bytes(ew.up.type, H));
       } else {
         convert_pair(p, 0);
       }
@@ -150,7 +150,7 @@ void experts_forward_generic(const ExpertsWeights& ew, const MoeArgs& a) {
 
   // Phase 2: h -> down activations, then down rows per (expert, row block).
   t_other = std::make_unique<OpTimer>(Op::experts_other);
-  const size_t ds = act_row_bytes(ew.down.type, F);
+  const size_t ds = act_row_stride(ew.down.type, F);
   uint8_t* hd = grow(sc.hd, ds * size_t(total));
   rows_for(total, F, [&](int64_t p, int) { convert_act_row(ew.down.type, g + p * F, F, hd + size_t(p) * ds); });
   float* o = grow(sc.o, size_t(total * H));

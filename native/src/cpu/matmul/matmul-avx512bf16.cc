@@ -20,6 +20,17 @@ constexpr int TT = 6;  // tokens per register tile
 // (<= this many tokens) are read from L2.
 constexpr int64_t ROWS_OUTER_MAX_TOKENS = 64;
 
+// {sum(v0), sum(v1), sum(v2), sum(v3)}.
+inline __m128 hsum4(__m512 v0, __m512 v1, __m512 v2, __m512 v3) {
+  // Per 128-bit chunk: {v0, v1} and {v2, v3} pairwise, then {v0, v1, v2, v3}; then the 4 chunks.
+  __m512 a01 = _mm512_add_ps(_mm512_unpacklo_ps(v0, v1), _mm512_unpackhi_ps(v0, v1));
+  __m512 a23 = _mm512_add_ps(_mm512_unpacklo_ps(v2, v3), _mm512_unpackhi_ps(v2, v3));
+  __m512 b = _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(a01), _mm512_castps_pd(a23))),
+                           _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(a01), _mm512_castps_pd(a23))));
+  __m256 c = _mm256_add_ps(_mm512_castps512_ps256(b), _mm512_extractf32x8_ps(b, 1));
+  return _mm_add_ps(_mm256_castps256_ps128(c), _mm256_extractf128_ps(c, 1));
+}
+
 // pf: rows of the next row tile to prefetch into L2 (nullptr: none), pf_rows of them from pf on,
 // one cache line per row per k step, so they arrive while this tile computes.
 template <int R, int T>
@@ -52,8 +63,15 @@ void tile(const GemmArgs& g, int64_t r0, int64_t t0, const uint8_t* pf, int pf_r
       for (int r = 0; r < R; ++r) acc[r][t] = _mm512_dpbf16_ps(acc[r][t], wv[r], av);
     }
   }
-  for (int t = 0; t < T; ++t)
-    for (int r = 0; r < R; ++r) g.y[(t0 + t) * g.ldy + r0 + r] = _mm512_reduce_add_ps(acc[r][t]);
+  if constexpr (R == 4) {
+    // Four rows of one token are adjacent in y: reduce their accumulators together (13 vector ops
+    // and one 128-bit store instead of four full horizontal sums). It matters most at small k: the
+    // experts' down projection (k 768, 336 rows x 32 tokens in L2, one Zen 4 core) 167 -> 177 GFLOP/s.
+    for (int t = 0; t < T; ++t) _mm_storeu_ps(g.y + (t0 + t) * g.ldy + r0, hsum4(acc[0][t], acc[1][t], acc[2][t], acc[3][t]));
+  } else {
+    for (int t = 0; t < T; ++t)
+      for (int r = 0; r < R; ++r) g.y[(t0 + t) * g.ldy + r0 + r] = _mm512_reduce_add_ps(acc[r][t]);
+  }
 }
 
 using TileFn = void (*)(const GemmArgs&, int64_t, int64_t, const uint8_t*, int);

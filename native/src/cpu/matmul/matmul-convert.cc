@@ -19,6 +19,11 @@ GgmlType act_type_for(GgmlType wtype) {
 
 size_t act_row_bytes(GgmlType wtype, int64_t k) { return row_bytes(act_type_for(wtype), k); }
 
+size_t act_row_stride(GgmlType wtype, int64_t k) {
+  size_t b = act_row_bytes(wtype, k);
+  return b % 512 == 0 ? b + 64 : b;
+}
+
 static void quantize_q8_0(const float* x, int64_t k, block_q8_0* y) {
   for (int64_t i = 0; i < k / QK8_0; ++i) {
     const float* xb = x + i * QK8_0;

@@ -1,15 +1,19 @@
-// Q4_K x Q8_K with tokens in vector lanes, for many tokens (prefill): each int32 lane of an
-// accumulator is one token, so the per-block scales are applied once per 16 tokens instead of once
-// per token. Activations of a 16-token group are transposed into quads, offset-binary (a + 128):
+// Q4_K and Q5_K x Q8_K with tokens in vector lanes, for many tokens (prefill): each int32 lane of
+// an accumulator is one token, so the per-block scales are applied once per 16 tokens instead of
+// once per token. Activations of a 16-token group are transposed into quads, offset-binary (a + 128):
 //   A[q][t] = 4 bytes a_t[4q .. 4q+3] ^ 0x80        (q = k/4 quads, t = 16 lanes; 64 B per q)
-// and each weight row's super-block is unpacked to 256 int8 nibbles in element order, so one
+// and each weight row's super-block is unpacked to 256 int8 quants in element order (Q4_K: the
+// nibbles 0..15; Q5_K: with the 5th bit from qh merged in, 0..31, as in matmul-q5k-avx512vnni.cc),
+// so one
 //   vpdpbusd(acc, A[q], broadcast(w[4q .. 4q+3]))
 // adds 4 MACs for each of 16 tokens. The +128 offset is removed per block with the row's
 // sum_j sc_j * 128 * sum(w of sub-block j); the min term is -dmin * m_j * (d_a * bsum_j) in float.
 // Register tile: 2 rows x 2 token groups (32 tokens). Tokens beyond the last full group of 16 go to
-// the row kernel (gemm_q4_k_avx512vnni).
+// the type's row kernel (gemm_q4_k_avx512vnni / gemm_q5_k_avx512vnni).
 #include <immintrin.h>
 
+#include <cstring>
+#include <type_traits>
 #include <vector>
 
 #include "cpu/matmul/matmul.h"
@@ -82,7 +86,10 @@ struct RowBlock {
   float d;
 };
 
-inline void unpack_row_block(const block_q4_K& x, RowBlock& rb) {
+// Block: block_q4_K or block_q5_K (same scales layout; Q5_K adds the high bits qh).
+template <class Block>
+inline void unpack_row_block(const Block& x, RowBlock& rb) {
+  constexpr bool q5 = std::is_same<Block, block_q5_K>::value;
   const __m512i m4 = _mm512_set1_epi8(0x0F);
   // 6-bit scales and mins of the 8 sub-blocks (ggml get_scale_min_k4, all at once).
   const uint32_t kmask1 = 0x3f3f3f3f, kmask2 = 0x0f0f0f0f, kmask3 = 0x03030303;
@@ -99,6 +106,13 @@ inline void unpack_row_block(const block_q4_K& x, RowBlock& rb) {
   for (int c = 0; c < 4; ++c) {
     __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.qs + 32 * c));
     __m512i both = _mm512_and_si512(_mm512_inserti64x4(_mm512_castsi256_si512(q), _mm256_srli_epi16(q, 4), 1), m4);
+    if constexpr (q5) {
+      // Bits 2c and 2c+1 of qh are the 5th bits of the low and high nibbles of this 32-byte chunk.
+      const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.qh));
+      __m512i hb = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_srl_epi16(h, _mm_cvtsi32_si128(2 * c))),
+                                      _mm256_srl_epi16(h, _mm_cvtsi32_si128(2 * c + 1)), 1);
+      both = _mm512_or_si512(both, _mm512_and_si512(_mm512_slli_epi16(hb, 4), _mm512_set1_epi8(0x10)));
+    }
     _mm512_store_si512(rb.w + 64 * c, both);
     __m512i scv = _mm512_inserti64x4(_mm512_set1_epi8(char(sc[2 * c])), _mm256_set1_epi8(char(sc[2 * c + 1])), 1);
     corr = _mm512_dpbusd_epi32(corr, both, scv);
@@ -112,7 +126,7 @@ inline void unpack_row_block(const block_q4_K& x, RowBlock& rb) {
   }
 }
 
-template <int R, int J>
+template <class Block, int R, int J>
 void tile(const GemmArgs& g, int64_t r0, int64_t t0, const TokenGroup* tg) {
   const int64_t nb = g.k / QK_K;
   __m512 acc[R][J];
@@ -121,7 +135,7 @@ void tile(const GemmArgs& g, int64_t r0, int64_t t0, const TokenGroup* tg) {
   RowBlock rbk[R];
   for (int64_t b = 0; b < nb; ++b) {
     for (int r = 0; r < R; ++r)
-      unpack_row_block(reinterpret_cast<const block_q4_K*>(g.w + size_t(r0 + r) * g.w_stride)[b], rbk[r]);
+      unpack_row_block(reinterpret_cast<const Block*>(g.w + size_t(r0 + r) * g.w_stride)[b], rbk[r]);
     __m512i isum[R][J];
     for (int r = 0; r < R; ++r)
       for (int v = 0; v < J; ++v) isum[r][v] = _mm512_set1_epi32(-rbk[r].corr);
@@ -162,25 +176,30 @@ void tile(const GemmArgs& g, int64_t r0, int64_t t0, const TokenGroup* tg) {
   }
 }
 
-}  // namespace
-
-void gemm_q4_k_lanes_avx512vnni(const GemmArgs& g) {
+// Full 32-token pairs of groups (one 16-token group at the end), then the rest on `row_kernel`.
+template <class Block>
+void gemm_lanes(const GemmArgs& g, GemmFn row_kernel) {
   thread_local TokenGroup groups[2];
   const int64_t full = g.n_tok / LANES * LANES;
   for (int64_t t0 = 0; t0 < full; t0 += 2 * LANES) {
     int J = t0 + 2 * LANES <= full ? 2 : 1;
     for (int v = 0; v < J; ++v) build_group(g, t0 + v * LANES, groups[v]);
     int64_t r0 = 0;
-    for (; r0 + 2 <= g.n_rows; r0 += 2) J == 2 ? tile<2, 2>(g, r0, t0, groups) : tile<2, 1>(g, r0, t0, groups);
-    for (; r0 < g.n_rows; ++r0) J == 2 ? tile<1, 2>(g, r0, t0, groups) : tile<1, 1>(g, r0, t0, groups);
+    for (; r0 + 2 <= g.n_rows; r0 += 2) J == 2 ? tile<Block, 2, 2>(g, r0, t0, groups) : tile<Block, 2, 1>(g, r0, t0, groups);
+    for (; r0 < g.n_rows; ++r0) J == 2 ? tile<Block, 1, 2>(g, r0, t0, groups) : tile<Block, 1, 1>(g, r0, t0, groups);
   }
   if (full < g.n_tok) {
     GemmArgs rest = g;
     rest.a = g.a + size_t(full) * g.a_stride;
     rest.n_tok = g.n_tok - full;
     rest.y = g.y + full * g.ldy;
-    gemm_q4_k_avx512vnni(rest);
+    row_kernel(rest);
   }
 }
+
+}  // namespace
+
+void gemm_q4_k_lanes_avx512vnni(const GemmArgs& g) { gemm_lanes<block_q4_K>(g, gemm_q4_k_avx512vnni); }
+void gemm_q5_k_lanes_avx512vnni(const GemmArgs& g) { gemm_lanes<block_q5_K>(g, gemm_q5_k_avx512vnni); }
 
 }  // namespace mixtile

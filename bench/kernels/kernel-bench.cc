@@ -5,8 +5,10 @@
 //   --file PATH: the experts' weights are copied into PATH and read through a shared file mapping
 //     (4 KiB page-cache pages, as a model's mmapped GGUF), not the synth's anonymous memory.
 //   --hot-gemv 1: one thread, the 1-token kernel over 64 cache-resident rows (compute bound).
+//   --gemm ROWS,K,TOKENS: one thread, one GEMM call shape, packed vs padded activation rows.
 #include <sys/mman.h>
 #include <fcntl.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -73,6 +75,55 @@ static void hot_gemv(GgmlType wt, const char* name) {
               kern->name, (long long)rows, (long long)k, ns[ns.size() / 2], bytes / ns[ns.size() / 2], bytes / ns[0]);
 }
 
+// One thread, the kernel gemm_select picks for `wt` on rows x k weights against `ntok` activation
+// rows, with those rows act_row_bytes apart (packed) and act_row_stride apart (as the experts lay
+// them out), alternated: GFLOP/s per thread CPU-second (a shared box's preemption does not count).
+// "hot": the same rows every call (in L2); "stream": successive row slices of a 512 MiB weight.
+static void gemm_stride_ab(GgmlType wt, const char* name, int64_t rows, int64_t k, int64_t ntok) {
+  const size_t slice = row_bytes(wt, k) * size_t(rows);
+  const int64_t n_slices = std::max<int64_t>(1, int64_t((size_t(512) << 20) / slice));
+  const int64_t ne[4] = {k, rows * n_slices, 1, 1};
+  auto w = synth_weight(wt, ne, 7);
+  std::vector<float> x(size_t(ntok * k)), y(size_t(ntok * rows));
+  for (size_t i = 0; i < x.size(); ++i) x[i] = std::sin(float(i) * 0.37f);
+  const size_t strides[2] = {act_row_bytes(wt, k), act_row_stride(wt, k)};
+  std::vector<uint8_t> a[2];
+  for (int v = 0; v < 2; ++v) {
+    a[v].resize(strides[v] * size_t(ntok));
+    for (int64_t t = 0; t < ntok; ++t) convert_act_row(wt, x.data() + t * k, k, a[v].data() + size_t(t) * strides[v]);
+  }
+  auto cpu_s = [] {
+    timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return double(ts.tv_sec) + 1e-9 * double(ts.tv_nsec);
+  };
+  const double flops = 2.0 * double(rows * k * ntok);
+  const int iters = int(std::max(8.0, 2e9 / flops));  // ~10 ms per sample at 200 GFLOP/s
+  for (int stream = 0; stream < 2; ++stream) {
+    std::vector<double> gf[2];
+    const GemmKernel* kern = nullptr;
+    for (int rep = 0; rep < 7; ++rep) {
+      for (int v = 0; v < 2; ++v) {
+        GemmArgs g{w->data, w->row_bytes, rows, a[v].data(), strides[v], ntok, k, y.data(), rows};
+        kern = gemm_select(wt, g);
+        double t0 = cpu_s();
+        for (int i = 0; i < iters; ++i) {
+          g.w = w->data + (stream ? size_t(i % n_slices) * slice : 0);
+          kern->fn(g);
+        }
+        gf[v].push_back(flops * iters / (cpu_s() - t0) / 1e9);
+      }
+    }
+    for (int v = 0; v < 2; ++v) {
+      std::sort(gf[v].begin(), gf[v].end());
+      std::printf("gemm %s (%s) %lld rows x k %lld x %lld tokens, %s, activation stride %zu B: %.1f GFLOP/s per core "
+                  "(median of 7, range %.1f-%.1f)\n",
+                  name, kern->name, (long long)rows, (long long)k, (long long)ntok, stream ? "stream" : "hot", strides[v],
+                  gf[v][3], gf[v][0], gf[v][6]);
+    }
+  }
+}
+
 // Copies w into the file at fd (appending) and points it at a shared read-only mapping of those bytes.
 static void to_file(Weight& w, const char* path) {
   int fd = ::open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
@@ -100,6 +151,7 @@ int main(int argc, char** argv) {
   std::vector<int> tokens = {1, 512}, threads = {2};
   int reps = 5, probe_mib = 2048, gap_us = 0;
   bool hot = false;
+  std::vector<int> gemm;
   int64_t hidden = 2048, ffn = 768, n_expert = 128, top_k = 8;
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string k = argv[i];
@@ -112,6 +164,7 @@ int main(int argc, char** argv) {
     else if (k == "--file") file = argv[i + 1];
     else if (k == "--gap-us") gap_us = std::atoi(argv[i + 1]);
     else if (k == "--hot-gemv") hot = std::atoi(argv[i + 1]) != 0;
+    else if (k == "--gemm") gemm = parse_list(argv[i + 1]);
     else if (k == "--isa") {
       Isa l;
       if (!parse_isa(argv[i + 1], &l) || !set_isa(l)) return std::fprintf(stderr, "bad --isa\n"), 2;
@@ -119,6 +172,10 @@ int main(int argc, char** argv) {
   }
   if (down.empty()) down = type;
   GgmlType wt = parse_type(type), dt = parse_type(down);
+  if (gemm.size() == 3) {
+    gemm_stride_ab(wt, type.c_str(), gemm[0], gemm[1], gemm[2]);
+    return 0;
+  }
   if (hot) {
     set_threads(1);
     hot_gemv(wt, type.c_str());

@@ -118,6 +118,9 @@ variants.forEach((v, i) => {
     i === 0
       ? 'reference'
       : `vs ${variants[0]!.name}: rms diff/std median ${med(a.rms).toExponential(2)} mean ${mean(a.rms).toExponential(2)}, max diff/std median ${med(a.max).toExponential(2)} worst ${Math.max(...a.max).toExponential(2)}, top-1 ${a.top1}/${steps}, KL mean ${mean(a.kl).toExponential(2)}`;
-  console.log(`  defer ${v.name}: ${speed}\n    ${accText}`);
+  const layers = st.profileLayers - before[i]!.profileLayers;
+  const us = (k: 'profileAttentionMs' | 'profileRouteMs' | 'profileD2hMs' | 'profileH2dAddMs' | 'profileIssueGapMs') => (((st[k] - before[i]![k]) / layers) * 1000).toFixed(1);
+  const prof = layers > 0 ? `\n    GPU per MoE layer (MIXTILE_GPU_PROFILE): issue gap ${us('profileIssueGapMs')}, attention ${us('profileAttentionMs')}, route ${us('profileRouteMs')}, d2h ${us('profileD2hMs')}, h2d+add ${us('profileH2dAddMs')} us` : '';
+  console.log(`  defer ${v.name}: ${speed}${prof}\n    ${accText}`);
 });
 for (const m of models) m.dispose();

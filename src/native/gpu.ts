@@ -50,6 +50,13 @@ export interface GpuStats {
   /** Decode steps' experts held back a layer (max_deferred_experts_per_token): parts held, and host ms computing them. */
   expertsDeferred: number;
   expertsDeferredMs: number;
+  /** MIXTILE_GPU_PROFILE=1 (native/src/gpu/decode-profile.h): decode MoE layers timed, and GPU ms per part over them. */
+  profileLayers: number;
+  profileAttentionMs: number;
+  profileRouteMs: number;
+  profileD2hMs: number;
+  profileH2dAddMs: number;
+  profileIssueGapMs: number;
   /** Decode-step CUDA graphs captured and replayed (native/src/gpu/graphs.h). */
   graphsCaptured: number;
   graphLaunches: number;

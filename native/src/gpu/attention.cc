@@ -6,6 +6,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "gpu/decode-profile.h"
 #include "gpu/weights-upload.h"
 
 namespace mixtile::gpu {
@@ -114,6 +115,7 @@ void gpu_attention_forward(GpuAttention& a) {
   if (p.n <= 0) throw std::logic_error("gpu attention: no batch begun");
   const uint64_t t0 = now_ns();
   g.bind();
+  profile_mark(g, ProfileMark::attention_begin);
   if (decode_step(p) && graphs_enabled()) {
     // The graph bakes the KV slot of each token (a host argument of the KV store) and a bound on the
     // context length, rounded up to a power of two so a few graphs serve every length.
@@ -134,6 +136,7 @@ void gpu_attention_forward(GpuAttention& a) {
   } else {
     issue(a, p, 0);
   }
+  profile_mark(g, ProfileMark::attention_end);
   g.counters.attention++;
   g.counters.attention_issue_ns += now_ns() - t0;
 }

@@ -101,7 +101,7 @@ Napi::Value kv_copy(const Napi::CallbackInfo& info) {
 
 // gpuStats(ctx) -> { forwards, attention, moe, mlp, lmHeadRows, embedTokens, expertsCpuTokens,
 //   expertsGpuTokens, h2dBytes, d2hBytes, kvBytes, attentionIssueMs, expertsWaitMs, expertsCpuMs, lmHeadMs,
-//   expertsDeferred, expertsDeferredMs,
+//   expertsDeferred, expertsDeferredMs, profileLayers, profile{Attention,Route,D2h,H2dAdd,IssueGap}Ms,
 //   graphsCaptured, graphLaunches, graphCaptureFailures, vramUsedBytes, vramAllocatedBytes, vramPeakBytes, device,
 //   library }
 Napi::Value stats(const Napi::CallbackInfo& info) {
@@ -125,6 +125,12 @@ Napi::Value stats(const Napi::CallbackInfo& info) {
   o.Set("lmHeadMs", double(c.lm_head_ns) * 1e-6);
   o.Set("expertsDeferred", double(c.experts_deferred));
   o.Set("expertsDeferredMs", double(c.experts_deferred_ns) * 1e-6);
+  o.Set("profileLayers", double(c.profile_layers));
+  o.Set("profileAttentionMs", c.profile_attention_us * 1e-3);
+  o.Set("profileRouteMs", c.profile_route_us * 1e-3);
+  o.Set("profileD2hMs", c.profile_d2h_us * 1e-3);
+  o.Set("profileH2dAddMs", c.profile_h2d_add_us * 1e-3);
+  o.Set("profileIssueGapMs", c.profile_issue_gap_us * 1e-3);
   o.Set("graphsCaptured", double(c.graphs_captured));
   o.Set("graphLaunches", double(c.graph_launches));
   o.Set("graphCaptureFailures", double(c.graph_capture_failures));

@@ -6,6 +6,7 @@
 #include <cstring>
 #include <stdexcept>
 
+#include "gpu/decode-profile.h"
 #include "gpu/deferred-experts.h"
 
 namespace mixtile::gpu {
@@ -219,6 +220,7 @@ void gpu_batch_begin(GpuContext& g, const int32_t* pos, const int32_t* seq, int6
   }
   g.bind();
   deferred_experts_drop(g);  // the last ubatch's final held-back part had no reader (no logits asked)
+  profile_reset(g);
   plan_batch(g.plan, pos, seq, n);
   const int64_t ub = g.dims.ubatch;
   g.meta_fence.wait();

@@ -119,6 +119,9 @@ struct GpuCounters {
   uint64_t attention_issue_ns = 0, experts_wait_ns = 0, experts_cpu_ns = 0, lm_head_ns = 0;
   // Decode steps' held-back experts (deferred-experts.h): parts held, and the CPU time computing them.
   uint64_t experts_deferred = 0, experts_deferred_ns = 0;
+  // MIXTILE_GPU_PROFILE=1 (decode-profile.h): GPU microseconds of each part of decode steps' MoE layers.
+  uint64_t profile_layers = 0;
+  double profile_attention_us = 0, profile_route_us = 0, profile_d2h_us = 0, profile_h2d_add_us = 0, profile_issue_gap_us = 0;
   uint64_t graphs_captured = 0, graph_launches = 0, graph_capture_failures = 0;
 };
 
@@ -162,6 +165,7 @@ struct GpuContext {
   std::shared_ptr<struct UploadStaging> upload;  // weight staging while loading (weights-upload.cc)
   std::shared_ptr<struct ExpertsGpuState> experts_gpu;  // prefill experts on the GPU (gpu-experts-bridge.cc)
   std::shared_ptr<struct DeferredExperts> deferred;     // decode experts held back a layer (deferred-experts.h)
+  std::shared_ptr<struct DecodeProfile> profile;        // MIXTILE_GPU_PROFILE timing events (decode-profile.h)
 
   static constexpr int64_t LOGIT_ROWS = 16;  // lm_head rows per pass (bounds the logits buffers)
 

@@ -4,6 +4,7 @@
 #include <cstring>
 #include <vector>
 
+#include "gpu/decode-profile.h"
 #include "gpu/gpu-experts-bridge.h"
 
 namespace mixtile::gpu {
@@ -30,9 +31,11 @@ void run_routed_experts(GpuContext& g, const ExpertsWeights& experts, const Expe
   // Join moe: the previous layer's held-back experts run on the CPU now, while the GPU finishes this layer's
   // attention, router and the routing's copy (deferred-experts.h).
   if (deferred_experts_pending(g) && deferred_experts_join_kind(g) == DeferJoin::moe) deferred_experts_compute(g);
+  profile_mark(g, ProfileMark::d2h_end);
   const uint64_t t0 = now_ns();
   g.sync();
   const uint64_t t1 = now_ns();
+  profile_collect(g);
   if (gpu_experts_wanted(a)) {  // prefill: experts streamed to the GPU beside the CPU kernel (gpu-experts-bridge.h)
     run_gpu_experts(g, experts, a, hx, hids, hw);
     g.counters.experts_wait_ns += t1 - t0;
@@ -56,6 +59,7 @@ void run_routed_experts(GpuContext& g, const ExpertsWeights& experts, const Expe
   }
   g.counters.experts_wait_ns += t1 - t0;
   g.counters.experts_cpu_ns += now_ns() - t1;
+  profile_mark(g, ProfileMark::upload_begin);
   g.ok(api.mxc_memcpy_h2d(a.y, g.h_y.as(), xb, g.stream), "experts output to the GPU");
   g.counters.experts_cpu_tokens += uint64_t(a.n);
   g.counters.d2h_bytes += xb + 2 * rb;

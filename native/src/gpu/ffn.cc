@@ -3,6 +3,7 @@
 
 #include <stdexcept>
 
+#include "gpu/decode-profile.h"
 #include "gpu/experts-bridge.h"
 #include "gpu/gpu-experts-bridge.h"
 #include "gpu/weights-upload.h"
@@ -107,6 +108,7 @@ static void moe_forward(GpuFfn& f, GpuContext& g) {
   };
   if (decode && graphs_enabled()) f.graphs->run(g, std::to_string(n), route);
   else route();
+  profile_mark(g, ProfileMark::route_end);
   ExpertsBridgeArgs a;
   a.layer = f.layer;
   a.n = n;
@@ -121,6 +123,7 @@ static void moe_forward(GpuFfn& f, GpuContext& g) {
   a.y = g.tmp.as<float>();
   run_routed_experts(g, *f.experts, a);
   g.ok(api.mxc_add(g.x.as<float>(), g.tmp.as<float>(), g.x.as<float>(), n * d.hidden, g.stream), "MoE residual add");
+  profile_mark(g, ProfileMark::add_end);
   g.counters.moe++;
 }
 

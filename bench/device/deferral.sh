@@ -17,6 +17,8 @@ if [ ! -f "$F" ]; then  # same recipe as full-model.sh; written under another na
 fi
 # AMX off: every variant's load skips the 35 GB INT8 repack; decode's one-token calls read the source blocks anyway.
 step ab 150 env MIXTILE_AMX_BACKEND=off node --import tsx bench/device/deferral-ab.ts "$F" 128 "${DEFER_VARIANTS:-0:moe,1:moe,2:moe,3:moe,2:attention}"
+# Where the GPU part of a layer goes (timing events; their records cost a little, so a run of its own).
+step profile 60 env MIXTILE_AMX_BACKEND=off MIXTILE_GPU_PROFILE=1 node --import tsx bench/device/deferral-ab.ts "$F" 32 0:moe,2:moe
 for v in ${DEFER_BENCH:-0:moe 2:moe 3:moe}; do
   IFS=: read -r n j extra <<<"$v"
   step "bench-$v" 40 env MIXTILE_AMX_BACKEND=off MIXTILE_DEFER_EXPERTS="$n" MIXTILE_DEFER_JOIN="$j" $extra \

@@ -88,7 +88,9 @@ std::string cpu_model() {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // amx-bench [THREADS] [--main]: --main runs only the 512-token and 1-expert tables.
   if (argc > 1) mixtile::set_threads(std::atoi(argv[1]));
+  const bool main_only = argc > 2 && std::string(argv[2]) == "--main";
   if (!mixtile::amx::available()) {
     std::printf("SKIP: %s\n", mixtile::amx::unavailable_reason().c_str());
     return 0;
@@ -125,10 +127,11 @@ int main(int argc, char** argv) {
     *secs = seconds_since(t0);
     return pe;
   };
-  double t_bf16, t_i64, t_i128;
+  double t_bf16, t_i64, t_i128, t_i32;
   auto pe_bf16 = pack(Dtype::bf16, 0, &t_bf16);
   auto pe_i64 = pack(Dtype::int8, 64, &t_i64);
   auto pe_i128 = pack(Dtype::int8, 128, &t_i128);
+  auto pe_i32 = pack(Dtype::int8, 32, &t_i32);
   std::printf("\nrepack from BF16 source (%.2f GB, %d threads): AMXBF16 %.3f s (%.3f s/GB), AMXInt8 g64 %.3f s "
               "(%.3f s/GB), g128 %.3f s; packed %.2f / %.2f GB\n",
               src_gb, threads, t_bf16, t_bf16 / src_gb, t_i64, t_i64 / src_gb, t_i128, pe_bf16->storage_bytes / 1e9,
@@ -182,7 +185,10 @@ int main(int argc, char** argv) {
                         {"AVX512-BF16", pe_bf16.get(), kAvx, kPeakBf16},
                         {"AMX-INT8 g64", pe_i64.get(), kAmx, kPeakInt8},
                         {"AMX-INT8 g128", pe_i128.get(), kAmx, kPeakInt8},
-                        {"AVX512-VNNI g64", pe_i64.get(), kAvx, kPeakInt8}};
+                        {"AVX512-VNNI g64", pe_i64.get(), kAvx, kPeakInt8},
+                        {"AMX-INT8 g32", pe_i32.get(), kAmx, kPeakInt8},
+                        {"AVX512-VNNI g32", pe_i32.get(), kAvx, kPeakInt8}};
+  constexpr int kModes = int(sizeof modes / sizeof modes[0]);
 
   // Speed: 512 tokens x top-8 over 128 experts, and 1 expert x 512 tokens.
   const Routing r512 = random_routing(512, 8, 9);
@@ -202,23 +208,23 @@ int main(int argc, char** argv) {
                 flops / 1e9);
     std::printf("  %-16s %9s %9s %8s %9s | %7s %7s %7s %7s (ms, last run)\n", "path", "ms", "TFLOP/s", "%peak",
                 "vs AVX", "convert", "gate+up", "down", "sum");
-    double times[5];
-    mixtile::amx::ForwardStats st[5];
-    for (int i = 0; i < 5; ++i) {
+    double times[kModes];
+    mixtile::amx::ForwardStats st[kModes];
+    for (int i = 0; i < kModes; ++i) {
       times[i] = time_forward(*modes[i].pe, x.data(), 512, rt.ids, rt.w, top_k, y.data(), modes[i].min_tokens);
       st[i] = mixtile::amx::last_forward_stats();
     }
     base[c] = times[1];
     amx_bf16[c] = times[0];
-    for (int i = 0; i < 5; ++i) {
+    for (int i = 0; i < kModes; ++i) {
       const double tf = flops / times[i];
       const double ref = modes[i].peak == kPeakBf16 ? times[1] : times[4];
       std::printf("  %-16s %9.3f %9.2f %7.1f%% %8.2fx | %7.3f %7.3f %7.3f %7.3f\n", modes[i].name, times[i] * 1e3,
                   tf / 1e12, 100 * tf / modes[i].peak, ref / times[i], st[i].convert_s * 1e3, st[i].gate_up_s * 1e3,
                   st[i].down_s * 1e3, st[i].sum_s * 1e3);
     }
-    std::printf("  AMX-BF16 / AVX512-BF16 = %.2fx, AMX-INT8 g64 / AMX-BF16 = %.2fx\n", times[1] / times[0],
-                times[0] / times[2]);
+    std::printf("  AMX-BF16 / AVX512-BF16 = %.2fx, AMX-INT8 g64 / AMX-BF16 = %.2fx, g32 / AMX-BF16 = %.2fx\n",
+                times[1] / times[0], times[0] / times[2], times[0] / times[5]);
     if (c == 0) {
       const double bytes_bf16 = double(pe_bf16->storage_bytes), bytes_i8 = double(pe_i64->storage_bytes);
       std::printf("  DRAM floor at %.0f GB/s: BF16 %.2f ms, INT8 %.2f ms (all 128 experts' weights read once)\n",
@@ -226,6 +232,7 @@ int main(int argc, char** argv) {
     }
   }
 
+  if (main_only) return 0;
   // Kernel knobs (kernels.h KernelTuning): prefetch distance x K blocking of a single row pair.
   {
     std::printf("\ntuning sweep (ms per call): pf = prefetch K steps ahead, ub = single pair unblocked\n");

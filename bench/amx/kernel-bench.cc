@@ -129,10 +129,10 @@ double run(Fn fn, bool packed, int threads, int reps) {
   return 2.0 * M * 32 * NP * K * reps * threads / s / 1e9;
 }
 
-// INT8 library kernel (K = 2048 int8 = 32 steps), group = 64 * gsteps.
-double run_int8(int gsteps, bool avx, int threads, int reps) {
+// INT8 library kernel (K = 2048 int8 = 32 steps), scale group of `group` K elements.
+double run_int8(int group, bool avx, int threads, int reps) {
   constexpr int KI = 2048, KSI = KI / kInt8Step;
-  const int ng = KSI / gsteps;
+  const int ng = KI / group;
   struct B8 {
     std::vector<int8_t> a;
     std::vector<float> as, ws, c;
@@ -153,7 +153,7 @@ double run_int8(int gsteps, bool avx, int threads, int reps) {
     float* C = reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(b.c.data()) + 63) & ~uintptr_t(63));
     for (int p = 0; p < NP; ++p)
       (avx ? panel_int8_avx512 : panel_int8_amx)(b.a.data(), KI + 64, b.as.data(), M, P + size_t(p) * KSI * kStepBytes,
-                                                 b.ws.data(), b.cs.data(), ng, gsteps, C);
+                                                 b.ws.data(), b.cs.data(), ng, group, C);
   };
   mixtile::parallel_for(threads, [&](int64_t t, int) { pass(bufs[size_t(t)]); });
   const auto t0 = Clock::now();
@@ -201,11 +201,14 @@ int main() {
     std::printf("  %-22s %12.0f %14.0f\n", v.name, g1, ga);
   }
   std::printf("INT8 library kernels, M=%d K=2048 %d panels (GOP/s)\n", M, NP);
-  for (int gs : {1, 2, 4}) {
-    std::printf("  %-22s %12.0f %14.0f\n", (std::string("amx g") + std::to_string(64 * gs)).c_str(),
-                run_int8(gs, false, 1, 20), run_int8(gs, false, all, 100));
+  for (int g : {32, 64, 128, 256}) {
+    std::printf("  %-22s %12.0f %14.0f\n", (std::string("amx g") + std::to_string(g)).c_str(),
+                run_int8(g, false, 1, 20), run_int8(g, false, all, 100));
   }
-  std::printf("  %-22s %12.0f %14.0f\n", "avx512-vnni g64", run_int8(1, true, 1, 5), run_int8(1, true, all, 20));
+  for (int g : {32, 64}) {
+    std::printf("  %-22s %12.0f %14.0f\n", (std::string("avx512-vnni g") + std::to_string(g)).c_str(),
+                run_int8(g, true, 1, 5), run_int8(g, true, all, 20));
+  }
   std::printf("  %-22s %12.0f %14.0f\n", "avx512-bf16 (lib)", run(panel_bf16_avx512, false, 1, 5),
               run(panel_bf16_avx512, false, all, 20));
   return 0;

@@ -1,4 +1,4 @@
-// amx-test: every AMX path (BF16, INT8 g64/g128) and the AVX-512 path over the same panels,
+// amx-test: every AMX path (BF16, INT8 g32/g64/g128) and the AVX-512 path over the same panels,
 // against a float64 reference replaying the kernels' rounding, at awkward sizes: 1/3/17/129
 // tokens on one expert, K and N off the tile sizes, an expert with no tokens. Also the INT8 and
 // BF16 error against unquantized weights on 30B-A3B expert shapes (issue 8 item 4).
@@ -96,7 +96,7 @@ void accuracy_report(int64_t n, double outlier) {
   bench::reference(w, false, Dtype::bf16, 0, x.data(), n, rt.ids.data(), rt.w.data(), top_k, ref);
   std::printf("\naccuracy vs unquantized float64 (hidden 2048, ffn 768, %ld tokens, heavy-tailed weights, "
               "activation channel outliers x%g):\n", long(n), outlier);
-  for (auto [dt, g] : {std::pair{Dtype::bf16, 0}, {Dtype::int8, 64}, {Dtype::int8, 128}, {Dtype::int8, 256}}) {
+  for (auto [dt, g] : {std::pair{Dtype::bf16, 0}, {Dtype::int8, 32}, {Dtype::int8, 64}, {Dtype::int8, 128}, {Dtype::int8, 256}}) {
     auto pe = bench::pack(w, dt, g);
     std::vector<float> y(size_t(n * H));
     mixtile::amx::experts_forward(*pe, {x.data(), n, rt.ids.data(), rt.w.data(), top_k, y.data(), 0});
@@ -124,7 +124,7 @@ int main(int argc, char** argv) {
     mixtile::amx::tuning = tn;
     std::printf("kernel tuning: prefetch_steps=%d single_pair_unblocked=%d\n", tn.prefetch_steps,
                 int(tn.single_pair_unblocked));
-    for (auto [dt, g] : {std::pair{Dtype::bf16, 0}, {Dtype::int8, 64}, {Dtype::int8, 128}}) {
+    for (auto [dt, g] : {std::pair{Dtype::bf16, 0}, {Dtype::int8, 32}, {Dtype::int8, 64}, {Dtype::int8, 128}}) {
       check_case(dt, g, 5, 200, 72, 2, tokens, 100);  // K, N off every tile size
       check_case(dt, g, 4, 96, 40, 3, tokens, 200);   // ffn smaller than one panel pair
       if (!quick) check_case(dt, g, 3, 512, 160, 2, {129}, 300);

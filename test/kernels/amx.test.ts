@@ -1,4 +1,4 @@
-// AMX experts kernels through the addon (native/src/cpu/amx): AMX-BF16 and AMX-INT8 (group 64),
+// AMX experts kernels through the addon (native/src/cpu/amx): AMX-BF16 and AMX-INT8 (groups 64, 32),
 // each run all-AMX, all-AVX-512 (same packed panels) and with the default per-expert switch,
 // against a float64 forward over the TS-decoded weights. Awkward sizes: 1/3/17/129 tokens on one
 // expert, K and N off the tile sizes, an expert with no tokens. Skips where AMX is absent.
@@ -115,12 +115,14 @@ function check(y: Float32Array, ref: Float64Array, hidden: number, tol: number, 
 }
 
 for (const { type, hidden, ffn } of SOURCES) {
-  for (const dtype of ['bf16', 'int8'] as const) {
-    test(`amx ${dtype} from ${typeName(type)} hidden=${hidden} ffn=${ffn} e=${N_EXPERT} k=${TOP_K}`, { skip }, () => {
+  // INT8 scale groups: 64 (the default: one TDPBSSD K step) and 32 (two half-K products per step).
+  for (const [dtype, group] of [['bf16', 64], ['int8', 64], ['int8', 32]] as const) {
+    const name = dtype === 'int8' ? `int8 g${group}` : dtype;
+    test(`amx ${name} from ${typeName(type)} hidden=${hidden} ffn=${ffn} e=${N_EXPERT} k=${TOP_K}`, { skip }, () => {
       const gate = randomWeight(type, [hidden, ffn, N_EXPERT], 100 + type);
       const up = randomWeight(type, [hidden, ffn, N_EXPERT], 200 + type);
       const down = randomWeight(type, [ffn, hidden, N_EXPERT], 300 + type);
-      const h = addon().amxExpertsPack(gate.w.handle, up.w.handle, down.w.handle, dtype, 64) as NativeHandle;
+      const h = addon().amxExpertsPack(gate.w.handle, up.w.handle, down.w.handle, dtype, group) as NativeHandle;
       for (const w of [gate.w, up.w, down.w]) w.dispose(); // packing copied them
       for (const n of TOKENS) {
         const x = randomF32(n * hidden, 50 + n);
@@ -161,6 +163,23 @@ test('amx entries in the experts dispatch table: BF16 weights -> AMXBF16, Q4_K -
     const dt = name === 'AMXBF16' ? 'bf16' : 'int8';
     check(y, ref, hidden, TOL[dt], REL_L2[dt], `${name} through moeForwardRouted`);
     ex.dispose();
+  }
+});
+
+test('MIXTILE_AMX_INT8_GROUP: a value other than 32/64/128/256 fails the load with the allowed values', { skip: tableSkip }, () => {
+  const [hidden, ffn] = [256, 256];
+  const w = [1, 2, 3].map((seed, i) =>
+    randomWeight(GgmlType.Q4_K, i < 2 ? [hidden, ffn, N_EXPERT] : [ffn, hidden, N_EXPERT], seed),
+  );
+  const router = randomWeight(GgmlType.F32, [hidden, N_EXPERT], 4);
+  process.env.MIXTILE_AMX_INT8_GROUP = '48';
+  try {
+    assert.throws(
+      () => expertsLoad({ gate: w[0]!.w, up: w[1]!.w, down: w[2]!.w, router: router.w }),
+      /MIXTILE_AMX_INT8_GROUP must be 32, 64, 128 or 256, got "48"/,
+    );
+  } finally {
+    delete process.env.MIXTILE_AMX_INT8_GROUP;
   }
 });
 

@@ -84,6 +84,11 @@ Probe run_probe() {
     p.amx_granted = request_amx_permission();
     if (p.amx_granted) p.detected = Isa::amx;
   }
+#ifdef MIXTILE_AMX_EMULATE
+  // Emulated tiles (a test build, see native/src/cpu/amx/tile-ops.h): the AMX entries run here,
+  // their tile kernels on a scalar model, their AVX-512 paths over the same panels as on AMX.
+  if (p.detected == Isa::avx512bf16) p.detected = Isa::amx;
+#endif
   return p;
 }
 

@@ -9,6 +9,7 @@
 // reads about half the bytes of the INT8 panels.
 #include <cstdlib>
 #include <cstring>
+#include <stdexcept>
 #include <string>
 
 #include "cpu/amx/amx.h"
@@ -21,6 +22,17 @@ namespace mixtile {
 namespace {
 
 constexpr int kInt8Group = 64;  // one TDPBSSD K step per group (why 64: amx.h, INT8 layout)
+
+// INT8 scale group along K for weights and activations: MIXTILE_AMX_INT8_GROUP (32, 64, 128,
+// 256), else 64. 32 halves the quantization error of 64 on 30B-A3B shapes at the cost of twice
+// the tile instructions and scaling (bench/RESULTS.md "## AMX", group 32).
+int int8_group() {
+  const char* env = std::getenv("MIXTILE_AMX_INT8_GROUP");
+  if (!env || !*env) return kInt8Group;
+  const std::string v = env;
+  if (v == "32" || v == "64" || v == "128" || v == "256") return std::stoi(v);
+  throw std::invalid_argument("MIXTILE_AMX_INT8_GROUP must be 32, 64, 128 or 256, got \"" + v + "\"");
+}
 
 // The backend the table should prepare for these weights, or nullptr for none.
 const char* chosen_backend(const ExpertsWeights& ew) {
@@ -48,8 +60,9 @@ std::shared_ptr<void> prepare(const ExpertsWeights& ew) {
   const char* want = DT == amx::Dtype::bf16 ? "AMXBF16" : "AMXInt8";
   const char* chosen = chosen_backend(ew);
   if (!chosen || std::strcmp(chosen, want) != 0 || !amx::available()) return nullptr;
-  return amx::pack_experts(DT, kInt8Group, ew.n_expert, ew.hidden, ew.ffn, rows_of(ew.gate), rows_of(ew.up),
-                           rows_of(ew.down), amx::cache_key("experts", DT, kInt8Group, {&ew.gate, &ew.up, &ew.down}));
+  const int group = DT == amx::Dtype::int8 ? int8_group() : kInt8Group;
+  return amx::pack_experts(DT, group, ew.n_expert, ew.hidden, ew.ffn, rows_of(ew.gate), rows_of(ew.up),
+                           rows_of(ew.down), amx::cache_key("experts", DT, group, {&ew.gate, &ew.up, &ew.down}));
 }
 
 template <amx::Dtype DT>

@@ -7,7 +7,7 @@
 //   2 gate+up  tasks = (expert, 128-row chunk, 64-column block of ffn): the block's 4 fused
 //              panels (gate+up rows for 64 h columns, 2 x 64 x hidden weights, 512 KiB BF16 at
 //              hidden 2048) stay in L2 while the row chunk runs over them; h is written already
-//              converted for down (a 64-column block is exactly one INT8 group of 64).
+//              converted for down (a 64-column block is one INT8 group of 64, or two of 32).
 //   3 down     tasks = (expert, 128-row chunk, 128-column block of hidden): Y_pairs rows.
 //   4 sum      tasks = token blocks: y[t] = sum_j Y_pairs[pair(t, j)].
 // Splitting N (and M for big experts) across threads keeps each weight block in one core's L2;
@@ -117,7 +117,6 @@ void experts_forward(const PackedExperts& pe, const ForwardArgs& a) {
   const int64_t E = pe.n_expert, H = pe.hidden;
   const bool int8 = pe.dtype == Dtype::int8;
   const int group = pe.group;
-  const int gsteps = int8 ? group / kInt8Step : 0;
   const int min_tokens = a.min_tokens >= 0 ? a.min_tokens : default_min_tokens(pe.dtype);
   const bool amx_ok = available();
   if (a.n <= 0) return;
@@ -231,7 +230,7 @@ void experts_forward(const PackedExperts& pe, const ForwardArgs& a) {
         const float* as = act_scale + r0 * ng_in;
         const float* ws = w.scales + p * w.n_groups * kPanelCols;
         const int32_t* cs = w.colsum + p * w.n_groups * kPanelCols;
-        (use_amx ? panel_int8_amx : panel_int8_avx512)(A, lda_in, as, mrows, panel, ws, cs, w.n_groups, gsteps, C);
+        (use_amx ? panel_int8_amx : panel_int8_avx512)(A, lda_in, as, mrows, panel, ws, cs, w.n_groups, group, C);
       } else {
         const uint16_t* A = reinterpret_cast<const uint16_t*>(act) + r0 * lda_in;
         (use_amx ? panel_bf16_amx : panel_bf16_avx512)(A, lda_in, mrows, panel, w.k_steps, C);
@@ -263,7 +262,7 @@ void experts_forward(const PackedExperts& pe, const ForwardArgs& a) {
       const float* as = h_scale + r0 * ng_h;
       const float* ws = w.scales + p * w.n_groups * kPanelCols;
       const int32_t* cs = w.colsum + p * w.n_groups * kPanelCols;
-      (use_amx ? panel_int8_amx : panel_int8_avx512)(A, lda_h, as, mrows, panel, ws, cs, w.n_groups, gsteps, C);
+      (use_amx ? panel_int8_amx : panel_int8_avx512)(A, lda_h, as, mrows, panel, ws, cs, w.n_groups, group, C);
     } else {
       const uint16_t* A = reinterpret_cast<const uint16_t*>(hbuf) + r0 * lda_h;
       (use_amx ? panel_bf16_amx : panel_bf16_avx512)(A, lda_h, mrows, panel, w.k_steps, C);

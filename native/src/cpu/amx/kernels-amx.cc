@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <type_traits>
 
 #include "cpu/amx/kernels.h"
 #include "cpu/amx/tile-ops.h"
@@ -20,25 +21,31 @@ struct alignas(64) TileConfig {
   uint8_t rows[16];
 };
 static_assert(sizeof(TileConfig) == 64, "tile config is 64 bytes");
-thread_local bool tile_configured = false;
+thread_local int tile_loaded = -1;  // TileShape loaded on this thread, -1: none
 
 // K steps per block in the BF16 kernel: 8 steps = 16 KiB of the panel, which stays in L1 while
 // every 32-row block of A runs over it (A streams from L2).
 constexpr int kBf16BlockSteps = 8;
 }  // namespace
 
-void tile_config_thread() {
-  if (tile_configured) return;
-#ifndef MIXTILE_AMX_EMULATE
+void tile_config_thread(TileShape shape) {
+  if (tile_loaded == int(shape)) return;
   TileConfig cfg{};
   cfg.palette_id = 1;
   for (int i = 0; i < 8; ++i) {
     cfg.colsb[i] = 64;
     cfg.rows[i] = 16;
   }
+  if (shape == TileShape::half_k) {
+    cfg.colsb[4] = cfg.colsb[5] = 32;  // A: 16 rows x 32 K
+    cfg.rows[6] = cfg.rows[7] = 8;     // B: 8 quads (32 K) x 16 columns
+  }
+#ifndef MIXTILE_AMX_EMULATE
   _tile_loadconfig(&cfg);
+#else
+  emu::config(cfg.rows, cfg.colsb);
 #endif
-  tile_configured = true;
+  tile_loaded = int(shape);
 }
 
 void tile_probe() {
@@ -154,11 +161,65 @@ inline void scale_accumulate(const int32_t* S, int rows, const float* a_scale, i
 }
 }  // namespace
 
+namespace {
+// Group 32: per K step, the low and high 32 K of the step each get their own int32 tiles
+// (C0/C1 low half, C2/C3 high half, for one 16-row block), then two scale passes. Twice the
+// TDPBSSD count and scaling of group 64 (each instruction does half the K work).
+void panel_int8_amx_g32(const int8_t* A, int64_t lda, const float* a_scale, int mrows, const uint8_t* panel,
+                        const float* w_scale, int64_t n_groups, float* C) {
+  tile_config_thread(TileShape::half_k);
+  const int mt = (mrows + 15) / 16;
+  std::memset(C, 0, sizeof(float) * size_t(mt) * 16 * kPanelCols);
+  alignas(64) int32_t S[2][16 * kPanelCols];
+  const int64_t k_steps = n_groups / 2;
+  // Steps per block: 4 (8 KiB of panel) stay in L1 while the 16-row blocks run over them.
+  const int64_t kblk = mt <= 1 && tuning.single_pair_unblocked ? k_steps : 4;
+  for (int64_t k0 = 0; k0 < k_steps; k0 += kblk) {
+    const int64_t k1 = std::min(k_steps, k0 + kblk);
+    for (int m = 0; m < mt; ++m) {
+      const int8_t* a0 = A + int64_t(m) * 16 * lda;
+      const int rows = std::min(mrows - m * 16, 16);
+      float* c = C + int64_t(m) * 16 * kPanelCols;
+      const float* as = a_scale + int64_t(m) * 16 * n_groups;
+      for (int64_t ks = k0; ks < k1; ++ks) {
+        const uint8_t* bp = panel + ks * kStepBytes;
+        if (m == 0) prefetch_ahead(bp);
+        TILE_ZERO(0);
+        TILE_ZERO(1);
+        TILE_ZERO(2);
+        TILE_ZERO(3);
+        TILE_LOAD(4, a0 + ks * kInt8Step, lda);
+        TILE_LOAD(5, a0 + ks * kInt8Step + 32, lda);
+        TILE_LOAD(6, bp, 64);                    // tile0 quads 0-7
+        TILE_LOAD(7, bp + kTileBytes, 64);       // tile1 quads 0-7
+        TILE_DPBSSD(0, 4, 6);
+        TILE_DPBSSD(1, 4, 7);
+        TILE_LOAD(6, bp + 512, 64);               // tile0 quads 8-15
+        TILE_LOAD(7, bp + kTileBytes + 512, 64);  // tile1 quads 8-15
+        TILE_DPBSSD(2, 5, 6);
+        TILE_DPBSSD(3, 5, 7);
+        TILE_STORE(0, S[0], 128);
+        TILE_STORE(1, S[0] + 16, 128);
+        TILE_STORE(2, S[1], 128);
+        TILE_STORE(3, S[1] + 16, 128);
+        scale_accumulate(S[0], rows, as + 2 * ks, n_groups, w_scale + 2 * ks * kPanelCols, c);
+        scale_accumulate(S[1], rows, as + 2 * ks + 1, n_groups, w_scale + (2 * ks + 1) * kPanelCols, c);
+      }
+    }
+  }
+}
+}  // namespace
+
 // Per group: int32 tile accumulate over group/64 steps, store, scale into F32 C. Groups are
 // blocked (about 4 steps = 8 KiB of panel) so the panel block stays in L1 across row blocks.
 void panel_int8_amx(const int8_t* A, int64_t lda, const float* a_scale, int mrows, const uint8_t* panel,
-                    const float* w_scale, const int32_t* colsum, int64_t n_groups, int group_steps, float* C) {
+                    const float* w_scale, const int32_t* colsum, int64_t n_groups, int group, float* C) {
   (void)colsum;
+  if (group == 32) {
+    panel_int8_amx_g32(A, lda, a_scale, mrows, panel, w_scale, n_groups, C);
+    return;
+  }
+  const int group_steps = group / kInt8Step;
   tile_config_thread();
   const int mt = (mrows + 15) / 16;
   std::memset(C, 0, sizeof(float) * size_t(mt) * 16 * kPanelCols);
@@ -251,7 +312,8 @@ void panel_bf16_avx512(const uint16_t* A, int64_t lda, int mrows, const uint8_t*
 // AVX-512 VNNI: vpdpbusd wants unsigned x signed, so activations are offset by +128 (xor of the
 // sign bit) and 128 * colsum is taken back per group before scaling.
 void panel_int8_avx512(const int8_t* A, int64_t lda, const float* a_scale, int mrows, const uint8_t* panel,
-                       const float* w_scale, const int32_t* colsum, int64_t n_groups, int group_steps, float* C) {
+                       const float* w_scale, const int32_t* colsum, int64_t n_groups, int group, float* C) {
+  const int group_quads = group / 4;  // K quads per scale group (8 for group 32)
   const int mr = (mrows + 3) & ~3;
   const __m512i flip = _mm512_set1_epi32(int32_t(0x80808080u));
   for (int m = 0; m < mr; m += 4) {
@@ -261,11 +323,13 @@ void panel_int8_avx512(const int8_t* A, int64_t lda, const float* a_scale, int m
     for (int64_t g = 0; g < n_groups; ++g) {
       __m512i ai[4][2];
       for (auto& r : ai) r[0] = r[1] = _mm512_setzero_si512();
-      for (int64_t ks = g * group_steps; ks < (g + 1) * group_steps; ++ks) {
+      // Quads [q0, q0 + NQ) of one K step (B tile rows q0 % 16 ...); NQ is 16, or 8 for group 32.
+      auto quads = [&](int64_t q0, auto nq) {
+        const int64_t ks = q0 / 16;
         const uint8_t* bp = panel + ks * kStepBytes;
-        if (m == 0) prefetch_ahead(bp);
+        if (m == 0 && q0 % 16 == 0) prefetch_ahead(bp);
         const int8_t* ak = a + ks * kInt8Step;
-        for (int kq = 0; kq < 16; ++kq) {
+        for (int kq = int(q0 % 16); kq < int(q0 % 16) + decltype(nq)::value; ++kq) {
           const __m512i b0 = _mm512_load_si512(bp + kq * 64);
           const __m512i b1 = _mm512_load_si512(bp + kTileBytes + kq * 64);
           for (int i = 0; i < 4; ++i) {
@@ -276,6 +340,11 @@ void panel_int8_avx512(const int8_t* A, int64_t lda, const float* a_scale, int m
             ai[i][1] = _mm512_dpbusd_epi32(ai[i][1], av, b1);
           }
         }
+      };
+      if (group_quads == 8) {
+        quads(g * 8, std::integral_constant<int, 8>{});
+      } else {
+        for (int64_t q0 = g * group_quads; q0 < (g + 1) * group_quads; q0 += 16) quads(q0, std::integral_constant<int, 16>{});
       }
       const __m512i cs0 = _mm512_slli_epi32(_mm512_loadu_si512(colsum + g * kPanelCols), 7);
       const __m512i cs1 = _mm512_slli_epi32(_mm512_loadu_si512(colsum + g * kPanelCols + 16), 7);

@@ -21,11 +21,13 @@ void panel_bf16_amx(const uint16_t* A, int64_t lda, int mrows, const uint8_t* pa
 void panel_bf16_avx512(const uint16_t* A, int64_t lda, int mrows, const uint8_t* panel, int64_t k_steps, float* C);
 
 // INT8: A [rows][lda] int8 quants, a_scale [rows][n_groups] (per token per group), w_scale and
-// colsum [n_groups][32] of this panel; group_steps = group / 64 K steps per group.
+// colsum [n_groups][32] of this panel; group = K elements per scale (32, or a multiple of 64).
+// Group 32 (two scales per 64-wide K step, as Q8_0 x Q8_0): the AMX kernel splits each step into
+// two half-K products (tile shape TileShape::half_k) with their own int32 tiles, 16 rows a pass.
 void panel_int8_amx(const int8_t* A, int64_t lda, const float* a_scale, int mrows, const uint8_t* panel,
-                    const float* w_scale, const int32_t* colsum, int64_t n_groups, int group_steps, float* C);
+                    const float* w_scale, const int32_t* colsum, int64_t n_groups, int group, float* C);
 void panel_int8_avx512(const int8_t* A, int64_t lda, const float* a_scale, int mrows, const uint8_t* panel,
-                       const float* w_scale, const int32_t* colsum, int64_t n_groups, int group_steps, float* C);
+                       const float* w_scale, const int32_t* colsum, int64_t n_groups, int group, float* C);
 
 // x[k] F32 -> dst[k_pad] bf16 (round to nearest even), zeros past k.
 void convert_row_bf16(const float* x, int64_t k, int64_t k_pad, uint16_t* dst);
@@ -47,8 +49,12 @@ extern KernelTuning tuning;
 // in a forked child: a machine that advertises AMX but faults on it then kills only that child.
 void tile_probe();
 
-// Loads the palette-1 tile configuration on the calling thread if it has not yet (all eight
-// tiles 16 rows x 64 bytes: C0-C3 = tmm0-3, A0-A1 = tmm4-5, B0-B1 = tmm6-7).
-void tile_config_thread();
+// Loads a palette-1 tile configuration on the calling thread unless it is already loaded.
+// full: all eight tiles 16 rows x 64 bytes (C0-C3 = tmm0-3, A0-A1 = tmm4-5, B0-B1 = tmm6-7).
+// half_k: C tmm0-3 16 x 64 bytes, A tmm4-5 16 rows x 32 bytes (32 K), B tmm6-7 8 rows x 64 bytes
+// (8 quads = 32 K), for INT8 group 32. Loading a configuration zeroes the tiles, so each kernel
+// asks for its shape on entry and keeps no tile state across calls.
+enum class TileShape : int { full = 0, half_k = 1 };
+void tile_config_thread(TileShape shape = TileShape::full);
 
 }  // namespace mixtile::amx

@@ -80,7 +80,6 @@ void linear_forward(const PackedLinear& pl, const float* x, int64_t n, float* y)
   });
 
   const int64_t n_chunks = (n_pad + kChunkRows - 1) / kChunkRows;
-  const int gsteps = int8 ? pl.group / kInt8Step : 0;
   parallel_for(w.n_panels * n_chunks, [&](int64_t task, int) {
     const int64_t p = task / n_chunks, m0 = (task % n_chunks) * kChunkRows;
     const int mrows = int(std::min<int64_t>(kChunkRows, n_pad - m0));
@@ -89,7 +88,7 @@ void linear_forward(const PackedLinear& pl, const float* x, int64_t n, float* y)
     if (int8) {
       panel_int8_amx(reinterpret_cast<const int8_t*>(act) + m0 * lda, lda, a_scale + m0 * w.n_groups, mrows, panel,
                      w.scales + p * w.n_groups * kPanelCols, w.colsum + p * w.n_groups * kPanelCols, w.n_groups,
-                     gsteps, C);
+                     pl.group, C);
     } else {
       panel_bf16_amx(reinterpret_cast<const uint16_t*>(act) + m0 * lda, lda, mrows, panel, w.k_steps, C);
     }

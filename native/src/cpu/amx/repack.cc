@@ -41,7 +41,7 @@ MatrixPlan plan(Dtype dt, int group, int64_t n_out, int64_t k, bool fused) {
   p.n_out = n_out;
   p.k = k;
   const int step = dt == Dtype::bf16 ? kBf16Step : kInt8Step;
-  p.k_pad = round_up(k, dt == Dtype::bf16 ? step : group);
+  p.k_pad = round_up(k, dt == Dtype::bf16 ? step : std::max(group, kInt8Step));
   p.k_steps = p.k_pad / step;
   p.n_panels = fused ? (n_out / 2 + 15) / 16 : (n_out + kPanelCols - 1) / kPanelCols;
   p.panel_bytes = size_t(p.k_steps) * kStepBytes;
@@ -144,8 +144,8 @@ void pack_panels(Dtype dt, int group, const MatrixPlan& p, int64_t e, const RowF
 }
 
 void check_group(Dtype dtype, int group) {
-  if (dtype == Dtype::int8 && (group < 64 || group % 64 != 0 || group > 4096)) {
-    throw std::invalid_argument("AMX INT8 group size must be a multiple of 64 (64, 128, 256 ...), got " +
+  if (dtype == Dtype::int8 && group != 32 && (group < 64 || group % 64 != 0 || group > 4096)) {
+    throw std::invalid_argument("AMX INT8 group size must be 32 or a multiple of 64 (64, 128, 256 ...), got " +
                                 std::to_string(group));
   }
 }

@@ -21,14 +21,22 @@ mkdir -p /root/models
 [ -s "$F" ] || step synth 200 node bin/mixtile.js synth --preset qwen3-30b-a3b --file-type Q4_K_M --layers 48 "$F"
 wait $BPID; cat "$R/base-build.log" | tee -a "$R/main.log"
 sync
-b() { local tag=$1 addon=$2; shift 2; step "$tag" 75 env MIXTILE_ADDON="$addon" node bin/mixtile.js bench -m "$F" -p 0 -n 128 -r 2 -t 16 -v "$@"; }
+# b TAG ADDON [VAR=VALUE...] -- [bench flags...]
+b() {
+  local tag=$1 addon=$2 vars=(); shift 2
+  while [ $# -gt 0 ] && [ "$1" != -- ]; do vars+=("$1"); shift; done; shift
+  step "$tag" 75 env MIXTILE_ADDON="$addon" "${vars[@]}" node bin/mixtile.js bench -m "$F" -p 0 -n 128 -r 3 -t 16 -v "$@"
+}
 # Round 1: the command (AMX repack at load, decode on the source weights either way).
-b base-cpu "$BASE" --optimize-config cpu
-b new-cpu "$NEW" --optimize-config cpu
-# Round 2+: no AMX repack (decode takes the same kernels; loads in seconds), alternated.
+b base-cpu "$BASE" -- --optimize-config cpu
+b new-cpu "$NEW" -- --optimize-config cpu
+# Round 2+: no AMX repack (decode takes the same kernels; loads in seconds), alternated; the decode
+# prefetch hints off (all, or only the next layer's q/k/v) for their share.
 export MIXTILE_AMX_BACKEND=off MIXTILE_AMX_LINEAR=off
-b new-noamx "$NEW" --optimize-config cpu
-b base-noamx "$BASE" --optimize-config cpu
-b new-noamx-2 "$NEW" --optimize-config cpu
-b new-t15 "$NEW" --optimize-config cpu -t 15
+b new-noamx "$NEW" -- --optimize-config cpu
+b base-noamx "$BASE" -- --optimize-config cpu
+b new-noamx-nopf "$NEW" MIXTILE_POOL_PREFETCH=0 -- --optimize-config cpu
+b new-noamx-noqkvpf "$NEW" MIXTILE_PREFETCH_NEXT_QKV=0 -- --optimize-config cpu
+b new-noamx-2 "$NEW" -- --optimize-config cpu
+b base-noamx-2 "$BASE" -- --optimize-config cpu
 log "done"

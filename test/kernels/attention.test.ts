@@ -206,3 +206,18 @@ test('attention kernel run rejects bad slots and positions', { skip }, () => {
     kvCacheDispose(kv);
   }
 });
+
+// Decode at short context with 16 threads: fewer (token, KV head) pairs than half the pool, so the
+// per-token kernel splits each GQA group's query heads into parts (Qwen3-30B-A3B: 8 heads in 2 tasks;
+// GQA 6 with 2 KV heads and 2 tokens: parts of 3).
+const PARTS_CASES: Case[] = [
+  { name: 'decode at position 77, 32 heads / 4 KV heads', nHeads: 32, nKvHeads: 4, headDim: 128, tokens: [[0, 77]] },
+  { name: 'decode batch at 5 and 90, GQA 6', nHeads: 12, nKvHeads: 2, headDim: 64, tokens: [[1, 90], [0, 5]] },
+];
+describe('attention decode with query heads in parts (16 threads)', { skip }, () => {
+  before(() => setThreads(16));
+  after(() => setThreads(availableParallelism()));
+  for (const kvType of KV_TYPES) {
+    for (const c of PARTS_CASES) test(`${c.name}, kv ${kvType}`, () => checkCase(c, kvType, false));
+  }
+});

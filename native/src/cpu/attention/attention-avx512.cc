@@ -1,5 +1,5 @@
 // AVX-512 attention: one task per (token, KV head) serves the whole GQA group of query heads,
-// so each K/V row is loaded and widened once per group. Positions go in blocks of 16 with an
+// so each K/V row is loaded and widened once per group (or per part of it, see group_parts). Positions go in blocks of 16 with an
 // online softmax (running max m, sum l, accumulator rescaled when the max grows).
 #include <immintrin.h>
 
@@ -28,15 +28,27 @@ inline __m512 load16(const uint8_t* base, int64_t i) {
   }
 }
 
+// Query heads of a GQA group split into this many parts (each a task that loads the group's K/V
+// rows itself) when (token, KV head) pairs are fewer than half the pool: a decode token has 4 KV
+// heads for 16 threads. Half, not all: the idle rest pull o_proj's weight on-chip meanwhile
+// (attention-block.cc). Each head's arithmetic is the same whatever the split.
+int group_parts(const AttentionArgs& a, int group) {
+  const int64_t pairs = a.n * a.n_kv_heads, want = pool_threads() / 2;
+  int parts = 1;
+  while (pairs * parts * 2 <= want && group % (parts * 2) == 0) parts *= 2;
+  return parts;
+}
+
 template <KvType T>
 void run(const AttentionArgs& a) {
-  const int group = a.n_heads / a.n_kv_heads;
   const int d = a.head_dim;
   const int nc = d / 16;
-  attention_for(a, a.n * a.n_kv_heads, [&](int64_t task, int) {
-    const int64_t i = task / a.n_kv_heads;
-    const int kvh = int(task % a.n_kv_heads);
-    const int h0 = kvh * group;
+  const int parts = group_parts(a, a.n_heads / a.n_kv_heads);
+  const int group = a.n_heads / a.n_kv_heads / parts;  // query heads per task
+  attention_for(a, a.n * a.n_kv_heads * parts, [&](int64_t task, int) {
+    const int64_t i = task / (int64_t(a.n_kv_heads) * parts);
+    const int kvh = int(task / parts % a.n_kv_heads);
+    const int h0 = kvh * group * parts + int(task % parts) * group;
     const float* q = a.q + (i * a.n_heads + h0) * d;  // the group's heads are contiguous
     const int64_t n_ctx = int64_t(a.pos[i]) + 1;
     const int64_t base = int64_t(a.seq[i]) * a.seq_stride + int64_t(kvh) * d;

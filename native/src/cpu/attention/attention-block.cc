@@ -4,6 +4,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
+#include <initializer_list>
+#include <mutex>
 #include <stdexcept>
 #include <string>
 
@@ -17,6 +20,9 @@
 
 namespace mixtile {
 
+// Calls of at most this many tokens (decode batches) prefetch o_proj during the attention core.
+constexpr int64_t DECODE_PREFETCH_MAX_TOKENS = 8;
+
 std::vector<float> norm_weight_floats(const Weight& w, int64_t n, const char* what) {
   if (w.ne[0] != n || w.rows() != 1) {
     throw std::invalid_argument(std::string(what) + ": expected a vector of " + std::to_string(n) +
@@ -26,6 +32,56 @@ std::vector<float> norm_weight_floats(const Weight& w, int64_t n, const char* wh
   std::vector<float> out(static_cast<size_t>(n));
   dequantize_row(w.type, w.data, out.data(), n);
   return out;
+}
+
+// A decode token's RoPE table is the same in every layer (one theta): 64 cos/sin pairs in double
+// per layer were ~2-4 us of each layer's serial part. Kept per thread for the last position and
+// frequencies; the same numbers as rope_table.
+static void decode_rope_table(int32_t pos, const std::vector<double>& inv_freq, int d, const float** cs,
+                              const float** sn) {
+  thread_local int32_t t_pos = -1;
+  thread_local std::vector<double> t_freq;
+  thread_local std::vector<float> t_cs, t_sn;
+  if (pos != t_pos || t_freq != inv_freq) {
+    rope_table(1, d, &pos, inv_freq.data(), t_cs, t_sn);
+    t_pos = pos;
+    t_freq = inv_freq;
+  }
+  *cs = t_cs.data();
+  *sn = t_sn.data();
+}
+
+// Sets the previously created layer's `next` to L when L continues it (layer index + 1, same hidden).
+static void link_to_previous(const std::shared_ptr<AttentionLayer>& L) {
+  static std::mutex m;
+  static std::weak_ptr<AttentionLayer> last;
+  std::lock_guard<std::mutex> lk(m);
+  if (auto prev = last.lock()) {
+    if (prev->layer + 1 == L->layer && prev->hidden == L->hidden) prev->next = L;
+  }
+  last = L;
+}
+
+// Decode prefetch hints (see pool_prefetch): MIXTILE_PREFETCH_NEXT_QKV=0 turns off the next layer's
+// q/k/v hint (A/B timing; MIXTILE_POOL_PREFETCH=0 turns off every hint).
+static bool prefetch_next_qkv() {
+  static const bool on = [] {
+    const char* e = std::getenv("MIXTILE_PREFETCH_NEXT_QKV");
+    return !(e && std::string(e) == "0");
+  }();
+  return on;
+}
+
+static void prefetch_linear(const std::initializer_list<const LinearWeight*>& ws) {
+  const void* ptrs[4];
+  size_t bytes[4];
+  int count = 0;
+  for (const LinearWeight* w : ws) {
+    if (count == 4) break;
+    ptrs[count] = w->w.data;
+    bytes[count++] = size_t(w->m) * w->w.row_bytes;
+  }
+  pool_prefetch(ptrs, bytes, count);
 }
 
 static std::shared_ptr<LinearWeight> projection(const Weight& w, int64_t k, int64_t m, const char* what,
@@ -63,6 +119,7 @@ std::shared_ptr<AttentionLayer> attention_layer_create(int layer, int n_heads, i
   L->wv = projection(wv, L->hidden, kv_dim, "self_attn.v_proj", backend);
   L->wo = projection(wo, q_dim, L->hidden, "self_attn.o_proj", backend);
   L->inv_freq = rope_inv_freq(head_dim, rope_theta);
+  link_to_previous(L);
   return L;
 }
 
@@ -90,7 +147,12 @@ void attention_block_forward(const AttentionLayer& L, KvCache& kv, float* x, int
   t_qkv.set(linear_bytes(*L.wq) + linear_bytes(*L.wk) + linear_bytes(*L.wv),
             linear_flops(*L.wq, n) + linear_flops(*L.wk, n) + linear_flops(*L.wv, n));
   t_qkv.stop();
+  // Decode: the rest of the core is short and mostly serial, and DRAM would idle through it; idle
+  // pool workers pull o_proj's weight on-chip meanwhile (a hint; o_proj reads it just after).
+  const bool decode = n <= DECODE_PREFETCH_MAX_TOKENS && !linear_amx_name(*L.wo, n);
+  if (decode) prefetch_linear({L.wo.get()});
   OpTimer t_core(Op::attn_core);
+  OpTimer t_rope(Op::attn_rope_kv);
   // q/k norm, RoPE and the cache write are per token: chunks of tokens on the pool (serial, they
   // were ~4 ms of a 512-token layer, a large part of the core once the core is fast at 16 threads).
   constexpr int64_t ROPE_CHUNK = 16;
@@ -101,12 +163,21 @@ void attention_block_forward(const AttentionLayer& L, KvCache& kv, float* x, int
     if (!L.q_norm.empty()) rms_norm(qc, L.q_norm.data(), qc, m * L.n_heads, d, L.eps);
     if (!L.k_norm.empty()) rms_norm(kc, L.k_norm.data(), kc, m * L.n_kv_heads, d, L.eps);
     std::vector<float> cs, sn;
-    rope_table(m, int(d), pos + i0, L.inv_freq.data(), cs, sn);
-    rope_neox(qc, m, L.n_heads, int(d), cs.data(), sn.data());
-    rope_neox(kc, m, L.n_kv_heads, int(d), cs.data(), sn.data());
+    const float *c_tab, *s_tab;
+    if (m == 1) {
+      decode_rope_table(pos[i0], L.inv_freq, int(d), &c_tab, &s_tab);
+    } else {
+      rope_table(m, int(d), pos + i0, L.inv_freq.data(), cs, sn);
+      c_tab = cs.data();
+      s_tab = sn.data();
+    }
+    rope_neox(qc, m, L.n_heads, int(d), c_tab, s_tab);
+    rope_neox(kc, m, L.n_kv_heads, int(d), c_tab, s_tab);
     kv_cache_write(kv, L.layer, m, seq + i0, pos + i0, kc, v + i0 * kv_dim);
   });
 
+  t_rope.stop();
+  OpTimer t_attend(Op::attn_attend);
   AttentionArgs a = attention_args_for(kv, L.layer);
   a.q = q;
   a.out = att;
@@ -116,12 +187,18 @@ void attention_block_forward(const AttentionLayer& L, KvCache& kv, float* x, int
   a.n_heads = L.n_heads;
   a.scale = float(1.0 / std::sqrt(double(d)));
   attention_select(a).fn(a);
+  t_attend.stop();
   t_core.stop();
 
   OpTimer t_o(Op::attn_o);
   linear_forward(*L.wo, att, n, o);
   for (int64_t i = 0; i < n * hidden; ++i) x[i] += o[i];
   t_o.set(linear_bytes(*L.wo), linear_flops(*L.wo, n));
+  // The MoE half comes next: its pool jobs leave workers idle in their tails and between them
+  // (routing, conversions, the return to JS), time in which the next layer's q/k/v can come on-chip.
+  if (decode && prefetch_next_qkv()) {
+    if (auto next = L.next.lock()) prefetch_linear({next->wq.get(), next->wk.get(), next->wv.get()});
+  }
 }
 
 }  // namespace mixtile

@@ -126,7 +126,7 @@ void moe_route(const ExpertsWeights& ew, const float* x, int64_t n, int top_k, b
   constexpr int64_t ROUTE_TOKENS = 16;
   const int64_t n_tb = (n + ROUTE_TOKENS - 1) / ROUTE_TOKENS;
   int64_t rb = ew.n_expert;
-  while (rb > 16 && n_tb * ((ew.n_expert + rb - 1) / rb) < 2 * pool_threads()) rb = (rb + 1) / 2;
+  while (rb > 8 && n_tb * ((ew.n_expert + rb - 1) / rb) < 2 * pool_threads()) rb = (rb + 1) / 2;
   const int64_t n_rb = (ew.n_expert + rb - 1) / rb;
   GemmArgs probe{reinterpret_cast<const uint8_t*>(ew.router.data()), xs, rb, nullptr, xs, 1, ew.hidden, nullptr, ew.n_expert};
   const GemmKernel* kern = gemm_select(GgmlType::F32, probe);

@@ -7,7 +7,8 @@ namespace {
 
 constexpr int N = int(Op::count);
 const OpInfo INFO[N] = {
-    {"attn.norm+qkv", -1},        {"attn.rope+kv+core", -1}, {"attn.o_proj", -1},
+    {"attn.norm+qkv", -1},        {"attn.rope+kv+core", -1}, {"attn.rope+kv", int(Op::attn_core)},
+    {"attn.attend", int(Op::attn_core)}, {"attn.o_proj", -1},
     {"ffn.norm+router", -1},      {"ffn.experts", -1},       {"experts.gate_up", int(Op::ffn_experts)},
     {"experts.down", int(Op::ffn_experts)}, {"experts.other", int(Op::ffn_experts)}, {"ffn.dense", -1},
     {"lm_head", -1},

@@ -13,6 +13,8 @@ namespace mixtile {
 enum class Op : int {
   attn_qkv,        // input_layernorm + q/k/v projections
   attn_core,       // q/k norm, RoPE, KV write, attention over the cache
+  attn_rope_kv,    //   q/k norm, RoPE, KV write
+  attn_attend,     //   attention over the cache (scores, softmax, weighted V)
   attn_o,          // o_proj + residual add
   ffn_router,      // post_attention_layernorm + router GEMV, softmax, top-k
   ffn_experts,     // routed experts (whichever kernel entry runs) + residual add

@@ -55,7 +55,7 @@ building() { [ -f "$R/build.pid" ] && kill -0 "$(cat "$R/build.pid")" 2>/dev/nul
 if [ ! -x "$LB" ] && ! building; then
   rm -rf "$LL"; mkdir -p "$LL" && tar -xJf .anchor/llama.cpp-src.tar.xz -C "$LL"
   export -f build_llama; export LL
-  setsid nohup bash -c build_llama > "$BLOG" 2>&1 < /dev/null &
+  setsid nohup nice -n 19 bash -c build_llama > "$BLOG" 2>&1 < /dev/null &   # nice: other runs may share the machine
   echo $! > "$R/build.pid"
   log "llama.cpp CUDA build started in the background (log $BLOG)"
 fi
@@ -84,6 +84,7 @@ smi_stop() { kill "$SMI" 2>/dev/null; wait "$SMI" 2>/dev/null
   log "$1: nvidia-smi memory.used max $(awk -F', ' -v n="# $1" '$0==n{on=1;next} /^#/{on=0} on&&$2+0>m{m=$2+0} END{print m+0}' "$R/smi.csv") MiB"; }
 bench() { # NAME NEED_S CMD... : stdout to NAME.json, stderr to NAME.err, RSS line to main.log
   local name=$1 need=$2; shift 2
+  [ -z "${ONLY:-}" ] || [[ " $ONLY " == *" $name "* ]] || return 1
   [ -s "$R/$name.json" ] && { log "$name already done"; return 0; }
   smi_start "$name"
   step "$name" "$need" python3 .anchor/maxrss.py "$R/$name.rss" bash -c '"$@" > "$0.json" 2> "$0.err"' "$R/$name" "$@"
@@ -105,9 +106,16 @@ HYB="-ngl 99 -ncmoe 99 -fa 1 -lm none -t 16"
 bench mx-depth 150 $X bench -m "$F" -p 512 -n 128 -d "$DEPTHS" -r "$REPS" --optimize-config qwen3moe-hybrid -o json && summary mx-depth
 if [ -x "$LB" ]; then
   bench ll-depth 180 "$LB" -m "$F" $HYB -p 512 -n 128 -d "$DEPTHS" -r "$REPS" -v -o json && summary ll-depth
-  grep -E "buffer size|memory breakdown|CUDA0|llama_context: +(CPU|CUDA)" "$R/ll-depth.err" 2>/dev/null | sort | uniq -c | head -40 >> "$R/main.log"
+  grep -E "buffer size|memory breakdown" "$R/ll-depth.err" 2>/dev/null | sort | uniq -c | head -40 >> "$R/main.log"
 fi
 bench mx-ttft 100 $X bench -m "$F" -p 4096,16384 -n 0 -r "$REPS" --ubatch 2048 --optimize-config qwen3moe-hybrid -o json && summary mx-ttft
 [ -x "$LB" ] && bench ll-ttft 100 "$LB" -m "$F" $HYB -p 4096,16384 -n 0 -b 2048 -ub 2048 -r "$REPS" -o json && summary ll-ttft
+# llama.cpp's decode with its other flags (ONLY="ll-tg-mmap ll-tg-nopo" runs just these): the weights mapped
+# (-lm mmap, the default) at every depth, and op offload off (-nopo 1, the anchor's best tg128) at depth 0 only,
+# since with it the depth prefill runs the experts on the CPU (minutes at 16K).
+if [ -n "${ONLY:-}" ] && [ -x "$LB" ]; then
+  bench ll-tg-mmap 90 "$LB" -m "$F" -ngl 99 -ncmoe 99 -fa 1 -t 16 -p 0 -n 128 -d "$DEPTHS" -r "$REPS" -o json && summary ll-tg-mmap
+  bench ll-tg-nopo 60 "$LB" -m "$F" -ngl 99 -ncmoe 99 -fa 1 -t 16 -nopo 1 -p 0 -n 128 -r "$REPS" -o json && summary ll-tg-nopo
+fi
 n=$(ls "$R"/*.json 2>/dev/null | wc -l)
-log "$([ "$n" = 4 ] && echo "all done" || echo "$n of 4 runs done: call again")"
+log "$n runs done ($(cd "$R" && ls *.json 2>/dev/null | tr '\n' ' '))"

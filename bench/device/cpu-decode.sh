@@ -31,12 +31,14 @@ b() {
 b base-cpu "$BASE" -- --optimize-config cpu
 b new-cpu "$NEW" -- --optimize-config cpu
 # Round 2+: no AMX repack (decode takes the same kernels; loads in seconds), alternated; the decode
-# prefetch hints off (all, or only the next layer's q/k/v) for their share.
+# prefetch hints (MIXTILE_DECODE_PREFETCH) off and one by one for their shares.
 export MIXTILE_AMX_BACKEND=off MIXTILE_AMX_LINEAR=off
 b new-noamx "$NEW" -- --optimize-config cpu
 b base-noamx "$BASE" -- --optimize-config cpu
-b new-noamx-nopf "$NEW" MIXTILE_POOL_PREFETCH=0 -- --optimize-config cpu
-b new-noamx-noqkvpf "$NEW" MIXTILE_PREFETCH_NEXT_QKV=0 -- --optimize-config cpu
+b new-noamx-pf-off "$NEW" MIXTILE_DECODE_PREFETCH=off -- --optimize-config cpu
+b new-noamx-pf-o "$NEW" MIXTILE_DECODE_PREFETCH=o_proj -- --optimize-config cpu
+b new-noamx-pf-o-qkv "$NEW" MIXTILE_DECODE_PREFETCH=o_proj,qkv -- --optimize-config cpu
+b new-noamx-pf-o-down "$NEW" MIXTILE_DECODE_PREFETCH=o_proj,down -- --optimize-config cpu
 b new-noamx-2 "$NEW" -- --optimize-config cpu
 b base-noamx-2 "$BASE" -- --optimize-config cpu
 log "done"

@@ -48,9 +48,9 @@ Napi::Value pool_prefetch_js(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (!info[0].IsArray() || !info[1].IsArray()) throw Napi::TypeError::New(env, "poolPrefetch: expected arrays of addresses and byte counts");
   Napi::Array addrs = info[0].As<Napi::Array>(), sizes = info[1].As<Napi::Array>();
-  if (addrs.Length() != sizes.Length() || addrs.Length() > 4) throw Napi::RangeError::New(env, "poolPrefetch: at most 4 ranges, as many sizes as addresses");
-  const void* ptrs[4];
-  size_t bytes[4];
+  if (addrs.Length() != sizes.Length() || addrs.Length() > 8) throw Napi::RangeError::New(env, "poolPrefetch: at most 8 ranges, as many sizes as addresses");
+  const void* ptrs[8];
+  size_t bytes[8];
   for (uint32_t i = 0; i < addrs.Length(); ++i) {
     ptrs[i] = reinterpret_cast<const void*>(uintptr_t(int_arg(addrs.Get(i), int64_t(1) << 52, "poolPrefetch: address")));
     bytes[i] = size_t(int_arg(sizes.Get(i), int64_t(1) << 40, "poolPrefetch: bytes"));

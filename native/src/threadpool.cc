@@ -43,7 +43,7 @@ constexpr int YIELD_AFTER = 200;
 // pool_prefetch hands out chunks of this many bytes; an idle worker checks for a new job between
 // chunks (a core keeps ~10-20 lines in flight: 16 KiB takes on the order of a microsecond).
 constexpr int64_t PREFETCH_CHUNK = 16 * 1024;
-constexpr int MAX_PREFETCH_RANGES = 4;
+constexpr int MAX_PREFETCH_RANGES = 8;
 // Tasks per job are counted in 32 bits of the claim word; larger calls run as several jobs.
 constexpr int64_t MAX_JOB_TASKS = int64_t(1) << 30;
 
@@ -93,11 +93,7 @@ class Pool {
   // Seqlock-style publication: pf_seq_ is odd while the ranges are written; a reader that sees it
   // change under it drops what it read. Every field is atomic, so a torn plan is only a wrong hint.
   void prefetch(const void* const* ptrs, const size_t* bytes, int count) {
-    static const bool off = [] {
-      const char* e = std::getenv("MIXTILE_POOL_PREFETCH");
-      return e && std::string(e) == "0";
-    }();
-    if (n_threads_ <= 1 || off) return;
+    if (n_threads_ <= 1) return;
     std::lock_guard<std::mutex> lk(pf_mutex_);
     count = std::max(0, std::min(count, MAX_PREFETCH_RANGES));
     pf_seq_.fetch_add(1, std::memory_order_acq_rel);

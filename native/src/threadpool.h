@@ -25,8 +25,8 @@ void parallel_for(int64_t n_tasks, const std::function<void(int64_t task, int th
 // all are requested or a job arrives; returns at once, the caller never waits for it. For the
 // serial stretches of decode (attention over the cache, routing), during which the next GEMV's
 // weights can come on-chip while DRAM would otherwise idle. Prefetches never fault, so a range
-// that is freed or remapped meanwhile costs nothing but the wasted requests. At most 4 ranges.
-// MIXTILE_POOL_PREFETCH=0 turns the hints off (A/B timing).
+// that is freed or remapped meanwhile costs nothing but the wasted requests. At most 8 ranges (the
+// rest are dropped). Which hints decode posts: cpu/prefetch/decode-prefetch.h.
 void pool_prefetch(const void* const* ptrs, const size_t* bytes, int count);
 
 // Tests only: pool worker `worker` (1 .. pool_threads()-1) sleeps `us` microseconds each time it

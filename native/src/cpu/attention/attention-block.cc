@@ -4,7 +4,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstdlib>
 #include <initializer_list>
 #include <mutex>
 #include <stdexcept>
@@ -14,14 +13,12 @@
 #include "cpu/linear/linear-cost.h"
 #include "cpu/dequant/dequant.h"
 #include "cpu/norm/norm.h"
+#include "cpu/prefetch/decode-prefetch.h"
 #include "cpu/profile/op-profile.h"
 #include "cpu/rope/rope.h"
 #include "threadpool.h"
 
 namespace mixtile {
-
-// Calls of at most this many tokens (decode batches) prefetch o_proj during the attention core.
-constexpr int64_t DECODE_PREFETCH_MAX_TOKENS = 8;
 
 std::vector<float> norm_weight_floats(const Weight& w, int64_t n, const char* what) {
   if (w.ne[0] != n || w.rows() != 1) {
@@ -60,16 +57,6 @@ static void link_to_previous(const std::shared_ptr<AttentionLayer>& L) {
     if (prev->layer + 1 == L->layer && prev->hidden == L->hidden) prev->next = L;
   }
   last = L;
-}
-
-// Decode prefetch hints (see pool_prefetch): MIXTILE_PREFETCH_NEXT_QKV=0 turns off the next layer's
-// q/k/v hint (A/B timing; MIXTILE_POOL_PREFETCH=0 turns off every hint).
-static bool prefetch_next_qkv() {
-  static const bool on = [] {
-    const char* e = std::getenv("MIXTILE_PREFETCH_NEXT_QKV");
-    return !(e && std::string(e) == "0");
-  }();
-  return on;
 }
 
 static void prefetch_linear(const std::initializer_list<const LinearWeight*>& ws) {
@@ -150,7 +137,7 @@ void attention_block_forward(const AttentionLayer& L, KvCache& kv, float* x, int
   // Decode: the rest of the core is short and mostly serial, and DRAM would idle through it; idle
   // pool workers pull o_proj's weight on-chip meanwhile (a hint; o_proj reads it just after).
   const bool decode = n <= DECODE_PREFETCH_MAX_TOKENS && !linear_amx_name(*L.wo, n);
-  if (decode) prefetch_linear({L.wo.get()});
+  if (decode && decode_prefetch_on(DecodePrefetch::o_proj)) prefetch_linear({L.wo.get()});
   OpTimer t_core(Op::attn_core);
   OpTimer t_rope(Op::attn_rope_kv);
   // q/k norm, RoPE and the cache write are per token: chunks of tokens on the pool (serial, they
@@ -196,7 +183,7 @@ void attention_block_forward(const AttentionLayer& L, KvCache& kv, float* x, int
   t_o.set(linear_bytes(*L.wo), linear_flops(*L.wo, n));
   // The MoE half comes next: its pool jobs leave workers idle in their tails and between them
   // (routing, conversions, the return to JS), time in which the next layer's q/k/v can come on-chip.
-  if (decode && prefetch_next_qkv()) {
+  if (decode && decode_prefetch_on(DecodePrefetch::qkv)) {
     if (auto next = L.next.lock()) prefetch_linear({next->wq.get(), next->wk.get(), next->wv.get()});
   }
 }

@@ -116,6 +116,9 @@ bench mx-ttft 100 $X bench -m "$F" -p 4096,16384 -n 0 -r "$REPS" --ubatch 2048 -
 if [ -n "${ONLY:-}" ] && [ -x "$LB" ]; then
   bench ll-tg-mmap 90 "$LB" -m "$F" -ngl 99 -ncmoe 99 -fa 1 -t 16 -p 0 -n 128 -d "$DEPTHS" -r "$REPS" -o json && summary ll-tg-mmap
   bench ll-tg-nopo 60 "$LB" -m "$F" -ngl 99 -ncmoe 99 -fa 1 -t 16 -nopo 1 -p 0 -n 128 -r "$REPS" -o json && summary ll-tg-nopo
+  # the model's buffer lines alone (a one-token run; the KV and compute lines are in ll-depth's log)
+  bench ll-buffers 40 "$LB" -m "$F" -ngl 99 -ncmoe 99 -fa 1 -lm none -t 16 -p 0 -n 1 -r 1 --no-warmup -v -o json &&
+    grep -E "buffer size" "$R/ll-buffers.err" >> "$R/main.log"
 fi
 n=$(ls "$R"/*.json 2>/dev/null | wc -l)
 log "$n runs done ($(cd "$R" && ls *.json 2>/dev/null | tr '\n' ' '))"

@@ -120,10 +120,10 @@ int main(int argc, char** argv) {
       for (int64_t i = 0; i < k; ++i) dst[i] = mixtile::bf16_to_fp32(s[i]);
     };
   };
-  auto pack = [&](Dtype dt, int g, double* secs) {
+  auto pack = [&](Dtype dt, int g, double* secs, bool down_bf16 = false) {
     const auto t0 = Clock::now();
     auto pe = mixtile::amx::pack_experts(dt, g, E, H, F, rows(src_gate, F, H), rows(src_up, F, H),
-                                         rows(src_down, H, F));
+                                         rows(src_down, H, F), {}, down_bf16);
     *secs = seconds_since(t0);
     return pe;
   };
@@ -132,6 +132,8 @@ int main(int argc, char** argv) {
   auto pe_i64 = pack(Dtype::int8, 64, &t_i64);
   auto pe_i128 = pack(Dtype::int8, 128, &t_i128);
   auto pe_i32 = pack(Dtype::int8, 32, &t_i32);
+  double t_dn;
+  auto pe_i64_dn = pack(Dtype::int8, 64, &t_dn, true);
   std::printf("\nrepack from BF16 source (%.2f GB, %d threads): AMXBF16 %.3f s (%.3f s/GB), AMXInt8 g64 %.3f s "
               "(%.3f s/GB), g128 %.3f s; packed %.2f / %.2f GB\n",
               src_gb, threads, t_bf16, t_bf16 / src_gb, t_i64, t_i64 / src_gb, t_i128, pe_bf16->storage_bytes / 1e9,
@@ -187,7 +189,8 @@ int main(int argc, char** argv) {
                         {"AMX-INT8 g128", pe_i128.get(), kAmx, kPeakInt8},
                         {"AVX512-VNNI g64", pe_i64.get(), kAvx, kPeakInt8},
                         {"AMX-INT8 g32", pe_i32.get(), kAmx, kPeakInt8},
-                        {"AVX512-VNNI g32", pe_i32.get(), kAvx, kPeakInt8}};
+                        {"AVX512-VNNI g32", pe_i32.get(), kAvx, kPeakInt8},
+                        {"AMX-I8 g64+BF16dn", pe_i64_dn.get(), kAmx, kPeakInt8}};
   constexpr int kModes = int(sizeof modes / sizeof modes[0]);
 
   // Speed: 512 tokens x top-8 over 128 experts, and 1 expert x 512 tokens.
@@ -223,8 +226,9 @@ int main(int argc, char** argv) {
                   tf / 1e12, 100 * tf / modes[i].peak, ref / times[i], st[i].convert_s * 1e3, st[i].gate_up_s * 1e3,
                   st[i].down_s * 1e3, st[i].sum_s * 1e3);
     }
-    std::printf("  AMX-BF16 / AVX512-BF16 = %.2fx, AMX-INT8 g64 / AMX-BF16 = %.2fx, g32 / AMX-BF16 = %.2fx\n",
-                times[1] / times[0], times[0] / times[2], times[0] / times[5]);
+    std::printf("  AMX-BF16 / AVX512-BF16 = %.2fx, AMX-INT8 g64 / AMX-BF16 = %.2fx, g32 / AMX-BF16 = %.2fx, "
+                "g64+BF16 down / AMX-BF16 = %.2fx\n",
+                times[1] / times[0], times[0] / times[2], times[0] / times[5], times[0] / times[7]);
     if (c == 0) {
       const double bytes_bf16 = double(pe_bf16->storage_bytes), bytes_i8 = double(pe_i64->storage_bytes);
       std::printf("  DRAM floor at %.0f GB/s: BF16 %.2f ms, INT8 %.2f ms (all 128 experts' weights read once)\n",

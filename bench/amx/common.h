@@ -81,14 +81,16 @@ struct Experts {  // float source weights, ggml order: gate/up [E][F][H], down [
   std::vector<float> gate, up, down;
 };
 
-// y[n][H] in float64. exact: weights and activations rounded as the kernels round them.
+// y[n][H] in float64. exact: weights and activations rounded as the kernels round them;
+// down_bf16: h and the down weights rounded to BF16 (INT8 gate+up with BF16 down panels).
 inline void reference(const Experts& w, bool exact, mixtile::amx::Dtype dt, int group, const float* x, int64_t n,
-                      const int32_t* ids, const float* rw, int top_k, std::vector<double>& y) {
+                      const int32_t* ids, const float* rw, int top_k, std::vector<double>& y,
+                      bool down_bf16 = false) {
   const int64_t H = w.H, F = w.F;
   y.assign(size_t(n * H), 0.0);
-  auto row = [&](const float* src, int64_t k, std::vector<double>& out) {
+  auto row = [&](const float* src, int64_t k, std::vector<double>& out, bool down_side = false) {
     if (exact) {
-      quantized_row(dt, group, src, k, out);
+      quantized_row(down_side && down_bf16 ? mixtile::amx::Dtype::bf16 : dt, group, src, k, out);
     } else {
       out.assign(src, src + k);
     }
@@ -107,9 +109,9 @@ inline void reference(const Experts& w, bool exact, mixtile::amx::Dtype dt, int 
         for (int64_t i = 0; i < H; ++i) u += wq[size_t(i)] * xq[size_t(i)];
         h[size_t(f)] = float(g / (1 + std::exp(-g)) * u);
       }
-      row(h.data(), F, hq);
+      row(h.data(), F, hq, true);
       for (int64_t o = 0; o < H; ++o) {
-        row(&w.down[size_t((e * H + o) * F)], F, wq);
+        row(&w.down[size_t((e * H + o) * F)], F, wq, true);
         double s = 0;
         for (int64_t i = 0; i < F; ++i) s += wq[size_t(i)] * hq[size_t(i)];
         y[size_t(t * H + o)] += rw[t * top_k + j] * s;
@@ -118,14 +120,15 @@ inline void reference(const Experts& w, bool exact, mixtile::amx::Dtype dt, int 
   }
 }
 
-inline std::shared_ptr<mixtile::amx::PackedExperts> pack(const Experts& w, mixtile::amx::Dtype dt, int group) {
+inline std::shared_ptr<mixtile::amx::PackedExperts> pack(const Experts& w, mixtile::amx::Dtype dt, int group,
+                                                         bool down_bf16 = false) {
   auto rows = [](const std::vector<float>& m, int64_t n_rows, int64_t k) {
     return [&m, n_rows, k](int64_t e, int64_t r, float* dst) {
       std::memcpy(dst, &m[size_t((e * n_rows + r) * k)], size_t(k) * 4);
     };
   };
   return mixtile::amx::pack_experts(dt, group, w.E, w.H, w.F, rows(w.gate, w.F, w.H), rows(w.up, w.F, w.H),
-                                    rows(w.down, w.H, w.F));
+                                    rows(w.down, w.H, w.F), {}, down_bf16);
 }
 
 // ||a - b|| / ||b||

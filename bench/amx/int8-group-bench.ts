@@ -1,6 +1,7 @@
 // The routed-experts op at 512 tokens (Qwen3-30B-A3B shapes: 128 experts, hidden 2048, ffn 768,
 // top-8, distinct random experts per token) through the addon as the engine calls it: AMX-INT8
-// with scale group 64 and 32 (MIXTILE_AMX_INT8_GROUP at load) from a Q4_K source, and AMX-BF16
+// with scale group 64 and 32 (MIXTILE_AMX_INT8_GROUP at load) and g64 with BF16 down panels
+// (MIXTILE_AMX_INT8_DOWN=bf16) from a Q4_K source, and AMX-BF16
 // from a BF16 source, as the 512-token row of threshold-sweep.ts. The variants are timed in
 // alternation, rounds x reps calls each, and the median of each is printed with TFLOP/s.
 //   node --import tsx bench/amx/int8-group-bench.ts [rounds=3] [reps=5] [tokens=512]
@@ -22,9 +23,10 @@ const TOP_K = 8;
 const synth = (type: GgmlType, dims: number[], seed: number) =>
   new NativeWeight(addon().weightSynth(type, dims, seed) as NativeHandle, type, dims);
 
-function load(type: GgmlType, group: string | undefined): ExpertsHandle {
+function load(type: GgmlType, group: string | undefined, down = 'int8'): ExpertsHandle {
   if (group) process.env.MIXTILE_AMX_INT8_GROUP = group;
   else delete process.env.MIXTILE_AMX_INT8_GROUP;
+  process.env.MIXTILE_AMX_INT8_DOWN = down;
   const w = [synth(type, [HIDDEN, FFN, N_EXPERT], 1), synth(type, [HIDDEN, FFN, N_EXPERT], 2), synth(type, [FFN, HIDDEN, N_EXPERT], 3)];
   const router = synth(GgmlType.F32, [HIDDEN, N_EXPERT], 4);
   const ex = expertsLoad({ gate: w[0]!, up: w[1]!, down: w[2]!, router });
@@ -53,9 +55,11 @@ setThreads(16);
 const variants = [
   { name: 'AMX-INT8 g64 (Q4_K source)', ex: load(GgmlType.Q4_K, '64') },
   { name: 'AMX-INT8 g32 (Q4_K source)', ex: load(GgmlType.Q4_K, '32') },
+  { name: 'AMX-INT8 g64, BF16 down (Q4_K source)', ex: load(GgmlType.Q4_K, '64', 'bf16') },
   { name: 'AMX-BF16 (BF16 source)', ex: load(GgmlType.BF16, undefined) },
 ];
 delete process.env.MIXTILE_AMX_INT8_GROUP;
+delete process.env.MIXTILE_AMX_INT8_DOWN;
 const x = new Float32Array(N * HIDDEN).map((_, i) => Math.sin(i * 0.37));
 const y = new Float32Array(N * HIDDEN);
 const routes = Array.from({ length: reps + 1 }, (_, r) => routing(1000 + r));

@@ -1,4 +1,4 @@
-// amx-test: every AMX path (BF16, INT8 g32/g64/g128) and the AVX-512 path over the same panels,
+// amx-test: every AMX path (BF16, INT8 g32/g64/g128, INT8 with BF16 down g64/g32) and the AVX-512 path over the same panels,
 // against a float64 reference replaying the kernels' rounding, at awkward sizes: 1/3/17/129
 // tokens on one expert, K and N off the tile sizes, an expert with no tokens. Also the INT8 and
 // BF16 error against unquantized weights on 30B-A3B expert shapes (issue 8 item 4).
@@ -41,26 +41,38 @@ Route route(int64_t n, int top_k, int64_t E, uint64_t seed) {
   return rt;
 }
 
-const char* dtname(Dtype d, int g) {
+// A packing variant: dtype, INT8 group, and INT8 gate+up with BF16 down (h in BF16).
+struct Variant {
+  Dtype dt;
+  int group;
+  bool down_bf16;
+};
+const Variant kVariants[] = {
+    {Dtype::bf16, 0, false}, {Dtype::int8, 32, false}, {Dtype::int8, 64, false}, {Dtype::int8, 128, false},
+    {Dtype::int8, 64, true}, {Dtype::int8, 32, true}};
+
+const char* dtname(Dtype d, int g, bool down_bf16 = false) {
   static char buf[32];
   if (d == Dtype::bf16) return "bf16";
-  std::snprintf(buf, sizeof buf, "int8-g%d", g);
+  std::snprintf(buf, sizeof buf, "int8-g%d%s", g, down_bf16 ? "+bf16dn" : "");
   return buf;
 }
 
-void check_case(Dtype dt, int group, int64_t E, int64_t H, int64_t F, int top_k, const std::vector<int64_t>& tokens,
+void check_case(const Variant& v, int64_t E, int64_t H, int64_t F, int top_k, const std::vector<int64_t>& tokens,
                 uint64_t seed) {
+  const Dtype dt = v.dt;
+  const int group = v.group;
   bench::Experts w{E, H, F, {}, {}, {}};
   bench::random_weights(w.gate, size_t(E * F * H), 0.05f, seed + 1);
   bench::random_weights(w.up, size_t(E * F * H), 0.05f, seed + 2);
   bench::random_weights(w.down, size_t(E * H * F), 0.05f, seed + 3);
-  auto pe = bench::pack(w, dt, group);
+  auto pe = bench::pack(w, dt, group, v.down_bf16);
   for (int64_t n : tokens) {
     std::vector<float> x;
     bench::random_acts(x, n, H, seed + 10 + uint64_t(n));
     Route rt = route(n, top_k, E, seed + 20 + uint64_t(n));
     std::vector<double> ref;
-    bench::reference(w, true, dt, group, x.data(), n, rt.ids.data(), rt.w.data(), top_k, ref);
+    bench::reference(w, true, dt, group, x.data(), n, rt.ids.data(), rt.w.data(), top_k, ref, v.down_bf16);
     // 0: all AMX, INT_MAX: all AVX-512, -1: the default switch.
     for (int min_tokens : {0, std::numeric_limits<int>::max(), -1}) {
       std::vector<float> y(size_t(n * H), std::numeric_limits<float>::quiet_NaN());
@@ -73,8 +85,8 @@ void check_case(Dtype dt, int group, int64_t E, int64_t H, int64_t F, int top_k,
       const double tol = dt == Dtype::bf16 ? 2e-3 : 5e-3;
       const bool ok = finite && err < tol;
       if (!ok) ++failures;
-      std::printf("%s %-9s E=%ld H=%ld F=%ld top_k=%d n=%-4ld path=%-7s rel_err=%.2e %s\n", ok ? "ok  " : "FAIL",
-                  dtname(dt, group), long(E), long(H), long(F), top_k, long(n),
+      std::printf("%s %-14s E=%ld H=%ld F=%ld top_k=%d n=%-4ld path=%-7s rel_err=%.2e %s\n", ok ? "ok  " : "FAIL",
+                  dtname(dt, group, v.down_bf16), long(E), long(H), long(F), top_k, long(n),
                   min_tokens == 0 ? "amx" : (min_tokens < 0 ? "switch" : "avx512"), err,
                   finite ? "" : "(unwritten or non-finite outputs)");
     }
@@ -96,11 +108,11 @@ void accuracy_report(int64_t n, double outlier) {
   bench::reference(w, false, Dtype::bf16, 0, x.data(), n, rt.ids.data(), rt.w.data(), top_k, ref);
   std::printf("\naccuracy vs unquantized float64 (hidden 2048, ffn 768, %ld tokens, heavy-tailed weights, "
               "activation channel outliers x%g):\n", long(n), outlier);
-  for (auto [dt, g] : {std::pair{Dtype::bf16, 0}, {Dtype::int8, 32}, {Dtype::int8, 64}, {Dtype::int8, 128}, {Dtype::int8, 256}}) {
-    auto pe = bench::pack(w, dt, g);
+  for (const Variant& v : kVariants) {
+    auto pe = bench::pack(w, v.dt, v.group, v.down_bf16);
     std::vector<float> y(size_t(n * H));
     mixtile::amx::experts_forward(*pe, {x.data(), n, rt.ids.data(), rt.w.data(), top_k, y.data(), 0});
-    std::printf("  %-9s rel_l2 = %.3e\n", dtname(dt, g), bench::rel_l2(y.data(), ref));
+    std::printf("  %-14s rel_l2 = %.3e\n", dtname(v.dt, v.group, v.down_bf16), bench::rel_l2(y.data(), ref));
   }
 }
 
@@ -124,10 +136,10 @@ int main(int argc, char** argv) {
     mixtile::amx::tuning = tn;
     std::printf("kernel tuning: prefetch_steps=%d single_pair_unblocked=%d\n", tn.prefetch_steps,
                 int(tn.single_pair_unblocked));
-    for (auto [dt, g] : {std::pair{Dtype::bf16, 0}, {Dtype::int8, 32}, {Dtype::int8, 64}, {Dtype::int8, 128}}) {
-      check_case(dt, g, 5, 200, 72, 2, tokens, 100);  // K, N off every tile size
-      check_case(dt, g, 4, 96, 40, 3, tokens, 200);   // ffn smaller than one panel pair
-      if (!quick) check_case(dt, g, 3, 512, 160, 2, {129}, 300);
+    for (const Variant& v : kVariants) {
+      check_case(v, 5, 200, 72, 2, tokens, 100);  // K, N off every tile size
+      check_case(v, 4, 96, 40, 3, tokens, 200);   // ffn smaller than one panel pair
+      if (!quick) check_case(v, 3, 512, 160, 2, {129}, 300);
     }
   }
   mixtile::amx::tuning = defaults;

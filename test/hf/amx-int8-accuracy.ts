@@ -5,8 +5,9 @@
 // experts is identical. Prints one JSON line.
 // usage: node --import tsx test/hf/amx-int8-accuracy.ts MODEL.gguf [positions=2048] [chunk=512]
 //          [--ref SPEC] [--test SPEC] [--test-model OTHER.gguf]
-//   SPEC = BACKEND[@GROUP]: an experts backend (AMXBF16, AMXInt8, AVX512, generic, ...) and, for
-//   AMXInt8, its scale group along K (MIXTILE_AMX_INT8_GROUP at that model's load: 32, 64, 128).
+//   SPEC = BACKEND[@GROUP][+bf16down]: an experts backend (AMXBF16, AMXInt8, AVX512, generic, ...)
+//   and, for AMXInt8, its scale group along K (MIXTILE_AMX_INT8_GROUP at that model's load: 32, 64,
+//   128) and BF16 down panels (MIXTILE_AMX_INT8_DOWN=bf16).
 //   Defaults: --ref AMXBF16 --test AMXInt8. On a CPU without AMX the AMX backends fall back to
 //   AVX-512 (KL 0), unless the addon is the emulated-AMX build (-DMIXTILE_AMX_EMULATE) run with
 //   MIXTILE_AMX_MIN_TOKENS=1000000 MIXTILE_AMX_LINEAR=off: then every expert runs on the AVX-512
@@ -49,10 +50,12 @@ const onWarning = (w: string) => warnings.push(w);
 // replace a named AMX backend by AVX512: there the rule says auto and MIXTILE_AMX_BACKEND names it.
 const emulated = isaInfo().active === 'amx' && !isaInfo().amxTile;
 async function load(spec: string, file: string) {
-  const [backend, group] = spec.split('@');
-  if (!backend) throw new Error(`bad backend spec "${spec}"`);
+  const [base, suffix] = spec.split('+');
+  const [backend, group] = (base ?? '').split('@');
+  if (!backend || (suffix && suffix !== 'bf16down')) throw new Error(`bad backend spec "${spec}"`);
   if (group) process.env.MIXTILE_AMX_INT8_GROUP = group;
   else delete process.env.MIXTILE_AMX_INT8_GROUP;
+  process.env.MIXTILE_AMX_INT8_DOWN = suffix ? 'bf16' : 'int8';
   const viaEnv = emulated && backend.startsWith('AMX');
   if (viaEnv) process.env.MIXTILE_AMX_BACKEND = backend;
   else delete process.env.MIXTILE_AMX_BACKEND;
@@ -80,6 +83,8 @@ let logitStd = 0;
 let pTop1 = 0;
 const margins: number[] = []; // reference top-1 - top-2 logit, per position
 const flipMargins: number[] = [];
+let wide = 0; // positions whose reference margin is >= 0.1 logit
+let wideAgree = 0;
 const logSoftmax = (x: Float32Array, o: number, out: Float64Array) => {
   let mx = -Infinity;
   for (let v = 0; v < vocab; v++) mx = Math.max(mx, x[o + v]!);
@@ -131,6 +136,10 @@ for (let p0 = 0; p0 < nPos; p0 += chunk) {
     logitStd += Math.sqrt(m2 / vocab - (m / vocab) ** 2) / nPos;
     if (bestA === bestB) top1++;
     else flipMargins.push(margin);
+    if (margin >= 0.1) {
+      wide++;
+      if (bestA === bestB) wideAgree++;
+    }
     klSum += kl;
     klMax = Math.max(klMax, kl);
   }
@@ -154,6 +163,8 @@ console.log(
     positions: nPos,
     logitStd: +logitStd.toFixed(3),
     top1Agreement: +(top1 / nPos).toFixed(4),
+    // Among positions where the reference's top-1 leads by >= 0.1 logit (no near-tie).
+    top1AgreementMargin01: +(wideAgree / Math.max(1, wide)).toFixed(4),
     meanKL: +(klSum / nPos).toExponential(3),
     maxKL: +klMax.toExponential(3),
     // Reference margins: quantiles of top-1 - top-2 logit, the share under 0.05 / 0.1, the mean

@@ -115,14 +115,20 @@ function check(y: Float32Array, ref: Float64Array, hidden: number, tol: number, 
 }
 
 for (const { type, hidden, ffn } of SOURCES) {
-  // INT8 scale groups: 64 (the default: one TDPBSSD K step) and 32 (two half-K products per step).
-  for (const [dtype, group] of [['bf16', 64], ['int8', 64], ['int8', 32]] as const) {
-    const name = dtype === 'int8' ? `int8 g${group}` : dtype;
+  // INT8 scale groups: 64 (the default: one TDPBSSD K step) and 32 (two half-K products per step);
+  // INT8 gate+up with BF16 down panels (h in BF16).
+  for (const [dtype, group, downBf16] of [
+    ['bf16', 64, false],
+    ['int8', 64, false],
+    ['int8', 32, false],
+    ['int8', 64, true],
+  ] as const) {
+    const name = dtype === 'int8' ? `int8 g${group}${downBf16 ? ' + bf16 down' : ''}` : dtype;
     test(`amx ${name} from ${typeName(type)} hidden=${hidden} ffn=${ffn} e=${N_EXPERT} k=${TOP_K}`, { skip }, () => {
       const gate = randomWeight(type, [hidden, ffn, N_EXPERT], 100 + type);
       const up = randomWeight(type, [hidden, ffn, N_EXPERT], 200 + type);
       const down = randomWeight(type, [ffn, hidden, N_EXPERT], 300 + type);
-      const h = addon().amxExpertsPack(gate.w.handle, up.w.handle, down.w.handle, dtype, group) as NativeHandle;
+      const h = addon().amxExpertsPack(gate.w.handle, up.w.handle, down.w.handle, dtype, group, downBf16) as NativeHandle;
       for (const w of [gate.w, up.w, down.w]) w.dispose(); // packing copied them
       for (const n of TOKENS) {
         const x = randomF32(n * hidden, 50 + n);
@@ -166,20 +172,49 @@ test('amx entries in the experts dispatch table: BF16 weights -> AMXBF16, Q4_K -
   }
 });
 
-test('MIXTILE_AMX_INT8_GROUP: a value other than 32/64/128/256 fails the load with the allowed values', { skip: tableSkip }, () => {
-  const [hidden, ffn] = [256, 256];
-  const w = [1, 2, 3].map((seed, i) =>
-    randomWeight(GgmlType.Q4_K, i < 2 ? [hidden, ffn, N_EXPERT] : [ffn, hidden, N_EXPERT], seed),
-  );
-  const router = randomWeight(GgmlType.F32, [hidden, N_EXPERT], 4);
-  process.env.MIXTILE_AMX_INT8_GROUP = '48';
-  try {
-    assert.throws(
-      () => expertsLoad({ gate: w[0]!.w, up: w[1]!.w, down: w[2]!.w, router: router.w }),
-      /MIXTILE_AMX_INT8_GROUP must be 32, 64, 128 or 256, got "48"/,
+for (const [name, value, message] of [
+  ['MIXTILE_AMX_INT8_GROUP', '48', /MIXTILE_AMX_INT8_GROUP must be 32, 64, 128 or 256, got "48"/],
+  ['MIXTILE_AMX_INT8_DOWN', 'fp8', /MIXTILE_AMX_INT8_DOWN must be int8 or bf16, got "fp8"/],
+] as const) {
+  test(`${name}: a bad value fails the load with the allowed values`, { skip: tableSkip }, () => {
+    const [hidden, ffn] = [256, 256];
+    const w = [1, 2, 3].map((seed, i) =>
+      randomWeight(GgmlType.Q4_K, i < 2 ? [hidden, ffn, N_EXPERT] : [ffn, hidden, N_EXPERT], seed),
     );
-  } finally {
-    delete process.env.MIXTILE_AMX_INT8_GROUP;
+    const router = randomWeight(GgmlType.F32, [hidden, N_EXPERT], 4);
+    process.env[name] = value;
+    try {
+      assert.throws(() => expertsLoad({ gate: w[0]!.w, up: w[1]!.w, down: w[2]!.w, router: router.w }), message);
+    } finally {
+      delete process.env[name];
+    }
+  });
+}
+
+test('MIXTILE_AMX_INT8_GROUP=32 and MIXTILE_AMX_INT8_DOWN=bf16 through the experts table', { skip: tableSkip }, () => {
+  const [hidden, ffn] = [256, 256];
+  const gate = randomWeight(GgmlType.Q4_K, [hidden, ffn, N_EXPERT], 11);
+  const up = randomWeight(GgmlType.Q4_K, [hidden, ffn, N_EXPERT], 12);
+  const down = randomWeight(GgmlType.Q4_K, [ffn, hidden, N_EXPERT], 13);
+  const router = randomWeight(GgmlType.F32, [hidden, N_EXPERT], 14);
+  const n = Math.max(17, info.minCallTokensOverride >= 0 ? info.minCallTokensOverride : Math.ceil((info.minPairsPerExpertInt8 * N_EXPERT) / TOP_K));
+  const x = randomF32(n * hidden, 15);
+  const { ids, weights } = routing(n, 16);
+  const ref = reference(gate.values, up.values, down.values, hidden, ffn, x, n, ids, weights);
+  for (const [g, dn] of [['32', 'int8'], ['64', 'bf16'], ['32', 'bf16']] as const) {
+    process.env.MIXTILE_AMX_INT8_GROUP = g;
+    process.env.MIXTILE_AMX_INT8_DOWN = dn;
+    try {
+      const ex = expertsLoad({ gate: gate.w, up: up.w, down: down.w, router: router.w });
+      assert.equal(ex.kernelName(n, TOP_K), 'AMXInt8');
+      const y = new Float32Array(n * hidden).fill(Number.NaN);
+      moeForwardRouted(ex, x, n, ids, weights, TOP_K, y);
+      check(y, ref, hidden, TOL.int8, REL_L2.int8, `group ${g}, down ${dn}`);
+      ex.dispose();
+    } finally {
+      delete process.env.MIXTILE_AMX_INT8_GROUP;
+      delete process.env.MIXTILE_AMX_INT8_DOWN;
+    }
   }
 });
 

@@ -34,6 +34,15 @@ int int8_group() {
   throw std::invalid_argument("MIXTILE_AMX_INT8_GROUP must be 32, 64, 128 or 256, got \"" + v + "\"");
 }
 
+// MIXTILE_AMX_INT8_DOWN=bf16: INT8 gate+up with BF16 down panels (h kept in BF16), int8 (default)
+// for all-INT8 (amx.h pack_experts, down_bf16).
+bool int8_down_bf16() {
+  const char* env = std::getenv("MIXTILE_AMX_INT8_DOWN");
+  if (!env || !*env || !std::strcmp(env, "int8")) return false;
+  if (!std::strcmp(env, "bf16")) return true;
+  throw std::invalid_argument(std::string("MIXTILE_AMX_INT8_DOWN must be int8 or bf16, got \"") + env + "\"");
+}
+
 // The backend the table should prepare for these weights, or nullptr for none.
 const char* chosen_backend(const ExpertsWeights& ew) {
   // An explicit backend from the placement rules wins; only "auto" consults the env knob.
@@ -61,8 +70,12 @@ std::shared_ptr<void> prepare(const ExpertsWeights& ew) {
   const char* chosen = chosen_backend(ew);
   if (!chosen || std::strcmp(chosen, want) != 0 || !amx::available()) return nullptr;
   const int group = DT == amx::Dtype::int8 ? int8_group() : kInt8Group;
+  const bool down_bf16 = DT == amx::Dtype::int8 && int8_down_bf16();
   return amx::pack_experts(DT, group, ew.n_expert, ew.hidden, ew.ffn, rows_of(ew.gate), rows_of(ew.up),
-                           rows_of(ew.down), amx::cache_key("experts", DT, group, {&ew.gate, &ew.up, &ew.down}));
+                           rows_of(ew.down),
+                           amx::cache_key(down_bf16 ? "experts-down-bf16" : "experts", DT, group,
+                                          {&ew.gate, &ew.up, &ew.down}),
+                           down_bf16);
 }
 
 template <amx::Dtype DT>

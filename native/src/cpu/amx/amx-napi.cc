@@ -1,6 +1,6 @@
 // JS exports for the AMX kernels: amxInfo() -> {available, reason, flags, minTokensBf16, minTokensInt8,
 // minPairsPerExpertBf16, minPairsPerExpertInt8, minCallTokensOverride, linearMinTokens},
-// amxExpertsPack(gate, up, down, dtype "bf16" | "int8", group) -> handle,
+// amxExpertsPack(gate, up, down, dtype "bf16" | "int8", group, downBf16?) -> handle,
 // amxExpertsForward(h, x, n, ids, weights, topK, out, minTokens) (minTokens -1 = default),
 // amxExpertsBytes(h), amxLastStats() -> {convertMs, gateUpMs, downMs, sumMs, totalMs, flops,
 // expertsAmx, expertsAvx512} of the last forward (any caller, dispatch table included).
@@ -78,6 +78,7 @@ Napi::Value amx_experts_pack_js(const Napi::CallbackInfo& info) {
   const std::string dt = info[3].IsString() ? info[3].As<Napi::String>().Utf8Value() : "";
   if (dt != "bf16" && dt != "int8") throw Napi::TypeError::New(env, "amxExpertsPack: dtype must be \"bf16\" or \"int8\"");
   const int group = int(int_arg(info[4], 4096, "amxExpertsPack: group"));
+  const bool down_bf16 = info.Length() > 5 && info[5].IsBoolean() && info[5].As<Napi::Boolean>().Value();
   const int64_t hidden = gate->ne[0], ffn = gate->ne[1], n_expert = gate->ne[2];
   if (up->ne[0] != hidden || up->ne[1] != ffn || up->ne[2] != n_expert || down->ne[0] != ffn ||
       down->ne[1] != hidden || down->ne[2] != n_expert) {
@@ -88,7 +89,7 @@ Napi::Value amx_experts_pack_js(const Napi::CallbackInfo& info) {
   auto h = std::make_shared<AmxHandle>();
   try {
     h->pe = amx::pack_experts(dt == "bf16" ? amx::Dtype::bf16 : amx::Dtype::int8, group, n_expert, hidden, ffn,
-                              rows_of(gate), rows_of(up), rows_of(down));
+                              rows_of(gate), rows_of(up), rows_of(down), {}, down_bf16);
   } catch (const std::exception& e) {
     throw Napi::Error::New(env, std::string("amxExpertsPack: ") + e.what());
   }

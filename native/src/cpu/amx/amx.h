@@ -54,8 +54,9 @@ struct PackedMatrix {
 };
 
 struct PackedExperts {
-  Dtype dtype = Dtype::bf16;
-  int group = 64;  // INT8 group size along K (64, 128 or 256)
+  Dtype dtype = Dtype::bf16;       // gate+up panels, and the expert input's conversion
+  Dtype down_dtype = Dtype::bf16;  // down panels and h: dtype, or BF16 under INT8 gate+up (down_bf16)
+  int group = 64;  // INT8 group size along K (32, 64, 128 or 256)
   int64_t n_expert = 0, hidden = 0, ffn = 0;
   std::shared_ptr<uint8_t> storage;  // owns every matrix below (a buffer, or a mapped cache file)
   size_t storage_bytes = 0;
@@ -86,10 +87,13 @@ struct CacheKey {
 using RowFn = std::function<void(int64_t expert, int64_t row, float* dst)>;
 
 // Repacks all experts (parallel over experts on the pool). gate/up: rows of [ffn][hidden],
-// down: rows of [hidden][ffn]. group: INT8 group size (multiple of 64; ignored for BF16).
+// down: rows of [hidden][ffn]. group: INT8 group size (32 or a multiple of 64; ignored for BF16).
+// down_bf16 (INT8 only): down panels in BF16 and h = SiLU(gate)·up rounded to BF16 instead of
+// quantized per group (h's INT8 rounding is the largest part of INT8's error; the down weights
+// then take twice the bytes: experts 1.33x of all-INT8).
 std::shared_ptr<PackedExperts> pack_experts(Dtype dtype, int group, int64_t n_expert, int64_t hidden,
                                             int64_t ffn, const RowFn& gate, const RowFn& up, const RowFn& down,
-                                            const CacheKey& cache = {});
+                                            const CacheKey& cache = {}, bool down_bf16 = false);
 // Repacks one dense matrix (parallel over panels); row(0, r, dst) writes row r (k floats).
 std::shared_ptr<PackedLinear> pack_linear(Dtype dtype, int group, int64_t n_out, int64_t k, const RowFn& row,
                                           const CacheKey& cache = {});

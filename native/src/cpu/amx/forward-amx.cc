@@ -116,6 +116,7 @@ void experts_forward(const PackedExperts& pe, const ForwardArgs& a) {
 
   const int64_t E = pe.n_expert, H = pe.hidden;
   const bool int8 = pe.dtype == Dtype::int8;
+  const bool h_int8 = pe.down_dtype == Dtype::int8;  // else h is BF16 for BF16 down panels
   const int group = pe.group;
   const int min_tokens = a.min_tokens >= 0 ? a.min_tokens : default_min_tokens(pe.dtype);
   const bool amx_ok = available();
@@ -152,13 +153,12 @@ void experts_forward(const PackedExperts& pe, const ForwardArgs& a) {
   // Row strides: K padded by one cache line so the 16 rows of an A tile do not all fall into one
   // L1 set (a 4 KiB stride would, at hidden 2048 BF16).
   const int64_t k_in = gu0.k_pad, k_h = dn0.k_pad;
-  const int64_t lda_in = k_in + (int8 ? 64 : 32), lda_h = k_h + (int8 ? 64 : 32);
+  const int64_t lda_in = k_in + (int8 ? 64 : 32), lda_h = k_h + (h_int8 ? 64 : 32);
   const int64_t ng_in = gu0.n_groups, ng_h = dn0.n_groups;
-  const size_t elem = int8 ? 1 : 2;
-  uint8_t* act = s_act.get<uint8_t>(size_t(rows_total) * lda_in * elem);
-  uint8_t* hbuf = s_h.get<uint8_t>(size_t(rows_total) * lda_h * elem);
+  uint8_t* act = s_act.get<uint8_t>(size_t(rows_total) * lda_in * (int8 ? 1 : 2));
+  uint8_t* hbuf = s_h.get<uint8_t>(size_t(rows_total) * lda_h * (h_int8 ? 1 : 2));
   float* act_scale = int8 ? s_act_scale.get<float>(size_t(rows_total) * ng_in) : nullptr;
-  float* h_scale = int8 ? s_h_scale.get<float>(size_t(rows_total) * ng_h) : nullptr;
+  float* h_scale = h_int8 ? s_h_scale.get<float>(size_t(rows_total) * ng_h) : nullptr;
 
   // Row -> expert map for the convert phase (rows in 16-row blocks; a block never spans experts).
   std::vector<int32_t> block_expert(size_t(rows_total / kRowAlign));
@@ -239,7 +239,7 @@ void experts_forward(const PackedExperts& pe, const ForwardArgs& a) {
     }
     for (int m = 0; m < mrows; ++m) {
       const int64_t r = r0 + m;
-      if (int8) {
+      if (h_int8) {
         quantize_row_int8(hf + m * ncols, ncols, ncols, group, reinterpret_cast<int8_t*>(hbuf) + r * lda_h + t.n0,
                           h_scale + r * ng_h + t.n0 / group);
       } else {
@@ -257,7 +257,7 @@ void experts_forward(const PackedExperts& pe, const ForwardArgs& a) {
     const bool use_amx = amx_ok && count[e] >= min_tokens;
     const int mrows = chunk_rows(m0, row_start[e + 1] - row_start[e], count[e], use_amx);
     const uint8_t* panel = w.data + p * w.panel_bytes;
-    if (int8) {
+    if (h_int8) {
       const int8_t* A = reinterpret_cast<const int8_t*>(hbuf) + r0 * lda_h;
       const float* as = h_scale + r0 * ng_h;
       const float* ws = w.scales + p * w.n_groups * kPanelCols;

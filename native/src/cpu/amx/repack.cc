@@ -154,17 +154,19 @@ void check_group(Dtype dtype, int group) {
 
 std::shared_ptr<PackedExperts> pack_experts(Dtype dtype, int group, int64_t n_expert, int64_t hidden, int64_t ffn,
                                             const RowFn& gate, const RowFn& up, const RowFn& down,
-                                            const CacheKey& cache) {
+                                            const CacheKey& cache, bool down_bf16) {
   check_group(dtype, group);
+  const Dtype ddt = dtype == Dtype::int8 && down_bf16 ? Dtype::bf16 : dtype;
   if (n_expert <= 0 || hidden <= 0 || ffn <= 0) throw std::invalid_argument("AMX pack: empty expert shapes");
   auto pe = std::make_shared<PackedExperts>();
   pe->dtype = dtype;
+  pe->down_dtype = ddt;
   pe->group = dtype == Dtype::int8 ? group : 0;
   pe->n_expert = n_expert;
   pe->hidden = hidden;
   pe->ffn = ffn;
   const MatrixPlan gu = plan(dtype, group, 2 * ffn, hidden, true);
-  const MatrixPlan dn = plan(dtype, group, hidden, ffn, false);
+  const MatrixPlan dn = plan(ddt, group, hidden, ffn, false);
   const size_t per_expert = expert_bytes(gu) + expert_bytes(dn);
   pe->storage_bytes = per_expert * size_t(n_expert);
   const repack_cache::Result r =
@@ -172,7 +174,7 @@ std::shared_ptr<PackedExperts> pack_experts(Dtype dtype, int group, int64_t n_ex
         parallel_for(n_expert, [&](int64_t e, int) {
           uint8_t* eb = base + size_t(e) * per_expert;
           pack_panels(dtype, group, gu, e, gate, &up, eb, 0, gu.n_panels);
-          pack_panels(dtype, group, dn, e, down, nullptr, eb + expert_bytes(gu), 0, dn.n_panels);
+          pack_panels(ddt, group, dn, e, down, nullptr, eb + expert_bytes(gu), 0, dn.n_panels);
         });
       });
   pe->storage = r.data;
@@ -182,7 +184,7 @@ std::shared_ptr<PackedExperts> pack_experts(Dtype dtype, int group, int64_t n_ex
   const uint8_t* base = pe->storage.get();
   for (int64_t e = 0; e < n_expert; ++e) {
     pe->gate_up[e] = matrix_view(dtype, gu, base + size_t(e) * per_expert);
-    pe->down[e] = matrix_view(dtype, dn, base + size_t(e) * per_expert + expert_bytes(gu));
+    pe->down[e] = matrix_view(ddt, dn, base + size_t(e) * per_expert + expert_bytes(gu));
   }
   return pe;
 }

@@ -105,7 +105,7 @@ test('each ISA level selects its own fast path', (t) => {
     const lin = linearLoad(w);
     const name = typeName(type).toLowerCase();
     assert.equal(withIsa(isa, () => lin.kernelName(3)), `${name}-${isa}`);
-    if ((type === GgmlType.Q4_K || type === GgmlType.Q5_K) && isa === 'avx512vnni') {
+    if ((type === GgmlType.Q4_K || type === GgmlType.Q5_K || type === GgmlType.Q6_K) && isa === 'avx512vnni') {
       // 16+ tokens switch to the token-lane kernel (LANES_MIN_TOKENS in matmul.cc).
       assert.equal(withIsa(isa, () => lin.kernelName(16)), `${name}-lanes-${isa}`);
       assert.equal(withIsa(isa, () => lin.kernelName(15)), `${name}-${isa}`);

@@ -17,6 +17,7 @@ const std::vector<GemmKernel>& gemm_kernels() {
       {Isa::avx512vnni, GgmlType::Q4_K, "q4_k-avx512vnni", gemm_q4_k_avx512vnni, nullptr},
       {Isa::avx512vnni, GgmlType::Q5_K, "q5_k-lanes-avx512vnni", gemm_q5_k_lanes_avx512vnni, many_tokens},
       {Isa::avx512vnni, GgmlType::Q5_K, "q5_k-avx512vnni", gemm_q5_k_avx512vnni, nullptr},
+      {Isa::avx512vnni, GgmlType::Q6_K, "q6_k-lanes-avx512vnni", gemm_q6_k_lanes_avx512vnni, many_tokens},
       {Isa::avx512vnni, GgmlType::Q6_K, "q6_k-avx512vnni", gemm_q6_k_avx512vnni, nullptr},
       {Isa::avx512vnni, GgmlType::Q8_0, "q8_0-avx512vnni", gemm_q8_0_avx512vnni, nullptr},
       {Isa::avx512, GgmlType::F32, "f32-avx512", gemm_f32_avx512, nullptr},

@@ -7,7 +7,7 @@
 // Dispatch: gemm_kernels() lists entries best first; gemm_select picks the first whose ISA is
 // active and whose accepts() takes the call (e.g. token-lane kernels need 16+ tokens).
 // Kernels per ISA: scalar (all types), avx2 (F32 F16 BF16 Q4_K Q6_K Q8_0), avx512 (F32 F16),
-// avx512vnni (Q8_0 Q4_K Q5_K Q6_K; Q4_K and Q5_K also token-lane), avx512bf16 (BF16). Weights are read in
+// avx512vnni (Q8_0 Q4_K Q5_K Q6_K; the K-quants also token-lane), avx512bf16 (BF16). Weights are read in
 // the file's row-major layout; no kernel needs a repacked weight.
 #pragma once
 #include <algorithm>
@@ -82,6 +82,7 @@ void gemm_q4_k_lanes_avx512vnni(const GemmArgs&);  // >= 16 tokens: tokens in la
 void gemm_q5_k_avx512vnni(const GemmArgs&);
 void gemm_q5_k_lanes_avx512vnni(const GemmArgs&);  // >= 16 tokens: tokens in lanes
 void gemm_q6_k_avx512vnni(const GemmArgs&);
+void gemm_q6_k_lanes_avx512vnni(const GemmArgs&);  // >= 16 tokens: tokens in lanes
 void gemm_q8_0_avx512vnni(const GemmArgs&);
 void gemm_f32_avx512(const GemmArgs&);
 void gemm_f16_avx512(const GemmArgs&);

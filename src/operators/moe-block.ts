@@ -112,7 +112,9 @@ export class MoeBlock implements FfnOperator {
 /**
  * Decode deferral of a GPU MoE block's experts (native/src/gpu/deferred-experts.h): the rules' kwargs, or
  * MIXTILE_DEFER_EXPERTS / MIXTILE_DEFER_JOIN over them (A/B timing and accuracy runs without a rules file).
- * A CPU MoE block has nothing to overlap with and ignores them.
+ * The kwarg is a maximum (as its name says): at most a quarter of the experts per token are held back, so a
+ * preset's 2 serves top-8 models (Qwen3-30B-A3B, 235B-A22B) and leaves top-2/top-4 models exact; the
+ * environment variable is taken as it is. A CPU MoE block has nothing to overlap with and ignores them.
  */
 export function deferral(
   kwargs: { maxDeferredExpertsPerToken?: number; deferredExpertsJoin?: 'moe' | 'attention' },
@@ -121,11 +123,12 @@ export function deferral(
 ): { deferExperts: number; deferJoin: 'moe' | 'attention' } {
   const envN = process.env.MIXTILE_DEFER_EXPERTS;
   const envJoin = process.env.MIXTILE_DEFER_JOIN;
-  const n = envN !== undefined && envN !== '' ? Number(envN) : (kwargs.maxDeferredExpertsPerToken ?? 0);
-  if (!Number.isInteger(n) || n < 0 || n > topK) {
+  const fromEnv = envN !== undefined && envN !== '';
+  const asked = fromEnv ? Number(envN) : (kwargs.maxDeferredExpertsPerToken ?? 0);
+  if (!Number.isInteger(asked) || asked < 0 || asked > topK) {
     throw new Error(`${module}: max_deferred_experts_per_token ${envN !== undefined && envN !== '' ? `(MIXTILE_DEFER_EXPERTS=${envN}) ` : ''}must be an integer in [0, ${topK}] (the experts per token)`);
   }
   const join = envJoin !== undefined && envJoin !== '' ? envJoin : (kwargs.deferredExpertsJoin ?? 'moe');
   if (join !== 'moe' && join !== 'attention') throw new Error(`${module}: MIXTILE_DEFER_JOIN must be moe or attention, got "${join}"`);
-  return { deferExperts: n, deferJoin: join };
+  return { deferExperts: fromEnv ? asked : Math.min(asked, Math.floor(topK / 4)), deferJoin: join };
 }

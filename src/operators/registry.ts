@@ -66,7 +66,8 @@ export const KWARGS = {
     /**
      * Decode steps of a GPU MoE block (KTransformers' name): of each token's top-k experts, this many with the
      * lowest routing weights run on the CPU while the GPU computes the next layer, and join one layer late
-     * (native/src/gpu/deferred-experts.h). Changes the math; 0 (default) is exact.
+     * (native/src/gpu/deferred-experts.h). A maximum: at most a quarter of the experts per token are held
+     * back. Changes the math; 0 (the default when absent) is exact.
      */
     maxDeferredExpertsPerToken: z.number().int().min(0).optional(),
     /** Where held-back experts join: `moe` (with the next layer's expert output, as KTransformers) or `attention` (after the next layer's attention, before its router). */

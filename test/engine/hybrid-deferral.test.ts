@@ -1,6 +1,7 @@
 // Expert deferral on decode steps (rules kwarg max_deferred_experts_per_token, native/src/gpu/deferred-experts.h)
 // through the GPU + CPU forward: on a GPU, or in CI on the CPU stand-in of the CUDA library.
-//   - 0 held back is bit-identical to the rules without the kwarg;
+//   - 0 held back is bit-identical to rules without the kwarg (the code path before deferral existed);
+//   - the preset's 2 is capped at a quarter of top-k (top-4 here: 1);
 //   - the overlapped schedule (a layer's held-back experts computed while the next layer's GPU work runs) gives
 //     bit for bit the logits of the reference schedule (MIXTILE_DEFER_EAGER=1: computed at once, added at the
 //     same place), for both join points; prefill steps are untouched, decode steps change;
@@ -109,31 +110,43 @@ describe('expert deferral on decode steps (GPU + CPU forward)', { skip }, () => 
     }
   }
 
+  /** The hybrid preset with its deferral kwargs replaced by these lines ('' = none). */
   function rulesWith(kwargs: string): string {
-    const text = readFileSync(HYBRID_RULES, 'utf8').replace('      backend: auto\n', `      backend: auto\n${kwargs}`);
-    assert.ok(text.includes(kwargs), 'the preset still has the experts rule this test edits');
+    const preset = readFileSync(HYBRID_RULES, 'utf8');
+    const text = preset.replace(/ {6}max_deferred_experts_per_token: .*\n {6}deferred_experts_join: .*\n/, kwargs);
+    assert.notEqual(text, preset, 'the preset still has the deferral kwargs this test edits');
     const file = join(dir, `rules-${Math.random().toString(36).slice(2)}.yaml`);
     writeFileSync(file, text);
     return file;
   }
 
   test('0 held back is bit-identical to the rules without the kwarg', async () => {
-    const base = run(await load(four));
+    const base = await load(four, {}, rulesWith(''));
+    const baseOut = run(base);
     const zero = run(await load(four, {}, rulesWith('      max_deferred_experts_per_token: 0\n')));
-    assert.ok(same(base.prefill, zero.prefill), 'prefill logits');
-    base.decode.forEach((b, s) => assert.ok(same(b, zero.decode[s]!), `decode step ${s}`));
+    const envZero = run(await load(four, { n: '0' }));
+    assert.equal(base.gpu!.stats().expertsDeferred, 0);
+    for (const other of [zero, envZero]) {
+      assert.ok(same(baseOut.prefill, other.prefill), 'prefill logits');
+      baseOut.decode.forEach((b, s) => assert.ok(same(b, other.decode[s]!), `decode step ${s}`));
+    }
   });
 
-  test('the rules kwargs reach the MoE blocks; out-of-range counts are refused', async () => {
-    const m = await load(four, {}, rulesWith('      max_deferred_experts_per_token: 1\n      deferred_experts_join: attention\n'));
-    run(m);
-    assert.equal(m.gpu!.stats().expertsDeferred, 4 * DECODE.length, 'one held-back part per layer and decode step');
+  test('the rules kwargs reach the MoE blocks, capped at a quarter of top-k; out-of-range counts are refused', async () => {
+    const preset = await load(four);
+    run(preset);
+    const capped = await load(four, {}, rulesWith('      max_deferred_experts_per_token: 3\n      deferred_experts_join: attention\n'));
+    const ref = await load(four, { n: '1', join: 'attention' });
+    const got = run(capped);
+    const want = run(ref, true);
+    got.decode.forEach((g, s) => assert.ok(same(g, want.decode[s]!), `decode step ${s}: 3 asked = 1 held back (top-4 / 4)`));
+    for (const m of [preset, capped]) assert.equal(m.gpu!.stats().expertsDeferred, 4 * DECODE.length, 'one held-back part per layer and decode step');
     await assert.rejects(load(four, { n: '5' }), /max_deferred_experts_per_token .*\[0, 4\]/);
   });
 
   for (const joinAt of ['moe', 'attention']) {
     test(`join ${joinAt}: the overlapped schedule equals the reference schedule bit for bit; prefill untouched`, async () => {
-      const plain = run(await load(four));
+      const plain = run(await load(four, { n: '0' }));
       const lazy = await load(four, { n: '2', join: joinAt });
       const got = run(lazy);
       const ref = run(await load(four, { n: '2', join: joinAt }), true);
@@ -148,7 +161,7 @@ describe('expert deferral on decode steps (GPU + CPU forward)', { skip }, () => 
   }
 
   test('one layer: the held-back part joins once, before the final norm (same math as no deferral)', async () => {
-    const plain = run(await load(one));
+    const plain = run(await load(one, { n: '0' }));
     for (const joinAt of ['moe', 'attention']) {
       const got = run(await load(one, { n: '2', join: joinAt }));
       got.decode.forEach((g, s) => {

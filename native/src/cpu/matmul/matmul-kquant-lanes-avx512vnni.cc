@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "cpu/matmul/kquant-prefetch.h"
+#include "cpu/matmul/kquant-scales.h"
 #include "cpu/matmul/matmul.h"
 
 namespace mixtile {
@@ -113,14 +114,8 @@ template <class Block>
 inline void unpack_row_block(const Block& x, RowBlock& rb) {
   constexpr bool q5 = std::is_same<Block, block_q5_K>::value;
   const __m512i m4 = _mm512_set1_epi8(0x0F);
-  // 6-bit scales and mins of the 8 sub-blocks (ggml get_scale_min_k4, all at once).
-  const uint32_t kmask1 = 0x3f3f3f3f, kmask2 = 0x0f0f0f0f, kmask3 = 0x03030303;
-  uint32_t u[4], v[3];
-  std::memcpy(v, x.scales, 12);
-  u[3] = ((v[2] >> 4) & kmask2) | (((v[1] >> 6) & kmask3) << 4);
-  u[2] = v[1] & kmask1;
-  u[1] = (v[2] & kmask2) | (((v[0] >> 6) & kmask3) << 4);
-  u[0] = v[0] & kmask1;
+  uint32_t u[4];
+  unpack_q4k_scales(x.scales, u);
   const uint8_t* sc = reinterpret_cast<const uint8_t*>(u);
   const uint8_t* m = sc + 8;
   // corr = 128 * sum_e sc_j(e) * w_e: one vpdpbusd per 64 nibbles against per-element scales.

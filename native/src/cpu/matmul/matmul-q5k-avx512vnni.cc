@@ -14,6 +14,7 @@
 
 #include <vector>
 
+#include "cpu/matmul/kquant-scales.h"
 #include "cpu/matmul/matmul.h"
 
 namespace mixtile {
@@ -23,29 +24,11 @@ namespace {
 constexpr int TR = 1;  // rows per register tile
 constexpr int TT = 8;  // tokens per register tile
 
-// The 8 scales and 8 mins of a Q4_K block as bytes: out[0..7] = sc, out[8..15] = m.
-inline void unpack_scales(const uint8_t* s, uint32_t out[4]) {
-  const uint32_t kmask1 = 0x3f3f3f3f, kmask2 = 0x0f0f0f0f, kmask3 = 0x03030303;
-  uint32_t u[3];
-  std::memcpy(u, s, 12);
-  out[3] = ((u[2] >> 4) & kmask2) | (((u[1] >> 6) & kmask3) << 4);
-  out[2] = u[1] & kmask1;
-  out[1] = (u[2] & kmask2) | (((u[0] >> 6) & kmask3) << 4);
-  out[0] = u[0] & kmask1;
-}
-
-// int16 lane -> sub-block index after packs_epi32(p0, p1): 128-bit lane L holds
-// [p0 lanes 4L..4L+3 | p1 lanes 4L..4L+3]; p0 lanes 0-7 = sub-block 0, 8-15 = 1; p1: 2, 3.
-alignas(64) const int16_t SCALE_IDX01[32] = {0, 0, 0, 0, 2, 2, 2, 2, 0, 0, 0, 0, 2, 2, 2, 2,
-                                             1, 1, 1, 1, 3, 3, 3, 3, 1, 1, 1, 1, 3, 3, 3, 3};
-alignas(64) const int16_t SCALE_IDX23[32] = {4, 4, 4, 4, 6, 6, 6, 6, 4, 4, 4, 4, 6, 6, 6, 6,
-                                             5, 5, 5, 5, 7, 7, 7, 7, 5, 5, 5, 5, 7, 7, 7, 7};
-
 template <int R, int T>
 void tile(const GemmArgs& g, int64_t r0, int64_t t0, const float* bsum_t /* [T][nb*8] */, float* mins_r /* [R][nb*8] */) {
   const int64_t nb = g.k / QK_K;
   const __m512i mask4 = _mm512_set1_epi8(0x0F), bit4 = _mm512_set1_epi8(0x10);
-  const __m512i idx01 = _mm512_load_si512(SCALE_IDX01), idx23 = _mm512_load_si512(SCALE_IDX23);
+  const __m512i idx01 = _mm512_load_si512(Q4K_SCALE_IDX01), idx23 = _mm512_load_si512(Q4K_SCALE_IDX23);
   __m512 acc[R][T];
   for (int r = 0; r < R; ++r)
     for (int t = 0; t < T; ++t) acc[r][t] = _mm512_setzero_ps();
@@ -68,7 +51,7 @@ void tile(const GemmArgs& g, int64_t r0, int64_t t0, const float* bsum_t /* [T][
         wq[r][c] = _mm512_or_si512(_mm512_and_si512(both, mask4), _mm512_and_si512(_mm512_slli_epi16(hb, 4), bit4));
       }
       uint32_t u[4];
-      unpack_scales(x.scales, u);
+      unpack_q4k_scales(x.scales, u);
       __m512i sc16 = _mm512_cvtepu8_epi16(_mm256_castsi128_si256(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(u))));
       sc01[r] = _mm512_permutexvar_epi16(idx01, sc16);
       sc23[r] = _mm512_permutexvar_epi16(idx23, sc16);

@@ -4,7 +4,8 @@
 //   - the preset's 2 is capped at a quarter of top-k (top-4 here: 1);
 //   - the overlapped schedule (a layer's held-back experts computed while the next layer's GPU work runs) gives
 //     bit for bit the logits of the reference schedule (MIXTILE_DEFER_EAGER=1: computed at once, added at the
-//     same place), for both join points; prefill steps are untouched, decode steps change;
+//     same place), and so does the experimental helper-thread schedule (MIXTILE_DEFER_ASYNC=1), for both join
+//     points; prefill steps are untouched, decode steps change;
 //   - with one layer the math is the same as without deferral (the part joins before the final norm), so the
 //     logits agree to float rounding: the part is added once, at the end, not lost.
 import { after, before, describe, test } from 'node:test';
@@ -50,12 +51,13 @@ function withEnv<T>(vars: Record<string, string | undefined>, fn: () => T): T {
 const PROMPT = [9707, 11, 1879, 0, 151643, 33];
 const DECODE = [77091, 3838, 374, 1000, 42, 7, 151000, 5];
 
-/** Logits of a 6-token prefill (every row) and 8 teacher-forced decode steps; eager: the reference schedule. */
-function run(m: LoadedModel, eager = false): { prefill: Float32Array; decode: Float32Array[] } {
+/** Logits of a 6-token prefill (every row) and 8 teacher-forced decode steps; schedule: the held-back parts'
+ * reference schedule (computed at once) or the experimental helper thread, else the overlapped default. */
+function run(m: LoadedModel, schedule: 'overlap' | 'eager' | 'async' = 'overlap'): { prefill: Float32Array; decode: Float32Array[] } {
   const all = Int32Array.from(PROMPT.keys());
   const prefill = m.forward({ tokens: Int32Array.from(PROMPT), positions: all, seqIds: new Int32Array(PROMPT.length), logitsFor: all }).slice();
   const decode = DECODE.map((t, s) =>
-    withEnv({ MIXTILE_DEFER_EAGER: eager ? '1' : undefined }, () =>
+    withEnv({ MIXTILE_DEFER_EAGER: schedule === 'eager' ? '1' : undefined, MIXTILE_DEFER_ASYNC: schedule === 'async' ? '1' : undefined }, () =>
       m.forward({ tokens: Int32Array.of(t), positions: Int32Array.of(PROMPT.length + s), seqIds: Int32Array.of(0), logitsFor: Int32Array.of(0) }).slice(),
     ),
   );
@@ -138,7 +140,7 @@ describe('expert deferral on decode steps (GPU + CPU forward)', { skip }, () => 
     const capped = await load(four, {}, rulesWith('      max_deferred_experts_per_token: 3\n      deferred_experts_join: attention\n'));
     const ref = await load(four, { n: '1', join: 'attention' });
     const got = run(capped);
-    const want = run(ref, true);
+    const want = run(ref, 'eager');
     got.decode.forEach((g, s) => assert.ok(same(g, want.decode[s]!), `decode step ${s}: 3 asked = 1 held back (top-4 / 4)`));
     for (const m of [preset, capped]) assert.equal(m.gpu!.stats().expertsDeferred, 4 * DECODE.length, 'one held-back part per layer and decode step');
     await assert.rejects(load(four, { n: '5' }), /max_deferred_experts_per_token .*\[0, 4\]/);
@@ -149,9 +151,11 @@ describe('expert deferral on decode steps (GPU + CPU forward)', { skip }, () => 
       const plain = run(await load(four, { n: '0' }));
       const lazy = await load(four, { n: '2', join: joinAt });
       const got = run(lazy);
-      const ref = run(await load(four, { n: '2', join: joinAt }), true);
+      const ref = run(await load(four, { n: '2', join: joinAt }), 'eager');
+      const helper = run(await load(four, { n: '2', join: joinAt }), 'async');
       assert.ok(same(plain.prefill, got.prefill), 'prefill steps do not defer');
       got.decode.forEach((g, s) => assert.ok(same(g, ref.decode[s]!), `decode step ${s}: overlapped vs reference schedule`));
+      helper.decode.forEach((g, s) => assert.ok(same(g, ref.decode[s]!), `decode step ${s}: helper thread (MIXTILE_DEFER_ASYNC) vs reference schedule`));
       const moved = got.decode.map((g, s) => relDiff(plain.decode[s]!, g));
       assert.ok(Math.max(...moved) > 1e-4, `deferral changes decode logits (max|diff|/rms per step: ${moved.map((x) => x.toExponential(1)).join(' ')})`);
       const st = lazy.gpu!.stats();

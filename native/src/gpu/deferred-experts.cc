@@ -1,10 +1,19 @@
 // Expert deferral on decode steps; see deferred-experts.h.
 #include "gpu/deferred-experts.h"
 
+#include <immintrin.h>
+
 #include <algorithm>
+#include <atomic>
+#include <condition_variable>
 #include <cstdlib>
 #include <cstring>
+#include <exception>
+#include <functional>
+#include <mutex>
 #include <stdexcept>
+#include <thread>
+#include <utility>
 
 namespace mixtile::gpu {
 
@@ -41,20 +50,96 @@ void split_deferred(const int32_t* ids, const float* w, int64_t n, int top_k, in
   }
 }
 
-// Read at every hold (not cached), so one test process can run both schedules.
-static bool eager() {
-  const char* e = std::getenv("MIXTILE_DEFER_EAGER");
+// Read at every hold (not cached), so one test process can run every schedule.
+static bool env_on(const char* name) {
+  const char* e = std::getenv(name);
   return e && *e == '1';
+}
+
+// One helper thread that runs one job at a time. It becomes the pool's caller for the job's parallel_for
+// calls; the thread that posted the job must not run pool work until wait() returned (none does: it only
+// issues GPU work meanwhile).
+class DeferredRunner {
+ public:
+  DeferredRunner() : thread_([this] { loop(); }) {}
+  ~DeferredRunner() {
+    {
+      std::lock_guard<std::mutex> lk(m_);
+      quit_ = true;
+    }
+    cv_.notify_all();
+    thread_.join();
+  }
+  void start(std::function<void()> job) {
+    {
+      std::lock_guard<std::mutex> lk(m_);
+      job_ = std::move(job);
+      done_.store(false, std::memory_order_relaxed);
+    }
+    cv_.notify_one();
+  }
+  // Spins briefly, then yields its core to the pool until the job is done; rethrows its exception.
+  void wait() {
+    for (int i = 0; !done_.load(std::memory_order_acquire); ++i) {
+      if (i < 200) _mm_pause();
+      else std::this_thread::yield();
+    }
+    if (error_) std::rethrow_exception(std::exchange(error_, nullptr));
+  }
+
+ private:
+  void loop() {
+    for (;;) {
+      std::function<void()> job;
+      {
+        std::unique_lock<std::mutex> lk(m_);
+        cv_.wait(lk, [&] { return quit_ || job_; });
+        if (!job_) return;
+        job = std::move(job_);
+        job_ = nullptr;
+      }
+      try {
+        job();
+      } catch (...) {
+        error_ = std::current_exception();
+      }
+      done_.store(true, std::memory_order_release);
+    }
+  }
+  std::mutex m_;
+  std::condition_variable cv_;
+  std::function<void()> job_;
+  bool quit_ = false;
+  std::exception_ptr error_;
+  std::atomic<bool> done_{true};
+  std::thread thread_;  // last: starts after the members above exist
+};
+
+DeferredExperts::DeferredExperts() = default;
+DeferredExperts::~DeferredExperts() {
+  if (runner && running) runner->wait();
+}
+
+// The held-back experts' sum into y (on whichever thread runs it).
+static uint64_t compute_into_y(DeferredExperts& d) {
+  const uint64_t t0 = now_ns();
+  moe_forward_routed(*d.experts, d.x.data(), d.n, d.ids.data(), d.w.data(), d.k, d.y.as<float>());
+  return now_ns() - t0;
 }
 
 void deferred_experts_compute(GpuContext& g) {
   DeferredExperts* d = g.deferred.get();
   if (!d || !d->pending || d->computed) return;
-  const uint64_t t0 = now_ns();
-  d->y_fence.wait();  // the last join's upload may still read y
-  moe_forward_routed(*d->experts, d->x.data(), d->n, d->ids.data(), d->w.data(), d->k, d->y.as<float>());
+  if (d->running) {
+    const uint64_t t0 = now_ns();
+    d->running = false;
+    d->runner->wait();
+    g.counters.experts_deferred_ns += now_ns() - t0;  // async: only the time this thread waited
+  } else {
+    d->y_fence.wait();  // the last join's upload may still read y
+    g.counters.experts_deferred_ns += compute_into_y(*d);
+  }
   d->computed = true;
-  g.counters.experts_deferred_ns += now_ns() - t0;
 }
 
 void deferred_experts_hold(GpuContext& g, const ExpertsWeights& experts, DeferJoin join, const float* x, int64_t n,
@@ -77,7 +162,15 @@ void deferred_experts_hold(GpuContext& g, const ExpertsWeights& experts, DeferJo
   d.pending = true;
   d.computed = false;
   g.counters.experts_deferred++;
-  if (eager()) deferred_experts_compute(g);
+  if (env_on("MIXTILE_DEFER_EAGER")) {
+    deferred_experts_compute(g);
+  } else if (env_on("MIXTILE_DEFER_ASYNC")) {
+    if (!d.runner) d.runner = std::make_unique<DeferredRunner>();
+    d.y_fence.wait();
+    DeferredExperts* dp = &d;
+    d.runner->start([dp] { compute_into_y(*dp); });
+    d.running = true;
+  }
 }
 
 void deferred_experts_add_to(GpuContext& g, float* y_host) {
@@ -105,7 +198,13 @@ void deferred_experts_join(GpuContext& g) {
 }
 
 void deferred_experts_drop(GpuContext& g) {
-  if (g.deferred) g.deferred->pending = false;
+  DeferredExperts* d = g.deferred.get();
+  if (!d) return;
+  if (d->running) {  // its buffers are about to be reused
+    d->running = false;
+    d->runner->wait();
+  }
+  d->pending = false;
 }
 
 bool deferred_experts_pending(const GpuContext& g) { return g.deferred && g.deferred->pending; }

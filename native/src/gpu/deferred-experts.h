@@ -12,6 +12,7 @@
 // the math (bench/RESULTS.md, docs/design-decisions.md give the measured effect); `defer` 0 is today's path.
 #pragma once
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "cpu/experts/experts.h"
@@ -26,8 +27,12 @@ enum class DeferJoin { moe, attention };
 void split_deferred(const int32_t* ids, const float* w, int64_t n, int top_k, int defer, int32_t* imm_ids,
                     float* imm_w, int32_t* def_ids, float* def_w);
 
+class DeferredRunner;  // MIXTILE_DEFER_ASYNC's helper thread (deferred-experts.cc)
+
 // A layer's held-back experts, waiting to be computed and joined.
 struct DeferredExperts {
+  DeferredExperts();
+  ~DeferredExperts();
   const ExpertsWeights* experts = nullptr;
   DeferJoin join = DeferJoin::moe;
   int64_t n = 0;
@@ -39,10 +44,15 @@ struct DeferredExperts {
   bool computed = false;        // y (the context's h_def) holds their sum
   PinnedBuffer y;               // f32 [ubatch][hidden]: their weighted sum (uploaded by a join into x)
   HostFence y_fence;            // the upload of y, before the CPU rewrites it
+  bool running = false;         // MIXTILE_DEFER_ASYNC: the helper thread is computing y
+  std::unique_ptr<DeferredRunner> runner;  // last member: joins its thread before y goes
 };
 
 // Holds back the given experts of this step (after the layer's immediate experts ran). MIXTILE_DEFER_EAGER=1
-// computes them at once (the reference schedule of the tests: same sums, no overlap).
+// computes them at once (the reference schedule of the tests: same sums, no overlap). MIXTILE_DEFER_ASYNC=1
+// (experimental, not measured yet) starts them at once on a helper thread, which drives the pool while this
+// thread returns to issue the next layer's GPU work: the pool then also fills the host's issue time (~30-40 us
+// per layer of TS, N-API and CUDA calls, during which the pool idles otherwise).
 void deferred_experts_hold(GpuContext& g, const ExpertsWeights& experts, DeferJoin join, const float* x, int64_t n,
                            const int32_t* ids, const float* w, int k);
 // Computes a pending part into y if not done yet (CPU pool; the GPU runs what was issued meanwhile).

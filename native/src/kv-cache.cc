@@ -5,6 +5,8 @@
 #include <stdexcept>
 #include <string>
 
+#include "cpu/convert/f16-row.h"
+
 namespace mixtile {
 
 std::shared_ptr<KvCache> kv_cache_create(KvType type, int n_seq, int n_layers, int ctx, int n_kv_heads, int head_dim) {
@@ -32,11 +34,9 @@ static void store_row(KvType t, const float* src, uint8_t* dst, int64_t n) {
     case KvType::f32:
       std::memcpy(dst, src, size_t(n) * 4);
       break;
-    case KvType::f16: {
-      auto* d = reinterpret_cast<uint16_t*>(dst);
-      for (int64_t i = 0; i < n; ++i) d[i] = fp32_to_fp16(src[i]);
+    case KvType::f16:
+      fp32_to_fp16_row(src, reinterpret_cast<uint16_t*>(dst), n);
       break;
-    }
     case KvType::bf16: {
       auto* d = reinterpret_cast<uint16_t*>(dst);
       for (int64_t i = 0; i < n; ++i) d[i] = fp32_to_bf16(src[i]);

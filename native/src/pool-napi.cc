@@ -1,7 +1,6 @@
 // JS exports for the thread pool's tests: poolRunCounts(nTasks) runs one parallel_for and returns
 // how often each task ran (Int32Array) plus the highest thread index seen; poolStallWorker(worker,
-// us) makes a pool worker sleep before claiming work, as one whose core another process holds;
-// poolPrefetch(addresses, bytes) posts a prefetch hint (any addresses: prefetches never fault).
+// us) makes a pool worker sleep before claiming work, as one whose core another process holds.
 #include <algorithm>
 #include <atomic>
 #include <memory>
@@ -44,24 +43,8 @@ Napi::Value pool_stall_worker_js(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-Napi::Value pool_prefetch_js(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  if (!info[0].IsArray() || !info[1].IsArray()) throw Napi::TypeError::New(env, "poolPrefetch: expected arrays of addresses and byte counts");
-  Napi::Array addrs = info[0].As<Napi::Array>(), sizes = info[1].As<Napi::Array>();
-  if (addrs.Length() != sizes.Length() || addrs.Length() > 8) throw Napi::RangeError::New(env, "poolPrefetch: at most 8 ranges, as many sizes as addresses");
-  const void* ptrs[8];
-  size_t bytes[8];
-  for (uint32_t i = 0; i < addrs.Length(); ++i) {
-    ptrs[i] = reinterpret_cast<const void*>(uintptr_t(int_arg(addrs.Get(i), int64_t(1) << 52, "poolPrefetch: address")));
-    bytes[i] = size_t(int_arg(sizes.Get(i), int64_t(1) << 40, "poolPrefetch: bytes"));
-  }
-  pool_prefetch(ptrs, bytes, int(addrs.Length()));
-  return env.Undefined();
-}
-
 }  // namespace
 
-MIXTILE_EXPORT("poolPrefetch", pool_prefetch_js);
 MIXTILE_EXPORT("poolRunCounts", pool_run_counts_js);
 MIXTILE_EXPORT("poolStallWorker", pool_stall_worker_js);
 

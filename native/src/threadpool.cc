@@ -40,10 +40,6 @@ int spin_pauses() {
 }
 // The caller waiting for claimed tasks to finish pauses this often before it yields instead.
 constexpr int YIELD_AFTER = 200;
-// pool_prefetch hands out chunks of this many bytes; an idle worker checks for a new job between
-// chunks (a core keeps ~10-20 lines in flight: 16 KiB takes on the order of a microsecond).
-constexpr int64_t PREFETCH_CHUNK = 16 * 1024;
-constexpr int MAX_PREFETCH_RANGES = 8;
 // Tasks per job are counted in 32 bits of the claim word; larger calls run as several jobs.
 constexpr int64_t MAX_JOB_TASKS = int64_t(1) << 30;
 
@@ -88,26 +84,6 @@ class Pool {
   void resize(int n) {
     stop();
     start(n);
-  }
-
-  // Seqlock-style publication: pf_seq_ is odd while the ranges are written; a reader that sees it
-  // change under it drops what it read. Every field is atomic, so a torn plan is only a wrong hint.
-  void prefetch(const void* const* ptrs, const size_t* bytes, int count) {
-    if (n_threads_ <= 1) return;
-    std::lock_guard<std::mutex> lk(pf_mutex_);
-    count = std::max(0, std::min(count, MAX_PREFETCH_RANGES));
-    pf_seq_.fetch_add(1, std::memory_order_acq_rel);
-    int64_t chunks = 0;
-    for (int i = 0; i < count; ++i) {
-      pf_ptr_[i].store(reinterpret_cast<uintptr_t>(ptrs[i]), std::memory_order_relaxed);
-      pf_first_[i].store(chunks, std::memory_order_relaxed);
-      pf_bytes_[i].store(bytes[i], std::memory_order_relaxed);
-      chunks += int64_t((bytes[i] + PREFETCH_CHUNK - 1) / PREFETCH_CHUNK);
-    }
-    pf_count_.store(count, std::memory_order_relaxed);
-    pf_chunks_.store(chunks, std::memory_order_relaxed);
-    pf_next_.store(0, std::memory_order_relaxed);
-    pf_seq_.fetch_add(1, std::memory_order_release);
   }
 
   void stall_for_test(int worker, int us) {
@@ -179,51 +155,11 @@ class Pool {
     t_in_task = false;
   }
 
-  // Requests chunks of the posted ranges until none is left or a job newer than `seen` arrives;
-  // returns the plan's sequence number when the plan is done, or one before it when it is not
-  // (being written, or a job interrupted it): the worker looks again on its next spin.
-  uint64_t prefetch_chunks(uint64_t seen) {
-    const uint64_t seq = pf_seq_.load(std::memory_order_acquire);
-    if (seq & 1) return seq - 1;
-    const int count = pf_count_.load(std::memory_order_relaxed);
-    uintptr_t ptr[MAX_PREFETCH_RANGES];
-    int64_t first[MAX_PREFETCH_RANGES];
-    size_t bytes[MAX_PREFETCH_RANGES];
-    for (int i = 0; i < count; ++i) {
-      ptr[i] = pf_ptr_[i].load(std::memory_order_relaxed);
-      first[i] = pf_first_[i].load(std::memory_order_relaxed);
-      bytes[i] = pf_bytes_[i].load(std::memory_order_relaxed);
-    }
-    const int64_t chunks = pf_chunks_.load(std::memory_order_relaxed);
-    std::atomic_thread_fence(std::memory_order_acquire);
-    if (pf_seq_.load(std::memory_order_relaxed) != seq) return seq - 1;
-    for (;;) {
-      // A job came: take it, then resume this plan (seq - 1: not done yet).
-      if (generation_.load(std::memory_order_acquire) != seen) return seq - 1;
-      const int64_t c = pf_next_.fetch_add(1, std::memory_order_relaxed);
-      if (c >= chunks || pf_seq_.load(std::memory_order_relaxed) != seq) break;
-      int r = 0;
-      while (r + 1 < count && first[r + 1] <= c) ++r;
-      const size_t off = size_t(c - first[r]) * PREFETCH_CHUNK;
-      if (off >= bytes[r]) break;
-      const size_t len = std::min<size_t>(PREFETCH_CHUNK, bytes[r] - off);
-      const char* p = reinterpret_cast<const char*>(ptr[r]) + off;
-      for (size_t o = 0; o < len; o += 64) _mm_prefetch(p + o, _MM_HINT_T1);
-    }
-    return seq;
-  }
-
   void loop(int thread, uint64_t seen) {
-    uint64_t pf_seen = pf_seq_.load(std::memory_order_acquire);
     for (;;) {
       int spins = 0;
       const int pauses = spin_pauses();
       while (generation_.load(std::memory_order_acquire) == seen && spins < pauses + SPIN_YIELDS) {
-        if (pf_seq_.load(std::memory_order_relaxed) != pf_seen) {
-          pf_seen = prefetch_chunks(seen);
-          spins = 0;  // a posted hint means more work is near: keep spinning
-          continue;
-        }
         if (spins < pauses) _mm_pause();
         else std::this_thread::yield();
         ++spins;
@@ -259,15 +195,6 @@ class Pool {
   std::exception_ptr error_;
   std::atomic<bool> quit_{false};
   std::atomic<int> stall_worker_{-1}, stall_us_{0};
-  // pool_prefetch's plan (see prefetch()).
-  std::mutex pf_mutex_;
-  alignas(64) std::atomic<uint64_t> pf_seq_{0};
-  std::atomic<uintptr_t> pf_ptr_[MAX_PREFETCH_RANGES] = {};
-  std::atomic<int64_t> pf_first_[MAX_PREFETCH_RANGES] = {};
-  std::atomic<size_t> pf_bytes_[MAX_PREFETCH_RANGES] = {};
-  std::atomic<int> pf_count_{0};
-  std::atomic<int64_t> pf_chunks_{0};
-  alignas(64) std::atomic<int64_t> pf_next_{0};
 };
 
 int default_threads() {
@@ -292,8 +219,6 @@ void set_threads(int n) {
   if (n > 256) n = 256;
   if (n != pool().size()) pool().resize(n);
 }
-
-void pool_prefetch(const void* const* ptrs, const size_t* bytes, int count) { pool().prefetch(ptrs, bytes, count); }
 
 void pool_stall_worker_for_test(int worker, int us) { pool().stall_for_test(worker, us); }
 

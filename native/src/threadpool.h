@@ -3,7 +3,6 @@
 // tasks that were claimed: a worker that is descheduled (another process on its core) before it
 // claims anything does not hold the job up; the caller and the others take its share.
 #pragma once
-#include <cstddef>
 #include <cstdint>
 #include <functional>
 
@@ -20,14 +19,6 @@ void set_threads(int n);
 // Returns when all tasks finished. A call made from inside a task runs serially on that thread.
 // An exception thrown by fn is rethrown here (the first one) after the others finish.
 void parallel_for(int64_t n_tasks, const std::function<void(int64_t task, int thread)>& fn);
-
-// A hint: idle pool workers pull these byte ranges into their caches (prefetcht1, in chunks) until
-// all are requested or a job arrives; returns at once, the caller never waits for it. For the
-// serial stretches of decode (attention over the cache, routing), during which the next GEMV's
-// weights can come on-chip while DRAM would otherwise idle. Prefetches never fault, so a range
-// that is freed or remapped meanwhile costs nothing but the wasted requests. At most 8 ranges (the
-// rest are dropped). Which hints decode posts: cpu/prefetch/decode-prefetch.h.
-void pool_prefetch(const void* const* ptrs, const size_t* bytes, int count);
 
 // Tests only: pool worker `worker` (1 .. pool_threads()-1) sleeps `us` microseconds each time it
 // wakes for a job, before it claims a task, as a worker whose core another process holds; 0 ends it.

@@ -46,8 +46,3 @@ export function poolRunCounts(nTasks: number): { counts: Int32Array; maxThread: 
 export function poolStallWorker(worker: number, us: number): void {
   addon().poolStallWorker(worker, us);
 }
-
-/** Tests only: posts a pool prefetch hint over raw address ranges (prefetches never fault, so any address is safe). */
-export function poolPrefetch(addresses: number[], bytes: number[]): void {
-  addon().poolPrefetch(addresses, bytes);
-}

@@ -34,3 +34,8 @@ export function kvCacheWrite(kv: KvCacheHandle, layer: number, n: number, seq: I
 export function kvCacheDispose(kv: KvCacheHandle): void {
   addon().kvCacheDispose!(kv);
 }
+
+/** dst[i] = fp32 -> fp16 (round to nearest even) of src[i], on the active ISA's path: the cache's f16 write (tests). */
+export function f16RowRun(src: Float32Array, dst: Uint16Array): void {
+  addon().f16RowRun!(src, dst);
+}

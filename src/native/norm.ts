@@ -66,3 +66,8 @@ export function lmHeadForward(head: LmHeadHandle, x: Float32Array, n: number, ro
 export function lmHeadDispose(head: LmHeadHandle): void {
   addon().lmHeadDispose!(head);
 }
+
+/** out[rows, dim] = rms_norm(x[rows, dim]) * w[dim] on the active ISA's path (tests). */
+export function rmsNormRun(x: Float32Array, w: Float32Array, rows: number, dim: number, eps: number, out: Float32Array): void {
+  addon().rmsNormRun!(x, w, rows, dim, eps, out);
+}

@@ -1,11 +1,10 @@
 // Thread pool hand-out: each task of a job runs exactly once, at any task count and pool size, and
 // a worker that is not scheduled (simulated: it sleeps before claiming work) does not hold jobs up,
-// since the caller waits only for tasks that were claimed; prefetch hints over any address range
-// (unmapped, huge, re-posted while workers read them) neither crash nor disturb jobs.
+// since the caller waits only for tasks that were claimed.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { GgmlType } from '../../src/formats/ggml-types.ts';
-import { isaInfo, poolPrefetch, poolRunCounts, poolStallWorker, setThreads } from '../../src/native/isa.ts';
+import { isaInfo, poolRunCounts, poolStallWorker, setThreads } from '../../src/native/isa.ts';
 import { linearForward, linearLoad } from '../../src/native/linear.ts';
 import { randomF32, randomWeight } from './helpers.ts';
 
@@ -63,17 +62,4 @@ test('a stalled worker does not hold jobs up, and results are unchanged', () => 
   });
   lin.dispose();
   assert.throws(() => withThreads(2, () => poolStallWorker(2, 10)), /worker must be in \[1, 2\)/);
-});
-
-test('prefetch hints over unmapped and huge ranges do not disturb jobs', () => {
-  withThreads(3, () => {
-    for (let i = 0; i < 200; i++) {
-      poolPrefetch([0, 2 ** 46 + 4096 * i, 123457, 2 ** 40], [1 << 20, 1 << 24, 100, 0]);
-      if (i % 3 === 0) poolPrefetch([], []);
-      const { counts } = poolRunCounts(1 + (i % 37));
-      assert.equal(counts.findIndex((v) => v !== 1), -1, `job ${i}: a task did not run exactly once`);
-    }
-  });
-  assert.throws(() => poolPrefetch(new Array(9).fill(0), new Array(9).fill(1)), /at most 8 ranges/);
-  assert.throws(() => poolPrefetch([0], [-1]), /poolPrefetch: bytes/);
 });

@@ -30,8 +30,7 @@ inline __m512 load16(const uint8_t* base, int64_t i) {
 
 // Query heads of a GQA group split into this many parts (each a task that loads the group's K/V
 // rows itself) when (token, KV head) pairs are fewer than half the pool: a decode token has 4 KV
-// heads for 16 threads. Half, not all: the idle rest pull o_proj's weight on-chip meanwhile
-// (attention-block.cc). Each head's arithmetic is the same whatever the split.
+// heads for 16 threads. Each head's arithmetic is the same whatever the split.
 int group_parts(const AttentionArgs& a, int group) {
   const int64_t pairs = a.n * a.n_kv_heads, want = pool_threads() / 2;
   int parts = 1;

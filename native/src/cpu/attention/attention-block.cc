@@ -4,8 +4,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <initializer_list>
-#include <mutex>
 #include <stdexcept>
 #include <string>
 
@@ -13,7 +11,6 @@
 #include "cpu/linear/linear-cost.h"
 #include "cpu/dequant/dequant.h"
 #include "cpu/norm/norm.h"
-#include "cpu/prefetch/decode-prefetch.h"
 #include "cpu/profile/op-profile.h"
 #include "cpu/rope/rope.h"
 #include "threadpool.h"
@@ -46,29 +43,6 @@ static void decode_rope_table(int32_t pos, const std::vector<double>& inv_freq, 
   }
   *cs = t_cs.data();
   *sn = t_sn.data();
-}
-
-// Sets the previously created layer's `next` to L when L continues it (layer index + 1, same hidden).
-static void link_to_previous(const std::shared_ptr<AttentionLayer>& L) {
-  static std::mutex m;
-  static std::weak_ptr<AttentionLayer> last;
-  std::lock_guard<std::mutex> lk(m);
-  if (auto prev = last.lock()) {
-    if (prev->layer + 1 == L->layer && prev->hidden == L->hidden) prev->next = L;
-  }
-  last = L;
-}
-
-static void prefetch_linear(const std::initializer_list<const LinearWeight*>& ws) {
-  const void* ptrs[4];
-  size_t bytes[4];
-  int count = 0;
-  for (const LinearWeight* w : ws) {
-    if (count == 4) break;
-    ptrs[count] = w->w.data;
-    bytes[count++] = size_t(w->m) * w->w.row_bytes;
-  }
-  pool_prefetch(ptrs, bytes, count);
 }
 
 static std::shared_ptr<LinearWeight> projection(const Weight& w, int64_t k, int64_t m, const char* what,
@@ -106,7 +80,6 @@ std::shared_ptr<AttentionLayer> attention_layer_create(int layer, int n_heads, i
   L->wv = projection(wv, L->hidden, kv_dim, "self_attn.v_proj", backend);
   L->wo = projection(wo, q_dim, L->hidden, "self_attn.o_proj", backend);
   L->inv_freq = rope_inv_freq(head_dim, rope_theta);
-  link_to_previous(L);
   return L;
 }
 
@@ -134,10 +107,6 @@ void attention_block_forward(const AttentionLayer& L, KvCache& kv, float* x, int
   t_qkv.set(linear_bytes(*L.wq) + linear_bytes(*L.wk) + linear_bytes(*L.wv),
             linear_flops(*L.wq, n) + linear_flops(*L.wk, n) + linear_flops(*L.wv, n));
   t_qkv.stop();
-  // Decode: the rest of the core is short and mostly serial, and DRAM would idle through it; idle
-  // pool workers pull o_proj's weight on-chip meanwhile (a hint; o_proj reads it just after).
-  const bool decode = n <= DECODE_PREFETCH_MAX_TOKENS && !linear_amx_name(*L.wo, n);
-  if (decode && decode_prefetch_on(DecodePrefetch::o_proj)) prefetch_linear({L.wo.get()});
   OpTimer t_core(Op::attn_core);
   OpTimer t_rope(Op::attn_rope_kv);
   // q/k norm, RoPE and the cache write are per token: chunks of tokens on the pool (serial, they
@@ -181,11 +150,6 @@ void attention_block_forward(const AttentionLayer& L, KvCache& kv, float* x, int
   linear_forward(*L.wo, att, n, o);
   for (int64_t i = 0; i < n * hidden; ++i) x[i] += o[i];
   t_o.set(linear_bytes(*L.wo), linear_flops(*L.wo, n));
-  // The MoE half comes next: its pool jobs leave workers idle in their tails and between them
-  // (routing, conversions, the return to JS), time in which the next layer's q/k/v can come on-chip.
-  if (decode && decode_prefetch_on(DecodePrefetch::qkv)) {
-    if (auto next = L.next.lock()) prefetch_linear({next->wq.get(), next->wk.get(), next->wv.get()});
-  }
 }
 
 }  // namespace mixtile

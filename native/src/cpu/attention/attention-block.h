@@ -24,10 +24,6 @@ struct AttentionLayer {
   std::shared_ptr<LinearWeight> wv;   // [n_kv_heads * head_dim, hidden]
   std::shared_ptr<LinearWeight> wo;   // [hidden, n_heads * head_dim]
   std::vector<double> inv_freq;       // RoPE [head_dim / 2]
-  // The layer created right after this one when it is the next layer of the same shape (a model
-  // loads its layers in order): a decode step prefetches its q/k/v weights (a hint only; a wrong
-  // link, e.g. two models loading at once, costs bandwidth, never results).
-  std::weak_ptr<AttentionLayer> next;
 };
 
 // A norm weight (any type dequantize_row reads) as floats; throws if it does not hold `n` elements.

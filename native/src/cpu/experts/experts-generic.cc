@@ -12,7 +12,6 @@
 
 #include "cpu/experts/experts.h"
 #include "cpu/matmul/matmul.h"
-#include "cpu/prefetch/decode-prefetch.h"
 #include "cpu/profile/op-profile.h"
 #include "threadpool.h"
 
@@ -141,16 +140,6 @@ void experts_forward_generic(const ExpertsWeights& ew, const MoeArgs& a) {
     kg[size_t(i)] = gemm_select(ew.gate.type, GemmArgs{ew.gate.data, ew.gate.row_bytes, rb1, xg, gs, ne, H, nullptr, F});
     ku[size_t(i)] = gemm_select(ew.up.type, GemmArgs{ew.up.data, ew.up.row_bytes, rb1, xu_data, xu_stride, ne, H, nullptr, F});
     kd[size_t(i)] = gemm_select(ew.down.type, GemmArgs{ew.down.data, ew.down.row_bytes, rb1, nullptr, 0, ne, F, nullptr, H});
-  }
-  // Decode: workers that run out of gate/up tasks pull the down rows on-chip while the others finish.
-  if (a.n <= DECODE_PREFETCH_MAX_TOKENS && n_active <= 8 && decode_prefetch_on(DecodePrefetch::down)) {
-    const void* ptrs[8];
-    size_t bytes[8];
-    for (int64_t i = 0; i < n_active; ++i) {
-      ptrs[i] = ew.down.data + ew.down.matrix_bytes() * size_t(active[size_t(i)]);
-      bytes[i] = ew.down.matrix_bytes();
-    }
-    pool_prefetch(ptrs, bytes, int(n_active));
   }
   parallel_for(n_active * nrb1, [&](int64_t task, int) {
     int64_t e = active[size_t(task / nrb1)], r0 = (task % nrb1) * rb1, nr = std::min(rb1, F - r0);

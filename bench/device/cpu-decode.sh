@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # One call on the AMX test machine: CPU-only decode of the 48-layer synthetic Qwen3-30B-A3B Q4_K_M
 # (issue 8's tg128), this snapshot's addon against a base commit's, alternated, with `bench -v`'s
-# per-op table. Made from a snapshot whose base/ holds `git archive BASE native test/cuda`:
+# per-op table (bench/RESULTS.md "CPU-only decode at 16 threads" ran it twice, the second time with
+# MIXTILE_DECODE_PREFETCH variants since removed). Made from a snapshot whose base/ holds the native
+# tree to compare against, e.g. `git archive BASE native test/cuda`:
 #   scripts/device-snapshot.sh cpudec && git archive BASE native test/cuda | tar -x -C .snap/cpudec/base
 #   run: cd .snap/cpudec && export MIXTILE_NO_CUDA=1 && source .device/env.sh && bash .device/setup.sh && bash bench/device/cpu-decode.sh
 # The 48-layer file is made once at /root/models/48l-q4km.gguf (same recipe as full-model.sh) and reused.
@@ -30,15 +32,10 @@ b() {
 # Round 1: the issue's command (AMX repack at load, decode on the source weights either way).
 b base-cpu "$BASE" -- --optimize-config cpu
 b new-cpu "$NEW" -- --optimize-config cpu
-# Round 2+: no AMX repack (decode takes the same kernels; loads in seconds), alternated; the decode
-# prefetch hints (MIXTILE_DECODE_PREFETCH) off and one by one for their shares.
+# Round 2+: no AMX repack (decode takes the same kernels; loads in seconds), alternated.
 export MIXTILE_AMX_BACKEND=off MIXTILE_AMX_LINEAR=off
 b new-noamx "$NEW" -- --optimize-config cpu
 b base-noamx "$BASE" -- --optimize-config cpu
-b new-noamx-pf-off "$NEW" MIXTILE_DECODE_PREFETCH=off -- --optimize-config cpu
-b new-noamx-pf-o "$NEW" MIXTILE_DECODE_PREFETCH=o_proj -- --optimize-config cpu
-b new-noamx-pf-o-qkv "$NEW" MIXTILE_DECODE_PREFETCH=o_proj,qkv -- --optimize-config cpu
-b new-noamx-pf-o-down "$NEW" MIXTILE_DECODE_PREFETCH=o_proj,down -- --optimize-config cpu
 b new-noamx-2 "$NEW" -- --optimize-config cpu
 b base-noamx-2 "$BASE" -- --optimize-config cpu
 log "done"

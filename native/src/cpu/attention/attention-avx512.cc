@@ -29,8 +29,10 @@ inline __m512 load16(const uint8_t* base, int64_t i) {
 }
 
 // Query heads of a GQA group split into this many parts (each a task that loads the group's K/V
-// rows itself) when (token, KV head) pairs are fewer than half the pool: a decode token has 4 KV
-// heads for 16 threads. Each head's arithmetic is the same whatever the split.
+// rows itself) until the tasks reach half the pool: a decode token has 4 KV heads for 16 threads.
+// Test machine, 48-layer tg128 at 16 threads (bench/RESULTS.md): 2 parts took the attention over
+// the cache from ~1.4 to 0.8-1.0 ms per token; a full pool (4 parts) was not measured. Each head's
+// arithmetic is the same whatever the split.
 int group_parts(const AttentionArgs& a, int group) {
   const int64_t pairs = a.n * a.n_kv_heads, want = pool_threads() / 2;
   int parts = 1;

@@ -63,7 +63,7 @@ function renderPlacement(p: PlacementSummary & { unclaimed: string[]; gpu?: GpuA
     const g = p.gpu;
     const total = g.weightsBytes + g.kvBytes + g.workspaceBytes;
     lines.push(
-      `  GPU as loaded: weights ${bytes(g.weightsBytes)} (matrices as BF16), KV ${bytes(g.kvBytes)} (ctx ${g.ctx}, ${g.slots} slot), ` +
+      `  GPU as loaded: weights ${bytes(g.weightsBytes)} (${g.weightsMode === 'quantized' ? 'Q8_0 / K-quant matrices as stored, others BF16' : 'matrices as BF16'}), KV ${bytes(g.kvBytes)} (ctx ${g.ctx}, ${g.slots} slot), ` +
         `buffers ${bytes(g.workspaceBytes)} (ubatch ${g.ubatch}): ${bytes(total)} of VRAM`,
     );
   }

@@ -1,6 +1,6 @@
 // Which operators of a Qwen3 / Qwen3-MoE model the placement puts on the GPU, and what that costs in
-// VRAM (weights as uploaded: BF16 GEMM weights, f32 norms and router; the KV cache of the GPU layers;
-// the ubatch buffers), for the fit check before anything is allocated.
+// VRAM (weights as uploaded: GEMM weights as the file stores them or as BF16, see gpuWeightsMode; f32 norms
+// and router; the KV cache of the GPU layers; the ubatch buffers), for the fit check before anything is allocated.
 import { GgmlType } from '../formats/ggml-types.ts';
 import type { GgufModel } from '../formats/gguf-read.ts';
 import { kvCacheBytes, type GpuNeeds } from '../native/cuda-fit.ts';
@@ -53,6 +53,72 @@ export function planGpu(c: ModelConfig, kwargs: KwargsLookup): GpuPlan | undefin
 }
 
 const align256 = (b: number): number => Math.ceil(b / 256) * 256;
+
+/**
+ * How the GPU holds linear weights (native/src/gpu/linear.h, MIXTILE_GPU_WEIGHTS): 'quantized' keeps Q8_0 / Q4_K /
+ * Q5_K / Q6_K tensors in their GGUF blocks (a quantized GEMV for one token, a shared BF16 scratch for batches),
+ * 'bf16' (the default) widens every one to BF16 at load.
+ */
+export type GpuWeightsMode = 'quantized' | 'bf16';
+export function gpuWeightsMode(env: NodeJS.ProcessEnv = process.env): GpuWeightsMode {
+  const v = env.MIXTILE_GPU_WEIGHTS;
+  if (!v || v === 'bf16') return 'bf16';
+  if (v === 'quantized') return 'quantized';
+  throw new Error(`MIXTILE_GPU_WEIGHTS must be 'quantized' or 'bf16', got '${v}'`);
+}
+
+/** Types the GPU's quantized GEMV reads directly (mxc_gemv_quant). */
+const GEMV_TYPES: readonly GgmlType[] = [GgmlType.Q8_0, GgmlType.Q4_K, GgmlType.Q5_K, GgmlType.Q6_K];
+
+/**
+ * Device bytes of one GPU linear weight made of the named tensors stacked row-wise (`elements` each when a tensor is
+ * missing from the file), and the BF16 scratch a batch needs to dequantize it (0 when it is all BF16).
+ */
+function linearBytes(gguf: GgufModel, names: string[], elements: number[], mode: GpuWeightsMode): { bytes: number; scratch: number } {
+  let bytes = 0;
+  let quantized = false;
+  let all = 0;
+  names.forEach((name, i) => {
+    const t = gguf.tensors.get(name);
+    const n = t?.nElements ?? elements[i]!;
+    all += n;
+    if (mode === 'quantized' && t && GEMV_TYPES.includes(t.type)) {
+      bytes += t.nBytes;
+      quantized = true;
+    } else {
+      bytes += n * 2;
+    }
+  });
+  return { bytes, scratch: quantized ? all * 2 : 0 };
+}
+
+/** GEMM weights of the GPU operators as uploaded, and the largest batch scratch among them (the lm_head needs none: its few rows always take the GEMV). */
+function gpuLinearWeights(c: ModelConfig, gguf: GgufModel, plan: GpuPlan, mode: GpuWeightsMode): { bytes: number; scratch: number } {
+  const q = c.nHeads * c.headDim;
+  const kv = c.nKvHeads * c.headDim;
+  const h = c.hidden;
+  let bytes = 0;
+  let scratch = 0;
+  const add = (l: { bytes: number; scratch: number }): void => {
+    bytes += l.bytes;
+    scratch = Math.max(scratch, l.scratch);
+  };
+  for (let i = 0; i < c.nLayers; i++) {
+    if (plan.attention[i]) {
+      add(linearBytes(gguf, ['self_attn.q_proj', 'self_attn.k_proj', 'self_attn.v_proj'].map((m) => ggufLayer(i, m)), [q * h, kv * h, kv * h], mode));
+      add(linearBytes(gguf, [ggufLayer(i, 'self_attn.o_proj')], [h * q], mode));
+    }
+    if (plan.ffn[i] && c.nExperts === 0) {
+      add(linearBytes(gguf, [ggufLayer(i, 'mlp.gate_proj'), ggufLayer(i, 'mlp.up_proj')], [c.ffn * h, c.ffn * h], mode));
+      add(linearBytes(gguf, [ggufLayer(i, 'mlp.down_proj')], [h * c.ffn], mode));
+    }
+  }
+  if (plan.lmHead) {
+    const name = gguf.tensors.has(ggufGlobal('lm_head')) ? ggufGlobal('lm_head') : ggufGlobal('model.embed_tokens');
+    bytes += linearBytes(gguf, [name], [c.vocab * h], mode).bytes;
+  }
+  return { bytes, scratch };
+}
 
 /**
  * Bytes of the GPU prefill experts (native/src/gpu/gpu-experts*.cc) when some layer streams them: the ring of
@@ -108,16 +174,24 @@ function workspaceBytes(c: ModelConfig, ubatch: number, nSeq: number, ctx: numbe
   return ubatch * perToken + rows * (c.hidden + c.vocab) * 4 + decode + cublas + staging;
 }
 
-/** VRAM the plan needs: GPU weights as uploaded, the GPU layers' KV cache (f16/bf16), the ubatch buffers. */
-export function gpuNeeds(c: ModelConfig, gguf: GgufModel, plan: GpuPlan, o: { ctx: number; nSeq: number; ubatch: number }): GpuNeeds & { bytesPerToken: number } {
-  const q = c.nHeads * c.headDim;
+/**
+ * VRAM the plan needs: GPU weights as uploaded (gpuWeightsMode), the GPU layers' KV cache (f16/bf16), the ubatch
+ * buffers with the quantized weights' BF16 scratch.
+ */
+export function gpuNeeds(
+  c: ModelConfig,
+  gguf: GgufModel,
+  plan: GpuPlan,
+  o: { ctx: number; nSeq: number; ubatch: number; weightsMode?: GpuWeightsMode },
+): GpuNeeds & { bytesPerToken: number } {
   const kv = c.nKvHeads * c.headDim;
-  let weights = 0;
+  const linear = gpuLinearWeights(c, gguf, plan, o.weightsMode ?? gpuWeightsMode());
+  let weights = linear.bytes;
   for (let i = 0; i < c.nLayers; i++) {
-    if (plan.attention[i]) weights += (q + 2 * kv) * c.hidden * 2 + c.hidden * q * 2 + (c.hidden + 2 * c.headDim) * 4;
-    if (plan.ffn[i]) weights += c.nExperts > 0 ? (c.nExperts + 1) * c.hidden * 4 : 3 * c.ffn * c.hidden * 2 + c.hidden * 4;
+    if (plan.attention[i]) weights += (c.hidden + 2 * c.headDim) * 4;
+    if (plan.ffn[i]) weights += c.nExperts > 0 ? (c.nExperts + 1) * c.hidden * 4 : c.hidden * 4;
   }
-  if (plan.lmHead) weights += c.vocab * c.hidden * 2 + c.hidden * 4;
+  if (plan.lmHead) weights += c.hidden * 4;
   if (plan.embedding) {
     const t = gguf.tensors.get(ggufGlobal('model.embed_tokens'));
     const asStored = t && [GgmlType.F32, GgmlType.F16, GgmlType.BF16, GgmlType.Q8_0].includes(t.type);
@@ -128,7 +202,7 @@ export function gpuNeeds(c: ModelConfig, gguf: GgufModel, plan: GpuPlan, o: { ct
   return {
     weightsBytes: weights,
     kvBytes: kvCacheBytes({ layers, slots: o.nSeq, contextLength: o.ctx, kvHeads: c.nKvHeads, headDim: c.headDim, elementBytes: 2 }),
-    workspaceBytes: workspaceBytes(c, o.ubatch, o.nSeq, o.ctx) + gpuExpertsBytes(c, gguf, plan, o.ubatch),
+    workspaceBytes: workspaceBytes(c, o.ubatch, o.nSeq, o.ctx) + linear.scratch + gpuExpertsBytes(c, gguf, plan, o.ubatch),
     bytesPerToken,
   };
 }

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "cpu/dequant/dequant.h"  // the addon's scalar ggml dequantize_row: the reference of the quantized GEMV
 #include "host-util.h"
 
 using namespace mxt;
@@ -460,6 +461,92 @@ static void test_gemm(Rng& rng) {
   MXT_CHECK(mxc_blas_destroy(own));
 }
 
+// ---------------------------------------------------------------- quantized GEMV
+// mxc_gemv_quant on random blocks of each GGUF type (d / dmin set to sane halves, every other byte random)
+// against a double dot with the addon's scalar dequantize_row (ggml-exact). Rows not a multiple of the 8 warps
+// of a block (1, 7, 100, 513), K = 768 / 2048 / 4096 and, for Q8_0, 800 (25 blocks: a partial 256 tile);
+// m = 1, 3, 9 (9: a second pass over w), y with a row stride past n, f32 and bf16 outputs, beta = 1.
+static std::vector<uint8_t> rand_blocks(Rng& rng, mxc_dtype t, int64_t rows, int64_t k) {
+  const size_t row_bytes = mxc_dtype_bytes(t, k);
+  std::vector<uint8_t> w(size_t(rows) * row_bytes);
+  for (auto& b : w) b = uint8_t(rng.u32());
+  const int qk = t == MXC_Q8_0 ? 32 : 256;
+  const size_t bb = mxc_dtype_bytes(t, qk);
+  for (size_t b = 0; b < w.size() / bb; ++b) {
+    uint8_t* blk = &w[b * bb];
+    const uint16_t d = f32_to_f16(rng.uniform(-0.02f, 0.02f)), dmin = f32_to_f16(rng.uniform(-0.01f, 0.01f));
+    const size_t d_at = t == MXC_Q6_K ? 208 : 0;
+    std::memcpy(blk + d_at, &d, 2);
+    if (t == MXC_Q4_K || t == MXC_Q5_K) std::memcpy(blk + 2, &dmin, 2);
+  }
+  return w;
+}
+
+static void test_gemv_quant(Rng& rng) {
+  struct T { mxc_dtype t; const char* name; };
+  for (T ty : {T{MXC_Q8_0, "q8_0"}, T{MXC_Q4_K, "q4_K"}, T{MXC_Q5_K, "q5_K"}, T{MXC_Q6_K, "q6_K"}})
+    for (int64_t k : {int64_t(768), int64_t(2048), int64_t(4096), int64_t(800)}) {
+      if (k == 800 && ty.t != MXC_Q8_0) continue;
+      for (int64_t n : {int64_t(1), int64_t(7), int64_t(100), int64_t(513)}) {
+        if (k == 4096 && n == 513 && ty.t != MXC_Q4_K) continue;  // keeps the CPU reference short
+        const size_t row_bytes = mxc_dtype_bytes(ty.t, k);
+        auto w = rand_blocks(rng, ty.t, n, k);
+        std::vector<float> wf(size_t(n * k));
+        for (int64_t r = 0; r < n; ++r) mixtile::dequantize_row(mixtile::GgmlType(ty.t), &w[size_t(r) * row_bytes], &wf[size_t(r * k)], k);
+        Dev dw(w.size());
+        dw.put(w);
+        for (int64_t m : {int64_t(1), int64_t(3), int64_t(9)}) {
+          if (m == 9 && n > 100) continue;
+          const int64_t ldy = m == 1 ? n : n + 3;
+          std::vector<uint16_t> x(size_t(m * k));
+          for (auto& v : x) v = f32_to_bf16(rng.normal());
+          std::vector<float> ref(size_t(m * ldy), 0.f);
+          for (int64_t i = 0; i < m; ++i)
+            for (int64_t r = 0; r < n; ++r) {
+              double acc = 0;
+              for (int64_t l = 0; l < k; ++l) acc += double(bf16_to_f32(x[size_t(i * k + l)])) * wf[size_t(r * k + l)];
+              ref[size_t(i * ldy + r)] = float(acc);
+            }
+          auto pick = [&](const std::vector<float>& full) {  // the written elements only (the stride's gap stays poisoned)
+            std::vector<float> o;
+            for (int64_t i = 0; i < m; ++i)
+              for (int64_t r = 0; r < n; ++r) o.push_back(full[size_t(i * ldy + r)]);
+            return o;
+          };
+          Dev dx(x.size() * 2), dy(ref.size() * 4);
+          dx.put(x);
+          const std::string name = std::string("gemv ") + ty.name + " m=" + std::to_string(m) + " n=" + std::to_string(n) +
+                                   " k=" + std::to_string(k) + (ldy != n ? " ldy=n+3" : "");
+          dy.poison();
+          MXT_CHECK(mxc_gemv_quant(m, n, k, dx.as<uint16_t>(), dw.p, ty.t, dy.p, MXC_F32, ldy, 0.f, nullptr));
+          auto out = dy.get<float>(ref.size());
+          expect_close(name + " ->f32", pick(out), pick(ref), 1e-4);
+          MXT_CHECK(mxc_gemv_quant(m, n, k, dx.as<uint16_t>(), dw.p, ty.t, dy.p, MXC_F32, ldy, 1.f, nullptr));
+          std::vector<float> ref2(ref);
+          for (auto& v : ref2) v *= 2;
+          expect_close(name + " ->f32 beta=1", pick(dy.get<float>(ref.size())), pick(ref2), 1e-4);
+          if (m == 3) {
+            dy.poison();
+            MXT_CHECK(mxc_gemv_quant(m, n, k, dx.as<uint16_t>(), dw.p, ty.t, dy.p, MXC_BF16, ldy, 0.f, nullptr));
+            auto ob = dy.get<uint16_t>(ref.size());
+            std::vector<float> of(ref.size());
+            for (size_t i = 0; i < of.size(); ++i) of[i] = bf16_to_f32(ob[i]);
+            expect_close(name + " ->bf16", pick(of), pick(ref), 8e-3);
+          }
+        }
+      }
+    }
+  expect_status("gemv_quant: k not whole blocks is refused",
+                mxc_gemv_quant(1, 4, 100, (const uint16_t*)256, (const void*)256, MXC_Q4_K, (void*)256, MXC_F32, 4, 0.f, nullptr),
+                MXC_ERR_INVALID_ARG);
+  expect_status("gemv_quant: F16 weights are refused (mxc_gemm_bf16 serves them)",
+                mxc_gemv_quant(1, 4, 256, (const uint16_t*)256, (const void*)256, MXC_F16, (void*)256, MXC_F32, 4, 0.f, nullptr),
+                MXC_ERR_INVALID_ARG);
+  expect_status("gemv_quant: ldy < n is refused",
+                mxc_gemv_quant(2, 4, 256, (const uint16_t*)256, (const void*)256, MXC_Q8_0, (void*)256, MXC_F32, 3, 0.f, nullptr),
+                MXC_ERR_INVALID_ARG);
+}
+
 // f32 GEMM (the router): awkward m (1, 5, 130 rows: passes of 4 and a partial one), n not a multiple of
 // the 8 warps of a block, k not a multiple of 32 lanes. Against a double-precision reference.
 static void test_gemm_f32(Rng& rng) {
@@ -820,6 +907,7 @@ int main() {
   test_dequant(rng);
   test_gemm(rng);
   test_gemm_f32(rng);
+  test_gemv_quant(rng);
   test_attention(rng);
   test_graph(rng);
   test_moe(rng);

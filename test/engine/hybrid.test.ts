@@ -258,6 +258,62 @@ describe('hybrid forward (GPU + CPU) vs the CPU forward', { skip }, () => {
     }
   });
 
+  /** The same file loaded twice under `rules`, with MIXTILE_GPU_WEIGHTS=bf16 and =quantized; each batch's logits compared. */
+  async function quantizedVsBf16(path: string, opts: LoadOptions, rules: string, batches: Array<[ForwardBatch, string]>) {
+    const prev = process.env.MIXTILE_GPU_WEIGHTS;
+    const load = async (mode: string): Promise<LoadedModel> => {
+      process.env.MIXTILE_GPU_WEIGHTS = mode;
+      try {
+        return await loadModel(path, { ...opts, rules });
+      } finally {
+        if (prev === undefined) delete process.env.MIXTILE_GPU_WEIGHTS;
+        else process.env.MIXTILE_GPU_WEIGHTS = prev;
+      }
+    };
+    const bf = await load('bf16');
+    // Device bytes this process holds (the library's count): with only the bf16 model, then with both.
+    const liveBf = bf.gpu!.stats().vramAllocatedBytes;
+    const q = await load('quantized');
+    const liveBoth = q.gpu!.stats().vramAllocatedBytes;
+    try {
+      for (const [b, what] of batches) worst = Math.max(worst, compare(bf.forward(b), q.forward(b), bf.config.vocab, `quantized vs bf16: ${what}`));
+      const own = liveBf !== undefined && liveBoth !== undefined ? { bf16: liveBf, quantized: liveBoth - liveBf } : undefined;
+      return { bf16: bf.gpu!.stats(), quantized: q.gpu!.stats(), own };
+    } finally {
+      bf.dispose();
+      q.dispose();
+    }
+  }
+
+  test('MIXTILE_GPU_WEIGHTS=quantized: Q4_K / Q6_K attention and lm_head read as stored (GEMV for one token and the logit rows, BF16 scratch for a prefill) match the BF16 copies, in less VRAM', async () => {
+    const path = join(dir, 'tiny-q4km-quantized.gguf');
+    await synthModel({ preset: 'tiny', out: path, fileType: 'Q4_K_M', seed: 11 });
+    const prompt = [9707, 11, 1879, 0, 151643, 33, 77091, 3838, 374, 42];
+    const s = await quantizedVsBf16(path, { ctxSize: 64, nSeq: 1 }, 'qwen3moe-hybrid', [
+      // 10 logit rows: the lm_head GEMV's two passes of 8 rows of x.
+      [batch(prompt, range(0, 10), prompt.map(() => 0), range(0, 10)), 'prefill, every row'],
+      [batch([500], [10], [0], [0]), 'decode at 10'],
+      [batch([77], [11], [0], [0]), 'decode at 11'],
+    ]);
+    // The tiny model's lm_head is Q6_K in the file: 0.82 bytes a weight instead of BF16's 2 (the cuBLAS workspace,
+    // KV and ubatch buffers are the same in both; measured on the stand-in: 113 vs 159 MB).
+    assert.ok(s.own, 'the library reports the device bytes it allocated');
+    assert.ok(s.own.quantized < 0.8 * s.own.bf16, `device bytes quantized ${s.own.quantized} vs bf16 ${s.own.bf16}`);
+  });
+
+  test('MIXTILE_GPU_WEIGHTS=quantized: a dense Q8_0 Qwen3 all on the GPU (two-part gate/up, down with K = 192, a partial tile) matches the BF16 copies', async () => {
+    const path = join(dir, 'dense-q8.gguf');
+    await writeSmallModel(path, { arch: 'qwen3', type: GgmlType.Q8_0, hidden: 128, nHeads: 4, nKvHeads: 2, headDim: 64, ffn: 192, vocab: 320, nLayers: 2, seed: 5 });
+    const rules = join(dir, 'all-gpu-q8.yaml');
+    writeFileSync(rules, '- match:\n    name: "^"\n  replace:\n    class: Default\n    kwargs: { prefill_device: cuda, generate_device: cuda }\n');
+    const s = await quantizedVsBf16(path, { ctxSize: 32, nSeq: 2 }, rules, [
+      [batch([3, 141, 59, 26, 5, 35], range(0, 6), [0, 0, 0, 0, 0, 0], range(0, 6)), 'prefill'],
+      [batch([7], [6], [0], [0]), 'decode'],
+      [batch([7, 300], [7, 0], [0, 1], [0, 1]), 'decode beside a new sequence'],
+    ]);
+    assert.equal(s.quantized.mlp, 6);
+  });
+
   test('a placement that does not fit the GPU is refused before loading, saying what to lower', async () => {
     // K and V x 2 layers x 1024 slots x 400000 positions x 2 kv heads x 64 x 2 bytes = 391 GiB of KV cache:
     // more than any GPU has (and the stand-in offers 8 GiB).

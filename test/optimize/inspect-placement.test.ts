@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { GgmlType } from '../../src/formats/ggml-types.ts';
 import { readGguf } from '../../src/formats/gguf-read.ts';
 import { placementOfModel } from '../../src/model/placement.ts';
 import { synthModel } from '../../src/model/synth.ts';
@@ -83,6 +84,51 @@ test('inspect --rules qwen3moe-hybrid: the GPU part as the loader allocates it (
     assert.equal(p.gpu.slots, 2);
     assert.ok(p.gpu.workspaceBytes > 0);
   } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('inspect --rules qwen3moe-hybrid with MIXTILE_GPU_WEIGHTS=quantized: Q8_0 / K-quant GPU matrices at their file bytes, plus one BF16 scratch', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'mixtile-placement-gpuq-'));
+  const prev = process.env.MIXTILE_GPU_WEIGHTS;
+  try {
+    const out = join(dir, 'tiny.gguf');
+    await synthModel({ preset: 'tiny', out, fileType: 'Q4_K_M' });
+    const gguf = await readGguf(out);
+    const withGpu = { ...probeHardware(), gpus: [{ index: 0, name: 'Test GPU', memoryTotalBytes: 80 * 2 ** 30, memoryFreeBytes: 80 * 2 ** 30 }], gpuNote: undefined };
+    process.env.MIXTILE_GPU_WEIGHTS = 'bf16';
+    const bf = placementOfModel(gguf, 'qwen3moe-hybrid', { hardware: withGpu }).gpu!;
+    process.env.MIXTILE_GPU_WEIGHTS = 'quantized';
+    const q = placementOfModel(gguf, 'qwen3moe-hybrid', { hardware: withGpu }).gpu!;
+    assert.equal(bf.weightsMode, 'bf16');
+    assert.equal(q.weightsMode, 'quantized');
+    // The GPU matrices: q/k/v/o of every layer and lm_head (the output tensor).
+    const gemv = new Set(['Q8_0', 'Q4_K', 'Q5_K', 'Q6_K'].map((n) => GgmlType[n as keyof typeof GgmlType]));
+    let saved = 0;
+    let scratch = 0;
+    let quantized = 0;
+    for (const [name, t] of gguf.tensors) {
+      const m = /^blk\.\d+\.attn_(q|k|v|output)\.weight$/.exec(name);
+      if (!m && name !== 'output.weight') continue;
+      if (!gemv.has(t.type)) continue;
+      quantized++;
+      saved += t.nElements * 2 - t.nBytes;
+      if (m) {
+        const layer = name.split('.')[1];
+        const qkv = ['q', 'k', 'v'].reduce((s, p) => s + gguf.tensors.get(`blk.${layer}.attn_${p}.weight`)!.nElements, 0);
+        scratch = Math.max(scratch, 2 * (m[1] === 'output' ? t.nElements : qkv));
+      }
+    }
+    assert.ok(quantized > 0, 'the Q4_K_M file has K-quant attention tensors');
+    assert.equal(bf.weightsBytes - q.weightsBytes, saved, 'each quantized matrix at its file bytes instead of 2 per element');
+    assert.equal(q.workspaceBytes - bf.workspaceBytes, scratch, 'one BF16 scratch for the largest batched weight (fused q/k/v), none for lm_head');
+    assert.throws(() => {
+      process.env.MIXTILE_GPU_WEIGHTS = 'int4';
+      placementOfModel(gguf, 'qwen3moe-hybrid', { hardware: withGpu });
+    }, /MIXTILE_GPU_WEIGHTS must be 'quantized' or 'bf16', got 'int4'/);
+  } finally {
+    if (prev === undefined) delete process.env.MIXTILE_GPU_WEIGHTS;
+    else process.env.MIXTILE_GPU_WEIGHTS = prev;
     rmSync(dir, { recursive: true, force: true });
   }
 });

@@ -153,6 +153,14 @@ mxc_status mxc_blas_set_stream(mxc_blas* b, mxc_stream* s);
  * y of y_type MXC_F32 or MXC_BF16; f32 accumulation. */
 mxc_status mxc_gemm_bf16(mxc_blas* b, int64_t m, int64_t n, int64_t k, const uint16_t* x, const uint16_t* w,
                          void* y, mxc_dtype y_type, float beta);
+/* Quantized GEMV (decode projections, the lm_head's few rows; native/src/cuda/gemv-quant.cu): for i < m, r < n,
+ * y[i * ldy + r] = x[i][:] . dequant(w[r][:]) (+ beta * y[i * ldy + r]); w n rows of k elements in their GGUF blocks
+ * (Q8_0, Q4_K, Q5_K, Q6_K; k a whole number of blocks; Q4_K / Q5_K 4-byte aligned), dequantized as ggml's
+ * dequantize_row_* does; x BF16 [m][k]; y MXC_F32 or MXC_BF16, ldy >= n; f32 accumulation. w is read once per
+ * 8 rows of x: meant for m up to ~16 (larger batches: mxc_dequant_bf16 into a scratch, then mxc_gemm_bf16).
+ * Graph-capturable. */
+mxc_status mxc_gemv_quant(int64_t m, int64_t n, int64_t k, const uint16_t* x, const void* w, mxc_dtype w_type, void* y,
+                          mxc_dtype y_type, int64_t ldy, float beta, mxc_stream* s);
 /* y[m][n] = x[m][k] . w[n][k]^T, all f32 (no cuBLAS): small products whose rounding matters, such as the
  * MoE router, whose logits choose discrete experts. Bandwidth-bound; meant for n * k up to a few million. */
 mxc_status mxc_gemm_f32(int64_t m, int64_t n, int64_t k, const float* x, const float* w, float* y, mxc_stream* s);

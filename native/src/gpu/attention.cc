@@ -48,8 +48,8 @@ std::shared_ptr<GpuAttention> gpu_attention_create(std::shared_ptr<GpuContext> c
   a->norm = upload_f32(*ctx, norm, "input_layernorm");
   if (q_norm) a->q_norm = upload_f32(*ctx, *q_norm, "self_attn.q_norm");
   if (k_norm) a->k_norm = upload_f32(*ctx, *k_norm, "self_attn.k_norm");
-  a->wqkv = upload_bf16_stacked(*ctx, {&wq, &wk, &wv}, "self_attn q/k/v");
-  a->wo = upload_bf16_stacked(*ctx, {&wo}, "self_attn.o_proj");
+  a->wqkv = gpu_linear_upload(*ctx, {&wq, &wk, &wv}, "self_attn q/k/v");
+  a->wo = gpu_linear_upload(*ctx, {&wo}, "self_attn.o_proj");
   a->graphs = std::make_unique<GraphCache>(ctx->api);
   return a;
 }
@@ -64,21 +64,20 @@ static void issue(GpuAttention& a, const BatchPlan& p, int64_t decode_max_len) {
   mxc_stream* s = g.stream;
   auto* xb = g.xb.as<uint16_t>();
   g.ok(api.mxc_rmsnorm(g.x.as<float>(), a.norm.as<float>(), xb, MXC_BF16, n, int(hd), a.eps, s), "input_layernorm");
-  // One token: one GEMM over the stacked weight gives q|k|v contiguous. More tokens: three GEMMs so
-  // that q, k and v each come out [n][heads][head_dim] as the kernels below take them.
+  // One token: one product over the stacked rows gives q|k|v contiguous. More tokens: three so that
+  // q, k and v each come out [n][heads][head_dim] as the kernels below take them.
   float* q = g.qkv.as<float>();
   float *k, *v;
-  const uint16_t* w = a.wqkv.as<uint16_t>();
   if (n == 1) {
-    g.ok(api.mxc_gemm_bf16(g.blas, 1, qd + 2 * kvd, hd, xb, w, q, MXC_F32, 0.f), "q/k/v projection");
+    gpu_linear(g, a.wqkv, 0, qd + 2 * kvd, 1, xb, q, 0.f, "q/k/v projection");
     k = q + qd;
     v = k + kvd;
   } else {
     k = q + n * qd;
     v = k + n * kvd;
-    g.ok(api.mxc_gemm_bf16(g.blas, n, qd, hd, xb, w, q, MXC_F32, 0.f), "q_proj");
-    g.ok(api.mxc_gemm_bf16(g.blas, n, kvd, hd, xb, w + qd * hd, k, MXC_F32, 0.f), "k_proj");
-    g.ok(api.mxc_gemm_bf16(g.blas, n, kvd, hd, xb, w + (qd + kvd) * hd, v, MXC_F32, 0.f), "v_proj");
+    gpu_linear(g, a.wqkv, 0, qd, n, xb, q, 0.f, "q_proj");
+    gpu_linear(g, a.wqkv, qd, kvd, n, xb, k, 0.f, "k_proj");
+    gpu_linear(g, a.wqkv, qd + kvd, kvd, n, xb, v, 0.f, "v_proj");
   }
   if (a.q_norm.as()) g.ok(api.mxc_rmsnorm(q, a.q_norm.as<float>(), q, MXC_F32, n * d.n_heads, d.head_dim, a.eps, s), "q_norm");
   if (a.k_norm.as()) g.ok(api.mxc_rmsnorm(k, a.k_norm.as<float>(), k, MXC_F32, n * d.n_kv_heads, d.head_dim, a.eps, s), "k_norm");
@@ -106,7 +105,7 @@ static void issue(GpuAttention& a, const BatchPlan& p, int64_t decode_max_len) {
   }
   g.ok(api.mxc_convert(att, MXC_F32, xb, MXC_BF16, n * qd, s), "attention output to bf16");
   // o_proj accumulates into the residual stream (beta = 1).
-  g.ok(api.mxc_gemm_bf16(g.blas, n, hd, qd, xb, a.wo.as<uint16_t>(), g.x.as<float>(), MXC_F32, 1.f), "o_proj");
+  gpu_linear(g, a.wo, 0, hd, n, xb, g.x.as<float>(), 1.f, "o_proj");
 }
 
 void gpu_attention_forward(GpuAttention& a) {

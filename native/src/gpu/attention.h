@@ -5,6 +5,7 @@
 
 #include "gpu/context.h"
 #include "gpu/graphs.h"
+#include "gpu/linear.h"
 #include "tensor.h"
 
 namespace mixtile::gpu {
@@ -15,8 +16,8 @@ struct GpuAttention {
   float eps = 1e-6f, theta = 1e6f;
   DeviceBuffer norm;            // input_layernorm f32 [hidden]
   DeviceBuffer q_norm, k_norm;  // f32 [head_dim] (empty: none)
-  DeviceBuffer wqkv;            // bf16 [q_dim + 2 kv_dim][hidden]: q, k, v rows stacked
-  DeviceBuffer wo;              // bf16 [hidden][q_dim]
+  GpuLinear wqkv;               // [q_dim + 2 kv_dim][hidden]: q, k, v rows stacked (linear.h)
+  GpuLinear wo;                 // [hidden][q_dim]
   std::unique_ptr<GraphCache> graphs;  // one-token steps, by KV slot and context-length bucket
 };
 

@@ -151,6 +151,7 @@ struct GpuContext {
   DeviceBuffer sel;            // f32 [LOGIT_ROWS][hidden]: lm_head rows
   DeviceBuffer logits;         // f32 [LOGIT_ROWS][vocab]
   DeviceBuffer decode_ws;      // attention decode split-K workspace (grows on demand)
+  DeviceBuffer weight_scratch; // bf16: a quantized GPU weight dequantized for a batched GEMM (gpu/linear.h)
   uint64_t decode_ws_generation = 0;  // bumped when decode_ws moves: graphs that baked it are stale
 
   // Pinned staging (host).

@@ -78,8 +78,8 @@ std::shared_ptr<GpuFfn> gpu_mlp_create(std::shared_ptr<GpuContext> ctx, int laye
   f->eps = eps;
   f->ffn = ffn;
   f->norm = upload_f32(*ctx, norm, "post_attention_layernorm");
-  f->gate_up = upload_bf16_stacked(*ctx, {&gate, &up}, "mlp gate/up");
-  f->down = upload_bf16_stacked(*ctx, {&down}, "mlp.down_proj");
+  f->gate_up = gpu_linear_upload(*ctx, {&gate, &up}, "mlp gate/up");
+  f->down = gpu_linear_upload(*ctx, {&down}, "mlp.down_proj");
   f->graphs = std::make_unique<GraphCache>(ctx->api);
   return f;
 }
@@ -137,10 +137,9 @@ static void mlp_forward(GpuFfn& f, GpuContext& g) {
     g.ok(api.mxc_rmsnorm(g.x.as<float>(), f.norm.as<float>(), xb, MXC_BF16, n, int(d.hidden), f.eps, g.stream),
          "post_attention_layernorm");
     float* gu = g.gate_up.as<float>();
-    g.ok(api.mxc_gemm_bf16(g.blas, n, 2 * f.ffn, d.hidden, xb, f.gate_up.as<uint16_t>(), gu, MXC_F32, 0.f), "gate/up");
+    gpu_linear(g, f.gate_up, 0, 2 * f.ffn, n, xb, gu, 0.f, "gate/up");
     g.ok(api.mxc_silu_mul(gu, gu + f.ffn, 2 * f.ffn, xb, MXC_BF16, n, int(f.ffn), g.stream), "silu * up");
-    g.ok(api.mxc_gemm_bf16(g.blas, n, d.hidden, f.ffn, xb, f.down.as<uint16_t>(), g.x.as<float>(), MXC_F32, 1.f),
-         "down_proj");
+    gpu_linear(g, f.down, 0, d.hidden, n, xb, g.x.as<float>(), 1.f, "down_proj");
   };
   if (decode_step(g.plan) && graphs_enabled()) f.graphs->run(g, std::to_string(n), mlp);
   else mlp();

@@ -8,6 +8,7 @@
 #include "gpu/context.h"
 #include "gpu/deferred-experts.h"
 #include "gpu/graphs.h"
+#include "gpu/linear.h"
 #include "tensor.h"
 
 namespace mixtile::gpu {
@@ -26,8 +27,8 @@ struct GpuFfn {
   // Decode steps: experts per token held back to the next layer, and where they join (deferred-experts.h).
   int defer_experts = 0;
   DeferJoin defer_join = DeferJoin::moe;
-  // Dense: gate|up stacked bf16 [2 ffn][hidden], down bf16 [hidden][ffn].
-  DeviceBuffer gate_up, down;
+  // Dense: gate|up stacked [2 ffn][hidden], down [hidden][ffn] (linear.h).
+  GpuLinear gate_up, down;
   int64_t ffn = 0;
   std::unique_ptr<GraphCache> graphs;  // one-token steps (norm, router, top-k / the dense MLP)
 };

@@ -61,7 +61,7 @@ std::shared_ptr<GpuLmHead> gpu_lm_head_create(std::shared_ptr<GpuContext> ctx, f
   h->ctx = ctx;
   h->eps = eps;
   h->norm = upload_f32(*ctx, norm, "model.norm");
-  h->out = upload_bf16_stacked(*ctx, {&out}, "lm_head");
+  h->out = gpu_linear_upload(*ctx, {&out}, "lm_head", /*gemv_only=*/true);
   return h;
 }
 
@@ -87,7 +87,7 @@ void gpu_lm_head_forward(GpuLmHead& h, const int32_t* rows, int64_t n_rows, floa
     float* sel = g.sel.as<float>();
     g.ok(api.mxc_embed_gather(g.x.as(), MXC_F32, n, int(d.hidden), g.d_rows(), c, sel, g.stream), "lm_head rows");
     g.ok(api.mxc_rmsnorm(sel, h.norm.as<float>(), xb, MXC_BF16, c, int(d.hidden), h.eps, g.stream), "model.norm");
-    g.ok(api.mxc_gemm_bf16(g.blas, c, d.vocab, d.hidden, xb, h.out.as<uint16_t>(), g.logits.as(), MXC_F32, 0.f), "lm_head");
+    gpu_linear(g, h.out, 0, d.vocab, c, xb, g.logits.as<float>(), 0.f, "lm_head");
     const size_t bytes = size_t(c * d.vocab) * 4;
     g.ok(api.mxc_memcpy_d2h(g.h_logits.as(), g.logits.as(), bytes, g.stream), "logits to the host");
     g.sync();

@@ -5,6 +5,7 @@
 #include <memory>
 
 #include "gpu/context.h"
+#include "gpu/linear.h"
 #include "tensor.h"
 
 namespace mixtile::gpu {
@@ -24,7 +25,7 @@ struct GpuLmHead {
   std::shared_ptr<GpuContext> ctx;
   float eps = 1e-6f;
   DeviceBuffer norm;  // model.norm f32 [hidden]
-  DeviceBuffer out;   // bf16 [vocab][hidden]
+  GpuLinear out;      // [vocab][hidden] (linear.h; read by the GEMV when quantized: at most LOGIT_ROWS rows a pass)
 };
 
 std::shared_ptr<GpuLmHead> gpu_lm_head_create(std::shared_ptr<GpuContext> ctx, float eps, const Weight& norm,

@@ -4,14 +4,14 @@
 // (MIXTILE_AMX_INT8_DOWN=bf16) from a Q4_K source, and AMX-BF16
 // from a BF16 source, as the 512-token row of threshold-sweep.ts. The variants are timed in
 // alternation, rounds x reps calls each, and the median of each is printed with TFLOP/s.
-//   node --import tsx bench/amx/int8-group-bench.ts [rounds=3] [reps=5] [tokens=512]
+//   node --import tsx bench/amx/int8-group-bench.ts [rounds=3] [reps=5] [tokens=512] [threads=16]
 import { GgmlType } from '../../src/formats/ggml-types.ts';
 import { addon } from '../../src/native/addon.ts';
 import { expertsLoad, moeForwardRouted, type ExpertsHandle } from '../../src/native/experts.ts';
 import { isaInfo, setThreads } from '../../src/native/isa.ts';
 import { NativeWeight, type NativeHandle } from '../../src/native/tensor.ts';
 
-const [roundsArg, repsArg, tokensArg] = process.argv.slice(2);
+const [roundsArg, repsArg, tokensArg, threadsArg] = process.argv.slice(2);
 const rounds = Number(roundsArg ?? 3);
 const reps = Number(repsArg ?? 5);
 const N = Number(tokensArg ?? 512);
@@ -51,7 +51,8 @@ function routing(seed: number): { ids: Int32Array; weights: Float32Array } {
   return { ids, weights: new Float32Array(N * TOP_K).fill(1 / TOP_K) };
 }
 
-setThreads(16);
+const threads = Number(threadsArg ?? 16);
+setThreads(threads);
 const variants = [
   { name: 'AMX-INT8 g64 (Q4_K source)', ex: load(GgmlType.Q4_K, '64') },
   { name: 'AMX-INT8 g32 (Q4_K source)', ex: load(GgmlType.Q4_K, '32') },
@@ -75,7 +76,7 @@ for (let round = 0; round < rounds; round++) {
   });
 }
 const flops = 2 * N * TOP_K * 3 * HIDDEN * FFN;
-console.log(`# ${isaInfo().cpu}, ${isaInfo().active}, 16 threads, ${N} tokens top-${TOP_K} of ${N_EXPERT}, ${rounds} rounds x ${reps} calls`);
+console.log(`# ${isaInfo().cpu}, ${isaInfo().active}, ${threads} threads, ${N} tokens top-${TOP_K} of ${N_EXPERT}, ${rounds} rounds x ${reps} calls`);
 console.log('| experts | kernel | median ms | min ms | TFLOP/s |');
 console.log('|---|---|---|---|---|');
 variants.forEach((v, i) => {

@@ -5,6 +5,7 @@
 // Exit status 1 on any failure.
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <limits>
 #include <string>
 
@@ -74,9 +75,20 @@ void check_case(const Variant& v, int64_t E, int64_t H, int64_t F, int top_k, co
     std::vector<double> ref;
     bench::reference(w, true, dt, group, x.data(), n, rt.ids.data(), rt.w.data(), top_k, ref, v.down_bf16);
     // 0: all AMX, INT_MAX: all AVX-512, -1: the default switch.
+    std::vector<float> y_amx;
     for (int min_tokens : {0, std::numeric_limits<int>::max(), -1}) {
       std::vector<float> y(size_t(n * H), std::numeric_limits<float>::quiet_NaN());
       mixtile::amx::experts_forward(*pe, {x.data(), n, rt.ids.data(), rt.w.data(), top_k, y.data(), min_tokens});
+      if (min_tokens == 0) y_amx = y;
+      // All-INT8: the AVX-512 VNNI path over the panels makes the same int32 sums and the same float
+      // scaling steps in the same order as the tile kernel, so the outputs are equal bit for bit
+      // (the whole-model accuracy on CPUs without AMX relies on it: bench/amx/accuracy-here.sh).
+      if (dt == Dtype::int8 && !v.down_bf16 && min_tokens > 0 &&
+          std::memcmp(y.data(), y_amx.data(), y.size() * sizeof(float)) != 0) {
+        ++failures;
+        std::printf("FAIL %-14s n=%ld: the AVX-512 path's outputs differ from the AMX path's\n",
+                    dtname(dt, group, v.down_bf16), long(n));
+      }
       bool finite = true;
       for (float v : y) finite = finite && std::isfinite(v);
       const double err = bench::rel_l2(y.data(), ref);

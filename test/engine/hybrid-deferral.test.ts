@@ -134,7 +134,7 @@ describe('expert deferral on decode steps (GPU + CPU forward)', { skip }, () => 
     }
   });
 
-  test('the rules kwargs reach the MoE blocks, capped at a quarter of top-k; out-of-range counts are refused', async () => {
+  test('the preset defers nothing; the rules kwargs reach the MoE blocks, capped at a quarter of top-k; out-of-range counts are refused', async () => {
     const preset = await load(four);
     run(preset);
     const capped = await load(four, {}, rulesWith('      max_deferred_experts_per_token: 3\n      deferred_experts_join: attention\n'));
@@ -142,7 +142,8 @@ describe('expert deferral on decode steps (GPU + CPU forward)', { skip }, () => 
     const got = run(capped);
     const want = run(ref, 'eager');
     got.decode.forEach((g, s) => assert.ok(same(g, want.decode[s]!), `decode step ${s}: 3 asked = 1 held back (top-4 / 4)`));
-    for (const m of [preset, capped]) assert.equal(m.gpu!.stats().expertsDeferred, 4 * DECODE.length, 'one held-back part per layer and decode step');
+    assert.equal(preset.gpu!.stats().expertsDeferred, 0, 'the preset is exact: deferral is opt-in');
+    assert.equal(capped.gpu!.stats().expertsDeferred, 4 * DECODE.length, 'one held-back part per layer and decode step');
     await assert.rejects(load(four, { n: '5' }), /max_deferred_experts_per_token .*\[0, 4\]/);
   });
 

@@ -57,13 +57,13 @@ const align256 = (b: number): number => Math.ceil(b / 256) * 256;
 /**
  * How the GPU holds linear weights (native/src/gpu/linear.h, MIXTILE_GPU_WEIGHTS): 'quantized' keeps Q8_0 / Q4_K /
  * Q5_K / Q6_K tensors in their GGUF blocks (a quantized GEMV for one token, a shared BF16 scratch for batches),
- * 'bf16' (the default) widens every one to BF16 at load.
+ * the default; 'bf16' widens every one to BF16 at load (2 bytes a weight; for A/B).
  */
 export type GpuWeightsMode = 'quantized' | 'bf16';
 export function gpuWeightsMode(env: NodeJS.ProcessEnv = process.env): GpuWeightsMode {
   const v = env.MIXTILE_GPU_WEIGHTS;
-  if (!v || v === 'bf16') return 'bf16';
-  if (v === 'quantized') return 'quantized';
+  if (!v || v === 'quantized') return 'quantized';
+  if (v === 'bf16') return 'bf16';
   throw new Error(`MIXTILE_GPU_WEIGHTS must be 'quantized' or 'bf16', got '${v}'`);
 }
 

@@ -60,8 +60,10 @@ test('placement of a synth tiny model under the cpu preset and a custom rule fil
   }
 });
 
-test('inspect --rules qwen3moe-hybrid: the GPU part as the loader allocates it (BF16 weights, KV, buffers)', async () => {
+test('inspect --rules qwen3moe-hybrid with MIXTILE_GPU_WEIGHTS=bf16: the GPU part as the loader allocates it (BF16 weights, KV, buffers)', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'mixtile-placement-gpu-'));
+  const prev = process.env.MIXTILE_GPU_WEIGHTS;
+  process.env.MIXTILE_GPU_WEIGHTS = 'bf16';
   try {
     const out = join(dir, 'tiny.gguf');
     await synthModel({ preset: 'tiny', out, fileType: 'Q4_K_M' });
@@ -84,6 +86,8 @@ test('inspect --rules qwen3moe-hybrid: the GPU part as the loader allocates it (
     assert.equal(p.gpu.slots, 2);
     assert.ok(p.gpu.workspaceBytes > 0);
   } finally {
+    if (prev === undefined) delete process.env.MIXTILE_GPU_WEIGHTS;
+    else process.env.MIXTILE_GPU_WEIGHTS = prev;
     rmSync(dir, { recursive: true, force: true });
   }
 });
@@ -102,6 +106,8 @@ test('inspect --rules qwen3moe-hybrid with MIXTILE_GPU_WEIGHTS=quantized: Q8_0 /
     const q = placementOfModel(gguf, 'qwen3moe-hybrid', { hardware: withGpu }).gpu!;
     assert.equal(bf.weightsMode, 'bf16');
     assert.equal(q.weightsMode, 'quantized');
+    delete process.env.MIXTILE_GPU_WEIGHTS;
+    assert.equal(placementOfModel(gguf, 'qwen3moe-hybrid', { hardware: withGpu }).gpu!.weightsMode, 'quantized', 'the default');
     // The GPU matrices: q/k/v/o of every layer and lm_head (the output tensor).
     const gemv = new Set(['Q8_0', 'Q4_K', 'Q5_K', 'Q6_K'].map((n) => GgmlType[n as keyof typeof GgmlType]));
     let saved = 0;

@@ -12,8 +12,8 @@ namespace mixtile::gpu {
 
 GpuWeightMode gpu_weight_mode() {
   const char* e = std::getenv("MIXTILE_GPU_WEIGHTS");
-  if (!e || !*e || std::string(e) == "bf16") return GpuWeightMode::bf16;
-  if (std::string(e) == "quantized") return GpuWeightMode::quantized;
+  if (!e || !*e || std::string(e) == "quantized") return GpuWeightMode::quantized;
+  if (std::string(e) == "bf16") return GpuWeightMode::bf16;
   throw std::invalid_argument(std::string("MIXTILE_GPU_WEIGHTS must be 'quantized' or 'bf16', got '") + e + "'");
 }
 

@@ -15,7 +15,7 @@
 namespace mixtile::gpu {
 
 enum class GpuWeightMode { bf16, quantized };
-// MIXTILE_GPU_WEIGHTS: "quantized" or "bf16" (default bf16); throws std::invalid_argument on any other value.
+// MIXTILE_GPU_WEIGHTS: "quantized" (the default) or "bf16"; throws std::invalid_argument on any other value.
 GpuWeightMode gpu_weight_mode();
 
 struct GpuLinear {

@@ -51,7 +51,7 @@ static void fill_random_bf16(void* dev, size_t n, Rng& rng) {
 
 static int g_argc;
 static char** g_argv;
-// Sections to run: all without arguments, else those named (copy decode prefill gemm ops pcie step).
+// Sections to run: all without arguments, else those named (copy decode prefill gemm gemvq ops pcie step).
 static bool want(const char* section) {
   if (g_argc < 2) return true;
   for (int i = 1; i < g_argc; ++i)
@@ -174,6 +174,51 @@ int main(int argc, char** argv) {
       }
     MXT_CHECK(mxc_blas_destroy(blas));
     MXT_CHECK(mxc_blas_destroy(cublas_only));
+  }
+
+  // ---- quantized GEMV (weights kept as stored) and the batch path's dequantization into the BF16 scratch
+  if (want("gemvq")) {
+    std::printf("\n# quantized GEMV (mxc_gemv_quant), f32 out; weights GB/s = the blocks' bytes / time; 4 copies rotate."
+                "\n# dequant = mxc_dequant_bf16 of the whole weight (what a batch does before cuBLAS)\n");
+    struct S { int64_t n, k; mxc_dtype t; const char* what; };
+    for (S s : {S{NH * D, HID, MXC_Q4_K, "q_proj"}, S{NKV * D, HID, MXC_Q4_K, "k_proj"}, S{NKV * D, HID, MXC_Q6_K, "v_proj"},
+                S{HID, NH * D, MXC_Q4_K, "o_proj"}, S{HID, NH * D, MXC_Q8_0, "o_proj"}, S{151936, HID, MXC_Q6_K, "lm_head"}}) {
+      const size_t bytes = mxc_dtype_bytes(s.t, s.n * s.k);
+      const int qk = s.t == MXC_Q8_0 ? 32 : 256;
+      const size_t bb = mxc_dtype_bytes(s.t, qk);
+      std::vector<uint8_t> h(bytes);
+      for (auto& b : h) b = uint8_t(rng.u32());
+      for (size_t b = 0; b < bytes / bb; ++b) {  // sane scales: f16 d (and dmin) of about 0.01
+        const uint16_t d = f32_to_f16(0.01f);
+        std::memcpy(&h[b * bb + (s.t == MXC_Q6_K ? 208 : 0)], &d, 2);
+        if (s.t == MXC_Q4_K) std::memcpy(&h[b * bb + 2], &d, 2);
+      }
+      const int copies = bytes > (size_t(128) << 20) ? 1 : 4;
+      std::vector<Dev*> ws;
+      for (int c = 0; c < copies; ++c) {
+        ws.push_back(new Dev(bytes));
+        ws.back()->put(h);
+      }
+      const char* tn = s.t == MXC_Q4_K ? "q4_K" : s.t == MXC_Q6_K ? "q6_K" : "q8_0";
+      for (int64_t m : {1, 8}) {
+        Dev x(m * s.k * 2), y(m * s.n * 4);
+        fill_random_bf16(x.p, m * s.k, rng);
+        double ms = time_ms([&](int i) {
+          MXT_CHECK(mxc_gemv_quant(m, s.n, s.k, x.as<uint16_t>(), ws[i % copies]->p, s.t, y.p, MXC_F32, s.n, 0.f, nullptr));
+        });
+        std::printf("gemvq %-4s %-8s m=%-2lld n=%-6lld k=%-5lld: %8.1f us, weights %5.0f GB/s\n", tn, s.what, (long long)m,
+                    (long long)s.n, (long long)s.k, ms * 1e3, bytes / ms / 1e6);
+      }
+      if (s.n < 151936) {
+        Dev out(size_t(s.n * s.k) * 2);
+        double ms = time_ms([&](int i) {
+          MXT_CHECK(mxc_dequant_bf16(ws[i % copies]->p, s.t, s.n * s.k, out.as<uint16_t>(), nullptr));
+        });
+        std::printf("dequant %-4s %-8s n=%-6lld k=%-5lld: %8.1f us, read + write %5.0f GB/s\n", tn, s.what, (long long)s.n,
+                    (long long)s.k, ms * 1e3, (bytes + 2.0 * s.n * s.k) / ms / 1e6);
+      }
+      for (auto* p : ws) delete p;
+    }
   }
 
   // ---- small operators at 512 tokens

@@ -2,7 +2,7 @@
 # One device call: build libmixtile-cuda (sm_90) with its test and bench programs, run the kernel
 # test, the PyTorch SDPA check and the benchmarks; logs go to $OUT (or /tmp/mxc-out).
 # Usage from the repo root on the GPU machine: bash test/cuda/run-on-gpu.sh [test|bench|all] [bench sections...]
-# (sections: copy decode prefill gemm ops pcie step; none = all)
+# (sections: copy decode prefill gemm gemvq ops pcie step; none = all)
 set -o pipefail
 OUT=${OUT:-/tmp/mxc-out}
 mkdir -p "$OUT"

@@ -1,14 +1,20 @@
-// The built-in experts path: group tokens by expert, then two pool phases with tasks over
-// (expert, row block) pairs so 8 active experts x few tokens still fill every thread and each
-// task's weight slice stays in L2:
-//   phase 1: h[e] = SiLU(x[e] W_gate[e]^T) * (x[e] W_up[e]^T)     [n_e, ffn]
-//   phase 2: o[e] = h[e] W_down[e]^T                               [n_e, hidden]
+// The built-in experts path: group tokens by expert, then tasks over (expert, row block) pairs so
+// 8 active experts x few tokens still fill every thread and each task's weight slice stays in L2:
+//   gate/up: h[e] = SiLU(x[e] W_gate[e]^T) * (x[e] W_up[e]^T)     [n_e, ffn]
+//   down:    o[e] = h[e] W_down[e]^T                               [n_e, hidden]
 // then y[t] = sum_j weight[t, j] * o[ids[t, j]][pos]  in slot order (deterministic).
+// Small calls (decode) run all of it as one pool job (see run_fused); large ones as pool phases
+// with the conversions and the sum between them.
+#include <immintrin.h>
+
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <functional>
 #include <memory>
+#include <optional>
+#include <thread>
 
 #include "cpu/experts/experts.h"
 #include "cpu/matmul/matmul.h"
@@ -29,6 +35,12 @@ constexpr size_t EXPERT_SLICE_BYTES = 512 * 1024;
 struct Scratch {
   std::vector<uint8_t> xg, xu, hd;
   std::vector<float> g, u, o;
+  // Grouping and kernel choice (small, but one allocation each per call otherwise).
+  std::vector<int64_t> count, start, fill, active, tok_of, pos_of;
+  std::vector<const GemmKernel*> kg, ku, kd;
+  // The fused job's completion counters (see run_fused).
+  std::unique_ptr<std::atomic<int64_t>[]> left;
+  size_t n_left = 0;
 };
 Scratch& scratch() {
   thread_local Scratch s;
@@ -70,24 +82,150 @@ int64_t row_block(size_t row_bytes, int64_t rows, int64_t n_active) {
 // other between row tiles.
 int64_t out_row_stride(int64_t n) { return (n * 4) % 512 == 0 ? n + 16 : n; }
 
+// What both schedules share: the grouped rows, their activations, the kernels and outputs.
+struct Plan {
+  int64_t H, F, K, n, n_active;
+  const int64_t *count, *start, *active, *pos_of;
+  const uint8_t *xg, *xu;
+  size_t gs, xu_stride, ds;
+  uint8_t* hd;
+  float *g, *u, *o;
+  int64_t ldh, ldo, rb1, nrb1, rb2, nrb2;
+  const GemmKernel *const *kg, *const *ku, *const *kd;
+};
+
+// Gate and up for row block `b` of active expert `i`, then SiLU(g) * u in g.
+void gate_up_block(const ExpertsWeights& ew, const Plan& P, int64_t i, int64_t b) {
+  int64_t e = P.active[i], r0 = b * P.rb1, nr = std::min(P.rb1, P.F - r0);
+  int64_t p0 = P.start[e], ne = P.count[e];
+  GemmArgs ag{ew.gate.data + ew.gate.matrix_bytes() * size_t(e) + ew.gate.row_bytes * size_t(r0),
+              ew.gate.row_bytes, nr, P.xg + P.gs * size_t(p0), P.gs, ne, P.H, P.g + p0 * P.ldh + r0, P.ldh};
+  P.kg[i]->fn(ag);
+  GemmArgs au{ew.up.data + ew.up.matrix_bytes() * size_t(e) + ew.up.row_bytes * size_t(r0),
+              ew.up.row_bytes, nr, P.xu + P.xu_stride * size_t(p0), P.xu_stride, ne, P.H, P.u + p0 * P.ldh + r0, P.ldh};
+  P.ku[i]->fn(au);
+  for (int64_t p = 0; p < ne; ++p) silu_mul(P.g + (p0 + p) * P.ldh + r0, P.u + (p0 + p) * P.ldh + r0, nr);
+}
+
+// Down rows of row block `b` of active expert `i` (its h rows already converted into hd).
+void down_block(const ExpertsWeights& ew, const Plan& P, int64_t i, int64_t b) {
+  int64_t e = P.active[i], r0 = b * P.rb2, nr = std::min(P.rb2, P.H - r0);
+  int64_t p0 = P.start[e], ne = P.count[e];
+  GemmArgs ad{ew.down.data + ew.down.matrix_bytes() * size_t(e) + ew.down.row_bytes * size_t(r0),
+              ew.down.row_bytes, nr, P.hd + P.ds * size_t(p0), P.ds, ne, P.F, P.o + p0 * P.ldo + r0, P.ldo};
+  P.kd[i]->fn(ad);
+}
+
+// y[t][c0, c1) = sum_j weight[t, j] * o[pos_of[t, j]][c0, c1), slot order: the same float steps per
+// element whichever column range a call covers.
+void weighted_sum(const Plan& P, const MoeArgs& a, int64_t t, int64_t c0, int64_t c1) {
+  float* yt = a.y + t * P.H;
+  std::fill(yt + c0, yt + c1, 0.f);
+  for (int64_t j = 0; j < P.K; ++j) {
+    float wgt = a.weights[t * P.K + j];
+    const float* ot = P.o + P.pos_of[t * P.K + j] * P.ldo;
+    for (int64_t c = c0; c < c1; ++c) yt[c] += wgt * ot[c];
+  }
+}
+
+// Spins until `flag` is set; past a short spin it yields, so an oversubscribed box can run the
+// thread that will set it.
+void wait_set(const std::atomic<int64_t>& flag) {
+  for (int spins = 0; flag.load(std::memory_order_acquire) == 0; ++spins) {
+    if (spins < 200) _mm_pause();
+    else std::this_thread::yield();
+  }
+}
+
+// Small calls: one pool job instead of two, and no serial pass between or after them. Tasks are
+// all gate/up blocks, then all down blocks (the pool hands indices out in order). The thread that
+// finishes an expert's last gate/up block converts that expert's h rows and marks it ready; a down
+// block waits only for its own expert (every gate/up block is claimed before any down block, by a
+// thread that is running it, so the wait ends). The thread that finishes a row block's last down
+// block (over all experts) writes that block of y. Same kernels, blocks and sum order as the
+// phased schedule, so the same bits. left: [n_active] gate/up blocks left, [n_active] ready flags,
+// [nrb2] down blocks left.
+void run_fused(const ExpertsWeights& ew, const Plan& P, const MoeArgs& a, std::atomic<int64_t>* left) {
+  std::atomic<int64_t>*gu_left = left, *ready = left + P.n_active, *down_left = left + 2 * P.n_active;
+  for (int64_t i = 0; i < P.n_active; ++i) {
+    gu_left[i].store(P.nrb1, std::memory_order_relaxed);
+    ready[i].store(0, std::memory_order_relaxed);
+  }
+  for (int64_t b = 0; b < P.nrb2; ++b) down_left[b].store(P.n_active, std::memory_order_relaxed);
+  const int64_t n_gu = P.n_active * P.nrb1;
+  parallel_for(n_gu + P.n_active * P.nrb2, [&](int64_t task, int) {
+    if (task < n_gu) {
+      const int64_t i = task / P.nrb1;
+      // Counted down even if the kernel throws, so no down block waits forever (the pool rethrows).
+      struct Done {
+        const ExpertsWeights& ew;
+        const Plan& P;
+        std::atomic<int64_t>*gu_left, *ready;
+        int64_t i;
+        ~Done() {
+          if (gu_left[i].fetch_sub(1, std::memory_order_acq_rel) != 1) return;
+          const int64_t p0 = P.start[P.active[i]];
+          for (int64_t p = p0; p < p0 + P.count[P.active[i]]; ++p) {
+            convert_act_row(ew.down.type, P.g + p * P.ldh, P.F, P.hd + size_t(p) * P.ds);
+          }
+          ready[i].store(1, std::memory_order_release);
+        }
+      } done{ew, P, gu_left, ready, i};
+      gate_up_block(ew, P, i, task % P.nrb1);
+      return;
+    }
+    const int64_t i = (task - n_gu) / P.nrb2, b = (task - n_gu) % P.nrb2;
+    wait_set(ready[i]);
+    down_block(ew, P, i, b);
+    if (down_left[b].fetch_sub(1, std::memory_order_acq_rel) != 1) return;
+    const int64_t c0 = b * P.rb2, c1 = std::min(P.H, c0 + P.rb2);
+    for (int64_t t = 0; t < a.n; ++t) weighted_sum(P, a, t, c0, c1);
+  });
+}
+
+// Large calls: gate/up for all experts, h conversion, down for all experts, the weighted sum.
+void run_phased(const ExpertsWeights& ew, const Plan& P, const MoeArgs& a, int64_t total) {
+  {
+    OpTimer t_gu(Op::experts_gate_up);
+    t_gu.set(uint64_t(P.n_active) * (ew.gate.matrix_bytes() + ew.up.matrix_bytes()), 4 * uint64_t(total * P.F * P.H));
+    parallel_for(P.n_active * P.nrb1, [&](int64_t task, int) { gate_up_block(ew, P, task / P.nrb1, task % P.nrb1); });
+  }
+  {
+    OpTimer t_other(Op::experts_other);
+    rows_for(total, P.F, [&](int64_t p, int) { convert_act_row(ew.down.type, P.g + p * P.ldh, P.F, P.hd + size_t(p) * P.ds); });
+  }
+  {
+    OpTimer t_down(Op::experts_down);
+    t_down.set(uint64_t(P.n_active) * ew.down.matrix_bytes(), 2 * uint64_t(total * P.F * P.H));
+    parallel_for(P.n_active * P.nrb2, [&](int64_t task, int) { down_block(ew, P, task / P.nrb2, task % P.nrb2); });
+  }
+  OpTimer t_other(Op::experts_other);
+  rows_for(a.n, P.K * P.H, [&](int64_t t, int) { weighted_sum(P, a, t, 0, P.H); });
+}
+
 }  // namespace
 
 void experts_forward_generic(const ExpertsWeights& ew, const MoeArgs& a) {
   const int64_t H = ew.hidden, F = ew.ffn, K = a.top_k;
-  auto t_other = std::make_unique<OpTimer>(Op::experts_other);
+  Scratch& sc = scratch();
+  std::optional<OpTimer> t_other(std::in_place, Op::experts_other);
   // Group (token, slot) pairs by expert; pos_of[t*K + j] = row of that pair inside its expert.
-  std::vector<int64_t> count(size_t(ew.n_expert), 0);
+  std::vector<int64_t>& count = sc.count;
+  count.assign(size_t(ew.n_expert), 0);
   for (int64_t i = 0; i < a.n * K; ++i) ++count[size_t(a.ids[i])];
-  std::vector<int64_t> active, start(size_t(ew.n_expert), 0);
+  std::vector<int64_t>&active = sc.active, &start = sc.start;
+  active.clear();
+  start.resize(size_t(ew.n_expert));
   int64_t total = 0;
   for (int64_t e = 0; e < ew.n_expert; ++e) {
     start[size_t(e)] = total;
     total += count[size_t(e)];
     if (count[size_t(e)] > 0) active.push_back(e);
   }
-  std::vector<int64_t> tok_of(static_cast<size_t>(total));
-  std::vector<int64_t> pos_of(static_cast<size_t>(a.n * K));
-  std::vector<int64_t> fill = start;
+  std::vector<int64_t>&tok_of = sc.tok_of, &pos_of = sc.pos_of, &fill = sc.fill;
+  tok_of.resize(static_cast<size_t>(total));
+  pos_of.resize(static_cast<size_t>(a.n * K));
+  fill = start;
   for (int64_t i = 0; i < a.n * K; ++i) {
     int64_t e = a.ids[i], p = fill[size_t(e)]++;
     tok_of[size_t(p)] = i / K;
@@ -98,7 +236,6 @@ void experts_forward_generic(const ExpertsWeights& ew, const MoeArgs& a) {
   // Activations of gate/up for each grouped row (row p = pair p), converted once.
   const size_t gs = act_row_stride(ew.gate.type, H), us = act_row_stride(ew.up.type, H);
   const bool same_gu = act_type_for(ew.gate.type) == act_type_for(ew.up.type);
-  Scratch& sc = scratch();
   uint8_t* xg = grow(sc.xg, gs * size_t(total));
   uint8_t* xu = same_gu ? xg : grow(sc.xu, us * size_t(total));
   auto convert_pair = [&](int64_t p, int) {
@@ -120,73 +257,43 @@ void experts_forward_generic(const ExpertsWeights& ew, const MoeArgs& a) {
   } else {
     parallel_for(total, convert_pair);
   }
-  const uint8_t* xu_data = xu;
-  const size_t xu_stride = same_gu ? gs : us;
 
-  t_other.reset();
-  // Phase 1: gate and up for one row block of one expert, then SiLU(g) * u into h.
-  OpTimer t_gu(Op::experts_gate_up);
-  t_gu.set(uint64_t(n_active) * (ew.gate.matrix_bytes() + ew.up.matrix_bytes()), 4 * uint64_t(total * F * H));
-  const int64_t ldh = out_row_stride(F), ldo = out_row_stride(H);
-  float* g = grow(sc.g, size_t(total * ldh));
-  float* u = grow(sc.u, size_t(total * ldh));
-  const int64_t rb1 = row_block(ew.gate.row_bytes + ew.up.row_bytes, F, n_active);
-  const int64_t nrb1 = (F + rb1 - 1) / rb1;
+  Plan P{};
+  P.H = H, P.F = F, P.K = K, P.n = a.n, P.n_active = n_active;
+  P.count = count.data(), P.start = start.data(), P.active = active.data(), P.pos_of = pos_of.data();
+  P.xg = xg, P.xu = xu, P.gs = gs, P.xu_stride = same_gu ? gs : us;
+  P.ds = act_row_stride(ew.down.type, F);
+  P.hd = grow(sc.hd, P.ds * size_t(total));
+  P.ldh = out_row_stride(F), P.ldo = out_row_stride(H);
+  P.g = grow(sc.g, size_t(total * P.ldh));
+  P.u = grow(sc.u, size_t(total * P.ldh));
+  P.o = grow(sc.o, size_t(total * P.ldo));
+  P.rb1 = row_block(ew.gate.row_bytes + ew.up.row_bytes, F, n_active);
+  P.nrb1 = (F + P.rb1 - 1) / P.rb1;
+  P.rb2 = row_block(ew.down.row_bytes, H, n_active);
+  P.nrb2 = (H + P.rb2 - 1) / P.rb2;
   // Kernels are chosen per expert: its token count decides (e.g. token-lane kernels need 16+).
-  const size_t n_act = static_cast<size_t>(n_active);
-  std::vector<const GemmKernel*> kg(n_act), ku(n_act), kd(n_act);
+  sc.kg.resize(size_t(n_active)), sc.ku.resize(size_t(n_active)), sc.kd.resize(size_t(n_active));
   for (int64_t i = 0; i < n_active; ++i) {
     int64_t ne = count[size_t(active[size_t(i)])];
-    kg[size_t(i)] = gemm_select(ew.gate.type, GemmArgs{ew.gate.data, ew.gate.row_bytes, rb1, xg, gs, ne, H, nullptr, F});
-    ku[size_t(i)] = gemm_select(ew.up.type, GemmArgs{ew.up.data, ew.up.row_bytes, rb1, xu_data, xu_stride, ne, H, nullptr, F});
-    kd[size_t(i)] = gemm_select(ew.down.type, GemmArgs{ew.down.data, ew.down.row_bytes, rb1, nullptr, 0, ne, F, nullptr, H});
+    sc.kg[size_t(i)] = gemm_select(ew.gate.type, GemmArgs{ew.gate.data, ew.gate.row_bytes, P.rb1, xg, gs, ne, H, nullptr, F});
+    sc.ku[size_t(i)] = gemm_select(ew.up.type, GemmArgs{ew.up.data, ew.up.row_bytes, P.rb1, xu, P.xu_stride, ne, H, nullptr, F});
+    sc.kd[size_t(i)] = gemm_select(ew.down.type, GemmArgs{ew.down.data, ew.down.row_bytes, P.rb1, nullptr, 0, ne, F, nullptr, H});
   }
-  parallel_for(n_active * nrb1, [&](int64_t task, int) {
-    int64_t e = active[size_t(task / nrb1)], r0 = (task % nrb1) * rb1, nr = std::min(rb1, F - r0);
-    int64_t p0 = start[size_t(e)], ne = count[size_t(e)];
-    GemmArgs ag{ew.gate.data + ew.gate.matrix_bytes() * size_t(e) + ew.gate.row_bytes * size_t(r0),
-                ew.gate.row_bytes, nr, xg + gs * size_t(p0), gs, ne, H, g + p0 * ldh + r0, ldh};
-    kg[size_t(task / nrb1)]->fn(ag);
-    GemmArgs au{ew.up.data + ew.up.matrix_bytes() * size_t(e) + ew.up.row_bytes * size_t(r0),
-                ew.up.row_bytes, nr, xu_data + xu_stride * size_t(p0), xu_stride, ne, H, u + p0 * ldh + r0, ldh};
-    ku[size_t(task / nrb1)]->fn(au);
-    for (int64_t p = 0; p < ne; ++p) silu_mul(g + (p0 + p) * ldh + r0, u + (p0 + p) * ldh + r0, nr);
-  });
-
-  t_gu.stop();
-
-  // Phase 2: h -> down activations, then down rows per (expert, row block).
-  t_other = std::make_unique<OpTimer>(Op::experts_other);
-  const size_t ds = act_row_stride(ew.down.type, F);
-  uint8_t* hd = grow(sc.hd, ds * size_t(total));
-  rows_for(total, F, [&](int64_t p, int) { convert_act_row(ew.down.type, g + p * ldh, F, hd + size_t(p) * ds); });
-  float* o = grow(sc.o, size_t(total * ldo));
+  P.kg = sc.kg.data(), P.ku = sc.ku.data(), P.kd = sc.kd.data();
   t_other.reset();
-  OpTimer t_down(Op::experts_down);
-  t_down.set(uint64_t(n_active) * ew.down.matrix_bytes(), 2 * uint64_t(total * F * H));
-  const int64_t rb2 = row_block(ew.down.row_bytes, H, n_active);
-  const int64_t nrb2 = (H + rb2 - 1) / rb2;
-  parallel_for(n_active * nrb2, [&](int64_t task, int) {
-    int64_t e = active[size_t(task / nrb2)], r0 = (task % nrb2) * rb2, nr = std::min(rb2, H - r0);
-    int64_t p0 = start[size_t(e)], ne = count[size_t(e)];
-    GemmArgs ad{ew.down.data + ew.down.matrix_bytes() * size_t(e) + ew.down.row_bytes * size_t(r0),
-                ew.down.row_bytes, nr, hd + ds * size_t(p0), ds, ne, F, o + p0 * ldo + r0, ldo};
-    kd[size_t(task / nrb2)]->fn(ad);
-  });
 
-  t_down.stop();
-
-  // Weighted sum back in token order.
-  t_other = std::make_unique<OpTimer>(Op::experts_other);
-  rows_for(a.n, K * H, [&](int64_t t, int) {
-    float* yt = a.y + t * H;
-    std::fill(yt, yt + H, 0.f);
-    for (int64_t j = 0; j < K; ++j) {
-      float wgt = a.weights[t * K + j];
-      const float* ot = o + pos_of[size_t(t * K + j)] * ldo;
-      for (int64_t i = 0; i < H; ++i) yt[i] += wgt * ot[i];
-    }
-  });
+  // Fused where the phased schedule would convert h and sum y on the calling thread anyway.
+  if (total * F <= SERIAL_ELEMENTS && a.n * K * H <= SERIAL_ELEMENTS) {
+    const size_t n_left = size_t(2 * n_active + P.nrb2);
+    if (sc.n_left < n_left) sc.left.reset(new std::atomic<int64_t>[n_left]), sc.n_left = n_left;
+    OpTimer t_all(Op::experts_fused);
+    t_all.set(uint64_t(n_active) * (ew.gate.matrix_bytes() + ew.up.matrix_bytes() + ew.down.matrix_bytes()),
+              6 * uint64_t(total * F * H));
+    run_fused(ew, P, a, sc.left.get());
+  } else {
+    run_phased(ew, P, a, total);
+  }
 }
 
 }  // namespace mixtile

@@ -10,7 +10,8 @@ const OpInfo INFO[N] = {
     {"attn.norm+qkv", -1},        {"attn.rope+kv+core", -1}, {"attn.rope+kv", int(Op::attn_core)},
     {"attn.attend", int(Op::attn_core)}, {"attn.o_proj", -1},
     {"ffn.norm+router", -1},      {"ffn.experts", -1},       {"experts.gate_up", int(Op::ffn_experts)},
-    {"experts.down", int(Op::ffn_experts)}, {"experts.other", int(Op::ffn_experts)}, {"ffn.dense", -1},
+    {"experts.down", int(Op::ffn_experts)}, {"experts.other", int(Op::ffn_experts)},
+    {"experts.fused", int(Op::ffn_experts)}, {"ffn.dense", -1},
     {"lm_head", -1},
 };
 

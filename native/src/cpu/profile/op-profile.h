@@ -21,6 +21,7 @@ enum class Op : int {
   experts_gate_up, //   generic entry: gate and up GEMMs + SiLU·mul
   experts_down,    //   generic entry: down GEMM
   experts_other,   //   generic entry: grouping, activation conversion, weighted sum
+  experts_fused,   //   generic entry, small calls (decode): one job of gate/up, h conversion, down, sum
   ffn_dense,       // dense SwiGLU MLP (qwen3)
   lm_head,         // final norm + vocabulary projection
   count

@@ -9,6 +9,8 @@
 //   --shape HIDDEN,FFN,N_EXPERT,TOP_K: expert shapes (default 2048,768,128,8); small ones stay in
 //     cache, so a one-token call's fixed cost (pool jobs, grouping, conversions, the sum) dominates.
 //     With --reps 2000+ the median is stable on a noisy box.
+//   --profile 1: after each line, the op profile's split of the calls (experts.other = the calling
+//     thread's serial part: grouping, conversions, sum), in us per call.
 #include <sys/mman.h>
 #include <fcntl.h>
 #include <time.h>
@@ -27,6 +29,7 @@
 #include "cpu/experts/experts.h"
 #include "cpu/isa.h"
 #include "cpu/matmul/matmul.h"
+#include "cpu/profile/op-profile.h"
 #include "synth.h"
 #include "threadpool.h"
 
@@ -153,7 +156,7 @@ int main(int argc, char** argv) {
   std::string type = "q4_k", down, file;
   std::vector<int> tokens = {1, 512}, threads = {2};
   int reps = 5, probe_mib = 2048, gap_us = 0;
-  bool hot = false;
+  bool hot = false, profile = false;
   std::vector<int> gemm;
   int64_t hidden = 2048, ffn = 768, n_expert = 128, top_k = 8;
   for (int i = 1; i + 1 < argc; i += 2) {
@@ -167,6 +170,7 @@ int main(int argc, char** argv) {
     else if (k == "--file") file = argv[i + 1];
     else if (k == "--gap-us") gap_us = std::atoi(argv[i + 1]);
     else if (k == "--hot-gemv") hot = std::atoi(argv[i + 1]) != 0;
+    else if (k == "--profile") profile = std::atoi(argv[i + 1]) != 0;
     else if (k == "--gemm") gemm = parse_list(argv[i + 1]);
     else if (k == "--shape") {
       std::vector<int> v = parse_list(argv[i + 1]);
@@ -211,6 +215,7 @@ int main(int argc, char** argv) {
       for (size_t i = 0; i < x.size(); ++i) x[i] = std::sin(float(i) * 0.37f);
       std::vector<double> ms;
       size_t touched = 0;
+      op_profile_enable(profile);
       uint32_t s = 12345;
       for (int r = -1; r < reps; ++r) {
         std::vector<int32_t> ids(size_t(n * top_k));
@@ -230,15 +235,21 @@ int main(int argc, char** argv) {
         moe_forward_routed(*ew, x.data(), n, ids.data(), w.data(), int(top_k), y.data());
         double dt_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
         if (r >= 0) ms.push_back(dt_ms);
+        else op_profile_reset();  // the warm-up call (first-touch allocations) is not counted
         touched = std::set<int32_t>(ids.begin(), ids.end()).size();
       }
       std::sort(ms.begin(), ms.end());
       double med = ms[ms.size() / 2];
       double bytes = double(touched) * expert_bytes, flops = 6.0 * double(n) * double(top_k) * double(hidden * ffn);
       double floor_ms = bytes / (bw * 1e9) * 1e3;
-      std::printf("experts %s/%s threads=%d n=%d gap=%dus: %.3f ms (best %.3f, p90 %.3f)  %.1f GB/s  %.1f GFLOP/s  floor %.3f ms (%.2fx)\n",
-                  type.c_str(), down.c_str(), th, n, gap_us, med, ms[0], ms[ms.size() * 9 / 10], bytes / (med * 1e6),
+      std::printf("experts %s/%s threads=%d n=%d gap=%dus: %.3f ms = %.1f us (best %.3f, p90 %.3f)  %.1f GB/s  %.1f GFLOP/s  floor %.3f ms (%.2fx)\n",
+                  type.c_str(), down.c_str(), th, n, gap_us, med, med * 1e3, ms[0], ms[ms.size() * 9 / 10], bytes / (med * 1e6),
                   flops / (med * 1e6), floor_ms, med / floor_ms);
+      for (int op = 0; profile && op < int(Op::count); ++op) {
+        OpCounters c = op_profile_get(Op(op));
+        if (c.calls) std::printf("  %-16s %8.2f us per call (%.2f calls per call)\n", op_info(Op(op)).name,
+                                 double(c.ns) / 1e3 / reps, double(c.calls) / reps);
+      }
     }
   }
   return 0;

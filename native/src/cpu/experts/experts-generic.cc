@@ -30,6 +30,12 @@ namespace {
 // GFLOP/s per core: 128 KiB 106-140, 384 KiB 145-164, 1 MiB 113-155 (noisy shared box).
 constexpr size_t EXPERT_SLICE_BYTES = 512 * 1024;
 
+// One per cache line: each expert's and row block's counter is hit by the threads finishing its
+// blocks, and must not bounce the line of the others'.
+struct alignas(64) Counter {
+  std::atomic<int64_t> v;
+};
+
 // Scratch of the calling thread, kept between calls: fresh multi-MiB allocations each call cost
 // page faults and zeroing (tens of ms at 512 tokens). Sized up only; never shared across threads.
 struct Scratch {
@@ -39,7 +45,7 @@ struct Scratch {
   std::vector<int64_t> count, start, fill, active, tok_of, pos_of;
   std::vector<const GemmKernel*> kg, ku, kd;
   // The fused job's completion counters (see run_fused).
-  std::unique_ptr<std::atomic<int64_t>[]> left;
+  std::unique_ptr<Counter[]> left;
   size_t n_left = 0;
 };
 Scratch& scratch() {
@@ -85,6 +91,7 @@ int64_t out_row_stride(int64_t n) { return (n * 4) % 512 == 0 ? n + 16 : n; }
 // What both schedules share: the grouped rows, their activations, the kernels and outputs.
 struct Plan {
   int64_t H, F, K, n, n_active;
+  bool one_token;  // every expert reads its activations from row 0 on (all pairs are one token)
   const int64_t *count, *start, *active, *pos_of;
   const uint8_t *xg, *xu;
   size_t gs, xu_stride, ds;
@@ -98,11 +105,12 @@ struct Plan {
 void gate_up_block(const ExpertsWeights& ew, const Plan& P, int64_t i, int64_t b) {
   int64_t e = P.active[i], r0 = b * P.rb1, nr = std::min(P.rb1, P.F - r0);
   int64_t p0 = P.start[e], ne = P.count[e];
+  const size_t xr = P.one_token ? 0 : size_t(p0);
   GemmArgs ag{ew.gate.data + ew.gate.matrix_bytes() * size_t(e) + ew.gate.row_bytes * size_t(r0),
-              ew.gate.row_bytes, nr, P.xg + P.gs * size_t(p0), P.gs, ne, P.H, P.g + p0 * P.ldh + r0, P.ldh};
+              ew.gate.row_bytes, nr, P.xg + P.gs * xr, P.gs, ne, P.H, P.g + p0 * P.ldh + r0, P.ldh};
   P.kg[i]->fn(ag);
   GemmArgs au{ew.up.data + ew.up.matrix_bytes() * size_t(e) + ew.up.row_bytes * size_t(r0),
-              ew.up.row_bytes, nr, P.xu + P.xu_stride * size_t(p0), P.xu_stride, ne, P.H, P.u + p0 * P.ldh + r0, P.ldh};
+              ew.up.row_bytes, nr, P.xu + P.xu_stride * xr, P.xu_stride, ne, P.H, P.u + p0 * P.ldh + r0, P.ldh};
   P.ku[i]->fn(au);
   for (int64_t p = 0; p < ne; ++p) silu_mul(P.g + (p0 + p) * P.ldh + r0, P.u + (p0 + p) * P.ldh + r0, nr);
 }
@@ -130,8 +138,8 @@ void weighted_sum(const Plan& P, const MoeArgs& a, int64_t t, int64_t c0, int64_
 
 // Spins until `flag` is set; past a short spin it yields, so an oversubscribed box can run the
 // thread that will set it.
-void wait_set(const std::atomic<int64_t>& flag) {
-  for (int spins = 0; flag.load(std::memory_order_acquire) == 0; ++spins) {
+void wait_set(const Counter& flag) {
+  for (int spins = 0; flag.v.load(std::memory_order_acquire) == 0; ++spins) {
     if (spins < 200) _mm_pause();
     else std::this_thread::yield();
   }
@@ -145,13 +153,13 @@ void wait_set(const std::atomic<int64_t>& flag) {
 // block (over all experts) writes that block of y. Same kernels, blocks and sum order as the
 // phased schedule, so the same bits. left: [n_active] gate/up blocks left, [n_active] ready flags,
 // [nrb2] down blocks left.
-void run_fused(const ExpertsWeights& ew, const Plan& P, const MoeArgs& a, std::atomic<int64_t>* left) {
-  std::atomic<int64_t>*gu_left = left, *ready = left + P.n_active, *down_left = left + 2 * P.n_active;
+void run_fused(const ExpertsWeights& ew, const Plan& P, const MoeArgs& a, Counter* left) {
+  Counter *gu_left = left, *ready = left + P.n_active, *down_left = left + 2 * P.n_active;
   for (int64_t i = 0; i < P.n_active; ++i) {
-    gu_left[i].store(P.nrb1, std::memory_order_relaxed);
-    ready[i].store(0, std::memory_order_relaxed);
+    gu_left[i].v.store(P.nrb1, std::memory_order_relaxed);
+    ready[i].v.store(0, std::memory_order_relaxed);
   }
-  for (int64_t b = 0; b < P.nrb2; ++b) down_left[b].store(P.n_active, std::memory_order_relaxed);
+  for (int64_t b = 0; b < P.nrb2; ++b) down_left[b].v.store(P.n_active, std::memory_order_relaxed);
   const int64_t n_gu = P.n_active * P.nrb1;
   parallel_for(n_gu + P.n_active * P.nrb2, [&](int64_t task, int) {
     if (task < n_gu) {
@@ -160,15 +168,15 @@ void run_fused(const ExpertsWeights& ew, const Plan& P, const MoeArgs& a, std::a
       struct Done {
         const ExpertsWeights& ew;
         const Plan& P;
-        std::atomic<int64_t>*gu_left, *ready;
+        Counter *gu_left, *ready;
         int64_t i;
         ~Done() {
-          if (gu_left[i].fetch_sub(1, std::memory_order_acq_rel) != 1) return;
+          if (gu_left[i].v.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
           const int64_t p0 = P.start[P.active[i]];
           for (int64_t p = p0; p < p0 + P.count[P.active[i]]; ++p) {
             convert_act_row(ew.down.type, P.g + p * P.ldh, P.F, P.hd + size_t(p) * P.ds);
           }
-          ready[i].store(1, std::memory_order_release);
+          ready[i].v.store(1, std::memory_order_release);
         }
       } done{ew, P, gu_left, ready, i};
       gate_up_block(ew, P, i, task % P.nrb1);
@@ -177,7 +185,7 @@ void run_fused(const ExpertsWeights& ew, const Plan& P, const MoeArgs& a, std::a
     const int64_t i = (task - n_gu) / P.nrb2, b = (task - n_gu) % P.nrb2;
     wait_set(ready[i]);
     down_block(ew, P, i, b);
-    if (down_left[b].fetch_sub(1, std::memory_order_acq_rel) != 1) return;
+    if (down_left[b].v.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
     const int64_t c0 = b * P.rb2, c1 = std::min(P.H, c0 + P.rb2);
     for (int64_t t = 0; t < a.n; ++t) weighted_sum(P, a, t, c0, c1);
   });
@@ -243,9 +251,20 @@ void experts_forward_generic(const ExpertsWeights& ew, const MoeArgs& a) {
     convert_act_row(ew.gate.type, xt, H, xg + size_t(p) * gs);
     if (!same_gu) convert_act_row(ew.up.type, xt, H, xu + size_t(p) * us);
   };
-  if (total * H <= SERIAL_ELEMENTS) {
+  const bool one_token = a.n == 1;
+  if (one_token) {
+    // One row converted, which every expert reads; rows 1 .. (most pairs of one expert) - 1 are
+    // copies, for an expert that a token's top_k lists more than once.
+    convert_pair(0, 0);
+    int64_t most = 0;
+    for (int64_t e : active) most = std::max(most, count[size_t(e)]);
+    for (int64_t p = 1; p < most; ++p) {
+      std::memcpy(xg + size_t(p) * gs, xg, act_row_bytes(ew.gate.type, H));
+      if (!same_gu) std::memcpy(xu + size_t(p) * us, xu, act_row_bytes(ew.up.type, H));
+    }
+  } else if (total * H <= SERIAL_ELEMENTS) {
     // Few pairs, on this thread; a pair whose token the previous pair already converted copies
-    // those bytes (at one token all top_k pairs are the same token).
+    // those bytes (an expert that several tokens picked lists them in token order).
     for (int64_t p = 0; p < total; ++p) {
       if (p > 0 && tok_of[size_t(p)] == tok_of[size_t(p - 1)]) {
         std::memcpy(xg + size_t(p) * gs, xg + size_t(p - 1) * gs, act_row_bytes(ew.gate.type, H));
@@ -259,7 +278,7 @@ void experts_forward_generic(const ExpertsWeights& ew, const MoeArgs& a) {
   }
 
   Plan P{};
-  P.H = H, P.F = F, P.K = K, P.n = a.n, P.n_active = n_active;
+  P.H = H, P.F = F, P.K = K, P.n = a.n, P.n_active = n_active, P.one_token = one_token;
   P.count = count.data(), P.start = start.data(), P.active = active.data(), P.pos_of = pos_of.data();
   P.xg = xg, P.xu = xu, P.gs = gs, P.xu_stride = same_gu ? gs : us;
   P.ds = act_row_stride(ew.down.type, F);
@@ -286,7 +305,7 @@ void experts_forward_generic(const ExpertsWeights& ew, const MoeArgs& a) {
   // Fused where the phased schedule would convert h and sum y on the calling thread anyway.
   if (total * F <= SERIAL_ELEMENTS && a.n * K * H <= SERIAL_ELEMENTS) {
     const size_t n_left = size_t(2 * n_active + P.nrb2);
-    if (sc.n_left < n_left) sc.left.reset(new std::atomic<int64_t>[n_left]), sc.n_left = n_left;
+    if (sc.n_left < n_left) sc.left.reset(new Counter[n_left]), sc.n_left = n_left;
     OpTimer t_all(Op::experts_fused);
     t_all.set(uint64_t(n_active) * (ew.gate.matrix_bytes() + ew.up.matrix_bytes() + ew.down.matrix_bytes()),
               6 * uint64_t(total * F * H));

@@ -2,15 +2,9 @@
 // Block layouts as native/src/tensor.h (ggml-common.h); each element is computed in the same float
 // order as ggml's dequantize_row_* so the BF16 result equals the CPU's rounded to BF16.
 #include "common.cuh"
+#include "ggml-blocks.cuh"
 
 namespace mixtile::cuda {
-
-constexpr int QK8_0 = 32, Q8_0_BYTES = 34;
-constexpr int QK_K = 256, Q4_K_BYTES = 144, Q5_K_BYTES = 176, Q6_K_BYTES = 210;
-
-__device__ __forceinline__ float half_at(const uint8_t* p) {
-  return __half2float(__ushort_as_half(uint16_t(p[0]) | uint16_t(p[1]) << 8));
-}
 
 #define GRID_LOOP(i, n) \
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < (n); i += int64_t(gridDim.x) * blockDim.x)
@@ -31,16 +25,8 @@ __global__ void dequant_q4_k(const uint8_t* __restrict__ src, int64_t n, __nv_bf
     int is = 2 * chunk + hi;
     const uint8_t* sc = b + 4;
     const uint8_t* qs = b + 16;
-    uint8_t s, m;
-    if (is < 4) {
-      s = sc[is] & 63;
-      m = sc[is + 4] & 63;
-    } else {
-      s = (sc[is + 4] & 0xF) | ((sc[is - 4] >> 6) << 4);
-      m = (sc[is + 4] >> 4) | ((sc[is] >> 6) << 4);
-    }
-    float d1 = half_at(b) * float(s);
-    float m1 = half_at(b + 2) * float(m);
+    float d1, m1;
+    scale_min_k4(sc, is, half_at(b), half_at(b + 2), &d1, &m1);
     int q = (qs[32 * chunk + l] >> (4 * hi)) & 0xF;
     out[i] = __float2bfloat16_rn(d1 * float(q) - m1);
   }
@@ -56,16 +42,8 @@ __global__ void dequant_q5_k(const uint8_t* __restrict__ src, int64_t n, __nv_bf
     const uint8_t* sc = b + 4;
     const uint8_t* qh = b + 16;
     const uint8_t* qs = b + 48;
-    uint8_t s, m;
-    if (is < 4) {
-      s = sc[is] & 63;
-      m = sc[is + 4] & 63;
-    } else {
-      s = (sc[is + 4] & 0xF) | ((sc[is - 4] >> 6) << 4);
-      m = (sc[is + 4] >> 4) | ((sc[is] >> 6) << 4);
-    }
-    float d1 = half_at(b) * float(s);
-    float m1 = half_at(b + 2) * float(m);
+    float d1, m1;
+    scale_min_k4(sc, is, half_at(b), half_at(b + 2), &d1, &m1);
     int q = ((qs[32 * chunk + l] >> (4 * hi)) & 0xF) + (((qh[l] >> is) & 1) << 4);
     out[i] = __float2bfloat16_rn(d1 * float(q) - m1);
   }
@@ -110,16 +88,7 @@ __global__ void dequant_q4_k_x8(const uint8_t* __restrict__ src, int64_t nsb, __
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
       const int is = 2 * c + h;
-      uint8_t s, m;
-      if (is < 4) {
-        s = sc[is] & 63;
-        m = sc[is + 4] & 63;
-      } else {
-        s = (sc[is + 4] & 0xF) | ((sc[is - 4] >> 6) << 4);
-        m = (sc[is + 4] >> 4) | ((sc[is] >> 6) << 4);
-      }
-      dd[h] = d * float(s);
-      mm[h] = dmin * float(m);
+      scale_min_k4(sc, is, d, dmin, &dd[h], &mm[h]);
     }
     const uint8_t* q = b + 16 + 32 * c + 4 * g;
     const uint8_t q0 = q[0], q1 = q[1], q2 = q[2], q3 = q[3];

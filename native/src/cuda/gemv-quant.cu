@@ -4,32 +4,13 @@
 // A warp per row of w; a warp step covers one 256-element tile of the row (one K-quant super-block or eight
 // Q8_0 blocks), each lane 8 weights computed as ggml's dequantize_row_* computes them (see dequant.cu).
 #include "common.cuh"
+#include "ggml-blocks.cuh"
 
 namespace mixtile::cuda {
 
 namespace {
 
-constexpr int QK8_0 = 32, Q8_0_BYTES = 34;
-constexpr int QK_K = 256, Q4_K_BYTES = 144, Q5_K_BYTES = 176, Q6_K_BYTES = 210;
 constexpr int MT = 8;  // rows of x per pass over w
-
-__device__ __forceinline__ float half_at(const uint8_t* p) {
-  return __half2float(__ushort_as_half(uint16_t(p[0]) | uint16_t(p[1]) << 8));
-}
-
-// Scale and min of sub-block `is` (0..7) of a Q4_K / Q5_K super-block (ggml's get_scale_min_k4).
-__device__ __forceinline__ void scale_min_k4(const uint8_t* sc, int is, float d, float dmin, float* ds, float* dm) {
-  uint8_t s, m;
-  if (is < 4) {
-    s = sc[is] & 63;
-    m = sc[is + 4] & 63;
-  } else {
-    s = (sc[is + 4] & 0xF) | ((sc[is - 4] >> 6) << 4);
-    m = (sc[is + 4] >> 4) | ((sc[is] >> 6) << 4);
-  }
-  *ds = d * float(s);
-  *dm = dmin * float(m);
-}
 
 // Lane `l`'s 8 weights of tile t of a row (row bytes at wr), and their offsets within the tile. Returns false
 // when the lane's weights lie past k (Q8_0 rows of k % 256 != 0; K-quant rows are whole tiles).

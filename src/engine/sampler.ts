@@ -22,6 +22,9 @@ export class Prng {
   }
 }
 
+/** Rejected candidates redrawn one by one before the whole row is masked (constrained decoding). */
+const CONSTRAINED_RETRIES = 8;
+
 /** Logits below max - this are dropped before sorting when top-k is off: their share is < e^-30 each. */
 export const NEGLIGIBLE_LOGIT_GAP = 30;
 
@@ -54,11 +57,41 @@ export class Sampler {
    * Picks the next token from one row of logits `[vocab]` and accepts it. Penalties are applied to
    * `logits` in place (the row is the caller's scratch copy of the model output).
    */
-  sample(logits: Float32Array): number {
+  sample(logits: Float32Array, allow?: (id: number) => boolean): number {
     this.applyPenalties(logits);
-    const id = this.params.temperature <= 0 ? scanArgmax(logits) : this.draw(logits);
+    let id = this.pick(logits);
+    if (allow && !allow(id)) id = this.pickAllowed(logits, allow, id);
     this.accept(id);
     return id;
+  }
+
+  private pick(logits: Float32Array): number {
+    return this.params.temperature <= 0 ? scanArgmax(logits) : this.draw(logits);
+  }
+
+  /**
+   * The same chain over the tokens `allow` accepts (constrained decoding): a rejected pick is masked
+   * to -Infinity and the chain runs again, so the best allowed candidate wins (greedy) or is drawn
+   * with its renormalized probability. After a few misses the whole row is masked at once: testing
+   * every token costs one pass over the vocabulary instead of a scan per rejected candidate.
+   */
+  private pickAllowed(logits: Float32Array, allow: (id: number) => boolean, rejected: number): number {
+    logits[rejected] = -Infinity;
+    for (let tries = 0; tries < CONSTRAINED_RETRIES; tries++) {
+      const id = this.pick(logits);
+      if (logits[id] === -Infinity) break; // everything left in reach is masked
+      if (allow(id)) return id;
+      logits[id] = -Infinity;
+    }
+    let best = -1;
+    for (let i = 0; i < logits.length; i++) {
+      if (logits[i] === -Infinity) continue;
+      if (!allow(i)) logits[i] = -Infinity;
+      else if (best < 0 || logits[i] > logits[best]) best = i;
+    }
+    if (best < 0) throw new Error('constrained decoding: no token of the vocabulary continues the output');
+    const id = this.pick(logits);
+    return logits[id] === -Infinity ? best : id; // a draw landing in the rounding gap on a masked id
   }
 
   private applyPenalties(logits: Float32Array): void {

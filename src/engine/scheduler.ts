@@ -4,14 +4,21 @@
 import type { LoadedModel } from '../model/types.ts';
 import type { StreamDecoder } from '../tokenizer/tokenizer.ts';
 import { EngineError } from './errors.ts';
+import { JsonConstraint } from './json-constraint.ts';
+import type { JsonTopLevel } from './json-validator.ts';
 import { Sampler } from './sampler.ts';
 import { StopCondition } from './stop.ts';
 import type { FinishReason, GenerateEvent, GenerateRequest } from './types.ts';
 
-/** What the scheduler needs of the tokenizer: end-of-generation ids and streaming detokenization. */
+/**
+ * What the scheduler needs of the tokenizer: end-of-generation ids and streaming detokenization;
+ * for constrained (JSON) requests also each token's bytes and which ids are control tokens.
+ */
 export interface SchedulerTokenizer {
   readonly eogIds: ReadonlySet<number>;
   createStreamDecoder(): StreamDecoder;
+  tokenBytes?(id: number): Uint8Array;
+  isControl?(id: number): boolean;
 }
 
 export interface SchedulerOptions {
@@ -47,6 +54,8 @@ interface Job {
   sampler?: Sampler;
   decoder?: StreamDecoder;
   stop?: StopCondition;
+  /** Set for requests whose output must be one JSON value (req.json). */
+  constraint?: JsonConstraint;
   /** Prompt tokens already in the KV. */
   nPrompted: number;
   /** The last sampled token, fed in the next step. */
@@ -81,6 +90,9 @@ export class Scheduler {
   /** Queues a request; events go to `emit`. Throws EngineError for a request that can never run or a full queue. */
   submit(id: number, req: GenerateRequest, emit: Emit): void {
     const prompt = checkRequest(req, this.model.ctxSize, this.model.config.vocab);
+    if (req.json !== undefined && !(this.tokenizer.tokenBytes && this.tokenizer.isControl)) {
+      throw new EngineError('bad_request', 'JSON-constrained output needs token bytes, which this tokenizer does not give');
+    }
     if (this.byId.has(id)) throw new EngineError('bad_request', `request id ${id} is already in use`);
     // Queued jobs first fill the free slots (at the next step); beyond those, maxQueue may wait.
     const free = this.slots.filter((s) => !s.job).length;
@@ -204,6 +216,10 @@ export class Scheduler {
       job.admittedAt = performance.now();
       job.sampler = new Sampler(job.req.sampling, job.prompt);
       job.decoder = this.tokenizer.createStreamDecoder();
+      if (job.req.json !== undefined) {
+        const t = this.tokenizer;
+        job.constraint = new JsonConstraint(job.req.json, { eogIds: t.eogIds, tokenBytes: (id) => t.tokenBytes!(id), isControl: (id) => t.isControl!(id) });
+      }
       job.stop = new StopCondition({ maxTokens: job.req.maxTokens, stop: job.req.stop, eogIds: this.tokenizer.eogIds, stopAtEog: job.req.stopAtEog });
     }
   }
@@ -239,12 +255,25 @@ export class Scheduler {
 
   private afterLogits(slot: Slot, row: Float32Array): void {
     const job = slot.job!;
-    const id = job.sampler!.sample(row);
+    const c = job.constraint;
+    let id: number;
+    try {
+      id = job.sampler!.sample(row, c?.allow);
+      c?.accept(id);
+    } catch (err) {
+      this.finish(job, 'error', err instanceof Error ? err.message : String(err));
+      return;
+    }
     if (job.firstTokenAt === undefined) job.firstTokenAt = performance.now();
     job.completionTokens++;
     const r = job.stop!.step(id, job.decoder!.push(id));
     let finish = r.finish;
     let text = r.text;
+    // The JSON value is complete: only whitespace could follow, so end as the model's EOG would.
+    if (!finish && c?.done) {
+      finish = 'stop';
+      text += job.stop!.flush();
+    }
     // The next step would write position cached.length; past the context there is no room.
     if (!finish && slot.cached.length >= this.model.ctxSize) {
       finish = 'length';
@@ -281,6 +310,8 @@ export class Scheduler {
   }
 }
 
+const JSON_TOP_LEVELS: readonly JsonTopLevel[] = ['any', 'object', 'array', 'string', 'number', 'integer', 'boolean', 'null'];
+
 /** Checks a request against the model; returns the prompt to run (truncated when asked). */
 export function checkRequest(req: GenerateRequest, ctxSize: number, vocab: number): number[] {
   if (req.prompt.length === 0) throw new EngineError('bad_request', 'the prompt is empty; at least one token is needed');
@@ -288,6 +319,7 @@ export function checkRequest(req: GenerateRequest, ctxSize: number, vocab: numbe
   for (const [i, t] of req.prompt.entries()) {
     if (!Number.isInteger(t) || t < 0 || t >= vocab) throw new EngineError('bad_request', `prompt token ${i} is ${t}, outside the vocabulary [0, ${vocab})`);
   }
+  if (req.json !== undefined && !JSON_TOP_LEVELS.includes(req.json)) throw new EngineError('bad_request', `json must be one of ${JSON_TOP_LEVELS.join(', ')}, got ${String(req.json)}`);
   try {
     new Sampler(req.sampling);
   } catch (err) {

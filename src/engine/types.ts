@@ -1,5 +1,6 @@
 // The engine's own request and event types: what the server and CLI speak to the engine.
 // No JSON or protocol names here; src/server/ converts wire formats to and from these.
+import type { JsonTopLevel } from './json-validator.ts';
 
 /** Sampling settings of one request; defaults are llama.cpp's. temperature 0 = greedy. */
 export interface SamplingParams {
@@ -39,6 +40,12 @@ export interface GenerateRequest {
    * instead of failing with EngineError('prompt_too_long'). Default false.
    */
   truncatePrompt?: boolean;
+  /**
+   * Constrained decoding: the output is one syntactically valid JSON value of this top-level kind
+   * ('any' for any value), then generation stops. Only tokens that continue the value are sampled;
+   * end-of-generation only once it is complete. maxTokens and stop strings still cut it short.
+   */
+  json?: JsonTopLevel;
 }
 
 export type FinishReason = 'stop' | 'length' | 'cancelled' | 'error';

@@ -8,7 +8,7 @@ import { ApiError, badRequest, toApiError } from './errors.ts';
 import { parseKeepAlive } from './host.ts';
 import { DEMO_NOTE } from './openai.ts';
 import { collectReply, startReply, type ReplyEvent } from './reply.ts';
-import { checkModel, maxTokensFor, readJson, samplingFrom, withJsonInstruction, type ServerContext } from './request.ts';
+import { checkModel, maxTokensFor, readJson, samplingFrom, jsonTopLevelOf, withJsonInstruction, type ServerContext } from './request.ts';
 import { ndjsonResponse } from './sse.ts';
 
 // ---- schemas -----------------------------------------------------------------------------------
@@ -92,7 +92,7 @@ function chatMessages(messages: z.infer<typeof OllamaMessage>[]): ChatMessage[] 
   });
 }
 
-function request(o: z.infer<typeof Options> | undefined, prompt: number[], info: ModelInfo): GenerateRequest {
+function request(o: z.infer<typeof Options> | undefined, prompt: number[], info: ModelInfo, format: z.infer<typeof Format>): GenerateRequest {
   const opts = o ?? {};
   // Ollama: num_predict -1 (or absent) = until done; -2 = fill the context.
   const n = opts.num_predict !== undefined && opts.num_predict > 0 ? opts.num_predict : undefined;
@@ -102,6 +102,8 @@ function request(o: z.infer<typeof Options> | undefined, prompt: number[], info:
     sampling: samplingFrom(opts),
     stop: (opts.stop ?? []).filter((s) => s.length > 0),
     stopAtEog: true,
+    // "json" is an object, as in Ollama's own JSON grammar (root ::= object).
+    ...(format ? { json: format === 'json' ? 'object' : jsonTopLevelOf(format) } : {}),
   };
 }
 
@@ -217,9 +219,10 @@ export function ollamaRoutes(ctx: ServerContext): Hono {
       checkModel(engine.info, body.model);
       const messages = withFormat(chatMessages(body.messages), body.format);
       const tools: ChatTool[] = body.tools ?? [];
-      const promptText = engine.applyChatTemplate(messages, { tools, addGenerationPrompt: true, enableThinking: body.think !== false });
+      // Constrained JSON output leaves no room for a <think> block: the template gets thinking off.
+      const promptText = engine.applyChatTemplate(messages, { tools, addGenerationPrompt: true, enableThinking: body.think !== false && !body.format });
       const prompt = engine.tokenize(promptText, { addSpecial: true, parseSpecial: true });
-      const events = startReply({ engine, metrics: ctx.metrics, request: request(body.options, prompt, engine.info), signal: c.req.raw.signal, reasoning: { promptText }, tools: tools.length > 0 });
+      const events = startReply({ engine, metrics: ctx.metrics, request: request(body.options, prompt, engine.info, body.format), signal: c.req.raw.signal, reasoning: { promptText }, tools: tools.length > 0 });
       const model = body.model ?? `${engine.info.name}:latest`;
       const head = () => ({ model, created_at: new Date().toISOString() });
       // think: false hides reasoning even if the model writes some.
@@ -278,12 +281,12 @@ export function ollamaRoutes(ctx: ServerContext): Hono {
       if (body.raw) promptText = body.prompt;
       else {
         const messages: ChatMessage[] = [...(body.system ? [{ role: 'system' as const, content: body.system }] : []), { role: 'user', content: body.prompt }];
-        promptText = engine.applyChatTemplate(withFormat(messages, body.format), { addGenerationPrompt: true, enableThinking: body.think !== false });
+        promptText = engine.applyChatTemplate(withFormat(messages, body.format), { addGenerationPrompt: true, enableThinking: body.think !== false && !body.format });
       }
       const promptIds = engine.tokenize(promptText, { addSpecial: true, parseSpecial: true });
       // `context` from an earlier reply continues that conversation (Ollama's older API).
       const prompt = body.context?.length ? [...body.context, ...promptIds] : promptIds;
-      const events = startReply({ engine, metrics: ctx.metrics, request: request(body.options, prompt, engine.info), signal: c.req.raw.signal, reasoning: body.raw ? undefined : { promptText }, tools: false });
+      const events = startReply({ engine, metrics: ctx.metrics, request: request(body.options, prompt, engine.info, body.format), signal: c.req.raw.signal, reasoning: body.raw ? undefined : { promptText }, tools: false });
       const model = body.model ?? `${engine.info.name}:latest`;
       const head = () => ({ model, created_at: new Date().toISOString() });
       const showThinking = body.think !== false;

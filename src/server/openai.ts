@@ -6,7 +6,7 @@ import type { ChatMessage, ChatTool, Engine, GenerateRequest } from '../engine/t
 import { ApiError, badRequest, toApiError } from './errors.ts';
 import type { EngineLease } from './host.ts';
 import { collectReply, llamaTimings, startReply, type CollectedReply, type ReplyEvent, type ReplyFinish } from './reply.ts';
-import { checkModel, maxTokensFor, nowSeconds, randomId, readJson, samplingFrom, withJsonInstruction, withSystemInstruction, type ServerContext } from './request.ts';
+import { checkModel, maxTokensFor, nowSeconds, randomId, readJson, samplingFrom, jsonTopLevelOf, withJsonInstruction, withSystemInstruction, type ServerContext } from './request.ts';
 import { mergeStreams, sseResponse } from './sse.ts';
 import type { ParsedToolCall } from './tool-calls.ts';
 
@@ -259,7 +259,9 @@ export function openaiRoutes(ctx: ServerContext): Hono {
       if (tools.length > 0 && (choice === 'required' || typeof choice === 'object')) {
         messages = withSystemInstruction(messages, tools.length === 1 ? `You must call the function ${tools[0]!.function.name} now.` : 'You must call one of the functions now.');
       }
-      const enableThinking = body.chat_template_kwargs?.enable_thinking ?? true;
+      // Constrained JSON output leaves no room for a <think> block: the template gets thinking off.
+      const json = !rf || rf.type === 'text' ? undefined : rf.type === 'json_object' ? 'object' : jsonTopLevelOf(rf.json_schema.schema);
+      const enableThinking = json === undefined && (body.chat_template_kwargs?.enable_thinking ?? true);
       const promptText = engine.applyChatTemplate(messages, { tools, addGenerationPrompt: true, enableThinking });
       const prompt = engine.tokenize(promptText, { addSpecial: true, parseSpecial: true });
       const field = body.max_completion_tokens != null ? 'max_completion_tokens' : 'max_tokens';
@@ -269,6 +271,7 @@ export function openaiRoutes(ctx: ServerContext): Hono {
         sampling: samplingFrom(body),
         stop: stopList(body.stop),
         stopAtEog: true,
+        ...(json ? { json } : {}),
       };
       const n = body.n ?? 1;
       const replies = startAll(engine, ctx, requestsFor(base, n), c.req.raw.signal, lease, {

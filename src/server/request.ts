@@ -5,6 +5,7 @@ import { basename } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import type { Context } from 'hono';
 import type { z } from 'zod';
+import type { JsonTopLevel } from '../engine/json-validator.ts';
 import { DEFAULT_SAMPLING, type ChatMessage, type ModelInfo, type SamplingParams } from '../engine/types.ts';
 import { ApiError, badRequest, fromZod } from './errors.ts';
 import type { ModelHost } from './host.ts';
@@ -93,7 +94,7 @@ export function withSystemInstruction(messages: ChatMessage[], text: string): Ch
 
 /**
  * JSON output, asked for in words: the system message gains an instruction (with the schema when
- * given). Decoding is not constrained, so the reply is not guaranteed to be valid JSON.
+ * given). It helps the model; the guarantee comes from constrained decoding (GenerateRequest.json).
  */
 export function withJsonInstruction(messages: ChatMessage[], schema: unknown): ChatMessage[] {
   const text =
@@ -101,6 +102,18 @@ export function withJsonInstruction(messages: ChatMessage[], schema: unknown): C
       ? 'Respond with a single valid JSON value and nothing else.'
       : `Respond with a single valid JSON value and nothing else. It must match this JSON schema:\n${JSON.stringify(schema)}`;
   return withSystemInstruction(messages, text);
+}
+
+const TOP_LEVEL_KINDS: readonly string[] = ['object', 'array', 'string', 'number', 'integer', 'boolean', 'null'];
+
+/**
+ * The top-level kind a JSON schema asks for (`"type": "object"`), which constrained decoding
+ * enforces; anything else (no type, a list of types, $ref, anyOf) allows any JSON value. Nested
+ * properties, required keys and enums are not enforced, only asked for in the instruction.
+ */
+export function jsonTopLevelOf(schema: unknown): JsonTopLevel {
+  const type = typeof schema === 'object' && schema !== null ? (schema as { type?: unknown }).type : undefined;
+  return typeof type === 'string' && TOP_LEVEL_KINDS.includes(type) ? (type as JsonTopLevel) : 'any';
 }
 
 /** A short random id such as OpenAI's (`chatcmpl-…`, `call_…`). */

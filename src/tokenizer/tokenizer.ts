@@ -138,6 +138,11 @@ export class Tokenizer {
     return this.vocab.tokens[id];
   }
 
+  /** The token's raw bytes as decoding emits them (part of a UTF-8 character for some byte-level tokens). */
+  tokenBytes(id: number): Uint8Array {
+    return this.piece(id);
+  }
+
   /** Whether `id` is a control token (`<|im_start|>`), as opposed to text or `<think>`-style added tokens. */
   isControl(id: number): boolean {
     this.checkId(id);

@@ -24,8 +24,21 @@ const opts = { timeout: TEST_TIMEOUT_MS };
 const MAX = 400;
 const PROMPTS = ['List three fruits as JSON.', 'Hi', 'Describe a cat: name, age, colors.'];
 // Random weights rarely draw a token holding '"', so a string (an object key) may run past MAX:
-// these seeds close their value within it (others end with "length" on a valid prefix).
+// these seeds close their value within it here. Other CPUs round the logits differently (AMX, AVX2)
+// and may sample other tokens, so a run cut by MAX must still be a valid start of the value, and
+// at least one run per test must end complete ("stop"), which is what JSON.parse checks.
 const CASES = [1, 2, 4, 5].map((seed) => ({ seed, prompt: PROMPTS[seed % 3] }));
+
+/** A complete object ("stop") or, cut by max tokens ("length"), a valid start of one; true when complete. */
+function assertObjectOrPrefix(r: { text: string; reason: string }, what: string): boolean {
+  if (r.reason === 'length') {
+    assert.ok(new JsonValidator('object').feed(r.text), `${what}: cut by max tokens, not a JSON object prefix: ${JSON.stringify(r.text.slice(0, 200))}`);
+    return false;
+  }
+  assert.equal(r.reason, 'stop', what);
+  assertObject(r.text, what);
+  return true;
+}
 
 async function post(path: string, body: unknown): Promise<Response> {
   const r = await fetch(`${s.url}${path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
@@ -71,33 +84,35 @@ function assertObject(text: string, what: string): void {
 }
 
 test('ollama format "json": /api/chat replies are JSON objects, streamed and not; without format they do not', opts, async () => {
+  let complete = 0;
   for (const c of CASES) {
     for (const stream of [false, true]) {
       const r = await ollamaChat(c, stream, 'json');
-      assertObject(r.text, `seed ${c.seed} stream ${stream}: ${JSON.stringify(r.text.slice(0, 200))}`);
-      assert.equal(r.reason, 'stop');
+      if (assertObjectOrPrefix(r, `seed ${c.seed} stream ${stream}`)) complete++;
       const free = await ollamaChat(c, stream);
       assert.equal(parses(free.text), false, `unconstrained is noise: ${JSON.stringify(free.text.slice(0, 80))}`);
     }
   }
+  assert.ok(complete > 0, 'no run closed its JSON value within max tokens');
 });
 
 test('openai response_format json_object: replies are JSON objects, streamed and not; text format is not JSON', opts, async () => {
+  let complete = 0;
   for (const c of CASES) {
     for (const stream of [false, true]) {
       const r = await openaiChat(c, stream, { type: 'json_object' });
-      assertObject(r.text, `seed ${c.seed} stream ${stream}`);
-      assert.equal(r.reason, 'stop');
+      if (assertObjectOrPrefix(r, `seed ${c.seed} stream ${stream}`)) complete++;
       const free = await openaiChat(c, stream, { type: 'text' });
       assert.equal(parses(free.text), false, `unconstrained is noise: ${JSON.stringify(free.text.slice(0, 80))}`);
     }
   }
+  assert.ok(complete > 0, 'no run closed its JSON value within max tokens');
 });
 
 test('json_schema: the schema\'s top-level type is enforced (array); max_tokens still cuts with "length"', opts, async () => {
   const r = await openaiChat({ seed: 6, prompt: PROMPTS[0] }, false, { type: 'json_schema', json_schema: { name: 'list', schema: { type: 'array', items: { type: 'string' } } } });
-  assert.equal(r.reason, 'stop');
-  assert.ok(Array.isArray(JSON.parse(r.text)), r.text);
+  if (r.reason === 'length') assert.ok(new JsonValidator('array').feed(r.text), `cut by max tokens, not an array prefix: ${r.text.slice(0, 200)}`);
+  else assert.ok(r.reason === 'stop' && Array.isArray(JSON.parse(r.text)), r.text);
   const cut = await post('/v1/chat/completions', { model: 'tiny', messages: [{ role: 'user', content: 'Hi' }], seed: 5, max_tokens: 3, response_format: { type: 'json_object' } });
   const j = (await cut.json()) as { choices: Array<{ message: { content: string }; finish_reason: string }> };
   assert.equal(j.choices[0].finish_reason, 'length');

@@ -6,6 +6,7 @@
 // alternation, rounds x reps calls each, and the median of each is printed with TFLOP/s.
 //   node --import tsx bench/amx/int8-group-bench.ts [rounds=3] [reps=5] [tokens=512] [threads=16]
 import { GgmlType } from '../../src/formats/ggml-types.ts';
+import { randomRouting } from '../../src/engine/bench-op.ts';
 import { addon } from '../../src/native/addon.ts';
 import { expertsLoad, moeForwardRouted, type ExpertsHandle } from '../../src/native/experts.ts';
 import { isaInfo, setThreads } from '../../src/native/isa.ts';
@@ -35,21 +36,7 @@ function load(type: GgmlType, group: string | undefined, down = 'int8'): Experts
 }
 
 /** Distinct random experts per token. */
-function routing(seed: number): { ids: Int32Array; weights: Float32Array } {
-  let s = seed >>> 0;
-  const next = (): number => (s = (Math.imul(s, 1664525) + 1013904223) >>> 0);
-  const ids = new Int32Array(N * TOP_K);
-  for (let t = 0; t < N; t++) {
-    const used = new Set<number>();
-    for (let j = 0; j < TOP_K; j++) {
-      let e = next() % N_EXPERT;
-      while (used.has(e)) e = (e + 1) % N_EXPERT;
-      used.add(e);
-      ids[t * TOP_K + j] = e;
-    }
-  }
-  return { ids, weights: new Float32Array(N * TOP_K).fill(1 / TOP_K) };
-}
+const routing = (seed: number) => randomRouting(N, N_EXPERT, TOP_K, seed);
 
 const threads = Number(threadsArg ?? 16);
 setThreads(threads);

@@ -7,6 +7,7 @@
 // stays faster). Needs an AMX CPU for the AMX rows.
 //   MIXTILE_AMX_MIN_CALL_TOKENS=1 MIXTILE_AMX_LINEAR_MIN_TOKENS=1 node --import tsx bench/amx/threshold-sweep.ts [types=q4_k,bf16] [reps=5]
 import { GgmlType, ggmlRowBytes } from '../../src/formats/ggml-types.ts';
+import { randomRouting } from '../../src/engine/bench-op.ts';
 import { addon } from '../../src/native/addon.ts';
 import { expertsLoad, moeForwardRouted } from '../../src/native/experts.ts';
 import { isaInfo, setIsa, setThreads, type IsaLevel } from '../../src/native/isa.ts';
@@ -43,21 +44,7 @@ function median(xs: number[]): number {
 }
 
 /** Distinct random experts per token, fresh per rep (as decode touches new experts). */
-function routing(n: number, seed: number): { ids: Int32Array; weights: Float32Array } {
-  let s = seed >>> 0;
-  const next = (): number => (s = (Math.imul(s, 1664525) + 1013904223) >>> 0);
-  const ids = new Int32Array(n * TOP_K);
-  for (let t = 0; t < n; t++) {
-    const used = new Set<number>();
-    for (let j = 0; j < TOP_K; j++) {
-      let e = next() % N_EXPERT;
-      while (used.has(e)) e = (e + 1) % N_EXPERT;
-      used.add(e);
-      ids[t * TOP_K + j] = e;
-    }
-  }
-  return { ids, weights: new Float32Array(n * TOP_K).fill(1 / TOP_K) };
-}
+const routing = (n: number, seed: number) => randomRouting(n, N_EXPERT, TOP_K, seed);
 
 function time(fn: (rep: number) => void): number {
   const ms: number[] = [];

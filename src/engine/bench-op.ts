@@ -88,7 +88,7 @@ function median(xs: number[]): number {
 }
 
 /** Distinct random experts per token: each call touches fresh experts, as decode does. */
-function randomRouting(n: number, nExpert: number, topK: number, seed: number): { ids: Int32Array; weights: Float32Array } {
+export function randomRouting(n: number, nExpert: number, topK: number, seed: number): { ids: Int32Array; weights: Float32Array } {
   let s = seed >>> 0;
   const next = (): number => {
     s = (Math.imul(s, 1664525) + 1013904223) >>> 0;

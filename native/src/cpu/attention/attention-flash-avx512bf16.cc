@@ -135,7 +135,7 @@ void run_block(const AttentionArgs& a, const FlashBlock& blk, const int32_t* tok
   alignas(64) int32_t rpos[R];
   for (int r = 0; r < 16 * RV; ++r) {
     const bool live = r < rows;
-    const int64_t i = tokens[blk.first + (live ? r / group : blk.count - 1)];
+    const int64_t i = flash_row_token(blk, tokens, group, rows, r);
     rpos[r] = a.pos[i];
     const float* q = a.q + (i * a.n_heads + int64_t(kvh) * group + r % group) * d;
     for (int j = 0; j < d; j += 2) {
@@ -143,17 +143,11 @@ void run_block(const AttentionArgs& a, const FlashBlock& blk, const int32_t* tok
           live ? uint32_t(fp32_to_bf16(q[j] * a.scale)) | uint32_t(fp32_to_bf16(q[j + 1] * a.scale)) << 16 : 0u;
     }
   }
-  int32_t min_pos = rpos[0];
-  for (int r = 1; r < rows; ++r) min_pos = std::min(min_pos, rpos[r]);
   std::fill(ot, ot + int64_t(d) * R, 0.f);
 
   __m512i posv[RV];
   __m512 m[RV], l[RV], corr[RV];
-  for (int v = 0; v < RV; ++v) {
-    posv[v] = _mm512_load_si512(rpos + 16 * v);
-    m[v] = _mm512_set1_ps(-INFINITY);
-    l[v] = _mm512_setzero_ps();
-  }
+  const int32_t min_pos = flash_rows_begin<RV>(rpos, rows, posv, m, l);
   const auto* k16 = reinterpret_cast<const uint16_t*>(a.k);
   const auto* v16 = reinterpret_cast<const uint16_t*>(a.v);
   const int64_t base = int64_t(blk.seq) * a.seq_stride + int64_t(kvh) * d;
@@ -182,13 +176,9 @@ void attention_flash_avx512bf16(const AttentionArgs& a) {
   const FlashPlan plan = flash_plan(a, pool_threads());
   const int group = a.n_heads / a.n_kv_heads;
   flash_run(a, plan, [&](const FlashBlock& blk, int kvh, int64_t begin, int64_t end, FlashPartial* part) {
-    const int32_t* tokens = plan.tokens.data();
-    switch ((blk.count * group + 15) / 16) {
-      case 1: run_block<1>(a, blk, tokens, kvh, begin, end, part); break;
-      case 2: run_block<2>(a, blk, tokens, kvh, begin, end, part); break;
-      case 3: run_block<3>(a, blk, tokens, kvh, begin, end, part); break;
-      default: run_block<4>(a, blk, tokens, kvh, begin, end, part); break;
-    }
+    flash_with_rv(blk.count * group, [&](auto rv) {
+      run_block<decltype(rv)::value>(a, blk, plan.tokens.data(), kvh, begin, end, part);
+    });
   });
 }
 

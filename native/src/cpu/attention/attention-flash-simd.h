@@ -3,10 +3,12 @@
 #pragma once
 #include <immintrin.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
 #include <new>
+#include <type_traits>
 
 #include "cpu/attention/attention-flash.h"
 #include "cpu/attention/attention.h"
@@ -46,6 +48,39 @@ inline void online_softmax(float* s, int stride, int64_t t0, int bt, int nt, boo
     }
     l[v] = _mm512_fmadd_ps(l[v], corr[v], sum);
     m[v] = mx;
+  }
+}
+
+// Row r of a block is query head kvh * group + r % group of token tokens[blk.first + r / group]; the
+// dead rows past `rows` (up to 16 * RV, the last vector's padding) stand for the last live row (their
+// q is 0, so they stay finite, and they are never written out). Returns row r's token.
+inline int64_t flash_row_token(const FlashBlock& blk, const int32_t* tokens, int group, int rows, int r) {
+  return tokens[blk.first + (r < rows ? r / group : blk.count - 1)];
+}
+
+// A block's online-softmax state at its start, from each row's position rpos[16 * RV]: positions as
+// vectors (the causal mask), running max -inf and sum 0. Returns the smallest live position (tiles
+// reaching past it need the mask).
+template <int RV>
+inline int32_t flash_rows_begin(const int32_t* rpos, int rows, __m512i* posv, __m512* m, __m512* l) {
+  int32_t min_pos = rpos[0];
+  for (int r = 1; r < rows; ++r) min_pos = std::min(min_pos, rpos[r]);
+  for (int v = 0; v < RV; ++v) {
+    posv[v] = _mm512_load_si512(rpos + 16 * v);
+    m[v] = _mm512_set1_ps(-INFINITY);
+    l[v] = _mm512_setzero_ps();
+  }
+  return min_pos;
+}
+
+// Calls run(std::integral_constant<int, RV>) with RV = the vectors of 16 rows that `rows` rows need (1..4).
+template <class F>
+inline void flash_with_rv(int rows, F&& run) {
+  switch ((rows + 15) / 16) {
+    case 1: run(std::integral_constant<int, 1>{}); break;
+    case 2: run(std::integral_constant<int, 2>{}); break;
+    case 3: run(std::integral_constant<int, 3>{}); break;
+    default: run(std::integral_constant<int, 4>{}); break;
   }
 }
 

@@ -8,23 +8,13 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { GgmlType } from '../../src/formats/ggml-types.ts';
 import { expertsLoad, moeForwardRouted } from '../../src/native/experts.ts';
-import { isaInfo, poolStallWorker, setThreads } from '../../src/native/isa.ts';
-import { randomF32, randomWeight, rng } from './helpers.ts';
+import { poolStallWorker } from '../../src/native/isa.ts';
+import { randomF32, randomWeight, rng, withThreads } from './helpers.ts';
 
 const HIDDEN = 256;
 const FFN = 512;
 const N_EXPERT = 12;
 const TOP_K = 5;
-
-function withThreads<T>(n: number, fn: () => T): T {
-  const before = isaInfo().threads;
-  setThreads(n);
-  try {
-    return fn();
-  } finally {
-    setThreads(before);
-  }
-}
 
 function routing(n: number, seed: number): { ids: Int32Array; weights: Float32Array } {
   const r = rng(seed);

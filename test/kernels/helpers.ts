@@ -2,7 +2,7 @@
 // references, the ISA levels to run, and error bounds for comparing with float64 references.
 import { GgmlType, GGML_TYPES } from '../../src/formats/ggml-types.ts';
 import { quantize, dequantize } from '../../src/formats/quant.ts';
-import { isaInfo, setIsa, supportedIsas, type IsaLevel } from '../../src/native/isa.ts';
+import { isaInfo, setIsa, setThreads, supportedIsas, type IsaLevel } from '../../src/native/isa.ts';
 import { weightFromBytes, type NativeWeight } from '../../src/native/tensor.ts';
 
 /** Deterministic PRNG (mulberry32) so a failing case reproduces. */
@@ -80,6 +80,17 @@ export function isaCases(): { run: IsaLevel[]; missing: IsaLevel[]; detected: Is
   const run = supportedIsas();
   const all: IsaLevel[] = ['scalar', 'avx2', 'avx512', 'avx512vnni', 'avx512bf16', 'amx'];
   return { run, missing: all.filter((l) => !run.includes(l)), detected: isaInfo().detected };
+}
+
+/** Runs fn on a pool of n threads, then restores the previous size. */
+export function withThreads<T>(n: number, fn: () => T): T {
+  const before = isaInfo().threads;
+  setThreads(n);
+  try {
+    return fn();
+  } finally {
+    setThreads(before);
+  }
 }
 
 /** Runs fn with kernels forced to `level`, then restores the detected level. */

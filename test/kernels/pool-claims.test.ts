@@ -4,19 +4,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { GgmlType } from '../../src/formats/ggml-types.ts';
-import { isaInfo, poolRunCounts, poolStallWorker, setThreads } from '../../src/native/isa.ts';
+import { poolRunCounts, poolStallWorker } from '../../src/native/isa.ts';
 import { linearForward, linearLoad } from '../../src/native/linear.ts';
-import { randomF32, randomWeight } from './helpers.ts';
-
-function withThreads<T>(n: number, fn: () => T): T {
-  const before = isaInfo().threads;
-  setThreads(n);
-  try {
-    return fn();
-  } finally {
-    setThreads(before);
-  }
-}
+import { randomF32, randomWeight, withThreads } from './helpers.ts';
 
 test('every task runs exactly once, thread indices within the pool', () => {
   for (const threads of [1, 2, 3, 5]) {

@@ -5,6 +5,7 @@ import type { Command } from 'commander';
 import { InvalidArgumentError } from 'commander';
 import { basename } from 'node:path';
 import { backendLabel } from '../engine/backend-label.ts';
+import { gpuStepLines } from './bench-gpu-steps.ts';
 import { BenchError, benchContextSize, benchTests, formatOpProfile, runBench, type BenchResult } from '../engine/bench.ts';
 import { benchOp, parseDevices } from '../engine/bench-op.ts';
 import { fileTypeName, paramCounts } from '../engine/model-info.ts';
@@ -120,6 +121,8 @@ async function benchModel(o: BenchFlags): Promise<number> {
     // nvidia-smi is asked after each test (outside the timed runs); the most it has shown is reported.
     const onRealGpu = gpu !== undefined && !/cuda-host/.test(gpu.stats().library);
     let smiPeak: SmiMemory | undefined;
+    let gpuBefore = o.verbose ? gpu?.stats() : undefined;
+    const gpuLines: string[] = [];
     const results = runBench(model, tokenizer, tests, {
       reps: o.repetitions,
       ubatch: o.ubatch,
@@ -128,6 +131,10 @@ async function benchModel(o: BenchFlags): Promise<number> {
       onResult: (r: BenchResult) => {
         const rssBytes = process.resourceUsage().maxRSS * 1024;
         const g = gpu?.stats();
+        if (g && gpuBefore) {
+          gpuLines.push(gpuStepLines(r.test, gpuBefore, g));
+          gpuBefore = g;
+        }
         const smiNow = onRealGpu ? nvidiaSmiMemory(process.pid, gpu.index) : undefined;
         if (smiNow && (!smiPeak || smiNow.bytes > smiPeak.bytes)) smiPeak = smiNow;
         if (md) {
@@ -171,7 +178,10 @@ async function benchModel(o: BenchFlags): Promise<number> {
       },
     });
     if (!md) process.stdout.write(JSON.stringify(json, null, 2) + '\n');
-    else for (const r of results) if (r.ops) process.stdout.write('\n' + formatOpProfile(r));
+    else {
+      for (const r of results) if (r.ops) process.stdout.write('\n' + formatOpProfile(r));
+      if (gpuLines.length) process.stdout.write('\n' + gpuLines.join(''));
+    }
     return 0;
   } finally {
     model.dispose();

@@ -67,6 +67,20 @@ export interface GpuStats {
   /** Device bytes this process allocated through the CUDA library (weights, KV, buffers, cuBLAS workspaces), now and at their highest. */
   vramAllocatedBytes?: number;
   vramPeakBytes?: number;
+  /** The prefill experts split between the CPU and the GPU (native/src/gpu/gpu-experts-split.h), once used: sums over
+   * the planned calls, each side's measured and predicted ms, the cost model's constants (MIXTILE_EXPERT_COST syntax). */
+  expertsSplit?: {
+    calls: number;
+    cpuExperts: number;
+    gpuExperts: number;
+    cpuMs: number;
+    gpuMs: number;
+    predictedCpuMs: number;
+    predictedGpuMs: number;
+    cost: string;
+    cpuScale: number;
+    gpuScale: number;
+  };
   device: number;
   library: string;
 }

@@ -50,6 +50,17 @@ describe('mixtile bench: the backend column', { skip }, () => {
     }
   });
 
+  test('-v on the hybrid: the GPU side per forward, and the prefill experts split with the cost model in use', () => {
+    const { stdout } = bench('-v');
+    assert.match(stdout, /^tg2, GPU side per forward \(\d+ forwards\): wait for the GPU before the CPU experts [\d.]+ ms, CPU experts [\d.]+ ms/m);
+    const split = /^pp8, prefill experts split per forward \(([\d.]+) layer calls\): CPU (\d+) experts [\d.]+ ms \(predicted [\d.]+\), GPU (\d+) experts [\d.]+ ms \(predicted [\d.]+\); cost model (\S+)$/m.exec(stdout);
+    assert.ok(split, stdout);
+    assert.equal(Number(split[1]), 2, 'one planned call per layer of the 2-layer model');
+    assert.ok(Number(split[2]) + Number(split[3]) > 0, 'the experts with tokens went somewhere');
+    // The constants print in MIXTILE_EXPERT_COST's syntax, so a run can be repeated with them fixed.
+    assert.match(split[4], /^pcie_gbps=[\d.]+,gpu_base_us=[\d.]+,gpu_row_us=[\d.]+,gpu_call_us=[\d.]+,cpu_base_us=[\d.]+,cpu_row_us=[\d.]+,split_cpu_x=[\d.]+,split_gpu_x=[\d.]+$/);
+  });
+
   test('--rules cpu: CPU in the markdown table', () => {
     const { stdout } = bench('--rules', 'cpu');
     const rows = stdout.split('\n').filter((l) => /\| (pp8|tg2) \|/.test(l));

@@ -3,6 +3,7 @@
 #include <cstring>
 
 #include "gpu/context.h"
+#include "gpu/gpu-experts-bridge.h"
 #include "gpu/handles.h"
 #include "gpu/weights-upload.h"
 #include "napi-registry.h"
@@ -102,8 +103,9 @@ Napi::Value kv_copy(const Napi::CallbackInfo& info) {
 // gpuStats(ctx) -> { forwards, attention, moe, mlp, lmHeadRows, embedTokens, expertsCpuTokens,
 //   expertsGpuTokens, h2dBytes, d2hBytes, kvBytes, attentionIssueMs, expertsWaitMs, expertsCpuMs, lmHeadMs,
 //   expertsDeferred, expertsDeferredMs, profileLayers, profile{Attention,Route,D2h,H2dAdd,IssueGap}Ms,
-//   graphsCaptured, graphLaunches, graphCaptureFailures, vramUsedBytes, vramAllocatedBytes, vramPeakBytes, device,
-//   library }
+//   graphsCaptured, graphLaunches, graphCaptureFailures, vramUsedBytes, vramAllocatedBytes, vramPeakBytes,
+//   expertsSplit { calls, cpuExperts, gpuExperts, cpuMs, gpuMs, predictedCpuMs, predictedGpuMs, cost, cpuScale,
+//   gpuScale } (once prefill experts used the GPU), device, library }
 Napi::Value stats(const Napi::CallbackInfo& info) {
   auto g = gpu_handle_get<GpuContext>(info[0], GpuHandle::context, "gpu context");
   const GpuCounters& c = g->counters;
@@ -143,6 +145,21 @@ Napi::Value stats(const Napi::CallbackInfo& info) {
   if (g->api->mxc_mem_usage(&live_b, &peak_b) == MXC_OK) {
     o.Set("vramAllocatedBytes", double(live_b));
     o.Set("vramPeakBytes", double(peak_b));
+  }
+  const ExpertsSplitStats sp = experts_split_stats(*g);
+  if (sp.used) {
+    Napi::Object e = Napi::Object::New(info.Env());
+    e.Set("calls", double(sp.totals.calls));
+    e.Set("cpuExperts", double(sp.totals.cpu_experts));
+    e.Set("gpuExperts", double(sp.totals.gpu_experts));
+    e.Set("cpuMs", sp.totals.cpu_ms);
+    e.Set("gpuMs", sp.totals.gpu_ms);
+    e.Set("predictedCpuMs", sp.totals.predicted_cpu_ms);
+    e.Set("predictedGpuMs", sp.totals.predicted_gpu_ms);
+    e.Set("cost", sp.cost.source.empty() ? std::string() : sp.cost.str());
+    e.Set("cpuScale", sp.cost.split_cpu_x);
+    e.Set("gpuScale", sp.cost.split_gpu_x);
+    o.Set("expertsSplit", e);
   }
   o.Set("device", g->device);
   o.Set("library", g->api->path);

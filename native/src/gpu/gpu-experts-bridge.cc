@@ -61,6 +61,15 @@ struct ExpertsGpuState {
   }
 };
 
+ExpertsSplitStats experts_split_stats(GpuContext& g) {
+  ExpertsSplitStats s;
+  if (!g.experts_gpu) return s;
+  s.used = true;
+  s.totals = g.experts_gpu->split.totals();
+  s.cost = g.experts_gpu->split.cost_in_use();
+  return s;
+}
+
 PrefetchCounters prefetch_counters() { return PrefetchCounters{g_queued.load(), g_used.load(), g_bank_bytes.load()}; }
 
 namespace {

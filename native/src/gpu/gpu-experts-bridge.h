@@ -18,6 +18,7 @@
 #include "cpu/experts/experts.h"
 #include "gpu/context.h"
 #include "gpu/experts-bridge.h"
+#include "gpu/gpu-experts-split.h"
 
 namespace mixtile::gpu {
 
@@ -27,6 +28,15 @@ struct PrefetchCounters {
   uint64_t queued = 0, used = 0, bank_bytes = 0;
 };
 PrefetchCounters prefetch_counters();
+
+// The prefill split so far in this context (none before its first GPU experts call): totals and the cost
+// model's constants with its learned split factors.
+struct ExpertsSplitStats {
+  bool used = false;
+  ExpertsSplitTotals totals;
+  ExpertCostParams cost;
+};
+ExpertsSplitStats experts_split_stats(GpuContext& g);
 
 // Whether this batch's experts may use the GPU (rules, phase, size, environment).
 bool gpu_experts_wanted(const ExpertsBridgeArgs& a);

@@ -99,6 +99,14 @@ ExpertsSplitRunner::~ExpertsSplitRunner() {
   api.mxc_event_destroy(y_up_done_);
 }
 
+ExpertsSplitTotals ExpertsSplitRunner::totals() {
+  if (gpu_time_pending_) {
+    totals_.gpu_ms += gpu_.last_forward_ms();
+    gpu_time_pending_ = false;
+  }
+  return totals_;
+}
+
 const ExpertCostParams& ExpertsSplitRunner::cost(const GpuExpertWeights& gw, const ExpertsWeights& ew) {
   if (!calibrated_) {
     // Every constant given in the environment: nothing to measure.
@@ -169,6 +177,7 @@ ExpertsSplitResult ExpertsSplitRunner::forward(const GpuExpertWeights& gw, const
       update_scale(cost_.split_gpu_x, gpu_.last_forward_ms(), pending_gpu_pred_ms_);
       pending_gpu_pred_ms_ = 0;
     }
+    totals();  // the last call's GPU time
     const ExpertCostParams p = mode == ExpertsPlacement::split || calibrated_ ? cost(gw, ew) : ExpertCostParams{};
     res.plan = choose_expert_split(p, rows, double(gw.expert_bytes()), mode, held);
     res.gpu_alone = held > 0 && after_gpu_enqueued ? choose_expert_split(p, rows, double(gw.expert_bytes()), mode).gpu_experts
@@ -240,6 +249,15 @@ ExpertsSplitResult ExpertsSplitRunner::forward(const GpuExpertWeights& gw, const
   if (gpu_error) std::rethrow_exception(gpu_error);
   if (cpu_error) std::rethrow_exception(cpu_error);
 
+  if (!on_gpu) {
+    ++totals_.calls;
+    totals_.cpu_experts += uint64_t(res.plan.cpu_experts);
+    totals_.gpu_experts += uint64_t(res.plan.gpu_experts);
+    totals_.cpu_ms += res.cpu_ms;
+    totals_.predicted_cpu_ms += res.plan.cpu_ms;
+    totals_.predicted_gpu_ms += res.plan.gpu_ms;
+    gpu_time_pending_ = res.plan.gpu_experts > 0;
+  }
   if (!on_gpu && mode == ExpertsPlacement::split && res.plan.gpu_experts > 0 && res.plan.cpu_experts > 0 && adapt()) {
     update_scale(cost_.split_cpu_x, res.cpu_ms, res.plan.cpu_ms);
     // With prefetched experts the GPU's measured time includes waiting for the prefetch's copies, which

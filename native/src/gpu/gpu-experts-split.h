@@ -13,6 +13,13 @@
 
 namespace mixtile {
 
+// Sums over the calls the cost model planned (for `bench -v` and tuning): how the experts were divided and
+// each side's measured and predicted milliseconds (the GPU's measured at the next call, or when read).
+struct ExpertsSplitTotals {
+  uint64_t calls = 0, cpu_experts = 0, gpu_experts = 0;
+  double cpu_ms = 0, gpu_ms = 0, predicted_cpu_ms = 0, predicted_gpu_ms = 0;
+};
+
 struct ExpertsSplitResult {
   ExpertSplit plan;      // which experts went where, and the predicted times (after the correction below)
   GpuExpertsRun gpu;     // what the GPU streamed
@@ -52,6 +59,10 @@ class ExpertsSplitRunner {
   // split factors (expert-cost.h). MIXTILE_EXPERT_COST_ADAPT=0 keeps them where they start.
   double cpu_scale() const { return cost_.split_cpu_x; }
   double gpu_scale() const { return cost_.split_gpu_x; }
+  // The constants in use, or none (source empty) before the first planned call measured them.
+  const ExpertCostParams& cost_in_use() const { return cost_; }
+  // Totals so far; waits for the last call's GPU part to take its time.
+  ExpertsSplitTotals totals();
 
  private:
   void grow_dev(size_t bytes);
@@ -61,6 +72,8 @@ class ExpertsSplitRunner {
   ExpertCostParams cost_;
   bool calibrated_ = false;
   double pending_gpu_pred_ms_ = 0;  // GPU prediction of the last split call, checked at the next
+  bool gpu_time_pending_ = false;   // the last planned call's GPU time is not yet in totals_
+  ExpertsSplitTotals totals_;
   void* y_dev_tmp_ = nullptr;
   size_t y_dev_tmp_bytes_ = 0;
   float* y_pinned_ = nullptr;  // the CPU part, uploaded from here

@@ -1,10 +1,11 @@
-// Flash attention over a BF16 KV cache with AVX512-BF16 dot products (vdpbf16ps: 32 multiply-adds
-// per instruction, twice an FMA's 16). Same blocks, tiles and vertical online softmax as
-// attention-flash-avx512.cc; the operands change: Q (scaled) and the probabilities P are rounded
-// to BF16 like the cache (what bf16 flash attention on GPUs does), accumulation stays F32.
-//   scores: S^T[t][r] += dot2(Q2^T[j/2][r], K[t][j..j+1]), the K pair broadcast straight from
-//           the BF16 tile (no conversion);
+// Flash attention over an F16 or BF16 KV cache with AVX512-BF16 dot products (vdpbf16ps: 32
+// multiply-adds per instruction, twice an FMA's 16). Same blocks, tiles and vertical online softmax
+// as attention-flash-avx512.cc; the operands change: Q (scaled), the probabilities P and an F16
+// cache's K and V tiles are rounded to BF16 (what bf16 flash attention on GPUs does; 8 significant
+// bits instead of F16's 11), accumulation stays F32.
+//   scores: S^T[t][r] += dot2(Q2^T[j/2][r], K[t][j..j+1]), the K pair broadcast from the BF16 tile;
 //   output: O^T[j][r] += dot2(P2^T[t/2][r], V2[t/2][j]), V2 = rows t and t+1 interleaved per j.
+// The next tile's K and V rows are prefetched while a tile computes.
 #include <immintrin.h>
 
 #include <algorithm>
@@ -27,39 +28,65 @@ constexpr int JB = 4;   // head dims per output micro-tile
 constexpr int D_MAX = 256;
 
 inline __m512bh as_bh(__m512i x) { return reinterpret_cast<__m512bh>(x); }
-inline __m512bh as_bh(__m512 x) { return reinterpret_cast<__m512bh>(x); }
 
-// Round-to-nearest-even of finite floats to BF16, in the low 16 bits of each lane.
-inline __m512i bf16_bits(__m512 x) {
-  const __m512i b = _mm512_castps_si512(x);
-  const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(b, 16), _mm512_set1_epi32(1));
-  return _mm512_srli_epi32(_mm512_add_epi32(b, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7FFF))), 16);
+// 32 BF16 words, a[0..15] then b[0..15], as 16 pairs (a[i], b[i]): two positions' values side by
+// side in each lane, the operand layout of vdpbf16ps.
+inline __m512i interleave_words(__m512i ab) {
+  const __m512i idx = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22, 6, 21, 5,
+                                       20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+  return _mm512_permutexvar_epi16(idx, ab);
 }
 
-// K rows [t0, t0 + bt) of one head, BF16 [BT][d]; rows bt .. round_up(bt, TB) zeroed.
+// Pairs (bf16(a[i]), bf16(b[i])), rounded to nearest even.
+inline __m512i bf16_pairs(__m512 a, __m512 b) {
+  return interleave_words(reinterpret_cast<__m512i>(_mm512_cvtne2ps_pbh(b, a)));
+}
+
+// Pairs (a[i], b[i]) of 16 cache values at a and at b as BF16 (an F16 cache rounded to nearest even).
+template <KvType T>
+inline __m512i cache_pairs(const uint16_t* a, const uint16_t* b) {
+  const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a));
+  const __m256i y = b ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b)) : _mm256_setzero_si256();
+  if constexpr (T == KvType::f16) return bf16_pairs(_mm512_cvtph_ps(x), _mm512_cvtph_ps(y));
+  return interleave_words(_mm512_inserti64x4(_mm512_castsi256_si512(x), y, 1));
+}
+
+// K rows [t0, t0 + bt) of one head as BF16 [BT][d] (an F16 cache rounded to nearest even); rows
+// bt .. round_up(bt, TB) zeroed.
+template <KvType T>
 void load_k(const uint16_t* base, int64_t row0, int64_t stride, int bt, int d, uint16_t* dst) {
-  for (int t = 0; t < bt; ++t) std::memcpy(dst + t * d, base + row0 + t * stride, size_t(d) * 2);
+  for (int t = 0; t < bt; ++t) {
+    const uint16_t* src = base + row0 + t * stride;
+    if constexpr (T == KvType::bf16) {
+      std::memcpy(dst + t * d, src, size_t(d) * 2);
+    } else {
+      for (int c = 0; c < d; c += 16) {
+        const __m256bh x = _mm512_cvtneps_pbh(_mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + c))));
+        _mm256_store_si256(reinterpret_cast<__m256i*>(dst + t * d + c), reinterpret_cast<__m256i>(x));
+      }
+    }
+  }
   for (int t = bt; t % TB != 0; ++t) std::memset(dst + t * d, 0, size_t(d) * 2);
 }
 
 // V rows [t0, t0 + bt) as pairs: dst[t/2][j] = V[t][j] | V[t+1][j] << 16 (a missing t+1 is 0).
+template <KvType T>
 void load_v_pairs(const uint16_t* base, int64_t row0, int64_t stride, int bt, int d, uint32_t* dst) {
   for (int t = 0; t < bt; t += 2) {
     const uint16_t* a = base + row0 + t * stride;
     const uint16_t* b = a + stride;
     for (int c = 0; c < d; c += 16) {
-      const __m512i lo = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(a + c)));
-      const __m512i hi = t + 1 < bt ? _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + c)))
-                                    : _mm512_setzero_si512();
-      _mm512_store_si512(dst + (t / 2) * d + c, _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16)));
+      _mm512_store_si512(dst + (t / 2) * d + c, cache_pairs<T>(a + c, t + 1 < bt ? b + c : nullptr));
     }
   }
 }
 
 // s[t][r] = sum_j k[t][j] * q[r][j] for t < nt (a multiple of TB); q2t[j/2][r] holds q's pairs.
+// Fetches the next tile's K rows meanwhile (TB of them per micro-tile).
 template <int RV>
-void scores(const uint32_t* q2t, const uint16_t* k, int d, int nt, float* s) {
+void scores(const uint32_t* q2t, const uint16_t* k, int d, int nt, float* s, const RowPrefetch& next_k) {
   for (int t = 0; t < nt; t += TB) {
+    next_k.fetch(t, t + TB);
     __m512 acc[TB][RV];
     for (int b = 0; b < TB; ++b)
       for (int v = 0; v < RV; ++v) acc[b][v] = _mm512_setzero_ps();
@@ -84,17 +111,20 @@ template <int RV>
 void pair_probs(const float* p, int bt, uint32_t* p2) {
   for (int t = 0; t < bt; t += 2) {
     for (int v = 0; v < RV; ++v) {
-      const __m512i lo = bf16_bits(_mm512_load_ps(p + t * R + 16 * v));
-      const __m512i hi = t + 1 < bt ? bf16_bits(_mm512_load_ps(p + (t + 1) * R + 16 * v)) : _mm512_setzero_si512();
-      _mm512_store_si512(p2 + (t / 2) * R + 16 * v, _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16)));
+      const __m512 hi = t + 1 < bt ? _mm512_load_ps(p + (t + 1) * R + 16 * v) : _mm512_setzero_ps();
+      _mm512_store_si512(p2 + (t / 2) * R + 16 * v, bf16_pairs(_mm512_load_ps(p + t * R + 16 * v), hi));
     }
   }
 }
 
-// ot[j][r] = ot[j][r] * corr[r] + sum_t v[t][j] * p[t][r], over n2 position pairs.
+// ot[j][r] = ot[j][r] * corr[r] + sum_t v[t][j] * p[t][r], over n2 position pairs. Fetches the
+// next tile's V rows meanwhile, spread over the d / JB micro-tiles.
 template <int RV>
-void accumulate(const uint32_t* p2, const uint32_t* v2, int d, int n2, const __m512* corr, float* ot) {
+void accumulate(const uint32_t* p2, const uint32_t* v2, int d, int n2, const __m512* corr, float* ot,
+                const RowPrefetch& next_v) {
+  const int per = (BT + d / JB - 1) / (d / JB);
   for (int j = 0; j < d; j += JB) {
+    next_v.fetch(j / JB * per, (j / JB + 1) * per);
     __m512 acc[JB][RV];
     for (int b = 0; b < JB; ++b)
       for (int v = 0; v < RV; ++v) acc[b][v] = _mm512_mul_ps(_mm512_load_ps(ot + (j + b) * R + 16 * v), corr[v]);
@@ -117,7 +147,7 @@ struct Scratch {
   Tile q2t, ot, k, v2, s, p2;
 };
 
-template <int RV>
+template <KvType T, int RV>
 void run_block(const AttentionArgs& a, const FlashBlock& blk, const int32_t* tokens, int kvh, int64_t begin, int64_t end,
                FlashPartial* part) {
   thread_local Scratch sc;
@@ -154,32 +184,45 @@ void run_block(const AttentionArgs& a, const FlashBlock& blk, const int32_t* tok
   for (int64_t t0 = begin; t0 < end; t0 += BT) {
     const int bt = int(std::min<int64_t>(BT, end - t0));
     const int nt = (bt + TB - 1) / TB * TB;
-    load_k(k16, base + t0 * a.pos_stride, a.pos_stride, bt, d, kt);
-    scores<RV>(q2t, kt, d, nt, s);
+    const int64_t row0 = base + t0 * a.pos_stride, next0 = row0 + BT * a.pos_stride;
+    const int next_bt = int(std::max<int64_t>(0, std::min<int64_t>(BT, end - t0 - BT)));
+    const RowPrefetch next_k{next_bt ? reinterpret_cast<const uint8_t*>(k16 + next0) : nullptr, a.pos_stride * 2, next_bt, d * 2};
+    const RowPrefetch next_v{next_bt ? reinterpret_cast<const uint8_t*>(v16 + next0) : nullptr, a.pos_stride * 2, next_bt, d * 2};
+    load_k<T>(k16, row0, a.pos_stride, bt, d, kt);
+    scores<RV>(q2t, kt, d, nt, s, next_k);
     online_softmax<RV>(s, R, t0, bt, nt, t0 + nt - 1 > min_pos, posv, m, l, corr);
     pair_probs<RV>(s, bt, p2);
-    load_v_pairs(v16, base + t0 * a.pos_stride, a.pos_stride, bt, d, v2);
-    accumulate<RV>(p2, v2, d, (bt + 1) / 2, corr, ot);
+    load_v_pairs<T>(v16, row0, a.pos_stride, bt, d, v2);
+    accumulate<RV>(p2, v2, d, (bt + 1) / 2, corr, ot, next_v);
   }
 
   flash_write_rows<RV>(a, blk, tokens, kvh, rows, ot, R, m, l, part);
 }
 
-}  // namespace
-
-bool attention_flash_avx512bf16_accepts(const AttentionArgs& a) {
-  return a.kv_type == KvType::bf16 && a.head_dim % 16 == 0 && a.head_dim <= D_MAX &&
-         a.n_heads / a.n_kv_heads <= FLASH_MAX_ROWS && flash_worth_it(a, pool_threads());
-}
-
-void attention_flash_avx512bf16(const AttentionArgs& a) {
+template <KvType T>
+void run(const AttentionArgs& a) {
   const FlashPlan plan = flash_plan(a, pool_threads());
   const int group = a.n_heads / a.n_kv_heads;
   flash_run(a, plan, [&](const FlashBlock& blk, int kvh, int64_t begin, int64_t end, FlashPartial* part) {
     flash_with_rv(blk.count * group, [&](auto rv) {
-      run_block<decltype(rv)::value>(a, blk, plan.tokens.data(), kvh, begin, end, part);
+      run_block<T, decltype(rv)::value>(a, blk, plan.tokens.data(), kvh, begin, end, part);
     });
   });
+}
+
+}  // namespace
+
+bool attention_flash_avx512bf16_accepts(const AttentionArgs& a) {
+  return a.kv_type != KvType::f32 && a.head_dim % 16 == 0 && a.head_dim <= D_MAX &&
+         a.n_heads / a.n_kv_heads <= FLASH_MAX_ROWS && flash_worth_it(a, pool_threads());
+}
+
+void attention_flash_avx512bf16(const AttentionArgs& a) {
+  if (a.kv_type == KvType::f16) {
+    run<KvType::f16>(a);
+  } else {
+    run<KvType::bf16>(a);
+  }
 }
 
 }  // namespace mixtile

@@ -1,7 +1,8 @@
 // Attention dispatch: for head_dim a multiple of 16 (64 and 128 in every Qwen3 model) the
 // flash AVX-512 path when some sequence brings 2+ tokens (prefill), the per-token AVX-512 path
-// for decode batches; the scalar reference otherwise. A BF16 cache takes the AVX512-BF16 flash
-// entry where the CPU has it.
+// for decode batches; the scalar reference otherwise. F16 and BF16 caches take the AVX512-BF16
+// flash entry where the CPU has it (Q, P and an F16 cache's K/V rounded to BF16; an F32 cache keeps
+// the F32 entry).
 #include "cpu/attention/attention.h"
 
 #include "threadpool.h"

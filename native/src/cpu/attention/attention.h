@@ -52,7 +52,7 @@ bool attention_avx512_accepts(const AttentionArgs& a);
 // Query blocks x KV tiles (attention-flash-avx512.cc): prefill batches; decode keeps avx512.
 void attention_flash_avx512(const AttentionArgs& a);
 bool attention_flash_avx512_accepts(const AttentionArgs& a);
-// The same over a BF16 cache with AVX512-BF16 dot products (Q and P rounded to BF16).
+// The same over an F16 or BF16 cache with AVX512-BF16 dot products (Q, P and F16 K/V rounded to BF16).
 void attention_flash_avx512bf16(const AttentionArgs& a);
 bool attention_flash_avx512bf16_accepts(const AttentionArgs& a);
 

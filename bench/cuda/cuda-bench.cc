@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cstdio>
 #include <functional>
+#include <memory>
 #include <vector>
 
 #include "host-util.h"
@@ -117,22 +118,26 @@ int main(int argc, char** argv) {
       for (auto* p : vs) delete p;
     }
 
-  // ---- attention prefill: causal, one sequence from position 0
-  if (want("prefill")) std::printf("\n# attention prefill (flash, WMMA), 32 q / 4 kv heads, D=128; causal FLOPs = 4*D*heads*T(T+1)/2\n");
+  // ---- attention prefill: causal, one sequence, queries at positions [pos0, pos0 + T) over keys [0, pos0 + T):
+  // pos0 = 0 is a whole prompt, pos0 > 0 a later chunk of a chunked prefill
+  if (want("prefill")) std::printf("\n# attention prefill (flash, mma.sync), 32 q / 4 kv heads, D=128; causal FLOPs = 4*D*heads*sum_t(pos0+t+1)\n");
+  struct PrefillCase { int64_t T, pos0; };
   if (want("prefill")) for (mxc_dtype t : {MXC_BF16, MXC_F16})
-    for (int64_t T : {512, 2048, 8192}) {
-      const size_t kv_elems = size_t(T) * NKV * D;
+    for (PrefillCase pc : {PrefillCase{512, 0}, PrefillCase{2048, 0}, PrefillCase{8192, 0}, PrefillCase{16384, 0},
+                           PrefillCase{2048, 14336}}) {
+      const int64_t T = pc.T, L = pc.pos0 + pc.T;
+      const size_t kv_elems = size_t(L) * NKV * D;
       Dev k(kv_elems * 2), v(kv_elems * 2), q(T * NH * D * 4), out(T * NH * D * 4);
       fill_random_bf16(k.p, kv_elems, rng);  // bf16 bits read as f16 are finite random values too
       fill_random_bf16(v.p, kv_elems, rng);
       q.put(rng.normals(T * NH * D));
-      mxc_kv_layer kv{k.p, v.p, t, 1, T, NKV, D};
+      mxc_kv_layer kv{k.p, v.p, t, 1, L, NKV, D};
       double ms = time_ms([&](int) {
-        MXT_CHECK(mxc_attention_prefill(&kv, 0, q.as<float>(), T, NH, 0, scale, out.as<float>(), nullptr));
-      }, 5);
-      double flops = 4.0 * D * NH * double(T) * (T + 1) / 2;
-      std::printf("prefill %s T=%-5lld: %.3f ms/layer, %.1f TFLOP/s\n", t == MXC_BF16 ? "bf16" : "f16 ",
-                  (long long)T, ms, flops / ms / 1e9);
+        MXT_CHECK(mxc_attention_prefill(&kv, 0, q.as<float>(), T, NH, pc.pos0, scale, out.as<float>(), nullptr));
+      }, T >= 8192 ? 2 : 5);
+      double flops = 4.0 * D * NH * (double(T) * pc.pos0 + double(T) * (T + 1) / 2);
+      std::printf("prefill %s T=%-5lld pos0=%-5lld: %.3f ms/layer, %.1f TFLOP/s\n", t == MXC_BF16 ? "bf16" : "f16 ",
+                  (long long)T, (long long)pc.pos0, ms, flops / ms / 1e9);
     }
 
   // ---- GEMM through cuBLAS
@@ -181,18 +186,51 @@ int main(int argc, char** argv) {
     std::printf("\n# quantized GEMV (mxc_gemv_quant), f32 out; weights GB/s = the blocks' bytes / time; 4 copies rotate."
                 "\n# dequant = mxc_dequant_bf16 of the whole weight (what a batch does before cuBLAS)\n");
     struct S { int64_t n, k; mxc_dtype t; const char* what; };
-    for (S s : {S{NH * D, HID, MXC_Q4_K, "q_proj"}, S{NKV * D, HID, MXC_Q4_K, "k_proj"}, S{NKV * D, HID, MXC_Q6_K, "v_proj"},
-                S{HID, NH * D, MXC_Q4_K, "o_proj"}, S{HID, NH * D, MXC_Q8_0, "o_proj"}, S{151936, HID, MXC_Q6_K, "lm_head"}}) {
-      const size_t bytes = mxc_dtype_bytes(s.t, s.n * s.k);
-      const int qk = s.t == MXC_Q8_0 ? 32 : 256;
-      const size_t bb = mxc_dtype_bytes(s.t, qk);
+    auto random_blocks = [&](mxc_dtype t, size_t bytes) {
+      const int qk = t == MXC_Q8_0 ? 32 : 256;
+      const size_t bb = mxc_dtype_bytes(t, qk);
       std::vector<uint8_t> h(bytes);
       for (auto& b : h) b = uint8_t(rng.u32());
       for (size_t b = 0; b < bytes / bb; ++b) {  // sane scales: f16 d (and dmin) of about 0.01
         const uint16_t d = f32_to_f16(0.01f);
-        std::memcpy(&h[b * bb + (s.t == MXC_Q6_K ? 208 : 0)], &d, 2);
-        if (s.t == MXC_Q4_K) std::memcpy(&h[b * bb + 2], &d, 2);
+        std::memcpy(&h[b * bb + (t == MXC_Q6_K ? 208 : 0)], &d, 2);
+        if (t == MXC_Q4_K) std::memcpy(&h[b * bb + 2], &d, 2);
       }
+      return h;
+    };
+    {  // a token's q, k and v (Q4_K_M: v_proj Q6_K) in one launch, 4 copies rotating
+      const S qkv[3] = {{NH * D, HID, MXC_Q4_K, "q"}, {NKV * D, HID, MXC_Q4_K, "k"}, {NKV * D, HID, MXC_Q6_K, "v"}};
+      const int copies = 4;
+      std::vector<std::unique_ptr<Dev>> ws;
+      size_t total = 0;
+      for (int c = 0; c < copies; ++c)
+        for (const S& s : qkv) {
+          const size_t bytes = mxc_dtype_bytes(s.t, s.n * s.k);
+          ws.push_back(std::make_unique<Dev>(bytes));
+          ws.back()->put(random_blocks(s.t, bytes));
+          if (c == 0) total += bytes;
+        }
+      for (int64_t m : {1, 8}) {
+        Dev x(m * HID * 2), y(m * (NH * D + 2 * NKV * D) * 4);
+        fill_random_bf16(x.p, m * HID, rng);
+        double ms = time_ms([&](int i) {
+          mxc_gemv_job jobs[3];
+          int64_t col = 0;
+          for (int j = 0; j < 3; ++j) {
+            jobs[j] = mxc_gemv_job{ws[size_t((i % copies) * 3 + j)]->p, qkv[j].t, qkv[j].n, y.as<float>() + col,
+                                   NH * D + 2 * NKV * D};
+            col += qkv[j].n;
+          }
+          MXT_CHECK(mxc_gemv_quant_multi(m, HID, x.as<uint16_t>(), jobs, 3, MXC_F32, 0.f, nullptr));
+        });
+        std::printf("gemvq multi q4_K q + q4_K k + q6_K v m=%-2lld n=%lld k=%lld: %8.1f us, weights %5.0f GB/s\n",
+                    (long long)m, (long long)(NH * D + 2 * NKV * D), (long long)HID, ms * 1e3, total / ms / 1e6);
+      }
+    }
+    for (S s : {S{NH * D, HID, MXC_Q4_K, "q_proj"}, S{NKV * D, HID, MXC_Q4_K, "k_proj"}, S{NKV * D, HID, MXC_Q6_K, "v_proj"},
+                S{HID, NH * D, MXC_Q4_K, "o_proj"}, S{HID, NH * D, MXC_Q8_0, "o_proj"}, S{151936, HID, MXC_Q6_K, "lm_head"}}) {
+      const size_t bytes = mxc_dtype_bytes(s.t, s.n * s.k);
+      const std::vector<uint8_t> h = random_blocks(s.t, bytes);
       const int copies = bytes > (size_t(128) << 20) ? 1 : 4;
       std::vector<Dev*> ws;
       for (int c = 0; c < copies; ++c) {

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
+#include <memory>
 #include <numeric>
 #include <string>
 #include <vector>
@@ -463,9 +465,11 @@ static void test_gemm(Rng& rng) {
 
 // ---------------------------------------------------------------- quantized GEMV
 // mxc_gemv_quant on random blocks of each GGUF type (d / dmin set to sane halves, every other byte random)
-// against a double dot with the addon's scalar dequantize_row (ggml-exact). Rows not a multiple of the 8 warps
-// of a block (1, 7, 100, 513), K = 768 / 2048 / 4096 and, for Q8_0, 800 (25 blocks: a partial 256 tile);
-// m = 1, 3, 9 (9: a second pass over w), y with a row stride past n, f32 and bf16 outputs, beta = 1.
+// against a double dot with the addon's scalar dequantize_row (ggml-exact). Rows not a multiple of the 4 warps
+// of a block (1, 7, 100, 513), K = 768 / 2048 / 4096 (a lane's units not a multiple of its 4 in flight) and, for
+// Q8_0, 800 (25 blocks: lanes without a unit); m = 1, 3, 9 (9: a second pass over w), y with a row stride past n,
+// f32 and bf16 outputs, beta = 1. Q6_K / Q8_0 blocks start at both 4-byte phases (odd blocks), as the GPU reads
+// them in realigned 32-bit words. mxc_gemv_quant_multi: q/k/v-like jobs of mixed types in one launch.
 static std::vector<uint8_t> rand_blocks(Rng& rng, mxc_dtype t, int64_t rows, int64_t k) {
   const size_t row_bytes = mxc_dtype_bytes(t, k);
   std::vector<uint8_t> w(size_t(rows) * row_bytes);
@@ -545,6 +549,82 @@ static void test_gemv_quant(Rng& rng) {
   expect_status("gemv_quant: ldy < n is refused",
                 mxc_gemv_quant(2, 4, 256, (const uint16_t*)256, (const void*)256, MXC_Q8_0, (void*)256, MXC_F32, 3, 0.f, nullptr),
                 MXC_ERR_INVALID_ARG);
+  expect_status("gemv_quant: Q4_K weights not 16-byte aligned are refused",
+                mxc_gemv_quant(1, 4, 256, (const uint16_t*)256, (const void*)260, MXC_Q4_K, (void*)256, MXC_F32, 4, 0.f, nullptr),
+                MXC_ERR_INVALID_ARG);
+  expect_status("gemv_quant: Q6_K weights at an odd address are refused",
+                mxc_gemv_quant(1, 4, 256, (const uint16_t*)256, (const void*)257, MXC_Q6_K, (void*)256, MXC_F32, 4, 0.f, nullptr),
+                MXC_ERR_INVALID_ARG);
+  expect_status("gemv_quant: x not 16-byte aligned is refused",
+                mxc_gemv_quant(1, 4, 256, (const uint16_t*)264, (const void*)256, MXC_Q8_0, (void*)256, MXC_F32, 4, 0.f, nullptr),
+                MXC_ERR_INVALID_ARG);
+}
+
+// mxc_gemv_quant_multi: q (Q4_K, 100 rows), k (Q4_K, 7), v (Q6_K, 33), o-like (Q8_0, 5) sharing x, each into its own
+// y (strided past n for m = 3), against the same double reference as above; beta = 1 doubles every job's y.
+// Then the refusals: no jobs, five jobs, one bad job among good ones.
+static void test_gemv_quant_multi(Rng& rng) {
+  const int64_t k = 2048;
+  struct J { mxc_dtype t; int64_t n; };
+  const J js[] = {{MXC_Q4_K, 100}, {MXC_Q4_K, 7}, {MXC_Q6_K, 33}, {MXC_Q8_0, 5}};
+  for (int n_jobs : {3, 4})
+    for (int64_t m : {int64_t(1), int64_t(3)}) {
+      std::vector<uint16_t> x(size_t(m * k));
+      for (auto& v : x) v = f32_to_bf16(rng.normal());
+      Dev dx(x.size() * 2);
+      dx.put(x);
+      std::vector<std::unique_ptr<Dev>> dw, dy;
+      std::vector<std::vector<float>> refs;
+      std::vector<mxc_gemv_job> jobs;
+      for (int j = 0; j < n_jobs; ++j) {
+        const J& jb = js[j];
+        const int64_t ldy = m == 1 ? jb.n : jb.n + 3;
+        const size_t row_bytes = mxc_dtype_bytes(jb.t, k);
+        auto w = rand_blocks(rng, jb.t, jb.n, k);
+        std::vector<float> wf(size_t(jb.n * k)), ref(size_t(m * ldy), 0.f);
+        for (int64_t r = 0; r < jb.n; ++r)
+          mixtile::dequantize_row(mixtile::GgmlType(jb.t), &w[size_t(r) * row_bytes], &wf[size_t(r * k)], k);
+        for (int64_t i = 0; i < m; ++i)
+          for (int64_t r = 0; r < jb.n; ++r) {
+            double acc = 0;
+            for (int64_t l = 0; l < k; ++l) acc += double(bf16_to_f32(x[size_t(i * k + l)])) * wf[size_t(r * k + l)];
+            ref[size_t(i * ldy + r)] = float(acc);
+          }
+        dw.push_back(std::make_unique<Dev>(w.size()));
+        dw.back()->put(w);
+        dy.push_back(std::make_unique<Dev>(ref.size() * 4));
+        dy.back()->poison();
+        refs.push_back(ref);
+        jobs.push_back(mxc_gemv_job{dw.back()->p, jb.t, jb.n, dy.back()->p, ldy});
+      }
+      auto check = [&](const std::string& what, float mult) {
+        for (int j = 0; j < n_jobs; ++j) {
+          std::vector<float> o, r;
+          auto out = dy[size_t(j)]->get<float>(refs[size_t(j)].size());
+          for (int64_t i = 0; i < m; ++i)
+            for (int64_t c = 0; c < js[j].n; ++c) {
+              o.push_back(out[size_t(i * jobs[size_t(j)].ldy + c)]);
+              r.push_back(mult * refs[size_t(j)][size_t(i * jobs[size_t(j)].ldy + c)]);
+            }
+          expect_close("gemv multi " + std::to_string(n_jobs) + " jobs m=" + std::to_string(m) + " job " +
+                           std::to_string(j) + " n=" + std::to_string(js[j].n) + what,
+                       o, r, 1e-4);
+        }
+      };
+      MXT_CHECK(mxc_gemv_quant_multi(m, k, dx.as<uint16_t>(), jobs.data(), n_jobs, MXC_F32, 0.f, nullptr));
+      check("", 1.f);
+      MXT_CHECK(mxc_gemv_quant_multi(m, k, dx.as<uint16_t>(), jobs.data(), n_jobs, MXC_F32, 1.f, nullptr));
+      check(" beta=1", 2.f);
+    }
+  const mxc_gemv_job good{(const void*)256, MXC_Q4_K, 4, (void*)256, 4};
+  const mxc_gemv_job five[5] = {good, good, good, good, good};
+  expect_status("gemv multi: no jobs are refused",
+                mxc_gemv_quant_multi(1, 256, (const uint16_t*)256, five, 0, MXC_F32, 0.f, nullptr), MXC_ERR_INVALID_ARG);
+  expect_status("gemv multi: more than MXC_GEMV_MAX_JOBS jobs are refused",
+                mxc_gemv_quant_multi(1, 256, (const uint16_t*)256, five, 5, MXC_F32, 0.f, nullptr), MXC_ERR_INVALID_ARG);
+  const mxc_gemv_job bad[2] = {good, mxc_gemv_job{(const void*)256, MXC_F16, 4, (void*)256, 4}};
+  expect_status("gemv multi: an F16 job among Q4_K ones is refused",
+                mxc_gemv_quant_multi(1, 256, (const uint16_t*)256, bad, 2, MXC_F32, 0.f, nullptr), MXC_ERR_INVALID_ARG);
 }
 
 // f32 GEMM (the router): awkward m (1, 5, 130 rows: passes of 4 and a partial one), n not a multiple of
@@ -650,9 +730,12 @@ static void test_attention(Rng& rng) {
     const int64_t lens[3] = {4096, 100, 1};
     for (int sq = 0; sq < 3; ++sq) fill_kv(rng, h, kv, sq, lens[sq]);
 
-    // Prefill: queries at positions [pos0, pos0 + tokens) of a sequence whose cache holds [0, len).
+    // Prefill: queries at positions [pos0, pos0 + tokens) of a sequence whose cache holds [0, len). Token
+    // counts off the 64-query tile and 16-row warp slices (1, 7, 17, 65, 100, 129), starts off the 64-key
+    // tile (35, 1000, 2000, 3967), and chunks ending before the written length (the rest of the cache is NaN).
     struct P { int seq; int64_t tokens, pos0; };
-    for (P p : {P{2, 1, 0}, P{1, 7, 0}, P{1, 100, 0}, P{0, 129, 4096 - 129}, P{0, 1, 4095}, P{0, 7, 1000}}) {
+    for (P p : {P{2, 1, 0}, P{1, 7, 0}, P{1, 100, 0}, P{0, 129, 4096 - 129}, P{0, 1, 4095}, P{0, 7, 1000},
+                P{0, 17, 0}, P{0, 17, 2000}, P{1, 65, 35}}) {
       auto q = rng.normals(size_t(p.tokens) * c.heads * c.D);
       std::vector<float> ref(q.size());
       for (int64_t t = 0; t < p.tokens; ++t)
@@ -891,6 +974,76 @@ static void test_moe(Rng& rng) {
                 mxc_gather_rows_bf16((const float*)16, 1, 16, nullptr, 1, (uint16_t*)16, nullptr), MXC_ERR_INVALID_ARG);
 }
 
+// ---------------------------------------------------------------- decode route
+// mxc_moe_route against its definition, mxc_rmsnorm + mxc_gemm_f32 + mxc_router_topk on the same library: the
+// same bits (xn, ids, weights), at awkward sizes (hidden not a multiple of the 512-float load batch, experts not
+// a multiple of a block's 8, each top-k width 4 / 8 / 32), with outputs in device memory and in pinned host
+// memory (mapped), and replayed from a graph with new inputs (the block counter must come back to zero).
+static void test_moe_route(Rng& rng) {
+  struct C { int hidden, experts, k; int64_t n; };
+  for (C c : {C{2048, 128, 8, 1}, C{2048, 128, 8, 16}, C{100, 60, 4, 3}, C{4096, 200, 8, 2}, C{1000, 300, 6, 5}}) {
+    const size_t xs = size_t(c.n) * c.hidden, rs = size_t(c.n) * c.k;
+    Dev dx(xs * 4), dnw(size_t(c.hidden) * 4), dr(size_t(c.experts) * c.hidden * 4), dl(size_t(c.n) * c.experts * 4);
+    Dev rxn(xs * 4), rl(size_t(c.n) * c.experts * 4), rid(rs * 4), rw(rs * 4), cnt(4);
+    Dev oxn(xs * 4), oid(rs * 4), ow(rs * 4);
+    dnw.put(rng.normals(c.hidden, 1.f));
+    dr.put(rng.normals(size_t(c.experts) * c.hidden, 0.05f));
+    MXT_CHECK(mxc_memset(cnt.p, 0, 4, nullptr));
+    void* pinned = nullptr;
+    MXT_CHECK(mxc_host_alloc(&pinned, (xs + 2 * rs) * 4));
+    auto* hxn = static_cast<float*>(pinned);
+    auto* hid = reinterpret_cast<int32_t*>(hxn + xs);
+    auto* hw = reinterpret_cast<float*>(hid + rs);
+    mxc_stream* st = nullptr;
+    MXT_CHECK(mxc_stream_create(&st));
+    const std::string name = "moe_route hidden=" + std::to_string(c.hidden) + " experts=" + std::to_string(c.experts) +
+                             " k=" + std::to_string(c.k) + " n=" + std::to_string(c.n);
+    auto reference = [&] {
+      MXT_CHECK(mxc_rmsnorm(dx.as<float>(), dnw.as<float>(), rxn.p, MXC_F32, c.n, c.hidden, 1e-6f, nullptr));
+      MXT_CHECK(mxc_gemm_f32(c.n, c.experts, c.hidden, rxn.as<float>(), dr.as<float>(), rl.as<float>(), nullptr));
+      MXT_CHECK(mxc_router_topk(rl.as<float>(), c.n, c.experts, c.k, 1, rid.as<int32_t>(), rw.as<float>(), nullptr));
+    };
+    auto same = [&](const std::string& what, const float* xn, const int32_t* ids, const float* w) {
+      auto exn = rxn.get<float>(xs);
+      auto eid = rid.get<int32_t>(rs);
+      auto ew = rw.get<float>(rs);
+      expect(name + " " + what + ": xn bit-identical", std::memcmp(xn, exn.data(), xs * 4) == 0);
+      expect(name + " " + what + ": ids identical", std::memcmp(ids, eid.data(), rs * 4) == 0);
+      expect(name + " " + what + ": weights bit-identical", std::memcmp(w, ew.data(), rs * 4) == 0);
+    };
+    // Device outputs.
+    dx.put(rng.normals(xs, 3.f));
+    reference();
+    oxn.poison();
+    MXT_CHECK(mxc_moe_route(dx.as<float>(), dnw.as<float>(), 1e-6f, dr.as<float>(), c.n, c.hidden, c.experts, c.k, 1,
+                            oxn.as<float>(), dl.as<float>(), oid.as<int32_t>(), ow.as<float>(), cnt.as<uint32_t>(),
+                            nullptr));
+    same("device", oxn.get<float>(xs).data(), oid.get<int32_t>(rs).data(), ow.get<float>(rs).data());
+    // Pinned host outputs, from a graph replayed with two different inputs.
+    mxc_graph* graph = nullptr;
+    MXT_CHECK(mxc_graph_begin(st));
+    MXT_CHECK(mxc_moe_route(dx.as<float>(), dnw.as<float>(), 1e-6f, dr.as<float>(), c.n, c.hidden, c.experts, c.k, 1,
+                            hxn, dl.as<float>(), hid, hw, cnt.as<uint32_t>(), st));
+    MXT_CHECK(mxc_graph_end(st, &graph));
+    for (int rep = 0; rep < 2; ++rep) {
+      dx.put(rng.normals(xs, 1.f + rep));
+      reference();
+      std::memset(pinned, 0xff, (xs + 2 * rs) * 4);
+      MXT_CHECK(mxc_stream_sync(nullptr));  // st does not wait for the legacy stream's copy of x
+      MXT_CHECK(mxc_graph_launch(graph, st));
+      MXT_CHECK(mxc_stream_sync(st));
+      same("pinned, graph launch " + std::to_string(rep + 1), hxn, hid, hw);
+    }
+    MXT_CHECK(mxc_graph_destroy(graph));
+    MXT_CHECK(mxc_stream_destroy(st));
+    MXT_CHECK(mxc_host_free(pinned));
+  }
+  expect_status("moe_route: hidden 8193 is refused",
+                mxc_moe_route((const float*)16, (const float*)16, 1e-6f, (const float*)16, 1, 8193, 128, 8, 1,
+                              (float*)16, (float*)16, (int32_t*)16, (float*)16, (uint32_t*)16, nullptr),
+                MXC_ERR_INVALID_ARG);
+}
+
 int main() {
   Rng rng(20261125);
   test_probe();
@@ -908,9 +1061,11 @@ int main() {
   test_gemm(rng);
   test_gemm_f32(rng);
   test_gemv_quant(rng);
+  test_gemv_quant_multi(rng);
   test_attention(rng);
   test_graph(rng);
   test_moe(rng);
+  test_moe_route(rng);
   std::printf("\n%d passed, %d failed\n", g_pass, g_fail);
   return g_fail ? 1 : 0;
 }

@@ -1,6 +1,7 @@
-// Quantized GEMV of libmixtile-cuda-host (mxc_gemv_quant, ABI in ../cuda/mixtile-cuda.h): each row of w is
-// widened with the addon's scalar dequantize_row (ggml's dequantize_row_* bit for bit, as the GPU kernel
-// computes each weight), then dotted with every row of x (widened once per call) in f32.
+// Quantized GEMV of libmixtile-cuda-host (mxc_gemv_quant, mxc_gemv_quant_multi; ABI in ../cuda/mixtile-cuda.h):
+// each row of w is widened with the addon's scalar dequantize_row (ggml's dequantize_row_* bit for bit, as the GPU
+// kernel computes each weight), then dotted with every row of x (widened once per call) in f32. A multi call runs
+// its jobs in turn, with the GPU library's argument checks (alignment included).
 #include <vector>
 
 #include "cpu/dequant/dequant.h"
@@ -33,33 +34,62 @@ void gemv_quant(int64_t m, int64_t n, int64_t k, const uint16_t* x, const uint8_
   }
 }
 
+// Checks one job's arguments as the GPU library does.
+mxc_status check_job(const mxc_gemv_job& j, int64_t k, int i) {
+  MXH_CHECK_ARG(j.w && j.y, "mxc_gemv_quant: job %d: null pointer", i);
+  MXH_CHECK_ARG(j.n > 0 && j.n < (1ll << 34) && j.ldy >= j.n, "mxc_gemv_quant: job %d: bad shape n=%lld ldy=%lld", i,
+                (long long)j.n, (long long)j.ldy);
+  const mxc_dtype t = j.w_type;
+  MXH_CHECK_ARG(t == MXC_Q8_0 || t == MXC_Q4_K || t == MXC_Q5_K || t == MXC_Q6_K,
+                "mxc_gemv_quant: job %d: weight type %d is not Q8_0, Q4_K, Q5_K or Q6_K", i, int(t));
+  const size_t row_bytes = mxc_dtype_bytes(t, k);
+  MXH_CHECK_ARG(row_bytes != 0, "mxc_gemv_quant: job %d: k = %lld is not a whole number of blocks of type %d", i,
+                (long long)k, int(t));
+  const uintptr_t align = (t == MXC_Q4_K || t == MXC_Q5_K) ? 16 : 2;
+  MXH_CHECK_ARG(reinterpret_cast<uintptr_t>(j.w) % align == 0,
+                "mxc_gemv_quant: job %d: weights of type %d must be %d-byte aligned", i, int(t), int(align));
+  return MXC_OK;
+}
+
+// The device ranges a checked job reads and writes.
+mxc_status check_job_ranges(const mxc_gemv_job& j, int64_t m, int64_t k, mxc_dtype y_type) {
+  MXH_DEV(j.w, size_t(j.n) * mxc_dtype_bytes(j.w_type, k), "mxc_gemv_quant");
+  const size_t ysz = y_type == MXC_F32 ? 4 : 2;
+  MXH_DEV(j.y, (size_t((m - 1) * j.ldy) + size_t(j.n)) * ysz, "mxc_gemv_quant");
+  return MXC_OK;
+}
+
 }  // namespace
 
 extern "C" {
 
-mxc_status mxc_gemv_quant(int64_t m, int64_t n, int64_t k, const uint16_t* x, const void* w, mxc_dtype w_type, void* y,
-                          mxc_dtype y_type, int64_t ldy, float beta, mxc_stream* s) {
-  MXH_CHECK_ARG(x && w && y, "mxc_gemv_quant: null pointer");
-  MXH_CHECK_ARG(m >= 0 && n > 0 && k > 0 && n < (1ll << 34) && ldy >= n,
-                "mxc_gemv_quant: bad shape m=%lld n=%lld k=%lld ldy=%lld", (long long)m, (long long)n, (long long)k,
-                (long long)ldy);
-  MXH_CHECK_ARG(w_type == MXC_Q8_0 || w_type == MXC_Q4_K || w_type == MXC_Q5_K || w_type == MXC_Q6_K,
-                "mxc_gemv_quant: weight type %d is not Q8_0, Q4_K, Q5_K or Q6_K", int(w_type));
+mxc_status mxc_gemv_quant_multi(int64_t m, int64_t k, const uint16_t* x, const mxc_gemv_job* jobs, int n_jobs,
+                                mxc_dtype y_type, float beta, mxc_stream* s) {
+  MXH_CHECK_ARG(x && jobs, "mxc_gemv_quant: null pointer");
+  MXH_CHECK_ARG(n_jobs >= 1 && n_jobs <= MXC_GEMV_MAX_JOBS, "mxc_gemv_quant: %d jobs (1 to %d)", n_jobs,
+                MXC_GEMV_MAX_JOBS);
+  MXH_CHECK_ARG(m >= 0 && k > 0, "mxc_gemv_quant: bad shape m=%lld k=%lld", (long long)m, (long long)k);
+  MXH_CHECK_ARG(reinterpret_cast<uintptr_t>(x) % 16 == 0, "mxc_gemv_quant: x must be 16-byte aligned");
   MXH_CHECK_ARG(y_type == MXC_F32 || y_type == MXC_BF16, "mxc_gemv_quant: y_type must be F32 or BF16");
-  const size_t row_bytes = mxc_dtype_bytes(w_type, k);
-  MXH_CHECK_ARG(row_bytes != 0, "mxc_gemv_quant: k = %lld is not a whole number of blocks of type %d", (long long)k,
-                int(w_type));
-  MXH_CHECK_ARG(w_type == MXC_Q6_K || w_type == MXC_Q8_0 || reinterpret_cast<uintptr_t>(w) % 4 == 0,
-                "mxc_gemv_quant: Q4_K / Q5_K weights must be 4-byte aligned");
+  for (int i = 0; i < n_jobs; ++i) MXH_TRY(check_job(jobs[i], k, i));
   if (m == 0) return MXC_OK;
   MXH_DEV(x, size_t(m * k) * 2, "mxc_gemv_quant");
-  MXH_DEV(w, size_t(n) * row_bytes, "mxc_gemv_quant");
-  const size_t ysz = y_type == MXC_F32 ? 4 : 2;
-  MXH_DEV(y, (size_t((m - 1) * ldy) + size_t(n)) * ysz, "mxc_gemv_quant");
-  const auto* wb = static_cast<const uint8_t*>(w);
-  if (y_type == MXC_F32)
-    return submit(s, [=] { gemv_quant(m, n, k, x, wb, w_type, row_bytes, static_cast<float*>(y), ldy, beta); });
-  return submit(s, [=] { gemv_quant(m, n, k, x, wb, w_type, row_bytes, static_cast<BF16*>(y), ldy, beta); });
+  for (int i = 0; i < n_jobs; ++i) MXH_TRY(check_job_ranges(jobs[i], m, k, y_type));
+  std::vector<mxc_gemv_job> js(jobs, jobs + n_jobs);
+  return submit(s, [=] {
+    for (const mxc_gemv_job& j : js) {
+      const auto* wb = static_cast<const uint8_t*>(j.w);
+      const size_t row_bytes = mxc_dtype_bytes(j.w_type, k);
+      if (y_type == MXC_F32) gemv_quant(m, j.n, k, x, wb, j.w_type, row_bytes, static_cast<float*>(j.y), j.ldy, beta);
+      else gemv_quant(m, j.n, k, x, wb, j.w_type, row_bytes, static_cast<BF16*>(j.y), j.ldy, beta);
+    }
+  });
+}
+
+mxc_status mxc_gemv_quant(int64_t m, int64_t n, int64_t k, const uint16_t* x, const void* w, mxc_dtype w_type, void* y,
+                          mxc_dtype y_type, int64_t ldy, float beta, mxc_stream* s) {
+  const mxc_gemv_job job{w, w_type, n, y, ldy};
+  return mxc_gemv_quant_multi(m, k, x, &job, 1, y_type, beta, s);
 }
 
 }  // extern "C"

@@ -155,12 +155,24 @@ mxc_status mxc_gemm_bf16(mxc_blas* b, int64_t m, int64_t n, int64_t k, const uin
                          void* y, mxc_dtype y_type, float beta);
 /* Quantized GEMV (decode projections, the lm_head's few rows; native/src/cuda/gemv-quant.cu): for i < m, r < n,
  * y[i * ldy + r] = x[i][:] . dequant(w[r][:]) (+ beta * y[i * ldy + r]); w n rows of k elements in their GGUF blocks
- * (Q8_0, Q4_K, Q5_K, Q6_K; k a whole number of blocks; Q4_K / Q5_K 4-byte aligned), dequantized as ggml's
- * dequantize_row_* does; x BF16 [m][k]; y MXC_F32 or MXC_BF16, ldy >= n; f32 accumulation. w is read once per
- * 8 rows of x: meant for m up to ~16 (larger batches: mxc_dequant_bf16 into a scratch, then mxc_gemm_bf16).
- * Graph-capturable. */
+ * (Q8_0, Q4_K, Q5_K, Q6_K; k a whole number of blocks; Q4_K / Q5_K 16-byte aligned, Q8_0 / Q6_K 2-byte aligned),
+ * dequantized as ggml's dequantize_row_* does; x BF16 [m][k], 16-byte aligned; y MXC_F32 or MXC_BF16, ldy >= n;
+ * f32 accumulation. w is read once per 8 rows of x: meant for m up to ~16 (larger batches: mxc_dequant_bf16 into a
+ * scratch, then mxc_gemm_bf16). Graph-capturable. */
 mxc_status mxc_gemv_quant(int64_t m, int64_t n, int64_t k, const uint16_t* x, const void* w, mxc_dtype w_type, void* y,
                           mxc_dtype y_type, int64_t ldy, float beta, mxc_stream* s);
+/* Several quantized GEMVs that share x, k, m, y_type and beta (q/k/v of one token) in one launch: job j is
+ * mxc_gemv_quant(m, n, k, x, w, w_type, y, y_type, ldy, beta) with its own weight, type and output. */
+#define MXC_GEMV_MAX_JOBS 4
+typedef struct mxc_gemv_job {
+  const void* w;
+  mxc_dtype w_type;
+  int64_t n;
+  void* y;
+  int64_t ldy;
+} mxc_gemv_job;
+mxc_status mxc_gemv_quant_multi(int64_t m, int64_t k, const uint16_t* x, const mxc_gemv_job* jobs, int n_jobs,
+                                mxc_dtype y_type, float beta, mxc_stream* s);
 /* y[m][n] = x[m][k] . w[n][k]^T, all f32 (no cuBLAS): small products whose rounding matters, such as the
  * MoE router, whose logits choose discrete experts. Bandwidth-bound; meant for n * k up to a few million. */
 mxc_status mxc_gemm_f32(int64_t m, int64_t n, int64_t k, const float* x, const float* w, float* y, mxc_stream* s);
@@ -195,6 +207,16 @@ mxc_status mxc_attention_decode(const mxc_kv_layer* kv, const int32_t* seq_ids, 
                                 int64_t max_len, const float* q, int64_t n_seq, int heads, float scale, float* out,
                                 void* workspace, size_t workspace_bytes, mxc_stream* s);
 
+/* ---- MoE routing of a decode step (native/src/cuda/moe.cu) ----
+ * xn = rmsnorm(x, norm_w, eps) [n][hidden]; logits = xn . router^T [n][n_experts] (router f32 [n_experts][hidden]);
+ * ids, weights [n][k] = softmax top-k of the logits (renormalised over the k when renormalize). One launch, the
+ * same results bit for bit as mxc_rmsnorm (f32 out) + mxc_gemm_f32 + mxc_router_topk. xn, ids and weights may be
+ * pinned host memory (mapped: the kernel writes them there, no copy); logits is device scratch. counter: a
+ * device uint32 that is 0 before the first call (the kernel leaves it 0); one per stream that runs this.
+ * hidden <= 8192, n_experts <= 1024, k <= min(32, n_experts). */
+mxc_status mxc_moe_route(const float* x, const float* norm_w, float eps, const float* router, int64_t n, int hidden,
+                         int n_experts, int k, int renormalize, float* xn, float* logits, int32_t* ids, float* weights,
+                         uint32_t* counter, mxc_stream* s);
 
 /* ---- routed experts on the GPU (prefill; native/src/cuda/moe.cu) ----
  * The addon's GpuExperts streams each selected expert's raw weight bytes from pinned host memory,

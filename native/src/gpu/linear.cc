@@ -86,16 +86,25 @@ void gpu_linear(GpuContext& g, const GpuLinear& w, int64_t row0, int64_t n, int6
   }
   if (m == 1 || (w.gemv_only && all_quant)) {
     if (w.gemv_only && m > GpuContext::LOGIT_ROWS) throw std::logic_error(std::string(what) + ": too many rows for the GEMV");
+    // The quantized parts in launches of up to MXC_GEMV_MAX_JOBS (fused q/k/v: one launch), the others by cuBLAS.
+    mxc_gemv_job jobs[MXC_GEMV_MAX_JOBS];
+    int nj = 0;
+    auto flush = [&] {
+      if (nj) g.ok(api.mxc_gemv_quant_multi(m, w.k, x, jobs, nj, MXC_F32, beta, g.stream), what);
+      nj = 0;
+    };
     for (int i = 0; i < ns; ++i) {
       const Span& s = spans[i];
       if (is_quant(s.p->type)) {
-        g.ok(api.mxc_gemv_quant(m, s.rows, w.k, x, part_at(s), s.p->type, y + s.col, MXC_F32, n, beta, g.stream), what);
+        jobs[nj++] = mxc_gemv_job{part_at(s), s.p->type, s.rows, y + s.col, n};
+        if (nj == MXC_GEMV_MAX_JOBS) flush();
       } else {  // m == 1 here: y's row stride does not matter
         g.ok(api.mxc_gemm_bf16(g.blas, 1, s.rows, w.k, x, reinterpret_cast<const uint16_t*>(part_at(s)), y + s.col,
                                MXC_F32, beta),
              what);
       }
     }
+    flush();
     return;
   }
   // A batch: the rows dequantized into the scratch, then one GEMM.

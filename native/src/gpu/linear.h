@@ -3,7 +3,8 @@
 // - quantized: each source tensor of type Q8_0 / Q4_K / Q5_K / Q6_K stays in its GGUF blocks (as llama.cpp
 //   keeps them: the VRAM of the file's bytes); one token (and the lm_head's few rows) runs the quantized GEMV
 //   (mxc_gemv_quant), which reads the blocks directly; larger batches dequantize the weight into the context's
-//   shared BF16 scratch (weight_scratch, sized for the largest such weight) and run cuBLAS as before. Parts of
+//   shared BF16 scratch (weight_scratch, sized for the largest such weight) and run cuBLAS as before. The GEMV
+//   reads every quantized part of a product in one launch (mxc_gemv_quant_multi: a token's fused q/k/v). Parts of
 //   other types (F16, BF16, F32, ...) are widened to BF16 each; a weight with no quantized part is held as in bf16.
 // - bf16: every part widened to BF16 at load and stacked into one matrix (2 bytes a weight; the earlier way).
 #pragma once

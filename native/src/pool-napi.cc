@@ -1,6 +1,7 @@
 // JS exports for the thread pool's tests: poolRunCounts(nTasks) runs one parallel_for and returns
 // how often each task ran (Int32Array) plus the highest thread index seen; poolStallWorker(worker,
-// us) makes a pool worker sleep before claiming work, as one whose core another process holds.
+// us) makes a pool worker sleep before claiming work, as one whose core another process holds;
+// poolKeepHot(us) opens a hot window (pool_keep_hot), poolSleepingWorkers() counts workers asleep.
 #include <algorithm>
 #include <atomic>
 #include <memory>
@@ -43,8 +44,19 @@ Napi::Value pool_stall_worker_js(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+Napi::Value pool_keep_hot_js(const Napi::CallbackInfo& info) {
+  pool_keep_hot(uint64_t(int_arg(info[0], 60'000'000, "poolKeepHot")));
+  return info.Env().Undefined();
+}
+
+Napi::Value pool_sleeping_workers_js(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), pool_sleeping_workers_for_test());
+}
+
 }  // namespace
 
+MIXTILE_EXPORT("poolKeepHot", pool_keep_hot_js);
+MIXTILE_EXPORT("poolSleepingWorkers", pool_sleeping_workers_js);
 MIXTILE_EXPORT("poolRunCounts", pool_run_counts_js);
 MIXTILE_EXPORT("poolStallWorker", pool_stall_worker_js);
 

@@ -27,7 +27,8 @@ namespace {
 // between decode's back-to-back phases), then yields its core a number of times (an
 // oversubscribed box can run others meanwhile), then sleeps on the condition variable.
 // MIXTILE_POOL_SPIN (pauses, default 4000) lengthens the spin: hybrid decode leaves the pool idle for the GPU's
-// part of every layer (~50-90 us), and a worker that went to sleep costs a wake-up at the next experts call.
+// part of every layer (~50-90 us), and a worker that went to sleep costs a wake-up at the next experts call
+// (hybrid decode opens a hot window instead, pool_keep_hot: bounded in time rather than in pauses).
 constexpr int SPIN_PAUSES_DEFAULT = 4000;
 constexpr int SPIN_YIELDS = 200;
 int spin_pauses() {
@@ -37,6 +38,13 @@ int spin_pauses() {
     return v > 0 ? v : SPIN_PAUSES_DEFAULT;
   }();
   return n;
+}
+// Past its plain spin, a worker inside a hot window (pool_keep_hot) reads the clock this often (in pauses).
+constexpr int HOT_CHECK_PAUSES = 64;
+uint64_t steady_ns() {
+  return uint64_t(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                      std::chrono::steady_clock::now().time_since_epoch())
+                      .count());
 }
 // The caller waiting for claimed tasks to finish pauses this often before it yields instead.
 constexpr int YIELD_AFTER = 200;
@@ -85,6 +93,9 @@ class Pool {
     stop();
     start(n);
   }
+
+  void keep_hot(uint64_t us) { hot_until_.store(steady_ns() + us * 1000, std::memory_order_relaxed); }
+  int sleeping() const { return sleepers_.load(std::memory_order_acquire); }
 
   void stall_for_test(int worker, int us) {
     stall_us_.store(us, std::memory_order_relaxed);
@@ -157,12 +168,21 @@ class Pool {
 
   void loop(int thread, uint64_t seen) {
     for (;;) {
-      int spins = 0;
+      int spins = 0, yields = 0;
       const int pauses = spin_pauses();
-      while (generation_.load(std::memory_order_acquire) == seen && spins < pauses + SPIN_YIELDS) {
-        if (spins < pauses) _mm_pause();
-        else std::this_thread::yield();
-        ++spins;
+      bool hot = false;
+      while (generation_.load(std::memory_order_acquire) == seen) {
+        if (spins >= pauses && (spins - pauses) % HOT_CHECK_PAUSES == 0) {
+          hot = steady_ns() < hot_until_.load(std::memory_order_relaxed);
+        }
+        if (spins < pauses || hot) {
+          _mm_pause();
+          ++spins;
+        } else if (yields++ < SPIN_YIELDS) {
+          std::this_thread::yield();
+        } else {
+          break;
+        }
       }
       if (generation_.load(std::memory_order_acquire) == seen) {
         std::unique_lock<std::mutex> lk(m_);
@@ -191,6 +211,7 @@ class Pool {
   alignas(64) std::atomic<uint64_t> claim_{0};
   alignas(64) std::atomic<int64_t> done_{0};
   alignas(64) std::atomic<uint64_t> meta_{0};  // written once per job, read by every claim
+  alignas(64) std::atomic<uint64_t> hot_until_{0};  // steady_ns() deadline of the hot window
   std::atomic<const TaskFn*> fn_{nullptr};
   std::exception_ptr error_;
   std::atomic<bool> quit_{false};
@@ -219,6 +240,12 @@ void set_threads(int n) {
   if (n > 256) n = 256;
   if (n != pool().size()) pool().resize(n);
 }
+
+void pool_keep_hot(uint64_t us) {
+  if (us > 0) pool().keep_hot(us);
+}
+
+int pool_sleeping_workers_for_test() { return pool().sleeping(); }
 
 void pool_stall_worker_for_test(int worker, int us) { pool().stall_for_test(worker, us); }
 

@@ -42,6 +42,16 @@ export function poolRunCounts(nTasks: number): { counts: Int32Array; maxThread: 
   return addon().poolRunCounts(nTasks) as { counts: Int32Array; maxThread: number };
 }
 
+/** Idle pool workers keep spinning (no sleep) for the next `us` µs (hybrid decode opens this per MoE layer). */
+export function poolKeepHot(us: number): void {
+  addon().poolKeepHot(us);
+}
+
+/** Tests only: pool workers asleep now. */
+export function poolSleepingWorkers(): number {
+  return addon().poolSleepingWorkers() as number;
+}
+
 /** Tests only: pool worker `worker` (1 .. threads-1) sleeps `us` µs before claiming each job's work; 0 ends it. */
 export function poolStallWorker(worker: number, us: number): void {
   addon().poolStallWorker(worker, us);

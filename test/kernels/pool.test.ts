@@ -4,7 +4,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { GgmlType } from '../../src/formats/ggml-types.ts';
-import { isaInfo, setIsa, setThreads } from '../../src/native/isa.ts';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { isaInfo, poolKeepHot, poolRunCounts, poolSleepingWorkers, setIsa, setThreads } from '../../src/native/isa.ts';
 import { linearForward, linearLoad } from '../../src/native/linear.ts';
 import { randomF32, randomWeight } from './helpers.ts';
 
@@ -40,4 +41,25 @@ test('MIXTILE_ISA and MIXTILE_THREADS set the start-up level and pool size', () 
   });
   assert.equal(r.status, 0, r.stderr);
   assert.deepEqual(JSON.parse(r.stdout.trim()), ['scalar', 3]);
+});
+
+test('a hot window keeps idle workers spinning until it closes, then they sleep', async () => {
+  const before = isaInfo().threads;
+  setThreads(2);
+  try {
+    poolRunCounts(64);
+    poolKeepHot(400_000);
+    // Without the window the worker sleeps after a short spin (4000 pauses and 200 yields: well under 150 ms).
+    await sleep(150);
+    assert.equal(poolSleepingWorkers(), 0, 'a worker slept inside the hot window');
+    let asleep = 0;
+    for (let i = 0; i < 100 && asleep < 1; i++) {
+      await sleep(20);
+      asleep = poolSleepingWorkers();
+    }
+    assert.equal(asleep, 1, 'the worker still spins 2 s after the window closed');
+    assert.deepEqual(poolRunCounts(64).counts, new Int32Array(64).fill(1));
+  } finally {
+    setThreads(before);
+  }
 });

@@ -1,11 +1,28 @@
-// Routed experts of libmixtile-cuda-host (the kernels around the per-expert GEMMs, mixtile-cuda.h
-// "routed experts"): gather token rows to BF16 grouped by expert, and combine the experts' outputs
-// back into token order, summing each token's slots in slot order as the GPU does (deterministic).
+// MoE operators of libmixtile-cuda-host. The decode route (mxc_moe_route) is the composition it stands for,
+// mxc_rmsnorm + mxc_gemm_f32 + mxc_router_topk on the stream (the real kernel gives the same bits as those).
+// Routed experts (the kernels around the per-expert GEMMs, mixtile-cuda.h "routed experts"): gather token
+// rows to BF16 grouped by expert, and combine the experts' outputs back into token order, summing each
+// token's slots in slot order as the GPU does (deterministic).
 #include "host-common.h"
 
 using namespace mixtile::cuda_host;
 
 extern "C" {
+
+mxc_status mxc_moe_route(const float* x, const float* norm_w, float eps, const float* router, int64_t n, int hidden,
+                         int n_experts, int k, int renormalize, float* xn, float* logits, int32_t* ids, float* weights,
+                         uint32_t* counter, mxc_stream* s) {
+  MXH_CHECK_ARG(x && norm_w && router && xn && logits && ids && weights && counter, "mxc_moe_route: null pointer");
+  MXH_CHECK_ARG(hidden > 0 && hidden <= 8192, "mxc_moe_route: hidden %d not in [1, 8192]", hidden);
+  MXH_CHECK_ARG(n_experts > 0 && n_experts <= 1024, "mxc_moe_route: n_experts %d not in [1, 1024]", n_experts);
+  MXH_CHECK_ARG(k > 0 && k <= 32 && k <= n_experts, "mxc_moe_route: k %d not in [1, min(32, n_experts)]", k);
+  MXH_CHECK_ARG(n >= 0 && n <= 65535, "mxc_moe_route: tokens %lld not in [0, 65535]", (long long)n);
+  if (n == 0) return MXC_OK;
+  MXH_DEV(counter, 4, "mxc_moe_route");
+  MXH_TRY(mxc_rmsnorm(x, norm_w, xn, MXC_F32, n, hidden, eps, s));
+  MXH_TRY(mxc_gemm_f32(n, n_experts, hidden, xn, router, logits, s));
+  return mxc_router_topk(logits, n, n_experts, k, renormalize, ids, weights, s);
+}
 
 mxc_status mxc_gather_rows_bf16(const float* x, int64_t n_x, int64_t hidden, const int32_t* rows, int64_t n_rows,
                                 uint16_t* out, mxc_stream* s) {

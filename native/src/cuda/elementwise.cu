@@ -3,6 +3,7 @@
 #include <cfloat>
 
 #include "common.cuh"
+#include "router-topk.cuh"
 
 namespace mixtile::cuda {
 
@@ -98,65 +99,13 @@ __global__ void convert_kernel(const TI* __restrict__ x, TO* __restrict__ y, int
     y[i] = from_f32<TO>(to_f32<TI>(x[i]));
 }
 
-// One warp per token; lane holds experts lane, lane+32, ... (PER of them). Top-k by k rounds of a warp argmax.
+// One warp per token (router-topk.cuh).
 template <int PER>
 __global__ void router_topk_kernel(const float* __restrict__ logits, int64_t tokens, int n, int k, int renorm,
                                    int32_t* __restrict__ ids, float* __restrict__ weights) {
   int64_t t = int64_t(blockIdx.x) * (blockDim.x / 32) + threadIdx.x / 32;
-  int lane = threadIdx.x % 32;
   if (t >= tokens) return;
-  const float* l = logits + t * n;
-  float v[PER];
-  float mx = -FLT_MAX;
-#pragma unroll
-  for (int j = 0; j < PER; ++j) {
-    int e = lane + 32 * j;
-    v[j] = e < n ? l[e] : -INFINITY;
-    mx = fmaxf(mx, v[j]);
-  }
-  mx = warp_max(mx);
-  float sum = 0.f;
-#pragma unroll
-  for (int j = 0; j < PER; ++j) {
-    v[j] = (lane + 32 * j) < n ? expf(v[j] - mx) : -1.f;  // probabilities; -1 marks "no expert"
-    sum += v[j] > 0.f ? v[j] : 0.f;
-  }
-  sum = warp_sum(sum);
-  float sel_sum = 0.f;
-  float my_w = 0.f;  // lane r keeps the weight of rank r (k <= 32)
-  int my_id = 0;
-  for (int r = 0; r < k; ++r) {
-    float best = -2.f;
-    int bid = 0x7fffffff;
-#pragma unroll
-    for (int j = 0; j < PER; ++j) {
-      if (v[j] > best) {  // strict: within a lane, the lower index wins ties
-        best = v[j];
-        bid = lane + 32 * j;
-      }
-    }
-    for (int o = 16; o > 0; o >>= 1) {
-      float ob = __shfl_xor_sync(0xffffffffu, best, o);
-      int oi = __shfl_xor_sync(0xffffffffu, bid, o);
-      if (ob > best || (ob == best && oi < bid)) {
-        best = ob;
-        bid = oi;
-      }
-    }
-#pragma unroll
-    for (int j = 0; j < PER; ++j)
-      if (lane + 32 * j == bid) v[j] = -2.f;
-    float p = best / sum;
-    sel_sum += p;
-    if (lane == r) {
-      my_w = p;
-      my_id = bid;
-    }
-  }
-  if (lane < k) {
-    ids[t * k + lane] = my_id;
-    weights[t * k + lane] = renorm ? my_w / sel_sum : my_w;
-  }
+  router_topk_warp<PER>(logits + t * n, n, k, renorm, ids + t * k, weights + t * k);
 }
 
 // Block per token; threads over dim.

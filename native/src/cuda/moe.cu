@@ -1,11 +1,82 @@
+// MoE kernels of libmixtile-cuda.
+// Decode route (mxc_moe_route): a decode step's post-attention RMSNorm, router GEMV and softmax top-k as one
+// kernel, the same float operations in the same order as mxc_rmsnorm + mxc_gemm_f32 + mxc_router_topk (so the
+// same bits), writing the normed state and the routing wherever the caller says: mapped pinned host memory
+// saves the copy to the host (issue 9: the three launches and the copy were ~48 us of a ~153 us layer).
 // Routed experts on the GPU (prefill), the two kernels around the per-expert GEMMs: gather the
 // tokens routed to the GPU's experts into one BF16 matrix (rows grouped by expert), and combine the
 // experts' outputs back into token order with the routing weights. The weights themselves are
 // streamed raw (quantized) from host memory and dequantized with mxc_dequant_bf16; the GEMMs are
 // mxc_gemm_bf16 and mxc_silu_mul. The addon's GpuExperts (native/src/gpu/gpu-experts.cc) drives them.
 #include "common.cuh"
+#include "router-topk.cuh"
 
 namespace mixtile::cuda {
+
+constexpr int ROUTE_THREADS = 256;  // rmsnorm_block's block size: the same sum of squares
+constexpr int ROUTE_LOADS = 16;     // router loads in flight per lane (gemm_f32_kernel waits on each in turn)
+constexpr int ROUTE_MAX_HIDDEN = 8192;  // the normed row in shared memory (32 KiB)
+
+// Grid (experts / 8, tokens): each block norms its token's row into shared memory (rmsnorm_block's
+// arithmetic; block x == 0 also writes it out), then each warp takes one expert's router row as
+// gemm_f32_kernel does (lane-strided products summed in k order, then a warp sum). The last block to
+// finish (a counter in device memory, left at zero again) runs the top-k of every token.
+template <int PER>
+__global__ void __launch_bounds__(ROUTE_THREADS)
+    moe_route_kernel(const float* __restrict__ x, const float* __restrict__ norm_w, float eps,
+                     const float* __restrict__ router, int n_tok, int hidden, int n_experts, int k, int renorm,
+                     float* xn_out, float* logits, int32_t* ids, float* weights, unsigned* counter) {
+  extern __shared__ float xs[];  // [hidden]
+  __shared__ float part[32];
+  __shared__ bool last;
+  const int t = blockIdx.y;
+  const float* xr = x + int64_t(t) * hidden;
+  float ss = 0.f;
+  for (int i = threadIdx.x; i < hidden; i += blockDim.x) ss += xr[i] * xr[i];
+  ss = warp_sum(ss);
+  if (threadIdx.x % 32 == 0) part[threadIdx.x / 32] = ss;
+  __syncthreads();
+  if (threadIdx.x < 32) {
+    float v = threadIdx.x < blockDim.x / 32 ? part[threadIdx.x] : 0.f;
+    v = warp_sum(v);
+    if (threadIdx.x == 0) part[0] = v;
+  }
+  __syncthreads();
+  const float r = rsqrtf(part[0] / float(hidden) + eps);
+  for (int i = threadIdx.x; i < hidden; i += blockDim.x) {
+    const float v = xr[i] * r * norm_w[i];
+    xs[i] = v;
+    if (blockIdx.x == 0) xn_out[int64_t(t) * hidden + i] = v;
+  }
+  __syncthreads();
+  const int lane = threadIdx.x % 32;
+  const int e = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
+  if (e < n_experts) {
+    const float* wr = router + int64_t(e) * hidden;
+    float acc = 0.f;
+    int kk = lane;
+    for (; kk + 32 * (ROUTE_LOADS - 1) < hidden; kk += 32 * ROUTE_LOADS) {
+      float wv[ROUTE_LOADS];
+#pragma unroll
+      for (int j = 0; j < ROUTE_LOADS; ++j) wv[j] = __ldg(wr + kk + 32 * j);
+#pragma unroll
+      for (int j = 0; j < ROUTE_LOADS; ++j) acc += xs[kk + 32 * j] * wv[j];
+    }
+    for (; kk < hidden; kk += 32) acc += xs[kk] * __ldg(wr + kk);
+    acc = warp_sum(acc);
+    if (lane == 0) logits[int64_t(t) * n_experts + e] = acc;
+  }
+  __threadfence();  // this block's logits before its count
+  __syncthreads();
+  if (threadIdx.x == 0) last = atomicAdd(counter, 1u) == gridDim.x * gridDim.y - 1;
+  __syncthreads();
+  if (!last) return;
+  __threadfence();
+  for (int tt = threadIdx.x / 32; tt < n_tok; tt += blockDim.x / 32)
+    router_topk_warp<PER>(logits + int64_t(tt) * n_experts, n_experts, k, renorm, ids + int64_t(tt) * k,
+                          weights + int64_t(tt) * k);
+  if (threadIdx.x == 0) *counter = 0u;  // the next launch (stream order) counts from zero
+}
 
 // Thread per 4 elements of an output row (hidden % 4 == 0 and 16-byte aligned rows: float4 loads).
 __global__ void gather_rows_bf16_x4(const float* __restrict__ x, int64_t n_x, int64_t hidden,
@@ -56,6 +127,32 @@ __global__ void moe_combine_kernel(const float* __restrict__ o, int64_t n_o, int
 using namespace mixtile::cuda;
 
 extern "C" {
+
+mxc_status mxc_moe_route(const float* x, const float* norm_w, float eps, const float* router, int64_t n, int hidden,
+                         int n_experts, int k, int renormalize, float* xn, float* logits, int32_t* ids, float* weights,
+                         uint32_t* counter, mxc_stream* s) {
+  MXC_CHECK_ARG(x && norm_w && router && xn && logits && ids && weights && counter, "mxc_moe_route: null pointer");
+  MXC_CHECK_ARG(hidden > 0 && hidden <= ROUTE_MAX_HIDDEN, "mxc_moe_route: hidden %d not in [1, %d]", hidden,
+                ROUTE_MAX_HIDDEN);
+  MXC_CHECK_ARG(n_experts > 0 && n_experts <= 1024, "mxc_moe_route: n_experts %d not in [1, 1024]", n_experts);
+  MXC_CHECK_ARG(k > 0 && k <= 32 && k <= n_experts, "mxc_moe_route: k %d not in [1, min(32, n_experts)]", k);
+  MXC_CHECK_ARG(n >= 0 && n <= 65535, "mxc_moe_route: tokens %lld not in [0, 65535]", (long long)n);
+  if (n == 0) return MXC_OK;
+  const dim3 grid(unsigned((n_experts + ROUTE_THREADS / 32 - 1) / (ROUTE_THREADS / 32)), unsigned(n));
+  const size_t shm = size_t(hidden) * 4;
+  cudaStream_t st = stream_of(s);
+  auto* c = reinterpret_cast<unsigned*>(counter);
+  if (n_experts <= 128)
+    moe_route_kernel<4><<<grid, ROUTE_THREADS, shm, st>>>(x, norm_w, eps, router, int(n), hidden, n_experts, k,
+                                                          renormalize, xn, logits, ids, weights, c);
+  else if (n_experts <= 256)
+    moe_route_kernel<8><<<grid, ROUTE_THREADS, shm, st>>>(x, norm_w, eps, router, int(n), hidden, n_experts, k,
+                                                          renormalize, xn, logits, ids, weights, c);
+  else
+    moe_route_kernel<32><<<grid, ROUTE_THREADS, shm, st>>>(x, norm_w, eps, router, int(n), hidden, n_experts, k,
+                                                           renormalize, xn, logits, ids, weights, c);
+  return check_launch("mxc_moe_route");
+}
 
 mxc_status mxc_gather_rows_bf16(const float* x, int64_t n_x, int64_t hidden, const int32_t* rows, int64_t n_rows,
                                 uint16_t* out, mxc_stream* s) {

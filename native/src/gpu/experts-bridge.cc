@@ -1,7 +1,10 @@
 // Routed experts for a GPU forward; see experts-bridge.h.
 #include "gpu/experts-bridge.h"
 
+#include <cstdlib>
 #include <cstring>
+#include <stdexcept>
+#include <string>
 #include <vector>
 
 #include "gpu/decode-profile.h"
@@ -10,18 +13,37 @@
 namespace mixtile::gpu {
 
 // CPU path: the normed hidden state and the routing come down to pinned memory (one async copy when
-// they are packed as GpuContext::route packs them, then one wait), the CPU kernels run with the
-// precomputed routing, and the sum goes back up (async; the next layer's kernels follow it on the same
-// stream). The pinned buffers are rewritten only after the next wait, so no copy can overtake another.
-void run_routed_experts(GpuContext& g, const ExpertsWeights& experts, const ExpertsBridgeArgs& a) {
+// they are packed as GpuContext::route packs them, or none when the route kernel wrote them there, then
+// one wait), the CPU kernels run with the precomputed routing, and the sum goes back up (async, or read in
+// place by the residual add; the next layer's kernels follow it on the same stream). The pinned buffers are
+// rewritten only after the next wait, so no copy or mapped read can overtake another.
+DecodeGlue decode_glue(const GpuDims& d) {
+  if (d.hidden > 8192) return DecodeGlue::copy;
+  const char* e = std::getenv("MIXTILE_DECODE_GLUE");
+  if (!e || !*e || std::strcmp(e, "mapped") == 0) return DecodeGlue::mapped;
+  if (std::strcmp(e, "fused") == 0) return DecodeGlue::fused;
+  if (std::strcmp(e, "copy") == 0) return DecodeGlue::copy;
+  throw std::invalid_argument(std::string("MIXTILE_DECODE_GLUE: '") + e + "' is not mapped, fused or copy");
+}
+
+const char* decode_glue_name(DecodeGlue glue) {
+  return glue == DecodeGlue::mapped ? "mapped" : glue == DecodeGlue::fused ? "fused" : "copy";
+}
+
+const float* run_routed_experts(GpuContext& g, const ExpertsWeights& experts, const ExpertsBridgeArgs& a) {
   const CudaApi& api = *g.api;
   const size_t xb = size_t(a.n * experts.hidden) * 4, rb = size_t(a.n * a.top_k) * 4;
   auto* hx = g.h_route.as<float>();
   auto* hids = reinterpret_cast<int32_t*>(hx + a.n * experts.hidden);
   auto* hw = reinterpret_cast<float*>(hids + a.n * a.top_k);
+  if (a.mapped && (a.xn != hx || a.ids != hids || a.weights != hw)) {
+    throw std::logic_error("experts bridge: mapped routing must be the pinned h_route, packed");
+  }
   const bool packed = reinterpret_cast<const char*>(a.ids) == reinterpret_cast<const char*>(a.xn) + xb &&
                       reinterpret_cast<const char*>(a.weights) == reinterpret_cast<const char*>(a.ids) + rb;
-  if (packed) {
+  if (a.mapped) {
+    // The route kernel wrote it there; the wait below makes its writes visible.
+  } else if (packed) {
     g.ok(api.mxc_memcpy_d2h(hx, a.xn, xb + 2 * rb, g.stream), "experts input to the host");
   } else {
     g.ok(api.mxc_memcpy_d2h(hx, a.xn, xb, g.stream), "experts input to the host");
@@ -41,7 +63,7 @@ void run_routed_experts(GpuContext& g, const ExpertsWeights& experts, const Expe
     g.counters.experts_wait_ns += t1 - t0;
     g.counters.experts_cpu_ns += now_ns() - t1;
     g.counters.d2h_bytes += xb + 2 * rb;
-    return;
+    return a.y;
   }
   float* hy = g.h_y.as<float>();
   if (a.defer > 0) {
@@ -60,10 +82,11 @@ void run_routed_experts(GpuContext& g, const ExpertsWeights& experts, const Expe
   g.counters.experts_wait_ns += t1 - t0;
   g.counters.experts_cpu_ns += now_ns() - t1;
   profile_mark(g, ProfileMark::upload_begin);
-  g.ok(api.mxc_memcpy_h2d(a.y, g.h_y.as(), xb, g.stream), "experts output to the GPU");
+  if (!a.mapped) g.ok(api.mxc_memcpy_h2d(a.y, g.h_y.as(), xb, g.stream), "experts output to the GPU");
   g.counters.experts_cpu_tokens += uint64_t(a.n);
-  g.counters.d2h_bytes += xb + 2 * rb;
+  g.counters.d2h_bytes += xb + 2 * rb;  // over the bus either way (mapped: the kernels' own reads and writes)
   g.counters.h2d_bytes += xb;
+  return a.mapped ? hy : a.y;
 }
 
 }  // namespace mixtile::gpu

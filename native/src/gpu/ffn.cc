@@ -1,12 +1,14 @@
 // GPU FFN blocks; see ffn.h.
 #include "gpu/ffn.h"
 
+#include <cstdlib>
 #include <stdexcept>
 
 #include "gpu/decode-profile.h"
 #include "gpu/experts-bridge.h"
 #include "gpu/gpu-experts-bridge.h"
 #include "gpu/weights-upload.h"
+#include "threadpool.h"
 
 namespace mixtile::gpu {
 
@@ -56,6 +58,8 @@ std::shared_ptr<GpuFfn> gpu_moe_create(std::shared_ptr<GpuContext> ctx, int laye
   if (experts_prefill_on_gpu) prepare_gpu_experts(*ctx, *f->experts, layer);
   f->norm = upload_f32(*ctx, norm, "post_attention_layernorm");
   f->router = upload_f32(*ctx, router, "mlp.gate");
+  f->route_counter = ctx->alloc(4, "MoE route counter");
+  ctx->ok(ctx->api->mxc_memset(f->route_counter.as(), 0, 4, ctx->stream), "MoE route counter");
   f->graphs = std::make_unique<GraphCache>(ctx->api);
   return f;
 }
@@ -84,6 +88,20 @@ std::shared_ptr<GpuFfn> gpu_mlp_create(std::shared_ptr<GpuContext> ctx, int laye
   return f;
 }
 
+// MIXTILE_POOL_HOT_US (default 3000, 0 = off): how long after a decode step's MoE layer the CPU pool's idle
+// workers keep spinning instead of sleeping (threadpool.h pool_keep_hot), so the next layer's experts (and the
+// next token's first layer, after the output head and sampling) find them awake; an idle server stops
+// spinning that long after its last step.
+static uint64_t pool_hot_us() {
+  static const uint64_t us = [] {
+    const char* e = std::getenv("MIXTILE_POOL_HOT_US");
+    if (!e || !*e) return uint64_t(3000);
+    const long long v = std::atoll(e);
+    return v > 0 ? uint64_t(v) : uint64_t(0);
+  }();
+  return us;
+}
+
 static void moe_forward(GpuFfn& f, GpuContext& g) {
   const CudaApi& api = *g.api;
   const GpuDims& d = g.dims;
@@ -92,12 +110,26 @@ static void moe_forward(GpuFfn& f, GpuContext& g) {
   int32_t* ids = reinterpret_cast<int32_t*>(xn + n * d.hidden);
   float* weights = reinterpret_cast<float*>(ids + n * f.top_k);
   const bool decode = decode_step(g.plan);
+  const DecodeGlue glue = decode ? decode_glue(d) : DecodeGlue::copy;
+  if (decode) pool_keep_hot(pool_hot_us());  // the experts follow within ~100 us: keep the pool from sleeping
   // A held-back part of the previous layer that joins before this router (join attention; any part when this
   // step is no decode step, which cannot happen within one ubatch but keeps x whole if it did).
   if (deferred_experts_pending(g) && (deferred_experts_join_kind(g) == DeferJoin::attention || !decode)) {
     deferred_experts_join(g);
   }
+  if (glue == DecodeGlue::mapped) {  // the route kernel writes into the pinned copy, packed the same way
+    xn = g.h_route.as<float>();
+    ids = reinterpret_cast<int32_t*>(xn + n * d.hidden);
+    weights = reinterpret_cast<float*>(ids + n * f.top_k);
+  }
   auto route = [&] {
+    if (glue != DecodeGlue::copy) {
+      g.ok(api.mxc_moe_route(g.x.as<float>(), f.norm.as<float>(), f.eps, f.router.as<float>(), n, int(d.hidden),
+                             d.n_experts, f.top_k, f.norm_topk_prob ? 1 : 0, xn, g.router_logits.as<float>(), ids,
+                             weights, f.route_counter.as<uint32_t>(), g.stream),
+           "MoE route (norm, router, top-k)");
+      return;
+    }
     g.ok(api.mxc_rmsnorm(g.x.as<float>(), f.norm.as<float>(), xn, MXC_F32, n, int(d.hidden), f.eps, g.stream),
          "post_attention_layernorm");
     g.ok(api.mxc_gemm_f32(n, d.n_experts, d.hidden, xn, f.router.as<float>(), g.router_logits.as<float>(), g.stream),
@@ -106,7 +138,8 @@ static void moe_forward(GpuFfn& f, GpuContext& g) {
                              weights, g.stream),
          "router top-k");
   };
-  if (decode && graphs_enabled()) f.graphs->run(g, std::to_string(n), route);
+  // The key names the glue: its kernels and pointers differ.
+  if (decode && graphs_enabled()) f.graphs->run(g, std::to_string(n) + decode_glue_name(glue), route);
   else route();
   profile_mark(g, ProfileMark::route_end);
   ExpertsBridgeArgs a;
@@ -121,8 +154,10 @@ static void moe_forward(GpuFfn& f, GpuContext& g) {
   a.ids = ids;
   a.weights = weights;
   a.y = g.tmp.as<float>();
-  run_routed_experts(g, *f.experts, a);
-  g.ok(api.mxc_add(g.x.as<float>(), g.tmp.as<float>(), g.x.as<float>(), n * d.hidden, g.stream), "MoE residual add");
+  a.mapped = glue == DecodeGlue::mapped;
+  const float* sum = run_routed_experts(g, *f.experts, a);
+  // A pinned sum (glue mapped) is read over the bus by the add itself: no upload before it.
+  g.ok(api.mxc_add(g.x.as<float>(), sum, g.x.as<float>(), n * d.hidden, g.stream), "MoE residual add");
   profile_mark(g, ProfileMark::add_end);
   g.counters.moe++;
 }

@@ -21,6 +21,7 @@ struct GpuFfn {
   // MoE: router f32 [n_experts][hidden] on the GPU, experts in RAM (CPU kernels, the rules' backend).
   std::shared_ptr<ExpertsWeights> experts;
   DeviceBuffer router;
+  DeviceBuffer route_counter;  // uint32, zero between launches: mxc_moe_route's count of finished blocks
   int top_k = 0;
   bool norm_topk_prob = true;
   bool experts_prefill_on_gpu = false;

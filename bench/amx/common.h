@@ -8,6 +8,8 @@
 #include <vector>
 
 #include "cpu/amx/amx.h"
+#include "cpu/dequant/dequant.h"
+#include "tensor.h"
 
 namespace bench {
 
@@ -129,6 +131,65 @@ inline std::shared_ptr<mixtile::amx::PackedExperts> pack(const Experts& w, mixti
   };
   return mixtile::amx::pack_experts(dt, group, w.E, w.H, w.F, rows(w.gate, w.F, w.H), rows(w.up, w.F, w.H),
                                     rows(w.down, w.H, w.F), {}, down_bf16);
+}
+
+// Random Q4_K rows [rows][k] (k a multiple of 256): random nibbles and 6-bit scales/mins, d about
+// 1e-4 and dmin about 8e-4, so weights are of the order of 0.05 around a per-sub-block offset.
+inline void random_q4k(std::vector<uint8_t>& bytes, int64_t rows, int64_t k, uint64_t seed) {
+  const int64_t nb = rows * (k / mixtile::QK_K);
+  bytes.assign(size_t(nb) * sizeof(mixtile::block_q4_K), 0);
+  Rng r(seed);
+  auto* b = reinterpret_cast<mixtile::block_q4_K*>(bytes.data());
+  for (int64_t i = 0; i < nb; ++i) {
+    b[i].d = mixtile::fp32_to_fp16(float(1e-4 * (0.5 + r.uniform())));
+    b[i].dmin = mixtile::fp32_to_fp16(float(8e-4 * (0.5 + r.uniform())));
+    for (auto& s : b[i].scales) s = uint8_t(r.next());
+    for (auto& q : b[i].qs) q = uint8_t(r.next());
+  }
+}
+// Rows of Q4_K bytes as F32 (dequantize_row), for references and the other packers.
+inline void dequantize_q4k(const std::vector<uint8_t>& bytes, int64_t rows, int64_t k, std::vector<float>& out) {
+  out.resize(size_t(rows * k));
+  const size_t row_bytes = size_t(k / mixtile::QK_K) * sizeof(mixtile::block_q4_K);
+  for (int64_t r = 0; r < rows; ++r)
+    mixtile::dequantize_row(mixtile::GgmlType::Q4_K, bytes.data() + size_t(r) * row_bytes, &out[size_t(r * k)], k);
+}
+
+// Q4K panels: y[n][H] in float64 replaying the kernels' rounding: x and h INT8 per 32, gate/up
+// weights exactly their Q4_K values (w holds them dequantized), down weights exact too, or INT8
+// per 32 (down_int8: a down of another type in INT8 group-32 panels).
+inline void reference_q4k(const Experts& w, bool down_int8, const float* x, int64_t n, const int32_t* ids,
+                          const float* rw, int top_k, std::vector<double>& y) {
+  const int64_t H = w.H, F = w.F;
+  using mixtile::amx::Dtype;
+  y.assign(size_t(n * H), 0.0);
+  std::vector<double> xq, hq, wq;
+  std::vector<float> h(static_cast<size_t>(F));
+  for (int64_t t = 0; t < n; ++t) {
+    quantized_row(Dtype::int8, 32, x + t * H, H, xq);
+    for (int j = 0; j < top_k; ++j) {
+      const int64_t e = ids[t * top_k + j];
+      for (int64_t f = 0; f < F; ++f) {
+        double g = 0, u = 0;
+        const float* gr = &w.gate[size_t((e * F + f) * H)];
+        const float* ur = &w.up[size_t((e * F + f) * H)];
+        for (int64_t i = 0; i < H; ++i) g += double(gr[i]) * xq[size_t(i)], u += double(ur[i]) * xq[size_t(i)];
+        h[size_t(f)] = float(g / (1 + std::exp(-g)) * u);
+      }
+      quantized_row(Dtype::int8, 32, h.data(), F, hq);
+      for (int64_t o = 0; o < H; ++o) {
+        const float* dr = &w.down[size_t((e * H + o) * F)];
+        if (down_int8) {
+          quantized_row(Dtype::int8, 32, dr, F, wq);
+        } else {
+          wq.assign(dr, dr + F);
+        }
+        double s = 0;
+        for (int64_t i = 0; i < F; ++i) s += wq[size_t(i)] * hq[size_t(i)];
+        y[size_t(t * H + o)] += rw[t * top_k + j] * s;
+      }
+    }
+  }
 }
 
 // ||a - b|| / ||b||

@@ -105,6 +105,60 @@ void check_case(const Variant& v, int64_t E, int64_t H, int64_t F, int top_k, co
   }
 }
 
+// Q4K panels from random Q4_K weights (down Q4_K, or F32 rows -> INT8 group-32 panels as a Q6_K
+// down gets): all-AMX, all-AVX-512 (bit-identical to AMX) and the default switch against the
+// float64 replay. hidden is whole Q4_K super-blocks; ffn too where down is Q4_K, else any size.
+void check_q4k_case(int64_t E, int64_t H, int64_t F, int top_k, bool down_q4k, const std::vector<int64_t>& tokens,
+                    uint64_t seed) {
+  std::vector<uint8_t> qg, qu, qd;
+  bench::random_q4k(qg, E * F, H, seed + 1);
+  bench::random_q4k(qu, E * F, H, seed + 2);
+  bench::Experts w{E, H, F, {}, {}, {}};
+  bench::dequantize_q4k(qg, E * F, H, w.gate);
+  bench::dequantize_q4k(qu, E * F, H, w.up);
+  if (down_q4k) {
+    bench::random_q4k(qd, E * H, F, seed + 3);
+    bench::dequantize_q4k(qd, E * H, F, w.down);
+  } else {
+    bench::random_weights(w.down, size_t(E * H * F), 0.05f, seed + 3);
+  }
+  auto blocks = [](const std::vector<uint8_t>& b, int64_t n_rows, int64_t k) {
+    const size_t row_bytes = size_t(k / mixtile::QK_K) * sizeof(mixtile::block_q4_K);
+    return [&b, n_rows, row_bytes](int64_t e, int64_t r) { return b.data() + size_t(e * n_rows + r) * row_bytes; };
+  };
+  const mixtile::amx::BlockRowFn down_blocks = blocks(qd, H, F);
+  const auto pe = mixtile::amx::pack_experts_q4k(
+      E, H, F, blocks(qg, F, H), blocks(qu, F, H), down_q4k ? &down_blocks : nullptr,
+      [&w](int64_t e, int64_t r, float* dst) { std::memcpy(dst, &w.down[size_t((e * w.H + r) * w.F)], size_t(w.F) * 4); });
+  const char* name = down_q4k ? "q4k" : "q4k+int8dn";
+  for (int64_t n : tokens) {
+    std::vector<float> x;
+    bench::random_acts(x, n, H, seed + 10 + uint64_t(n));
+    Route rt = route(n, top_k, E, seed + 20 + uint64_t(n));
+    std::vector<double> ref;
+    bench::reference_q4k(w, !down_q4k, x.data(), n, rt.ids.data(), rt.w.data(), top_k, ref);
+    std::vector<float> y_amx;
+    for (int min_tokens : {0, std::numeric_limits<int>::max(), -1}) {
+      std::vector<float> y(size_t(n * H), std::numeric_limits<float>::quiet_NaN());
+      mixtile::amx::experts_forward(*pe, {x.data(), n, rt.ids.data(), rt.w.data(), top_k, y.data(), min_tokens});
+      if (min_tokens == 0) y_amx = y;
+      if (min_tokens > 0 && std::memcmp(y.data(), y_amx.data(), y.size() * sizeof(float)) != 0) {
+        ++failures;
+        std::printf("FAIL %-14s n=%ld: the AVX-512 path's outputs differ from the AMX path's\n", name, long(n));
+      }
+      bool finite = true;
+      for (float v : y) finite = finite && std::isfinite(v);
+      const double err = bench::rel_l2(y.data(), ref);
+      const bool ok = finite && err < 5e-3;
+      if (!ok) ++failures;
+      std::printf("%s %-14s E=%ld H=%ld F=%ld top_k=%d n=%-4ld path=%-7s rel_err=%.2e %s\n", ok ? "ok  " : "FAIL", name,
+                  long(E), long(H), long(F), top_k, long(n),
+                  min_tokens == 0 ? "amx" : (min_tokens < 0 ? "switch" : "avx512"), err,
+                  finite ? "" : "(unwritten or non-finite outputs)");
+    }
+  }
+}
+
 // Error of each dtype against the unquantized float64 forward on 30B-A3B expert shapes.
 void accuracy_report(int64_t n, double outlier) {
   const int64_t E = 4, H = 2048, F = 768;
@@ -153,6 +207,11 @@ int main(int argc, char** argv) {
       check_case(v, 4, 96, 40, 3, tokens, 200);   // ffn smaller than one panel pair
       if (!quick) check_case(v, 3, 512, 160, 2, {129}, 300);
     }
+    for (bool down_q4k : {true, false}) {
+      check_q4k_case(5, 512, 256, 2, down_q4k, tokens, 400);
+      if (!quick) check_q4k_case(4, 256, 512, 3, down_q4k, {1, 17, 129}, 500);
+    }
+    check_q4k_case(4, 256, 40, 2, false, tokens, 600);  // ffn off the panel sizes (a non-Q4_K down allows it)
   }
   mixtile::amx::tuning = defaults;
   accuracy_report(quick ? 4 : 64, 20.0);

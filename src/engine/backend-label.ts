@@ -64,7 +64,7 @@ function autoExperts(model: LoadedModel): string {
   const plain = isa.toUpperCase();
   if (isa !== 'amx') return plain;
   const env = process.env.MIXTILE_AMX_BACKEND;
-  if (env) return env === 'AMXBF16' || env === 'AMXInt8' ? env : 'AVX512BF16';
+  if (env) return env === 'AMXBF16' || env === 'AMXInt8' || env === 'AMXInt4' ? env : 'AVX512BF16';
   const type = model.gguf.tensors.get(ggufLayer(0, 'mlp.experts.gate_proj'))?.type;
   if (type === undefined || type === GgmlType.F32 || type === GgmlType.F16) return 'AVX512BF16';
   return type === GgmlType.BF16 ? 'AMXBF16' : `AMXInt8 (from ${GGML_TYPES.get(type)?.name ?? 'quantized'})`;

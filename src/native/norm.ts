@@ -19,7 +19,7 @@ export interface MoeBlockWeights {
   downExps: WeightHandle;
   topK: number;
   normTopKProb: boolean;
-  /** Experts backend from the placement rules: auto | AMXInt8 | AMXBF16 | AVX512 | llamafile | generic. */
+  /** Experts backend from the placement rules: auto | AMXInt8 | AMXBF16 | AMXInt4 | AVX512 | llamafile | generic. */
   backend?: string;
 }
 

@@ -10,8 +10,9 @@ export const DEVICE = z.string().regex(/^(cpu|cuda(:\d+)?)$/, 'expected a device
 export type Device = z.infer<typeof DEVICE>;
 
 /**
- * CPU expert backends. `auto` (the default) takes the best this machine has; AMXInt4 is accepted
- * from KTransformers files and falls back, as Mixtile has no INT4 AMX kernel.
+ * CPU expert backends. `auto` (the default) takes the best this machine has. AMXInt4 (also the
+ * KTransformers name) keeps Q4_K experts as 4-bit panels on AMX-INT8 tiles, no requantization;
+ * experts of other types get AMXInt8 instead (native/src/cpu/amx/amx-experts.cc).
  */
 export const EXPERT_BACKENDS = ['auto', 'AMXInt8', 'AMXBF16', 'AMXInt4', 'AVX512', 'llamafile', 'generic'] as const;
 export type ExpertBackend = (typeof EXPERT_BACKENDS)[number];

@@ -177,13 +177,12 @@ export function backendSupport(hw: Hardware, backend: Exclude<ExpertBackend, 'au
   const amxDenied = hw.cpu.amxPermission === 'denied' ? { ok: false as const, missing: 'AMX tile permission, which the kernel denied (Linux 5.16+ grants it on request)' } : undefined;
   switch (backend) {
     case 'AMXInt8':
+    case 'AMXInt4': // 4-bit panels on AMX-INT8 tiles
       if (!(f.amxTile && f.amxInt8)) return { ok: false, missing: 'AMX-INT8' };
       return amxDenied ?? { ok: true };
     case 'AMXBF16':
       if (!(f.amxTile && f.amxBf16)) return { ok: false, missing: 'AMX-BF16' };
       return amxDenied ?? { ok: true };
-    case 'AMXInt4':
-      return { ok: false, missing: 'an INT4 AMX kernel, which Mixtile does not have' };
     case 'AVX512':
       return f.avx512f && f.avx512bw && f.avx512vl ? { ok: true } : { ok: false, missing: 'AVX-512 F/BW/VL' };
     case 'llamafile':

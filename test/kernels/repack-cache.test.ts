@@ -73,7 +73,7 @@ function open(path: string, tensors: Tensor[]): { file: MappedFile; w: NativeWei
   return { file, w: tensors.map((t) => weightFromFile(file, t.offset, t.type, t.dims)) };
 }
 
-function packExperts(w: NativeWeight[], dtype: 'bf16' | 'int8'): Layout {
+function packExperts(w: NativeWeight[], dtype: 'bf16' | 'int8' | 'q4k'): Layout {
   return addon().amxExpertsPackLayout(w[0].handle, w[1].handle, w[2].handle, dtype, 64) as Layout;
 }
 
@@ -92,6 +92,7 @@ const cacheFiles = (): string[] => {
 
 for (const [type, dtype] of [
   [GgmlType.Q4_K, 'int8'],
+  [GgmlType.Q4_K, 'q4k'],
   [GgmlType.BF16, 'bf16'],
   [GgmlType.Q6_K, 'bf16'],
 ] as const) {
@@ -182,9 +183,14 @@ test('a rewritten source file makes its cache stale: rebuilt in the same cache f
   assert.notEqual(b.hash, a.hash);
   assert.equal(packExperts(o2.w, 'int8').cache, 'hit');
   assert.equal(cacheFiles().length, 1, 'the same slot: no second file');
-  // Another target layout of the same source is another file.
+  // Another target layout of the same source is another file: INT8 and Q4K panels of the same
+  // Q4_K bytes never take each other's cache.
   assert.equal(packExperts(o2.w, 'bf16').cache, 'written');
   assert.equal(cacheFiles().length, 2);
+  assert.equal(packExperts(o2.w, 'q4k').cache, 'written');
+  assert.equal(packExperts(o2.w, 'q4k').cache, 'hit');
+  assert.equal(packExperts(o2.w, 'int8').cache, 'hit');
+  assert.equal(cacheFiles().length, 3);
   close(o2);
 });
 

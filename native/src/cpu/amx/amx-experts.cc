@@ -1,8 +1,10 @@
-// The AMX entries of the experts dispatch table (experts.cc's AMX slot): "AMXBF16" and
-// "AMXInt8". At experts_load one of them repacks the weights (dequantize_row per source row):
+// The AMX entries of the experts dispatch table (experts.cc's AMX slot): "AMXBF16", "AMXInt8"
+// and "AMXInt4". At experts_load one of them repacks the weights (dequantize_row per source row):
 // AMXBF16 for BF16 sources, AMXInt8 (group 64) for quantized ones (Q8_0, Q4_K, Q5_K, Q6_K), none
 // for F32/F16 (rounding them to BF16 is the user's call), unless MIXTILE_AMX_BACKEND=AMXBF16 |
-// AMXInt8 | off says otherwise; the packed panels go through the repack cache (keyed on the three
+// AMXInt8 | AMXInt4 | off says otherwise. AMXInt4 (asked for by name only, until measured on the
+// AMX machine) re-lays Q4_K gate/up (and a Q4_K down) out as Q4K 4-bit panels, no requantization
+// (amx.h); with gate/up of another type it falls back to AMXInt8; the packed panels go through the repack cache (keyed on the three
 // source tensors' file identity). A call that call_takes_amx() (enough tokens per expert) runs every
 // expert with >= default_min_tokens() tokens on AMX and the rest on AVX-512 over the same panels;
 // a smaller call (decode) goes to the generic entry over the source weights, which for K-quants
@@ -45,13 +47,17 @@ bool int8_down_bf16() {
 
 // The backend the table should prepare for these weights, or nullptr for none.
 const char* chosen_backend(const ExpertsWeights& ew) {
+  // Q4K panels hold Q4_K gate/up only; other sources get the INT8 panels instead.
+  const bool q4k_source = ew.gate.type == GgmlType::Q4_K && ew.up.type == GgmlType::Q4_K;
   // An explicit backend from the placement rules wins; only "auto" consults the env knob.
   if (ew.backend == "AMXBF16") return "AMXBF16";
   if (ew.backend == "AMXInt8") return "AMXInt8";
+  if (ew.backend == "AMXInt4") return q4k_source ? "AMXInt4" : "AMXInt8";
   if (ew.backend != "auto") return nullptr;  // AVX512 / llamafile / generic: no AMX repack
   const char* env = std::getenv("MIXTILE_AMX_BACKEND");
   if (env && *env) {
     if (!std::strcmp(env, "AMXBF16") || !std::strcmp(env, "AMXInt8")) return env;
+    if (!std::strcmp(env, "AMXInt4")) return q4k_source ? "AMXInt4" : "AMXInt8";
     return nullptr;  // "off" or anything else
   }
   if (ew.gate.type == GgmlType::F32 || ew.gate.type == GgmlType::F16) return nullptr;
@@ -64,11 +70,24 @@ amx::RowFn rows_of(const Weight& w) {
   };
 }
 
+constexpr const char* entry_name(amx::Dtype dt) {
+  return dt == amx::Dtype::bf16 ? "AMXBF16" : (dt == amx::Dtype::int8 ? "AMXInt8" : "AMXInt4");
+}
+
+amx::BlockRowFn blocks_of(const Weight& w) {
+  return [&w](int64_t e, int64_t r) { return w.data + size_t(e) * w.matrix_bytes() + size_t(r) * w.row_bytes; };
+}
+
 template <amx::Dtype DT>
 std::shared_ptr<void> prepare(const ExpertsWeights& ew) {
-  const char* want = DT == amx::Dtype::bf16 ? "AMXBF16" : "AMXInt8";
   const char* chosen = chosen_backend(ew);
-  if (!chosen || std::strcmp(chosen, want) != 0 || !amx::available()) return nullptr;
+  if (!chosen || std::strcmp(chosen, entry_name(DT)) != 0 || !amx::available()) return nullptr;
+  if constexpr (DT == amx::Dtype::q4k) {
+    const amx::BlockRowFn down = blocks_of(ew.down);
+    return amx::pack_experts_q4k(ew.n_expert, ew.hidden, ew.ffn, blocks_of(ew.gate), blocks_of(ew.up),
+                                 ew.down.type == GgmlType::Q4_K ? &down : nullptr, rows_of(ew.down),
+                                 amx::cache_key("experts", DT, 32, {&ew.gate, &ew.up, &ew.down}));
+  }
   const int group = DT == amx::Dtype::int8 ? int8_group() : kInt8Group;
   const bool down_bf16 = DT == amx::Dtype::int8 && int8_down_bf16();
   return amx::pack_experts(DT, group, ew.n_expert, ew.hidden, ew.ffn, rows_of(ew.gate), rows_of(ew.up),
@@ -85,13 +104,15 @@ bool accepts(const ExpertsWeights& ew, const MoeArgs& a) {
 
 template <amx::Dtype DT>
 void forward(const ExpertsWeights& ew, const MoeArgs& a) {
-  const auto& pe = *static_cast<const amx::PackedExperts*>(ew.prepared.at(DT == amx::Dtype::bf16 ? "AMXBF16" : "AMXInt8").get());
+  const auto& pe = *static_cast<const amx::PackedExperts*>(ew.prepared.at(entry_name(DT)).get());
   repack_cache::report_pending();
   amx::experts_forward(pe, {a.x, a.n, a.ids, a.weights, a.top_k, a.y, -1});
 }
 
 struct Register {
   Register() {
+    experts_register_kernel(
+        {Isa::amx, "AMXInt4", accepts<amx::Dtype::q4k>, forward<amx::Dtype::q4k>, prepare<amx::Dtype::q4k>});
     experts_register_kernel(
         {Isa::amx, "AMXInt8", accepts<amx::Dtype::int8>, forward<amx::Dtype::int8>, prepare<amx::Dtype::int8>});
     experts_register_kernel(

@@ -1,6 +1,7 @@
 // JS exports for the AMX kernels: amxInfo() -> {available, reason, flags, minTokensBf16, minTokensInt8,
 // minPairsPerExpertBf16, minPairsPerExpertInt8, minCallTokensOverride, linearMinTokens},
-// amxExpertsPack(gate, up, down, dtype "bf16" | "int8", group, downBf16?) -> handle,
+// amxExpertsPack(gate, up, down, dtype "bf16" | "int8" | "q4k", group, downBf16?) -> handle (q4k: Q4_K
+// gate/up, Q4K panels; group and downBf16 ignored),
 // amxExpertsForward(h, x, n, ids, weights, topK, out, minTokens) (minTokens -1 = default),
 // amxExpertsBytes(h), amxLastStats() -> {convertMs, gateUpMs, downMs, sumMs, totalMs, flops,
 // expertsAmx, expertsAvx512} of the last forward (any caller, dispatch table included).
@@ -46,9 +47,14 @@ Napi::Value amx_info_js(const Napi::CallbackInfo& info) {
   return o;
 }
 
-amx::Dtype dtype_arg(const Napi::Value& v, const char* fn) {
+// "bf16", "int8", and (experts only: allow_q4k) "q4k".
+amx::Dtype dtype_arg(const Napi::Value& v, const char* fn, bool allow_q4k = false) {
   const std::string dt = v.IsString() ? v.As<Napi::String>().Utf8Value() : "";
-  if (dt != "bf16" && dt != "int8") throw Napi::TypeError::New(v.Env(), std::string(fn) + ": dtype must be \"bf16\" or \"int8\"");
+  if (allow_q4k && dt == "q4k") return amx::Dtype::q4k;
+  if (dt != "bf16" && dt != "int8") {
+    throw Napi::TypeError::New(v.Env(), std::string(fn) + ": dtype must be \"bf16\", \"int8\"" +
+                                            (allow_q4k ? " or \"q4k\"" : " or (experts) \"q4k\""));
+  }
   return dt == "bf16" ? amx::Dtype::bf16 : amx::Dtype::int8;
 }
 
@@ -70,13 +76,27 @@ amx::RowFn rows_of(const std::shared_ptr<Weight>& w) {
   };
 }
 
+// Q4K panels (Q4_K gate/up; down Q4_K, else INT8 group 32 from its dequantized rows).
+std::shared_ptr<amx::PackedExperts> pack_q4k(const std::shared_ptr<Weight>& gate, const std::shared_ptr<Weight>& up,
+                                             const std::shared_ptr<Weight>& down, const amx::CacheKey& cache,
+                                             const char* fn) {
+  if (gate->type != GgmlType::Q4_K || up->type != GgmlType::Q4_K) {
+    throw std::invalid_argument(std::string(fn) + ": dtype \"q4k\" needs Q4_K gate and up weights");
+  }
+  auto blocks = [](const std::shared_ptr<Weight>& w) -> amx::BlockRowFn {
+    return [w](int64_t e, int64_t r) { return w->data + size_t(e) * w->matrix_bytes() + size_t(r) * w->row_bytes; };
+  };
+  const amx::BlockRowFn down_blocks = blocks(down);
+  return amx::pack_experts_q4k(gate->ne[2], gate->ne[0], gate->ne[1], blocks(gate), blocks(up),
+                               down->type == GgmlType::Q4_K ? &down_blocks : nullptr, rows_of(down), cache);
+}
+
 Napi::Value amx_experts_pack_js(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto gate = weight_arg(info[0], "amxExpertsPack: gate");
   auto up = weight_arg(info[1], "amxExpertsPack: up");
   auto down = weight_arg(info[2], "amxExpertsPack: down");
-  const std::string dt = info[3].IsString() ? info[3].As<Napi::String>().Utf8Value() : "";
-  if (dt != "bf16" && dt != "int8") throw Napi::TypeError::New(env, "amxExpertsPack: dtype must be \"bf16\" or \"int8\"");
+  const amx::Dtype dt = dtype_arg(info[3], "amxExpertsPack", true);
   const int group = int(int_arg(info[4], 4096, "amxExpertsPack: group"));
   const bool down_bf16 = info.Length() > 5 && info[5].IsBoolean() && info[5].As<Napi::Boolean>().Value();
   const int64_t hidden = gate->ne[0], ffn = gate->ne[1], n_expert = gate->ne[2];
@@ -88,8 +108,9 @@ Napi::Value amx_experts_pack_js(const Napi::CallbackInfo& info) {
   if (!amx::available()) throw Napi::Error::New(env, "amxExpertsPack: " + amx::unavailable_reason());
   auto h = std::make_shared<AmxHandle>();
   try {
-    h->pe = amx::pack_experts(dt == "bf16" ? amx::Dtype::bf16 : amx::Dtype::int8, group, n_expert, hidden, ffn,
-                              rows_of(gate), rows_of(up), rows_of(down), {}, down_bf16);
+    h->pe = dt == amx::Dtype::q4k ? pack_q4k(gate, up, down, {}, "amxExpertsPack")
+                                  : amx::pack_experts(dt, group, n_expert, hidden, ffn, rows_of(gate), rows_of(up),
+                                                      rows_of(down), {}, down_bf16);
   } catch (const std::exception& e) {
     throw Napi::Error::New(env, std::string("amxExpertsPack: ") + e.what());
   }
@@ -101,7 +122,7 @@ Napi::Value amx_experts_pack_layout_js(const Napi::CallbackInfo& info) {
   auto gate = weight_arg(info[0], "amxExpertsPackLayout: gate");
   auto up = weight_arg(info[1], "amxExpertsPackLayout: up");
   auto down = weight_arg(info[2], "amxExpertsPackLayout: down");
-  const amx::Dtype dt = dtype_arg(info[3], "amxExpertsPackLayout");
+  const amx::Dtype dt = dtype_arg(info[3], "amxExpertsPackLayout", true);
   const int group = int(int_arg(info[4], 4096, "amxExpertsPackLayout: group"));
   const int64_t hidden = gate->ne[0], ffn = gate->ne[1], n_expert = gate->ne[2];
   if (up->ne[0] != hidden || up->ne[1] != ffn || up->ne[2] != n_expert || down->ne[0] != ffn ||
@@ -109,8 +130,11 @@ Napi::Value amx_experts_pack_layout_js(const Napi::CallbackInfo& info) {
     throw Napi::Error::New(env, "amxExpertsPackLayout: expected gate/up [hidden, ffn, n_expert] and down [ffn, hidden, n_expert]");
   }
   try {
-    auto pe = amx::pack_experts(dt, group, n_expert, hidden, ffn, rows_of(gate), rows_of(up), rows_of(down),
-                                amx::cache_key("experts", dt, group, {gate.get(), up.get(), down.get()}));
+    auto pe = dt == amx::Dtype::q4k
+                  ? pack_q4k(gate, up, down, amx::cache_key("experts", dt, 32, {gate.get(), up.get(), down.get()}),
+                             "amxExpertsPackLayout")
+                  : amx::pack_experts(dt, group, n_expert, hidden, ffn, rows_of(gate), rows_of(up), rows_of(down),
+                                      amx::cache_key("experts", dt, group, {gate.get(), up.get(), down.get()}));
     return layout_result(env, pe->storage.get(), pe->storage_bytes, pe->cache_outcome);
   } catch (const std::exception& e) {
     throw Napi::Error::New(env, std::string("amxExpertsPackLayout: ") + e.what());

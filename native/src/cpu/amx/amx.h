@@ -35,11 +35,22 @@ namespace mixtile::amx {
 //
 // The AVX-512 path for experts with few tokens reads these same panels, so after load the
 // original (mmapped) weights are not read again and there is one copy of the experts in memory.
-enum class Dtype : int { bf16 = 0, int8 = 1 };
+//
+// Q4K (backend "AMXInt4"; Q4_K sources only, layout repack-q4k.cc): the INT8 panel order with two
+// weights per byte, the Q4_K nibbles (0..15) kept exactly. A K step of 64 is 1 KiB: per B tile
+// 512 bytes, byte i's low nibble = INT8-tile byte i (K 0-31 of the step), its high nibble = byte
+// 512 + i (K 32-63), so one 64-byte and/shift pair yields two tile rows. Per (column, 32-K group)
+// the Q4_K sub-block scale and min as 6-bit integers (q4_sm [panel][group][sc 32 | m 32] bytes),
+// per (column, 256-K super-block) d and dmin as F32 (q4_d [panel][super][d 32 | dmin 32]); so
+// w = d*sc*q - dmin*m exactly as Q4_K dequantizes. 0.59 bytes per weight (Q4_K 0.5625, INT8
+// panels 1.125). Activations: INT8 per token per 32-K group plus the group's integer sum.
+enum class Dtype : int { bf16 = 0, int8 = 1, q4k = 2 };
 
 // Bumped whenever the packed bytes of a given source change (panel layout, rounding, scales):
 // it is part of every repack cache key, so old cache files are rebuilt, never misread.
 constexpr int kLayoutVersion = 1;
+// Bumped whenever the Q4K panels' bytes change (also in their cache key, beside kLayoutVersion).
+constexpr int kQ4kLayoutVersion = 1;
 
 struct PackedMatrix {
   int64_t n_out = 0, k = 0;    // logical shape
@@ -50,13 +61,16 @@ struct PackedMatrix {
   const uint8_t* data = nullptr;      // n_panels * panel_bytes, 64-byte aligned
   const float* scales = nullptr;      // INT8: [n_panels][n_groups][32]
   const int32_t* colsum = nullptr;    // INT8: [n_panels][n_groups][32]
-  int64_t n_groups = 0;               // INT8: k_pad / group
+  int64_t n_groups = 0;               // INT8: k_pad / group; Q4K: k_pad / 32
+  const uint8_t* q4_sm = nullptr;     // Q4K: [n_panels][n_groups][64] sub-block scales | mins
+  const float* q4_d = nullptr;        // Q4K: [n_panels][k_pad / 256][64] d | dmin
 };
 
 struct PackedExperts {
   Dtype dtype = Dtype::bf16;       // gate+up panels, and the expert input's conversion
-  Dtype down_dtype = Dtype::bf16;  // down panels and h: dtype, or BF16 under INT8 gate+up (down_bf16)
-  int group = 64;  // INT8 group size along K (32, 64, 128 or 256)
+  Dtype down_dtype = Dtype::bf16;  // down panels and h: dtype, or BF16 under INT8 gate+up (down_bf16),
+                                   // or INT8 group 32 under Q4K gate+up when down is not Q4_K (Q6_K)
+  int group = 64;  // INT8 group size along K (32, 64, 128 or 256); Q4K: 32
   int64_t n_expert = 0, hidden = 0, ffn = 0;
   std::shared_ptr<uint8_t> storage;  // owns every matrix below (a buffer, or a mapped cache file)
   size_t storage_bytes = 0;
@@ -94,6 +108,14 @@ using RowFn = std::function<void(int64_t expert, int64_t row, float* dst)>;
 std::shared_ptr<PackedExperts> pack_experts(Dtype dtype, int group, int64_t n_expert, int64_t hidden,
                                             int64_t ffn, const RowFn& gate, const RowFn& up, const RowFn& down,
                                             const CacheKey& cache = {}, bool down_bf16 = false);
+// Q4K: returns the Q4_K bytes of row `row` of expert `expert` (k / 256 blocks).
+using BlockRowFn = std::function<const uint8_t*(int64_t expert, int64_t row)>;
+// Repacks Q4_K experts into Q4K panels (a re-layout: no requantization). hidden (and ffn for a
+// Q4_K down) must be multiples of 256, as Q4_K rows are. down_q4k: the down rows as Q4_K blocks, or nullptr when down has another type:
+// then down becomes INT8 group-32 panels from down_rows (dequantized F32 rows).
+std::shared_ptr<PackedExperts> pack_experts_q4k(int64_t n_expert, int64_t hidden, int64_t ffn, const BlockRowFn& gate,
+                                                const BlockRowFn& up, const BlockRowFn* down_q4k,
+                                                const RowFn& down_rows, const CacheKey& cache = {});
 // Repacks one dense matrix (parallel over panels); row(0, r, dst) writes row r (k floats).
 std::shared_ptr<PackedLinear> pack_linear(Dtype dtype, int group, int64_t n_out, int64_t k, const RowFn& row,
                                           const CacheKey& cache = {});

@@ -13,9 +13,13 @@ namespace mixtile::amx {
 // Empty slot and key (no caching) when any source is not in a file mapping.
 inline CacheKey cache_key(const char* kind, Dtype dt, int group, std::initializer_list<const Weight*> sources) {
   CacheKey ck;
-  std::string slot = std::string(kind) + (dt == Dtype::bf16 ? "|AMXBF16" : "|AMXInt8");
-  std::string key = "mixtile-amx|layout " + std::to_string(kLayoutVersion) + "|" + slot + "|group " +
-                    std::to_string(dt == Dtype::int8 ? group : 0);
+  // Q4K panels have their own slot and key ("|AMXInt4", layout kQ4kLayoutVersion): an INT8 cache
+  // file of the same sources is never taken for them, nor the other way round.
+  const char* dname = dt == Dtype::bf16 ? "|AMXBF16" : (dt == Dtype::int8 ? "|AMXInt8" : "|AMXInt4");
+  std::string slot = std::string(kind) + dname;
+  std::string key = "mixtile-amx|layout " + std::to_string(kLayoutVersion) +
+                    (dt == Dtype::q4k ? "|q4k layout " + std::to_string(kQ4kLayoutVersion) : std::string()) + "|" +
+                    slot + "|group " + std::to_string(dt != Dtype::bf16 ? group : 0);
   bool all_in_files = true;
   for (const Weight* w : sources) {
     ck.source_bytes += double(w->bytes());

@@ -108,15 +108,17 @@ ForwardStats last_forward_stats() {
 }
 
 void experts_forward(const PackedExperts& pe, const ForwardArgs& a) {
-  static Scratch s_tok, s_w, s_pos, s_act, s_act_scale, s_h, s_h_scale, s_y;
+  static Scratch s_tok, s_w, s_pos, s_act, s_act_scale, s_act_sum, s_h, s_h_scale, s_h_sum, s_y;
   std::lock_guard<std::mutex> lock(forward_mutex);
   auto t = std::chrono::steady_clock::now();
   const auto t_start = t;
   stats = ForwardStats{};
 
   const int64_t E = pe.n_expert, H = pe.hidden;
-  const bool int8 = pe.dtype == Dtype::int8;
-  const bool h_int8 = pe.down_dtype == Dtype::int8;  // else h is BF16 for BF16 down panels
+  // INT8 activations for INT8 and Q4K panels; Q4K also keeps each group's integer sum (the min term).
+  const bool int8 = pe.dtype != Dtype::bf16, q4 = pe.dtype == Dtype::q4k;
+  const bool h_int8 = pe.down_dtype != Dtype::bf16;  // else h is BF16 for BF16 down panels
+  const bool h_q4 = pe.down_dtype == Dtype::q4k;
   const int group = pe.group;
   const int min_tokens = a.min_tokens >= 0 ? a.min_tokens : default_min_tokens(pe.dtype);
   const bool amx_ok = available();
@@ -159,6 +161,8 @@ void experts_forward(const PackedExperts& pe, const ForwardArgs& a) {
   uint8_t* hbuf = s_h.get<uint8_t>(size_t(rows_total) * lda_h * (h_int8 ? 1 : 2));
   float* act_scale = int8 ? s_act_scale.get<float>(size_t(rows_total) * ng_in) : nullptr;
   float* h_scale = h_int8 ? s_h_scale.get<float>(size_t(rows_total) * ng_h) : nullptr;
+  int32_t* act_sum = q4 ? s_act_sum.get<int32_t>(size_t(rows_total) * ng_in) : nullptr;
+  int32_t* h_sum = h_q4 ? s_h_sum.get<int32_t>(size_t(rows_total) * ng_h) : nullptr;
 
   // Row -> expert map for the convert phase (rows in 16-row blocks; a block never spans experts).
   std::vector<int32_t> block_expert(size_t(rows_total / kRowAlign));
@@ -176,6 +180,7 @@ void experts_forward(const PackedExperts& pe, const ForwardArgs& a) {
       const int64_t k = real ? H : 0;
       if (int8) {
         quantize_row_int8(x, k, k_in, group, reinterpret_cast<int8_t*>(act) + r * lda_in, act_scale + r * ng_in);
+        if (q4) group_sums_int8(reinterpret_cast<int8_t*>(act) + r * lda_in, k_in, group, act_sum + r * ng_in);
       } else {
         convert_row_bf16(x, k, k_in, reinterpret_cast<uint16_t*>(act) + r * lda_in);
       }
@@ -225,7 +230,12 @@ void experts_forward(const PackedExperts& pe, const ForwardArgs& a) {
         continue;
       }
       const uint8_t* panel = w.data + p * w.panel_bytes;
-      if (int8) {
+      if (q4) {
+        const int8_t* A = reinterpret_cast<const int8_t*>(act) + r0 * lda_in;
+        (use_amx ? panel_q4k_amx : panel_q4k_avx512)(A, lda_in, act_scale + r0 * ng_in, act_sum + r0 * ng_in, mrows,
+                                                    panel, w.q4_sm + p * w.n_groups * 64,
+                                                    w.q4_d + p * (w.k_pad / 256) * 64, w.n_groups, C);
+      } else if (int8) {
         const int8_t* A = reinterpret_cast<const int8_t*>(act) + r0 * lda_in;
         const float* as = act_scale + r0 * ng_in;
         const float* ws = w.scales + p * w.n_groups * kPanelCols;
@@ -240,8 +250,9 @@ void experts_forward(const PackedExperts& pe, const ForwardArgs& a) {
     for (int m = 0; m < mrows; ++m) {
       const int64_t r = r0 + m;
       if (h_int8) {
-        quantize_row_int8(hf + m * ncols, ncols, ncols, group, reinterpret_cast<int8_t*>(hbuf) + r * lda_h + t.n0,
-                          h_scale + r * ng_h + t.n0 / group);
+        int8_t* hq = reinterpret_cast<int8_t*>(hbuf) + r * lda_h + t.n0;
+        quantize_row_int8(hf + m * ncols, ncols, ncols, group, hq, h_scale + r * ng_h + t.n0 / group);
+        if (h_q4) group_sums_int8(hq, ncols, group, h_sum + r * ng_h + t.n0 / group);
       } else {
         convert_row_bf16(hf + m * ncols, ncols, ncols, reinterpret_cast<uint16_t*>(hbuf) + r * lda_h + t.n0);
       }
@@ -257,7 +268,12 @@ void experts_forward(const PackedExperts& pe, const ForwardArgs& a) {
     const bool use_amx = amx_ok && count[e] >= min_tokens;
     const int mrows = chunk_rows(m0, row_start[e + 1] - row_start[e], count[e], use_amx);
     const uint8_t* panel = w.data + p * w.panel_bytes;
-    if (h_int8) {
+    if (h_q4) {
+      const int8_t* A = reinterpret_cast<const int8_t*>(hbuf) + r0 * lda_h;
+      (use_amx ? panel_q4k_amx : panel_q4k_avx512)(A, lda_h, h_scale + r0 * ng_h, h_sum + r0 * ng_h, mrows, panel,
+                                                  w.q4_sm + p * w.n_groups * 64, w.q4_d + p * (w.k_pad / 256) * 64,
+                                                  w.n_groups, C);
+    } else if (h_int8) {
       const int8_t* A = reinterpret_cast<const int8_t*>(hbuf) + r0 * lda_h;
       const float* as = h_scale + r0 * ng_h;
       const float* ws = w.scales + p * w.n_groups * kPanelCols;

@@ -11,7 +11,9 @@ constexpr size_t kTileBytes = 1024;   // one B tile: 16 rows x 64 bytes
 constexpr size_t kStepBytes = 2048;   // one K step of a panel: tile0 | tile1
 constexpr int kBf16Step = 32;         // K elements per BF16 step (16 VNNI pairs)
 constexpr int kInt8Step = 64;         // K elements per INT8 step (16 VNNI quads)
-constexpr int kRowAlign = 16;         // activation rows are padded (with zeros) to this
+constexpr int kRowAlign = 16;
+constexpr size_t kQ4TileBytes = 512;  // one Q4K B tile: the INT8 tile's 1 KiB as nibbles
+constexpr size_t kQ4StepBytes = 1024; // one K step (64) of a Q4K panel: tile0 | tile1         // activation rows are padded (with zeros) to this
 
 // All kernels: C is [round_up(mrows, 16)][32] F32 (row stride 32), overwritten; rows of A past
 // mrows up to the next multiple of 16 must be readable (they are zero padding); lda in elements.
@@ -28,6 +30,20 @@ void panel_int8_amx(const int8_t* A, int64_t lda, const float* a_scale, int mrow
                     const float* w_scale, const int32_t* colsum, int64_t n_groups, int group, float* C);
 void panel_int8_avx512(const int8_t* A, int64_t lda, const float* a_scale, int mrows, const uint8_t* panel,
                        const float* w_scale, const int32_t* colsum, int64_t n_groups, int group, float* C);
+
+// Q4K (layout amx.h): A, a_scale as INT8 group 32, a_sum [rows][n_groups] the int sum of each
+// group's quants; sm, dd this panel's q4_sm / q4_d. Per group g, column n of row t:
+// C[t][n] += a_scale[t][g] * ((d*sc)[n][g] * sum_k A[t][k] q[n][k] - (dmin*m)[n][g] * a_sum[t][g]).
+// The AMX kernel unpacks a block of K steps to an INT8-layout staging buffer in L1 and runs the
+// group-32 tile sequence (TDPBSSD: the nibbles 0..15 are the same as signed bytes); the AVX-512
+// path (vpdpbusd, nibbles as the unsigned operand) makes the same int32 sums and the same float
+// steps in the same order, so both give the same bits.
+void panel_q4k_amx(const int8_t* A, int64_t lda, const float* a_scale, const int32_t* a_sum, int mrows,
+                   const uint8_t* panel, const uint8_t* sm, const float* dd, int64_t n_groups, float* C);
+void panel_q4k_avx512(const int8_t* A, int64_t lda, const float* a_scale, const int32_t* a_sum, int mrows,
+                      const uint8_t* panel, const uint8_t* sm, const float* dd, int64_t n_groups, float* C);
+// sums[g] = sum of q[g*group .. (g+1)*group) for g < k_pad / group.
+void group_sums_int8(const int8_t* q, int64_t k_pad, int group, int32_t* sums);
 
 // x[k] F32 -> dst[k_pad] bf16 (round to nearest even), zeros past k.
 void convert_row_bf16(const float* x, int64_t k, int64_t k_pad, uint16_t* dst);

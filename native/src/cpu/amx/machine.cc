@@ -43,6 +43,10 @@ constexpr int kDefaultMinTokensInt8 = 12;
 // = 1.5 per expert. MIXTILE_AMX_MIN_CALL_TOKENS (tokens per call) overrides both.
 constexpr double kMinPairsPerExpertBf16 = 1.5;
 constexpr double kMinPairsPerExpertInt8 = 16.0;
+// Q4K panels (AMXInt4): not yet measured on the AMX machine; the INT8 figures until then (the
+// panels read about the generic kernels' bytes, so the call threshold may come down).
+constexpr int kDefaultMinTokensQ4k = kDefaultMinTokensInt8;
+constexpr double kMinPairsPerExpertQ4k = kMinPairsPerExpertInt8;
 // Tokens per call from which a linear layer runs on its AMX panels (same sweep, q_proj 2048 ->
 // 4096): AVX-512 GEMM / AMX-BF16 time 0.56 1.37 1.52 1.75 2.53 at 1 2 4 8 16 tokens (Q4_K), 0.83
 // 1.46 1.74 1.97 2.53 (BF16); 2.9x / 4.0x at 512.
@@ -182,6 +186,7 @@ int env_count(const char* name) {
 int default_min_tokens(Dtype dtype) {
   static const int env = env_count("MIXTILE_AMX_MIN_TOKENS");
   if (env >= 0) return env;
+  if (dtype == Dtype::q4k) return kDefaultMinTokensQ4k;
   return dtype == Dtype::bf16 ? kDefaultMinTokensBf16 : kDefaultMinTokensInt8;
 }
 
@@ -191,6 +196,7 @@ int call_min_tokens_override() {
 }
 
 double default_min_pairs_per_expert(Dtype dtype) {
+  if (dtype == Dtype::q4k) return kMinPairsPerExpertQ4k;
   return dtype == Dtype::bf16 ? kMinPairsPerExpertBf16 : kMinPairsPerExpertInt8;
 }
 

@@ -14,6 +14,7 @@
 
 #include "cpu/amx/amx.h"
 #include "cpu/amx/kernels.h"
+#include "cpu/amx/repack-matrix.h"
 #include "repack-cache.h"
 #include "threadpool.h"
 
@@ -151,6 +152,20 @@ void check_group(Dtype dtype, int group) {
 }
 
 }  // namespace
+
+size_t packed_matrix_bytes(Dtype dt, int group, int64_t n_out, int64_t k) {
+  return expert_bytes(plan(dt, group, n_out, k, false));
+}
+
+void pack_matrix(Dtype dt, int group, int64_t n_out, int64_t k, int64_t e, const RowFn& rows, uint8_t* base) {
+  check_group(dt, group);
+  const MatrixPlan p = plan(dt, group, n_out, k, false);
+  pack_panels(dt, group, p, e, rows, nullptr, base, 0, p.n_panels);
+}
+
+PackedMatrix packed_matrix_view(Dtype dt, int group, int64_t n_out, int64_t k, const uint8_t* base) {
+  return matrix_view(dt, plan(dt, group, n_out, k, false), base);
+}
 
 std::shared_ptr<PackedExperts> pack_experts(Dtype dtype, int group, int64_t n_expert, int64_t hidden, int64_t ffn,
                                             const RowFn& gate, const RowFn& up, const RowFn& down,

@@ -70,10 +70,10 @@ const char* experts_select_name(const ExpertsWeights& ew, const MoeArgs& a) { re
 
 std::shared_ptr<ExpertsWeights> experts_load(const Weight& gate, const Weight& up, const Weight& down,
                                              const Weight& router, const std::string& backend) {
-  static const char* const known[] = {"auto", "AMXInt8", "AMXBF16", "AVX512", "llamafile", "generic"};
+  static const char* const known[] = {"auto", "AMXInt8", "AMXBF16", "AMXInt4", "AVX512", "llamafile", "generic"};
   if (std::find(std::begin(known), std::end(known), backend) == std::end(known)) {
     throw std::invalid_argument("experts: unknown backend \"" + backend +
-                                "\" (known: auto, AMXInt8, AMXBF16, AVX512, llamafile, generic)");
+                                "\" (known: auto, AMXInt8, AMXBF16, AMXInt4, AVX512, llamafile, generic)");
   }
   for (const Weight* w : {&gate, &up, &down}) {
     if (!type_supported(w->type)) throw std::invalid_argument("experts: unsupported weight type " + shape_str(*w));

@@ -2,15 +2,10 @@
 // placement really where it says. Runs on the CPU stand-in of the CUDA library where there is no GPU.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { benchOp, parseDevices } from './bench-op.ts';
+import { standInUnlessSet } from '../../test/cuda/target.ts';
 
-const root = fileURLToPath(new URL('../..', import.meta.url));
-const standIn = join(dirname(process.env.MIXTILE_ADDON ?? join(root, 'native/build/Release/mixtile.node')), 'libmixtile-cuda-host.so');
-if (!process.env.MIXTILE_CUDA_LIB && existsSync(standIn)) process.env.MIXTILE_CUDA_LIB = standIn;
-const skip = process.env.MIXTILE_CUDA_LIB ? false : `${standIn} not built`;
+const skip = standInUnlessSet();
 
 test('bench --op experts --device: cpu / gpu / split rows per token count', { skip }, () => {
   const log = console.log;

@@ -3,14 +3,12 @@
 // max(CPU, GPU) over every k), and the cpu / gpu placements. Needs no GPU.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { GgmlType } from '../formats/ggml-types.ts';
 import { addon } from './addon.ts';
 import { expertsLoad } from './experts.ts';
 import { expertsSplitPlan, gpuExpertsCost, type ExpertCostConstants } from './gpu-experts.ts';
 import { NativeWeight, type NativeHandle } from './tensor.ts';
+import { standInUnlessSet } from '../../test/cuda/target.ts';
 
 function rng(seed: number): () => number {
   let s = seed >>> 0;
@@ -111,11 +109,7 @@ test('expert cost model: the GPU wins big batches, the CPU one token (Qwen3-30B-
   assert.ok(k > 64 && k < 128, `2048 tokens: most experts on the GPU, some on the CPU (k=${k})`);
 });
 
-test('expert cost model: a malformed MIXTILE_EXPERT_COST is a clear error', () => {
-  const addonPath = process.env.MIXTILE_ADDON ?? fileURLToPath(new URL('../../native/build/Release/mixtile.node', import.meta.url));
-  const standIn = join(dirname(addonPath), 'libmixtile-cuda-host.so');
-  if (!process.env.MIXTILE_CUDA_LIB && existsSync(standIn)) process.env.MIXTILE_CUDA_LIB = standIn;
-  if (!process.env.MIXTILE_CUDA_LIB) return; // no CUDA library to load here: nothing to check
+test('expert cost model: a malformed MIXTILE_EXPERT_COST is a clear error', { skip: standInUnlessSet() }, () => {
   const synth = (t: GgmlType, d: number[], s: number) => new NativeWeight(addon().weightSynth(t, d, s) as NativeHandle, t, d);
   const w = { gate: synth(GgmlType.Q8_0, [256, 256, 4], 1), up: synth(GgmlType.Q8_0, [256, 256, 4], 2), down: synth(GgmlType.Q8_0, [256, 256, 4], 3), router: synth(GgmlType.F32, [256, 4], 4) };
   const h = expertsLoad(w);

@@ -5,20 +5,15 @@
 // what CI has; MIXTILE_CUDA_LIB chooses another library.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { GgmlType } from '../formats/ggml-types.ts';
 import { addon } from './addon.ts';
 import { expertsLoad, moeForwardRouted, type ExpertsHandle } from './experts.ts';
 import { gpuExpertsCost, gpuExpertsForward, gpuExpertsRelease } from './gpu-experts.ts';
 import { NativeWeight, type NativeHandle } from './tensor.ts';
+import { standInUnlessSet } from '../../test/cuda/target.ts';
 
-const root = fileURLToPath(new URL('../..', import.meta.url));
-const standIn = join(dirname(process.env.MIXTILE_ADDON ?? join(root, 'native/build/Release/mixtile.node')), 'libmixtile-cuda-host.so');
 // Must be set before the addon first loads the CUDA library (once per process).
-if (!process.env.MIXTILE_CUDA_LIB && existsSync(standIn)) process.env.MIXTILE_CUDA_LIB = standIn;
-const skip = process.env.MIXTILE_CUDA_LIB ? false : `${standIn} not built (npm run build:native builds it with the addon)`;
+const skip = standInUnlessSet();
 
 const H = 256;
 const F = 256;

@@ -4,16 +4,15 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { synthModel } from '../../src/model/synth.ts';
+import { ADDON, STAND_IN, standInSkip } from '../cuda/target.ts';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
-const ADDON = process.env.MIXTILE_ADDON ?? join(ROOT, 'native/build/Release/mixtile.node');
-const STAND_IN = join(dirname(ADDON), 'libmixtile-cuda-host.so');
-const skip = !existsSync(ADDON) ? `native addon not built (${ADDON})` : !existsSync(STAND_IN) ? `no CUDA stand-in (${STAND_IN})` : false;
+const skip = standInSkip;
 
 describe('mixtile bench: the backend column', { skip }, () => {
   let dir: string;

@@ -5,25 +5,15 @@
 // depth, shows up as a different list of steps.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { BenchError, benchTests, runBench } from '../../src/engine/bench.ts';
 import { GgmlType } from '../../src/formats/ggml-types.ts';
 import { loadModel } from '../../src/model/load.ts';
 import type { LoadedModel } from '../../src/model/types.ts';
-import { cudaInfo } from '../../src/native/cuda.ts';
+import { gpuSkip, noAddon } from '../cuda/target.ts';
 import { writeSmallModel } from './small-model.ts';
-
-const ADDON = process.env.MIXTILE_ADDON ?? fileURLToPath(new URL('../../native/build/Release/mixtile.node', import.meta.url));
-const STAND_IN = join(dirname(ADDON), 'libmixtile-cuda-host.so');
-const noAddon = existsSync(ADDON) ? false : `native addon not built (${ADDON})`;
-function gpuSkip(): string | false {
-  if (noAddon) return noAddon;
-  const info = cudaInfo(process.env.MIXTILE_CUDA_LIB ?? (existsSync('/dev/nvidiactl') ? undefined : STAND_IN));
-  return info.available ? false : `no GPU and no CUDA stand-in: ${info.reason}`;
-}
 
 const tokenizer = { eogIds: new Set<number>(), createStreamDecoder: () => ({ push: () => '', flush: () => '' }) };
 type Step = [start: number, tokens: number];
@@ -56,7 +46,6 @@ for (const placement of ['cpu', 'qwen3moe-hybrid'] as const) {
     let dir: string;
     let model: LoadedModel;
     before(async () => {
-      if (placement !== 'cpu' && !process.env.MIXTILE_CUDA_LIB && !existsSync('/dev/nvidiactl')) process.env.MIXTILE_CUDA_LIB = STAND_IN;
       dir = mkdtempSync(join(tmpdir(), 'mixtile-bench-depth-'));
       const path = join(dir, 'm.gguf');
       await writeSmallModel(path, { type: GgmlType.BF16, hidden: 128, nHeads: 4, nKvHeads: 2, headDim: 64, vocab: 320, nLayers: 2, seed: 5 });

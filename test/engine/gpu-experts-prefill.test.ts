@@ -23,31 +23,22 @@ process.env.MIXTILE_GPU_EXPERTS_PREFETCH_MIN_TOKENS = '1';
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { addon } from '../../src/native/addon.ts';
-import { cudaInfo } from '../../src/native/cuda.ts';
 import { readGguf } from '../../src/formats/gguf-read.ts';
 import { gpuExpertsBytes, type GpuPlan } from '../../src/model/gpu-plan.ts';
 import { loadModel } from '../../src/model/load.ts';
 import type { ModelConfig } from '../../src/model/types.ts';
 import { synthModel } from '../../src/model/synth.ts';
 import type { ForwardBatch } from '../../src/model/types.ts';
+import { gpuSkip, onGpuMachine } from '../cuda/target.ts';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
-const ADDON = process.env.MIXTILE_ADDON ?? join(ROOT, 'native/build/Release/mixtile.node');
-const STAND_IN = join(dirname(ADDON), 'libmixtile-cuda-host.so');
-
-function skipReason(): string | false {
-  if (!existsSync(ADDON)) return `native addon not built (${ADDON})`;
-  const lib = process.env.MIXTILE_CUDA_LIB ?? (existsSync('/dev/nvidiactl') ? undefined : STAND_IN);
-  const info = cudaInfo(lib);
-  return info.available ? false : `no GPU and no CUDA stand-in: ${info.reason}`;
-}
-const skip = skipReason();
-const onStandIn = !process.env.MIXTILE_CUDA_LIB && !existsSync('/dev/nvidiactl');
+const onStandIn = !process.env.MIXTILE_CUDA_LIB && !onGpuMachine();
+const skip = gpuSkip();
 const inSyncChild = process.env.MIXTILE_PREFETCH_TEST_CHILD === '1';
 
 const range = (a: number, b: number) => Array.from({ length: b - a }, (_, i) => a + i);

@@ -6,25 +6,15 @@
 //   - prefill steps take the copy path whatever the setting; a bad value is a clear error.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { cudaInfo } from '../../src/native/cuda.ts';
+import { join } from 'node:path';
 import { loadModel } from '../../src/model/load.ts';
 import { synthModel } from '../../src/model/synth.ts';
 import type { ForwardBatch, LoadedModel } from '../../src/model/types.ts';
+import { gpuSkip } from '../cuda/target.ts';
 
-const ADDON = process.env.MIXTILE_ADDON ?? fileURLToPath(new URL('../../native/build/Release/mixtile.node', import.meta.url));
-const STAND_IN = join(dirname(ADDON), 'libmixtile-cuda-host.so');
-
-function skipReason(): string | false {
-  if (!existsSync(ADDON)) return `native addon not built (${ADDON})`;
-  if (!process.env.MIXTILE_CUDA_LIB && !existsSync('/dev/nvidiactl') && existsSync(STAND_IN)) process.env.MIXTILE_CUDA_LIB = STAND_IN;
-  const info = cudaInfo(process.env.MIXTILE_CUDA_LIB);
-  return info.available ? false : `no GPU and no CUDA stand-in: ${info.reason}`;
-}
-const skip = skipReason();
+const skip = gpuSkip();
 
 const GLUES = ['mapped', 'fused', 'copy'] as const;
 

@@ -119,12 +119,12 @@ int main(int argc, char** argv) {
     }
 
   // ---- attention prefill: causal, one sequence, queries at positions [pos0, pos0 + T) over keys [0, pos0 + T):
-  // pos0 = 0 is a whole prompt, pos0 > 0 a later chunk of a chunked prefill
+  // pos0 = 0 is a whole prompt, pos0 > 0 a later chunk of a chunked prefill (the engine's ubatch is 512)
   if (want("prefill")) std::printf("\n# attention prefill (flash, mma.sync), 32 q / 4 kv heads, D=128; causal FLOPs = 4*D*heads*sum_t(pos0+t+1)\n");
   struct PrefillCase { int64_t T, pos0; };
   if (want("prefill")) for (mxc_dtype t : {MXC_BF16, MXC_F16})
     for (PrefillCase pc : {PrefillCase{512, 0}, PrefillCase{2048, 0}, PrefillCase{8192, 0}, PrefillCase{16384, 0},
-                           PrefillCase{2048, 14336}}) {
+                           PrefillCase{2048, 14336}, PrefillCase{512, 15872}}) {
       const int64_t T = pc.T, L = pc.pos0 + pc.T;
       const size_t kv_elems = size_t(L) * NKV * D;
       Dev k(kv_elems * 2), v(kv_elems * 2), q(T * NH * D * 4), out(T * NH * D * 4);
@@ -184,8 +184,32 @@ int main(int argc, char** argv) {
   // ---- quantized GEMV (weights kept as stored) and the batch path's dequantization into the BF16 scratch
   if (want("gemvq")) {
     std::printf("\n# quantized GEMV (mxc_gemv_quant), f32 out; weights GB/s = the blocks' bytes / time; 4 copies rotate."
+                "\n# us = eager launches back to back (the host's launch rate can bound small ones); graph = per launch"
+                "\n# inside a CUDA graph of 20 (how a decode step issues them)."
                 "\n# dequant = mxc_dequant_bf16 of the whole weight (what a batch does before cuBLAS)\n");
     struct S { int64_t n, k; mxc_dtype t; const char* what; };
+    // Microseconds a launch of fn(i, stream) inside one captured graph of 20, median of 11 x 10 graph launches.
+    auto graph_us = [&](const std::function<void(int, mxc_stream*)>& fn) {
+      mxc_stream* st;
+      MXT_CHECK(mxc_stream_create(&st));
+      MXT_CHECK(mxc_graph_begin(st));
+      for (int i = 0; i < 20; ++i) fn(i, st);
+      mxc_graph* gr;
+      MXT_CHECK(mxc_graph_end(st, &gr));
+      for (int i = 0; i < 3; ++i) MXT_CHECK(mxc_graph_launch(gr, st));
+      MXT_CHECK(mxc_stream_sync(st));
+      std::vector<double> v;
+      for (int r = 0; r < 11; ++r) {
+        const auto t0 = std::chrono::steady_clock::now();
+        for (int i = 0; i < 10; ++i) MXT_CHECK(mxc_graph_launch(gr, st));
+        MXT_CHECK(mxc_stream_sync(st));
+        v.push_back(std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count() / 200);
+      }
+      MXT_CHECK(mxc_graph_destroy(gr));
+      MXT_CHECK(mxc_stream_destroy(st));
+      std::sort(v.begin(), v.end());
+      return v[v.size() / 2];
+    };
     auto random_blocks = [&](mxc_dtype t, size_t bytes) {
       const int qk = t == MXC_Q8_0 ? 32 : 256;
       const size_t bb = mxc_dtype_bytes(t, qk);
@@ -213,7 +237,7 @@ int main(int argc, char** argv) {
       for (int64_t m : {1, 8}) {
         Dev x(m * HID * 2), y(m * (NH * D + 2 * NKV * D) * 4);
         fill_random_bf16(x.p, m * HID, rng);
-        double ms = time_ms([&](int i) {
+        auto launch = [&](int i, mxc_stream* st) {
           mxc_gemv_job jobs[3];
           int64_t col = 0;
           for (int j = 0; j < 3; ++j) {
@@ -221,10 +245,12 @@ int main(int argc, char** argv) {
                                    NH * D + 2 * NKV * D};
             col += qkv[j].n;
           }
-          MXT_CHECK(mxc_gemv_quant_multi(m, HID, x.as<uint16_t>(), jobs, 3, MXC_F32, 0.f, nullptr));
-        });
-        std::printf("gemvq multi q4_K q + q4_K k + q6_K v m=%-2lld n=%lld k=%lld: %8.1f us, weights %5.0f GB/s\n",
-                    (long long)m, (long long)(NH * D + 2 * NKV * D), (long long)HID, ms * 1e3, total / ms / 1e6);
+          MXT_CHECK(mxc_gemv_quant_multi(m, HID, x.as<uint16_t>(), jobs, 3, MXC_F32, 0.f, st));
+        };
+        double ms = time_ms([&](int i) { launch(i, nullptr); });
+        std::printf("gemvq multi q4_K q + q4_K k + q6_K v m=%-2lld n=%lld k=%lld: %8.1f us, weights %5.0f GB/s; graph %6.1f us\n",
+                    (long long)m, (long long)(NH * D + 2 * NKV * D), (long long)HID, ms * 1e3, total / ms / 1e6,
+                    graph_us(launch));
       }
     }
     for (S s : {S{NH * D, HID, MXC_Q4_K, "q_proj"}, S{NKV * D, HID, MXC_Q4_K, "k_proj"}, S{NKV * D, HID, MXC_Q6_K, "v_proj"},
@@ -241,11 +267,15 @@ int main(int argc, char** argv) {
       for (int64_t m : {1, 8}) {
         Dev x(m * s.k * 2), y(m * s.n * 4);
         fill_random_bf16(x.p, m * s.k, rng);
-        double ms = time_ms([&](int i) {
-          MXT_CHECK(mxc_gemv_quant(m, s.n, s.k, x.as<uint16_t>(), ws[i % copies]->p, s.t, y.p, MXC_F32, s.n, 0.f, nullptr));
-        });
-        std::printf("gemvq %-4s %-8s m=%-2lld n=%-6lld k=%-5lld: %8.1f us, weights %5.0f GB/s\n", tn, s.what, (long long)m,
+        auto launch = [&](int i, mxc_stream* st) {
+          MXT_CHECK(mxc_gemv_quant(m, s.n, s.k, x.as<uint16_t>(), ws[i % copies]->p, s.t, y.p, MXC_F32, s.n, 0.f, st));
+        };
+        double ms = time_ms([&](int i) { launch(i, nullptr); });
+        const double gus = m == 1 ? graph_us(launch) : 0;
+        std::printf("gemvq %-4s %-8s m=%-2lld n=%-6lld k=%-5lld: %8.1f us, weights %5.0f GB/s", tn, s.what, (long long)m,
                     (long long)s.n, (long long)s.k, ms * 1e3, bytes / ms / 1e6);
+        if (m == 1) std::printf("; graph %6.1f us, %5.0f GB/s", gus, bytes / gus / 1e3);
+        std::printf("\n");
       }
       if (s.n < 151936) {
         Dev out(size_t(s.n * s.k) * 2);

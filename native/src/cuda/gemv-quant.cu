@@ -5,8 +5,10 @@
 // Layout of the work (the lanes split K, as llama.cpp's mmvq does; our own code): a warp per row of w, 4 rows
 // a block. A lane's "unit" is 32 weights of its row: a quarter of a K-quant sub-block pair (Q4_K / Q5_K: 16
 // bytes of quants, one 128-bit load), an eighth of a Q6_K super-block, or one Q8_0 block. Lane l takes units
-// l, l + 32, ...; UNROLL units of every lane are loaded before the first is used, so a row of up to 4096
-// weights is in flight at once (one memory latency a row, not one a super-block). A unit is four runs of 8
+// l, l + 32, ...; UNROLL (2 up to k = 2048, else 4) units of every lane are loaded before the first is used, so a
+// row of up to 4096 weights is in flight at once (one memory latency a row, not one a super-block). x is loaded
+// at its use (an L1 hit after a block's first warp): loading it with the weights cost registers, hence warps a
+// multiprocessor, and measured slower on the H100. A unit is four runs of 8
 // consecutive elements, each with one scale: weight = ds * q - dm with q a small integer, so a run's dot is
 // ds * sum(q * x) - dm * sum(x) and x (BF16, one 128-bit load a run) is read once per unit for all its weights.
 // Several rows of x (m <= 8 a pass) reuse the unit's decoded q: the weights are read once for all m.
@@ -16,14 +18,11 @@
 #include "common.cuh"
 #include "ggml-blocks.cuh"
 
-#include <cstdlib>
-
 namespace mixtile::cuda {
 
 namespace {
 
 constexpr int WARPS = 4;   // rows per block (a warp a row)
-constexpr int UNROLL = 4;  // units of a lane loaded before any is used: 4 x 32 lanes x 32 weights = 4096 a row
 
 // ---- loads: aligned 128-bit for Q4_K / Q5_K, 32-bit words realigned for the 2-byte aligned types ----
 __device__ __forceinline__ uint4 ld128(const uint8_t* p) { return *reinterpret_cast<const uint4*>(p); }
@@ -223,7 +222,7 @@ struct Jobs {
 };
 
 // Row r of job jb for MT rows of x a pass (lanes 0..MT-1 write them).
-template <int TYPE, int MT, bool XE, class TO>
+template <int TYPE, int MT, int UNROLL, class TO>
 __device__ __forceinline__ void row_dot(const Job& jb, int64_t r, const __nv_bfloat16* __restrict__ x, int64_t m,
                                         int64_t k, float beta) {
   using U = Unit<TYPE>;
@@ -236,17 +235,9 @@ __device__ __forceinline__ void row_dot(const Job& jb, int64_t r, const __nv_bfl
     for (int j = 0; j < MT; ++j) acc[j] = 0.f;
     for (int64_t u0 = lane; u0 < units; u0 += 32 * UNROLL) {
       U raw[UNROLL];
-      uint4 x1[XE ? UNROLL : 1][4];  // XE: one row of x, its runs loaded with the weights (no second latency)
 #pragma unroll
       for (int i = 0; i < UNROLL; ++i)
-        if (u0 + 32 * i < units) {
-          raw[i].load(row, u0 + 32 * i);
-          if (XE) {
-#pragma unroll
-            for (int rr = 0; rr < 4; ++rr)
-              x1[XE ? i : 0][rr] = ld128(reinterpret_cast<const uint8_t*>(x + m0 * k + U::run_at(u0 + 32 * i, rr)));
-          }
-        }
+        if (u0 + 32 * i < units) raw[i].load(row, u0 + 32 * i);
 #pragma unroll
       for (int i = 0; i < UNROLL; ++i) {
         const int64_t u = u0 + 32 * i;
@@ -260,8 +251,7 @@ __device__ __forceinline__ void row_dot(const Job& jb, int64_t r, const __nv_bfl
           float part = 0.f;
 #pragma unroll
           for (int rr = 0; rr < 4; ++rr) {
-            const uint4 xv =
-                XE ? x1[XE ? i : 0][rr] : ld128(reinterpret_cast<const uint8_t*>(xr + U::run_at(u, rr)));
+            const uint4 xv = ld128(reinterpret_cast<const uint8_t*>(xr + U::run_at(u, rr)));
             const uint32_t xw[4] = {xv.x, xv.y, xv.z, xv.w};
             float dot = 0.f, sx = 0.f;
 #pragma unroll
@@ -292,7 +282,7 @@ __device__ __forceinline__ void row_dot(const Job& jb, int64_t r, const __nv_bfl
   }
 }
 
-template <int MT, bool XE, class TO>
+template <int MT, int UNROLL, class TO>
 __global__ void __launch_bounds__(WARPS * 32) gemv_quant_kernel(const Jobs jobs, const __nv_bfloat16* __restrict__ x,
                                                                 int64_t m, int64_t k, float beta) {
   const int64_t gr = int64_t(blockIdx.x) * WARPS + threadIdx.x / 32;  // row of all the jobs' rows in turn
@@ -306,25 +296,27 @@ __global__ void __launch_bounds__(WARPS * 32) gemv_quant_kernel(const Jobs jobs,
       r = gr - jobs.row_end[i - 1];
     }
   switch (jb.type) {  // the same for the whole warp
-    case MXC_Q4_K: row_dot<MXC_Q4_K, MT, XE, TO>(jb, r, x, m, k, beta); break;
-    case MXC_Q5_K: row_dot<MXC_Q5_K, MT, XE, TO>(jb, r, x, m, k, beta); break;
-    case MXC_Q6_K: row_dot<MXC_Q6_K, MT, XE, TO>(jb, r, x, m, k, beta); break;
-    default: row_dot<MXC_Q8_0, MT, XE, TO>(jb, r, x, m, k, beta); break;
+    case MXC_Q4_K: row_dot<MXC_Q4_K, MT, UNROLL, TO>(jb, r, x, m, k, beta); break;
+    case MXC_Q5_K: row_dot<MXC_Q5_K, MT, UNROLL, TO>(jb, r, x, m, k, beta); break;
+    case MXC_Q6_K: row_dot<MXC_Q6_K, MT, UNROLL, TO>(jb, r, x, m, k, beta); break;
+    default: row_dot<MXC_Q8_0, MT, UNROLL, TO>(jb, r, x, m, k, beta); break;
   }
 }
 
+template <int UNROLL, class TO>
+void launch_m(const Jobs& jobs, const __nv_bfloat16* x, int64_t m, int64_t k, float beta, cudaStream_t st) {
+  const unsigned blocks = unsigned((jobs.row_end[jobs.count - 1] + WARPS - 1) / WARPS);
+  if (m == 1) gemv_quant_kernel<1, UNROLL, TO><<<blocks, WARPS * 32, 0, st>>>(jobs, x, m, k, beta);
+  else if (m == 2) gemv_quant_kernel<2, UNROLL, TO><<<blocks, WARPS * 32, 0, st>>>(jobs, x, m, k, beta);
+  else if (m <= 4) gemv_quant_kernel<4, UNROLL, TO><<<blocks, WARPS * 32, 0, st>>>(jobs, x, m, k, beta);
+  else gemv_quant_kernel<8, UNROLL, TO><<<blocks, WARPS * 32, 0, st>>>(jobs, x, m, k, beta);
+}
+
+// Rows of up to 2048 weights (2 units a lane) take the 2-unit kernel: fewer registers, more warps a multiprocessor.
 template <class TO>
 void launch(const Jobs& jobs, const __nv_bfloat16* x, int64_t m, int64_t k, float beta, cudaStream_t st) {
-  const unsigned blocks = unsigned((jobs.row_end[jobs.count - 1] + WARPS - 1) / WARPS);
-  static const bool x_late = [] {  // tuning switch (cuda-bench A/B): x loaded at its use, not with the weights
-    const char* e = std::getenv("MIXTILE_CUDA_GEMVQ_X_LATE");
-    return e && *e == '1';
-  }();
-  if (m == 1 && !x_late) gemv_quant_kernel<1, true, TO><<<blocks, WARPS * 32, 0, st>>>(jobs, x, m, k, beta);
-  else if (m == 1) gemv_quant_kernel<1, false, TO><<<blocks, WARPS * 32, 0, st>>>(jobs, x, m, k, beta);
-  else if (m == 2) gemv_quant_kernel<2, false, TO><<<blocks, WARPS * 32, 0, st>>>(jobs, x, m, k, beta);
-  else if (m <= 4) gemv_quant_kernel<4, false, TO><<<blocks, WARPS * 32, 0, st>>>(jobs, x, m, k, beta);
-  else gemv_quant_kernel<8, false, TO><<<blocks, WARPS * 32, 0, st>>>(jobs, x, m, k, beta);
+  if (k <= 2 * 32 * 32) launch_m<2, TO>(jobs, x, m, k, beta, st);
+  else launch_m<4, TO>(jobs, x, m, k, beta, st);
 }
 
 // Checks one job against the shared arguments; fills j.

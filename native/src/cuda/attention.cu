@@ -1,14 +1,10 @@
 // Attention of libmixtile-cuda over a KV cache in VRAM (layout and contracts in mixtile-cuda.h):
-// KV store, flash-style causal prefill on tensor cores (WMMA, online softmax), and split-K decode.
-#include <mma.h>
-
+// KV store, flash-style causal prefill on tensor cores (mma.sync, FlashAttention-2 scheme), and split-K decode.
 #include <cfloat>
 
 #include "common.cuh"
 
 namespace mixtile::cuda {
-
-using namespace nvcuda;
 
 // ---- KV store: thread per element of [tokens][kv_heads][head_dim] ----
 template <class T>
@@ -27,321 +23,478 @@ __global__ void kv_store_kernel(T* __restrict__ kc, T* __restrict__ vc, const fl
 }
 
 // ---- prefill ----
-// Block = 4 warps, a tile of BQ = 64 queries of one head; loops over key tiles of BK = 64.
-// Warp w owns query rows [16w, 16w + 16): it computes their scores S = Q K^T (WMMA), their online
-// softmax, and O += P V for them, so only K/V tile loads need block-wide barriers.
-// Shared memory (elements): Q [BQ][D+8] T, K [BK][D+8] T, V [BK][D+8] T, S [BQ][BK+4] f32,
-// P [BQ][BK+8] T, O [BQ][D+4] f32, m/l [BQ] f32 (log2 domain).
-constexpr int BQ = 64, BK = 64, PREFILL_THREADS = 128;
+// FlashAttention-2's scheme on mma.sync (m16n8k16, f32 accumulate). Block = 4 warps, BQ = 64 queries of
+// one head; warp w owns rows [16w, 16w + 16) and keeps everything of them in registers across the key
+// tiles: Q as A fragments, S = Q K^T, the online softmax state (m, l) and O. P goes from the S
+// accumulators straight into A fragments (the m16n8 C layout is the m16k16 A layout), so shared memory
+// holds only K and V: tiles of BK = 64 keys, two stages filled with cp.async while the previous tile is
+// multiplied. Rows are padded by 8 elements (16 bytes) so ldmatrix reads are free of bank conflicts.
+// Key positions at or past the block's last visible key are zero-filled (cache slots past the written
+// length may hold anything, and 0 * NaN would poison O).
+constexpr int PF_BQ = 64, PF_BK = 64, PF_THREADS = 128;
 
 template <int D>
 constexpr size_t prefill_smem_bytes() {
-  return size_t(3 * 64 * (D + 8)) * 2 + size_t(BQ * (BK + 4)) * 4 + size_t(BQ * (BK + 8)) * 2 +
-         size_t(BQ * (D + 4)) * 4 + 2 * BQ * 4;
+  return size_t(2 /* stages */ * 2 /* K, V */ * PF_BK * (D + 8)) * 2;
 }
 
+__device__ __forceinline__ uint32_t smem_addr(const void* p) { return uint32_t(__cvta_generic_to_shared(p)); }
+
+// 16 bytes global -> shared, asynchronous; zero-filled when !valid (src must still be a mapped address).
+__device__ __forceinline__ void cp_async16(uint32_t dst, const void* src, bool valid) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(valid ? 16 : 0));
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+__device__ __forceinline__ void cp_async_wait_all() { asm volatile("cp.async.wait_group 0;\n" ::: "memory"); }
+
+// Four 8x8 b16 matrices; lanes 8i..8i+7 give the row addresses of matrix i, register i holds matrix i
+// (lane l: row l/4, columns 2(l%4), +1; transposed: rows 2(l%4), +1 of column l/4).
+__device__ __forceinline__ void ldsm_x4(uint32_t addr, uint32_t& r0, uint32_t& r1, uint32_t& r2, uint32_t& r3) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(r0), "=r"(r1), "=r"(r2), "=r"(r3)
+               : "r"(addr));
+}
+__device__ __forceinline__ void ldsm_x4_t(uint32_t addr, uint32_t& r0, uint32_t& r1, uint32_t& r2, uint32_t& r3) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(r0), "=r"(r1), "=r"(r2), "=r"(r3)
+               : "r"(addr));
+}
+
+// c[16x8] += a[16x16] b[16x8]. Lane l, g = l/4, t = l%4: a = {(g, 2t..), (g+8, 2t..), (g, 2t+8..), (g+8, 2t+8..)},
+// b = {(k 2t.., n g), (k 2t+8.., n g)}, c = {(g, 2t), (g, 2t+1), (g+8, 2t), (g+8, 2t+1)}.
 template <class T>
-__device__ __forceinline__ void load8(T* dst, const T* src) {  // 16 bytes
-  *reinterpret_cast<uint4*>(dst) = *reinterpret_cast<const uint4*>(src);
+__device__ __forceinline__ void mma16816(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1);
+template <>
+__device__ __forceinline__ void mma16816<__nv_bfloat16>(float (&c)[4], const uint32_t (&a)[4], uint32_t b0,
+                                                        uint32_t b1) {
+  asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+      "{%0, %1, %2, %3};\n"
+      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+template <>
+__device__ __forceinline__ void mma16816<__half>(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+  asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+      "{%0, %1, %2, %3};\n"
+      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+// Two floats rounded to T in one register, lo in the low half (the lower column of a fragment pair).
+template <class T>
+__device__ __forceinline__ uint32_t pack2(float lo, float hi);
+template <>
+__device__ __forceinline__ uint32_t pack2<__nv_bfloat16>(float lo, float hi) {
+  __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+  return *reinterpret_cast<uint32_t*>(&v);
+}
+template <>
+__device__ __forceinline__ uint32_t pack2<__half>(float lo, float hi) {
+  __half2 v = __floats2half2_rn(lo, hi);
+  return *reinterpret_cast<uint32_t*>(&v);
+}
+
+// (lo, hi) as hi + lo parts in T, each packed like pack2: x = T(x) + T(x - T(x)) to about 2^-16 relative.
+template <class T>
+__device__ __forceinline__ void split2(float lo, float hi, uint32_t& big, uint32_t& small) {
+  big = pack2<T>(lo, hi);
+  const T* b = reinterpret_cast<const T*>(&big);
+  small = pack2<T>(lo - to_f32<T>(b[0]), hi - to_f32<T>(b[1]));
 }
 
 template <class T, int D>
-__global__ void __launch_bounds__(PREFILL_THREADS) attention_prefill_kernel(
+__global__ void __launch_bounds__(PF_THREADS) attention_prefill_kernel(
     const T* __restrict__ kc, const T* __restrict__ vc, const float* __restrict__ q, float* __restrict__ out,
     int64_t tokens, int heads, int kv_heads, int64_t pos0, int64_t seq_base, float scale_log2) {
-  constexpr int LDQ = D + 8, LDS = BK + 4, LDP = BK + 8, LDO = D + 4;
+  constexpr int LD = D + 8;           // shared row stride, elements
+  constexpr int TILE = PF_BK * LD;    // elements of one K (or V) stage
+  constexpr int KQ = D / 16;          // k-steps of Q K^T
+  constexpr int NS = PF_BK / 8;       // 8-key column tiles of S
+  constexpr int NO = D / 8;           // 8-dim column tiles of O
+  constexpr int CHUNKS = PF_BK * D / 8 / PF_THREADS;  // 16-byte copies per thread per tensor and tile
   extern __shared__ __align__(128) unsigned char smem[];
-  T* Qs = reinterpret_cast<T*>(smem);
-  T* Ks = Qs + BQ * LDQ;
-  T* Vs = Ks + BK * LDQ;
-  float* S = reinterpret_cast<float*>(Vs + BK * LDQ);
-  T* P = reinterpret_cast<T*>(S + BQ * LDS);
-  float* O = reinterpret_cast<float*>(P + BQ * LDP);
-  float* row_m = O + BQ * LDO;
-  float* row_l = row_m + BQ;
+  T* Ks = reinterpret_cast<T*>(smem);  // [2][BK][LD]
+  T* Vs = Ks + 2 * TILE;               // [2][BK][LD]
 
-  const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
-  const int h = blockIdx.y;
+  const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32, g = lane / 4, tq = lane % 4;
+  const int h = blockIdx.x;
   const int kvh = h / (heads / kv_heads);
-  const int64_t t0 = int64_t(blockIdx.x) * BQ;
+  // Query tiles run last-first: the longest (most keys) start first, the short ones fill the tail.
+  const int64_t t0 = int64_t(gridDim.y - 1 - blockIdx.y) * PF_BQ;
   const int64_t row_stride = int64_t(kv_heads) * D;  // elements between positions in the cache
-
-  // Q tile: f32 -> T, zero rows past the end.
-  for (int i = tid; i < BQ * D; i += PREFILL_THREADS) {
-    int r = i / D, c = i % D;
-    int64_t t = t0 + r;
-    Qs[r * LDQ + c] = from_f32<T>(t < tokens ? q[(t * heads + h) * D + c] : 0.f);
-  }
-  for (int i = tid; i < BQ * LDO; i += PREFILL_THREADS) O[i] = 0.f;
-  if (tid < BQ) {
-    row_m[tid] = -INFINITY;
-    row_l[tid] = 0.f;
-  }
-  const int64_t t_last = (t0 + BQ < tokens ? t0 + BQ : tokens) - 1;
+  const T* kbase = kc + seq_base * row_stride + int64_t(kvh) * D;
+  const T* vbase = vc + seq_base * row_stride + int64_t(kvh) * D;
+  const int64_t t_last = (t0 + PF_BQ < tokens ? t0 + PF_BQ : tokens) - 1;
   const int64_t kv_end = pos0 + t_last + 1;  // keys [0, kv_end) are visible to some row of the tile
+  const int n_tiles = int((kv_end + PF_BK - 1) / PF_BK);
 
-  for (int64_t kb = 0; kb < kv_end; kb += BK) {
-    __syncthreads();  // previous tile's K/V reads are done (and, first time, Q/O init is visible)
-    for (int i = tid; i < BK * (D / 8); i += PREFILL_THREADS) {
-      int r = i / (D / 8), c = (i % (D / 8)) * 8;
-      int64_t p = kb + r;
-      if (p < kv_end) {
-        const int64_t off = (seq_base + p) * row_stride + int64_t(kvh) * D + c;
-        load8(Ks + r * LDQ + c, kc + off);
-        load8(Vs + r * LDQ + c, vc + off);
-      } else {
-        *reinterpret_cast<uint4*>(Ks + r * LDQ + c) = make_uint4(0, 0, 0, 0);
-        *reinterpret_cast<uint4*>(Vs + r * LDQ + c) = make_uint4(0, 0, 0, 0);
+  auto load_tile = [&](int j, int stage) {
+    const int64_t kb = int64_t(j) * PF_BK;
+#pragma unroll
+    for (int i = 0; i < CHUNKS; ++i) {
+      const int idx = tid + i * PF_THREADS, r = idx / (D / 8), c = (idx % (D / 8)) * 8;
+      const bool ok = kb + r < kv_end;
+      const int64_t off = (ok ? kb + r : 0) * row_stride + c;
+      cp_async16(smem_addr(Ks + stage * TILE + r * LD + c), kbase + off, ok);
+      cp_async16(smem_addr(Vs + stage * TILE + r * LD + c), vbase + off, ok);
+    }
+    cp_async_commit();
+  };
+  load_tile(0, 0);
+
+  // This warp's rows: a = t0 + 16 warp + g and b = a + 8 (rows past `tokens` are zero and never stored).
+  const int64_t ta = t0 + warp * 16 + g, tb = ta + 8;
+  uint32_t qf[KQ][4];  // Q as A fragments, rounded to T like the tensor-core inputs
+  {
+    const float* qa = q + (ta * heads + h) * D;
+    const float* qb = q + (tb * heads + h) * D;
+    const bool va = ta < tokens, vb = tb < tokens;
+#pragma unroll
+    for (int kk = 0; kk < KQ; ++kk) {
+      const int c = kk * 16 + tq * 2;
+      qf[kk][0] = pack2<T>(va ? qa[c] : 0.f, va ? qa[c + 1] : 0.f);
+      qf[kk][1] = pack2<T>(vb ? qb[c] : 0.f, vb ? qb[c + 1] : 0.f);
+      qf[kk][2] = pack2<T>(va ? qa[c + 8] : 0.f, va ? qa[c + 9] : 0.f);
+      qf[kk][3] = pack2<T>(vb ? qb[c + 8] : 0.f, vb ? qb[c + 9] : 0.f);
+    }
+  }
+
+  float o[NO][4];
+#pragma unroll
+  for (int n = 0; n < NO; ++n) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.f;
+  float m[2] = {-INFINITY, -INFINITY};  // running max of rows a, b (log2 domain)
+  float l[2] = {0.f, 0.f};              // this lane's part of the running sums (its 2 columns of each tile)
+
+  // ldmatrix row addresses. K (B of Q K^T, not transposed): matrix i = keys +8(i/2), dims +8(i%2), so the
+  // registers are b0, b1 of key tile 2np and b0, b1 of key tile 2np+1. V (B of P V, transposed): matrix
+  // i = keys +8(i%2), dims +8(i/2): b0, b1 of dim tile 2dn, then of 2dn+1.
+  const int lr = lane % 8, lm = lane / 8;
+  const uint32_t k_lane = smem_addr(Ks + ((lm / 2) * 8 + lr) * LD + (lm % 2) * 8);
+  const uint32_t v_lane = smem_addr(Vs + ((lm % 2) * 8 + lr) * LD + (lm / 2) * 8);
+  const int64_t q_first = pos0 + t0 + warp * 16;  // smallest position of the warp's rows
+
+  for (int j = 0; j < n_tiles; ++j) {
+    const int stage = j & 1;
+    cp_async_wait_all();
+    __syncthreads();  // tile j is visible to all; every warp is done with tile j - 1 (the other stage)
+    if (j + 1 < n_tiles) load_tile(j + 1, stage ^ 1);
+    const int64_t kb = int64_t(j) * PF_BK;
+    if (kb > q_first + 15) continue;  // the whole tile is after every row of this warp (diagonal tile)
+
+    float s[NS][4];
+#pragma unroll
+    for (int n = 0; n < NS; ++n) s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.f;
+    const uint32_t ks = k_lane + uint32_t(stage * TILE * 2);
+#pragma unroll
+    for (int kk = 0; kk < KQ; ++kk) {
+#pragma unroll
+      for (int np = 0; np < NS / 2; ++np) {
+        uint32_t b0, b1, b2, b3;
+        ldsm_x4(ks + uint32_t((np * 16 * LD + kk * 16) * 2), b0, b1, b2, b3);
+        mma16816<T>(s[2 * np], qf[kk], b0, b1);
+        mma16816<T>(s[2 * np + 1], qf[kk], b2, b3);
       }
     }
-    __syncthreads();
 
-    // S rows of this warp = Q[16w..] K^T.
-    {
-      wmma::fragment<wmma::matrix_a, 16, 16, 16, T, wmma::row_major> a;
-      wmma::fragment<wmma::matrix_b, 16, 16, 16, T, wmma::col_major> b;
-      wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
+    // Scale to the log2 domain; keys after a row's position get -inf (only tiles reaching past the
+    // warp's first row can hold such keys).
+    const bool mask = kb + PF_BK - 1 > q_first;
+    const int rel = mask ? int(kb - q_first) : 0;  // key - row offset of element (n, c) = rel + 8n + 2tq + (c&1) - g - 8(c>>1)
 #pragma unroll
-      for (int ct = 0; ct < BK / 16; ++ct) {
-        wmma::fill_fragment(acc, 0.f);
+    for (int n = 0; n < NS; ++n)
 #pragma unroll
-        for (int kk = 0; kk < D / 16; ++kk) {
-          wmma::load_matrix_sync(a, Qs + (warp * 16) * LDQ + kk * 16, LDQ);
-          wmma::load_matrix_sync(b, Ks + (ct * 16) * LDQ + kk * 16, LDQ);
-          wmma::mma_sync(acc, a, b, acc);
-        }
-        wmma::store_matrix_sync(S + (warp * 16) * LDS + ct * 16, acc, LDS, wmma::mem_row_major);
+      for (int c = 0; c < 4; ++c) {
+        float v = s[n][c] * scale_log2;
+        if (mask && rel + n * 8 + tq * 2 + (c & 1) > g + (c >> 1) * 8) v = -INFINITY;
+        s[n][c] = v;
+      }
+
+    float mx[2] = {m[0], m[1]};
+#pragma unroll
+    for (int n = 0; n < NS; ++n) {
+      mx[0] = fmaxf(mx[0], fmaxf(s[n][0], s[n][1]));
+      mx[1] = fmaxf(mx[1], fmaxf(s[n][2], s[n][3]));
+    }
+    float base[2];
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
+      mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
+      base[r] = mx[r] == -INFINITY ? 0.f : mx[r];  // a row with no visible key yet: p = 0, not NaN
+      const float alpha = exp2f(m[r] - base[r]);   // 0 while m = -inf
+      m[r] = mx[r];
+      l[r] *= alpha;
+#pragma unroll
+      for (int n = 0; n < NO; ++n) {
+        o[n][2 * r] *= alpha;
+        o[n][2 * r + 1] *= alpha;
       }
     }
-    __syncwarp();
 
-    // Online softmax of the warp's 16 rows; each lane takes 2 of the 64 columns.
-    for (int rr = 0; rr < 16; ++rr) {
-      const int r = warp * 16 + rr;
-      const int64_t qpos = pos0 + t0 + r;  // rows past `tokens` are computed but never stored
-      float s[2];
+    // P = 2^(S - m) as A fragments of P V: key tiles 2kk and 2kk+1 make the 16 keys of k-step kk.
+    uint32_t pf[NS / 2][4];
 #pragma unroll
-      for (int j = 0; j < 2; ++j) {
-        int c = lane + 32 * j;
-        int64_t kp = kb + c;
-        s[j] = (kp <= qpos && kp < kv_end) ? S[r * LDS + c] * scale_log2 : -INFINITY;
-      }
-      float mx = warp_max(fmaxf(s[0], s[1]));
-      const float m_old = row_m[r];
-      const float m_new = fmaxf(m_old, mx);
-      float p0 = 0.f, p1 = 0.f, alpha = 1.f;
-      if (m_new != -INFINITY) {
-        p0 = exp2f(s[0] - m_new);
-        p1 = exp2f(s[1] - m_new);
-        alpha = exp2f(m_old - m_new);  // 0 when m_old = -inf
-      }
-      P[r * LDP + lane] = from_f32<T>(p0);
-      P[r * LDP + lane + 32] = from_f32<T>(p1);
-      float sum = warp_sum(p0 + p1);
-#pragma unroll
-      for (int c = lane; c < D; c += 32) O[r * LDO + c] *= alpha;
-      __syncwarp();
-      if (lane == 0) {
-        row_m[r] = m_new;
-        row_l[r] = row_l[r] * alpha + sum;
-      }
+    for (int n = 0; n < NS; ++n) {
+      const float p0 = exp2f(s[n][0] - base[0]), p1 = exp2f(s[n][1] - base[0]);
+      const float p2 = exp2f(s[n][2] - base[1]), p3 = exp2f(s[n][3] - base[1]);
+      l[0] += p0 + p1;
+      l[1] += p2 + p3;
+      pf[n / 2][(n % 2) * 2] = pack2<T>(p0, p1);
+      pf[n / 2][(n % 2) * 2 + 1] = pack2<T>(p2, p3);
     }
-    __syncwarp();
 
-    // O rows of this warp += P V.
-    {
-      wmma::fragment<wmma::matrix_a, 16, 16, 16, T, wmma::row_major> a;
-      wmma::fragment<wmma::matrix_b, 16, 16, 16, T, wmma::row_major> b;
-      wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
+    const uint32_t vs = v_lane + uint32_t(stage * TILE * 2);
 #pragma unroll
-      for (int ct = 0; ct < D / 16; ++ct) {
-        float* o = O + (warp * 16) * LDO + ct * 16;
-        wmma::load_matrix_sync(acc, o, LDO, wmma::mem_row_major);
+    for (int kk = 0; kk < PF_BK / 16; ++kk) {
 #pragma unroll
-        for (int kk = 0; kk < BK / 16; ++kk) {
-          wmma::load_matrix_sync(a, P + (warp * 16) * LDP + kk * 16, LDP);
-          wmma::load_matrix_sync(b, Vs + (kk * 16) * LDQ + ct * 16, LDQ);
-          wmma::mma_sync(acc, a, b, acc);
-        }
-        wmma::store_matrix_sync(o, acc, LDO, wmma::mem_row_major);
+      for (int dn = 0; dn < D / 16; ++dn) {
+        uint32_t b0, b1, b2, b3;
+        ldsm_x4_t(vs + uint32_t((kk * 16 * LD + dn * 16) * 2), b0, b1, b2, b3);
+        mma16816<T>(o[2 * dn], pf[kk], b0, b1);
+        mma16816<T>(o[2 * dn + 1], pf[kk], b2, b3);
       }
     }
   }
-  __syncthreads();
-  for (int i = tid; i < BQ * D; i += PREFILL_THREADS) {
-    int r = i / D, c = i % D;
-    int64_t t = t0 + r;
-    if (t < tokens) {
-      float l = row_l[r];
-      out[(t * heads + h) * D + c] = l > 0.f ? O[r * LDO + c] / l : 0.f;
+
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    l[r] += __shfl_xor_sync(0xffffffffu, l[r], 1);
+    l[r] += __shfl_xor_sync(0xffffffffu, l[r], 2);
+  }
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    const int64_t t = r == 0 ? ta : tb;
+    if (t >= tokens) continue;
+    const float inv = l[r] > 0.f ? 1.f / l[r] : 0.f;
+    float* dst = out + (t * heads + h) * D + tq * 2;
+#pragma unroll
+    for (int n = 0; n < NO; ++n) {
+      dst[n * 8] = o[n][2 * r] * inv;
+      dst[n * 8 + 1] = o[n][2 * r + 1] * inv;
     }
   }
 }
 
 // ---- decode (split-K) ----
-// Block = 256 threads for (sequence i, kv head, split): the G = heads/kv_heads query heads sharing the
-// kv head, keys [split*chunk, min(len, (split+1)*chunk)), chunk <= 128. Phase 0: the chunk's K and V
-// rows go to shared memory, every thread issuing all its 16-byte loads before the first store (memory
-// parallelism is what a decode needs); phase 1: scores, LANES = D/8 lanes per key; phase 2: per-head
-// max and exp (warp per head); phase 3: warp per head accumulates P V, D/32 dims per lane. Partials
-// (m, l, acc) go to the workspace; a second kernel combines them.
-// Dynamic shared memory: K [128][D] T, V [128][D] T, q [16][D] f32, scores [16][128] f32.
-constexpr int DEC_THREADS = 256, DEC_MAX_CHUNK = 128, DEC_MIN_CHUNK = 64, DEC_MAX_G = 16;
+// Block = 4 warps for (sequence i, kv head, split): the G = heads/kv_heads query heads sharing the kv head
+// against keys [split*chunk, min(len, (split+1)*chunk)), chunk a multiple of 64. The G heads are the
+// rows of one m16n8k16 A operand (zero rows past G), so a decode multiplies on tensor cores like the
+// prefill above (q and p as hi + lo pairs, about f32's precision at twice the products, which a decode
+// has to spare) and is left with streaming K and V: each warp takes a quarter of the chunk in tiles of
+// 16 keys, double-buffered in its own shared memory with cp.async (no block barriers in the loop), and
+// keeps S, the online softmax and O in registers. The 4 warps' (m, l, O) are merged through shared
+// memory into one partial per split; attention_decode_combine merges the splits.
+// Dynamic shared memory: per warp [2 stages][K, V][16][D + 8] T; reused after the loop for the merge:
+// O [4][16][D] f32, m and l [4][16] f32.
+constexpr int DEC_WARPS = 4, DEC_THREADS = DEC_WARPS * 32, DEC_TILE = 16, DEC_MIN_CHUNK = 64, DEC_MAX_G = 16;
 
 template <int D>
 constexpr size_t decode_smem_bytes() {
-  return size_t(2 * DEC_MAX_CHUNK * D) * 2 + size_t(DEC_MAX_G * D) * 4 + size_t(DEC_MAX_G * DEC_MAX_CHUNK) * 4 +
-         DEC_MAX_G * 2 * 4;
+  constexpr size_t tiles = size_t(DEC_WARPS) * 2 * 2 * DEC_TILE * (D + 8) * 2;
+  constexpr size_t merge = size_t(DEC_WARPS) * 16 * (D + 2) * 4;
+  return tiles > merge ? tiles : merge;
 }
 
 template <class T, int D>
-__global__ void __launch_bounds__(DEC_THREADS) attention_decode_kernel(
+__global__ void __launch_bounds__(DEC_THREADS, 3) attention_decode_kernel(
     const T* __restrict__ kc, const T* __restrict__ vc, int n_seq_cache, int64_t capacity,
     const int32_t* __restrict__ seq_ids, const int32_t* __restrict__ lens, const float* __restrict__ q, int heads,
     int kv_heads, int chunk, int n_split, float scale_log2, float* __restrict__ ws_acc, float* __restrict__ ws_ml) {
-  constexpr int LANES = D / 8, KPW = 32 / LANES, DPL = D / 32;
-  constexpr int LOADS = DEC_MAX_CHUNK * (D / 8) / DEC_THREADS;  // 16-byte loads per thread per tensor
-  extern __shared__ __align__(16) unsigned char dsmem[];
-  T* Ks = reinterpret_cast<T*>(dsmem);
-  T* Vs = Ks + DEC_MAX_CHUNK * D;
-  float* qs = reinterpret_cast<float*>(Vs + DEC_MAX_CHUNK * D);
-  float* sc = qs + DEC_MAX_G * D;
-  float* ml = sc + DEC_MAX_G * DEC_MAX_CHUNK;
+  constexpr int LD = D + 8, TILE = DEC_TILE * LD, KQ = D / 16, NO = D / 8;
+  constexpr int CHUNKS = DEC_TILE * D / 8 / 32;  // 16-byte copies per lane per tensor and tile
+  extern __shared__ __align__(128) unsigned char dsmem[];
+  const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32, g = lane / 4, tq = lane % 4;
+  T* Ks = reinterpret_cast<T*>(dsmem) + warp * 4 * TILE;  // [2][16][LD]
+  T* Vs = Ks + 2 * TILE;                                   // [2][16][LD]
 
   const int i = blockIdx.x, kvh = blockIdx.y, split = blockIdx.z;
   const int G = heads / kv_heads;
-  const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
   const int sid = seq_ids[i];
   int64_t len = lens[i];
   len = len < 0 ? 0 : (len > capacity ? capacity : len);
   if (sid < 0 || sid >= n_seq_cache) len = 0;
-  const int64_t k0 = int64_t(split) * chunk;
-  const int n = int(len - k0 < chunk ? (len - k0 > 0 ? len - k0 : 0) : chunk);
+  const int sub = chunk / DEC_WARPS;  // keys per warp, a multiple of 16
+  const int64_t w0 = int64_t(split) * chunk + int64_t(warp) * sub;
+  const int n = int(len - w0 < sub ? (len - w0 > 0 ? len - w0 : 0) : sub);  // this warp's keys
+  const int n_tiles = (n + DEC_TILE - 1) / DEC_TILE;
   const int64_t row_stride = int64_t(kv_heads) * D;
-  const int64_t base = (int64_t(sid < 0 ? 0 : sid) * capacity + k0) * row_stride + int64_t(kvh) * D;
+  const int64_t base = (int64_t(sid < 0 || sid >= n_seq_cache ? 0 : sid) * capacity + w0) * row_stride + int64_t(kvh) * D;
+  const T* kbase = kc + (n > 0 ? base : 0);
+  const T* vbase = vc + (n > 0 ? base : 0);
 
-  // Phase 0: K, V chunk -> shared; q -> shared.
+  auto load_tile = [&](int j, int stage) {
+#pragma unroll
+    for (int c8 = 0; c8 < CHUNKS; ++c8) {
+      const int idx = lane + c8 * 32, r = idx / (D / 8), c = (idx % (D / 8)) * 8;
+      const int key = j * DEC_TILE + r;
+      const bool ok = key < n;
+      const int64_t off = int64_t(ok ? key : 0) * row_stride + c;
+      cp_async16(smem_addr(Ks + stage * TILE + r * LD + c), kbase + off, ok);
+      cp_async16(smem_addr(Vs + stage * TILE + r * LD + c), vbase + off, ok);
+    }
+    cp_async_commit();
+  };
+  if (n_tiles > 0) load_tile(0, 0);
+
+  // Rows g and g + 8 are query heads kvh*G + g and + 8 of sequence i (zero past G), as hi + lo parts.
+  uint32_t qh[KQ][4], ql[KQ][4];
   {
-    uint4 kr[LOADS], vr[LOADS];
+    const bool va = g < G, vb = g + 8 < G;
+    const float* qa = q + (int64_t(i) * heads + kvh * G + g) * D;
+    const float* qb = qa + 8 * D;
 #pragma unroll
-    for (int j = 0; j < LOADS; ++j) {
-      const int idx = tid + j * DEC_THREADS, r = idx / (D / 8), c = (idx % (D / 8)) * 8;
-      if (r < n) {
-        kr[j] = *reinterpret_cast<const uint4*>(kc + base + int64_t(r) * row_stride + c);
-        vr[j] = *reinterpret_cast<const uint4*>(vc + base + int64_t(r) * row_stride + c);
-      }
-    }
-#pragma unroll
-    for (int j = 0; j < LOADS; ++j) {
-      const int idx = tid + j * DEC_THREADS, r = idx / (D / 8), c = (idx % (D / 8)) * 8;
-      if (r < n) {
-        *reinterpret_cast<uint4*>(Ks + r * D + c) = kr[j];
-        *reinterpret_cast<uint4*>(Vs + r * D + c) = vr[j];
-      }
+    for (int kk = 0; kk < KQ; ++kk) {
+      const int c = kk * 16 + tq * 2;
+      split2<T>(va ? qa[c] : 0.f, va ? qa[c + 1] : 0.f, qh[kk][0], ql[kk][0]);
+      split2<T>(vb ? qb[c] : 0.f, vb ? qb[c + 1] : 0.f, qh[kk][1], ql[kk][1]);
+      split2<T>(va ? qa[c + 8] : 0.f, va ? qa[c + 9] : 0.f, qh[kk][2], ql[kk][2]);
+      split2<T>(vb ? qb[c + 8] : 0.f, vb ? qb[c + 9] : 0.f, qh[kk][3], ql[kk][3]);
     }
   }
-  for (int e = tid; e < G * D; e += DEC_THREADS) qs[e] = q[(int64_t(i) * heads + kvh * G) * D + e];
-  __syncthreads();
+  float o[NO][4];
+#pragma unroll
+  for (int d = 0; d < NO; ++d) o[d][0] = o[d][1] = o[d][2] = o[d][3] = 0.f;
+  float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f};
 
-  // Phase 1: scores (log2 domain). The loop bound is per warp (not per key) so every lane reaches the shuffles.
-  {
-    const int sub = lane / LANES, l8 = (lane % LANES) * 8;
-    for (int kw = warp * KPW; kw < n; kw += (DEC_THREADS / 32) * KPW) {
-      const int kk = kw + sub;
-      const bool valid = kk < n;
-      uint4 raw = valid ? *reinterpret_cast<const uint4*>(Ks + kk * D + l8) : make_uint4(0, 0, 0, 0);
-      const T* kv = reinterpret_cast<const T*>(&raw);
-      float kf[8];
+  const int lr = lane % 8, lm = lane / 8;
+  const uint32_t k_lane = smem_addr(Ks + ((lm / 2) * 8 + lr) * LD + (lm % 2) * 8);
+  const uint32_t v_lane = smem_addr(Vs + ((lm % 2) * 8 + lr) * LD + (lm / 2) * 8);
+  for (int j = 0; j < n_tiles; ++j) {
+    const int stage = j & 1;
+    cp_async_wait_all();
+    __syncwarp();  // tile j is visible to the warp; every lane is done with tile j - 1 (the other stage)
+    if (j + 1 < n_tiles) load_tile(j + 1, stage ^ 1);
+
+    float s[2][4] = {{0.f, 0.f, 0.f, 0.f}, {0.f, 0.f, 0.f, 0.f}};
+    const uint32_t ks = k_lane + uint32_t(stage * TILE * 2);
 #pragma unroll
-      for (int j = 0; j < 8; ++j) kf[j] = to_f32<T>(kv[j]);
-      for (int g = 0; g < G; ++g) {
-        const float4 qa = *reinterpret_cast<const float4*>(qs + g * D + l8);
-        const float4 qb = *reinterpret_cast<const float4*>(qs + g * D + l8 + 4);
-        float d = qa.x * kf[0] + qa.y * kf[1] + qa.z * kf[2] + qa.w * kf[3] + qb.x * kf[4] + qb.y * kf[5] +
-                  qb.z * kf[6] + qb.w * kf[7];
+    for (int kk = 0; kk < KQ; ++kk) {
+      uint32_t b0, b1, b2, b3;
+      ldsm_x4(ks + uint32_t(kk * 16 * 2), b0, b1, b2, b3);
+      mma16816<T>(s[0], qh[kk], b0, b1);
+      mma16816<T>(s[1], qh[kk], b2, b3);
+      mma16816<T>(s[0], ql[kk], b0, b1);
+      mma16816<T>(s[1], ql[kk], b2, b3);
+    }
+    const int left = n - j * DEC_TILE;  // keys of this tile that exist (the tile's tail is zero-filled)
+    float mx[2] = {m[0], m[1]};
 #pragma unroll
-        for (int o = LANES / 2; o > 0; o >>= 1) d += __shfl_xor_sync(0xffffffffu, d, o);
-        if (valid && lane % LANES == 0) sc[g * DEC_MAX_CHUNK + kk] = d * scale_log2;
+    for (int t = 0; t < 2; ++t)
+#pragma unroll
+      for (int c = 0; c < 4; ++c) {
+        const float v = t * 8 + tq * 2 + (c & 1) < left ? s[t][c] * scale_log2 : -INFINITY;
+        s[t][c] = v;
+        mx[c >> 1] = fmaxf(mx[c >> 1], v);
+      }
+    float base[2];
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
+      mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
+      base[r] = mx[r] == -INFINITY ? 0.f : mx[r];
+      const float alpha = exp2f(m[r] - base[r]);
+      m[r] = mx[r];
+      l[r] *= alpha;
+#pragma unroll
+      for (int d = 0; d < NO; ++d) {
+        o[d][2 * r] *= alpha;
+        o[d][2 * r + 1] *= alpha;
       }
     }
+    uint32_t ph[4], pl[4];
+#pragma unroll
+    for (int t = 0; t < 2; ++t) {
+      const float p0 = exp2f(s[t][0] - base[0]), p1 = exp2f(s[t][1] - base[0]);
+      const float p2 = exp2f(s[t][2] - base[1]), p3 = exp2f(s[t][3] - base[1]);
+      l[0] += p0 + p1;
+      l[1] += p2 + p3;
+      split2<T>(p0, p1, ph[t * 2], pl[t * 2]);
+      split2<T>(p2, p3, ph[t * 2 + 1], pl[t * 2 + 1]);
+    }
+    const uint32_t vs = v_lane + uint32_t(stage * TILE * 2);
+#pragma unroll
+    for (int dn = 0; dn < D / 16; ++dn) {
+      uint32_t b0, b1, b2, b3;
+      ldsm_x4_t(vs + uint32_t(dn * 16 * 2), b0, b1, b2, b3);
+      mma16816<T>(o[2 * dn], ph, b0, b1);
+      mma16816<T>(o[2 * dn + 1], ph, b2, b3);
+      mma16816<T>(o[2 * dn], pl, b0, b1);
+      mma16816<T>(o[2 * dn + 1], pl, b2, b3);
+    }
+  }
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    l[r] += __shfl_xor_sync(0xffffffffu, l[r], 1);
+    l[r] += __shfl_xor_sync(0xffffffffu, l[r], 2);
+  }
+
+  // Merge the 4 warps' partials of each row (head) into the split's partial.
+  __syncthreads();  // every warp is done with its tiles: the shared memory becomes the merge area
+  float* mo = reinterpret_cast<float*>(dsmem);  // [4][16][D]
+  float* mm = mo + DEC_WARPS * 16 * D;          // [4][16]
+  float* ml = mm + DEC_WARPS * 16;              // [4][16]
+#pragma unroll
+  for (int d = 0; d < NO; ++d)
+#pragma unroll
+    for (int c = 0; c < 4; ++c) mo[(warp * 16 + g + (c >> 1) * 8) * D + d * 8 + tq * 2 + (c & 1)] = o[d][c];
+  if (tq == 0) {
+    mm[warp * 16 + g] = m[0];
+    mm[warp * 16 + g + 8] = m[1];
+    ml[warp * 16 + g] = l[0];
+    ml[warp * 16 + g + 8] = l[1];
   }
   __syncthreads();
-
-  // Phase 2: per head max and exp2, in place.
-  for (int g = warp; g < G; g += DEC_THREADS / 32) {
-    float mx = -INFINITY;
-    for (int kk = lane; kk < n; kk += 32) mx = fmaxf(mx, sc[g * DEC_MAX_CHUNK + kk]);
-    mx = warp_max(mx);
-    float sum = 0.f;
-    for (int kk = lane; kk < n; kk += 32) {
-      float p = exp2f(sc[g * DEC_MAX_CHUNK + kk] - mx);
-      sc[g * DEC_MAX_CHUNK + kk] = p;
-      sum += p;
+  for (int e = tid; e < G * D; e += DEC_THREADS) {
+    const int r = e / D, d = e % D;
+    float M = -INFINITY;
+#pragma unroll
+    for (int w = 0; w < DEC_WARPS; ++w) M = fmaxf(M, mm[w * 16 + r]);
+    float acc = 0.f, L = 0.f;
+#pragma unroll
+    for (int w = 0; w < DEC_WARPS; ++w) {
+      const float mw = mm[w * 16 + r];
+      const float wt = mw == -INFINITY ? 0.f : exp2f(mw - M);
+      acc += mo[(w * 16 + r) * D + d] * wt;
+      L += ml[w * 16 + r] * wt;
     }
-    sum = warp_sum(sum);
-    if (lane == 0) {
-      ml[2 * g] = mx;  // -inf when n == 0
-      ml[2 * g + 1] = sum;
-    }
-  }
-  __syncthreads();
-
-  // Phase 3: warp per head, lane holds dims [lane*DPL, lane*DPL + DPL).
-  for (int g = warp; g < G; g += DEC_THREADS / 32) {
-    float acc[DPL];
-#pragma unroll
-    for (int j = 0; j < DPL; ++j) acc[j] = 0.f;
-    const float* pg = sc + g * DEC_MAX_CHUNK;
-#pragma unroll 4
-    for (int kk = 0; kk < n; ++kk) {
-      const T* vrow = Vs + kk * D + lane * DPL;
-      float p = pg[kk];
-      if constexpr (DPL == 4) {
-        uint2 raw = *reinterpret_cast<const uint2*>(vrow);
-        const T* vv = reinterpret_cast<const T*>(&raw);
-#pragma unroll
-        for (int j = 0; j < 4; ++j) acc[j] += p * to_f32<T>(vv[j]);
-      } else {
-        uint32_t raw = *reinterpret_cast<const uint32_t*>(vrow);
-        const T* vv = reinterpret_cast<const T*>(&raw);
-#pragma unroll
-        for (int j = 0; j < DPL; ++j) acc[j] += p * to_f32<T>(vv[j]);
-      }
-    }
-    const int64_t hrow = int64_t(i) * heads + kvh * G + g;  // [n_seq][heads]
-    float* dst = ws_acc + (hrow * n_split + split) * D + lane * DPL;
-#pragma unroll
-    for (int j = 0; j < DPL; ++j) dst[j] = acc[j];
-    if (lane == 0) {
-      ws_ml[(hrow * n_split + split) * 2] = ml[2 * g];
-      ws_ml[(hrow * n_split + split) * 2 + 1] = ml[2 * g + 1];
+    const int64_t hrow = int64_t(i) * heads + kvh * G + r;  // [n_seq][heads]
+    ws_acc[(hrow * n_split + split) * D + d] = acc;
+    if (d == 0) {
+      ws_ml[(hrow * n_split + split) * 2] = M;  // -inf when the split has no keys
+      ws_ml[(hrow * n_split + split) * 2 + 1] = L;
     }
   }
 }
 
-// Block of D threads per (sequence, head): out = sum_s acc_s 2^(m_s - M) / sum_s l_s 2^(m_s - M).
+// Block of COMB_GROUPS x D threads per (sequence, head): out = sum_s acc_s 2^(m_s - M) / sum_s l_s 2^(m_s - M).
 // The split weights go to shared memory first (w [n_split] f32, dynamic) so the final loop's loads
-// are independent of each other and can all be in flight: a serial chain over 100+ splits was the
-// decode's bottleneck (26 us at context 4096).
+// are independent of each other and can all be in flight (a serial chain over 100+ splits was once the
+// decode's bottleneck); thread group j sums splits j, j + COMB_GROUPS, ... of every dim, so 4 times as
+// many loads are in flight as with one thread per dim, and the groups' sums meet in shared memory.
+constexpr int COMB_GROUPS = 4;
+
 template <int D>
-__global__ void attention_decode_combine(const float* __restrict__ ws_acc, const float* __restrict__ ws_ml,
-                                         int n_split, float* __restrict__ out) {
+__global__ void __launch_bounds__(D * COMB_GROUPS) attention_decode_combine(const float* __restrict__ ws_acc,
+                                                                          const float* __restrict__ ws_ml, int n_split,
+                                                                          float* __restrict__ out) {
+  constexpr int NT = D * COMB_GROUPS, NW = NT / 32;
   extern __shared__ float w[];
-  __shared__ float red[D / 32];
+  __shared__ float red[NW];
+  __shared__ float part[COMB_GROUPS - 1][D];
   const int64_t hrow = blockIdx.x;
-  const int tid = threadIdx.x;
+  const int tid = threadIdx.x, d = tid % D, grp = tid / D;
   const float* mlp = ws_ml + hrow * n_split * 2;
   float M = -INFINITY;
-  for (int s = tid; s < n_split; s += D) M = fmaxf(M, mlp[2 * s]);
+  for (int s = tid; s < n_split; s += NT) M = fmaxf(M, mlp[2 * s]);
   M = warp_max(M);
   if (tid % 32 == 0) red[tid / 32] = M;
   __syncthreads();
   M = red[0];
 #pragma unroll
-  for (int j = 1; j < D / 32; ++j) M = fmaxf(M, red[j]);
+  for (int j = 1; j < NW; ++j) M = fmaxf(M, red[j]);
   __syncthreads();
   float L = 0.f;
-  for (int s = tid; s < n_split; s += D) {
+  for (int s = tid; s < n_split; s += NT) {
     const float m = mlp[2 * s];
     const float ws = (m == -INFINITY) ? 0.f : exp2f(m - M);
     w[s] = ws;
@@ -352,27 +505,32 @@ __global__ void attention_decode_combine(const float* __restrict__ ws_acc, const
   __syncthreads();
   L = 0.f;
 #pragma unroll
-  for (int j = 0; j < D / 32; ++j) L += red[j];
+  for (int j = 0; j < NW; ++j) L += red[j];
   float o = 0.f;
   if (M != -INFINITY) {
-    const float* acc = ws_acc + hrow * n_split * D + tid;
+    const float* acc = ws_acc + hrow * n_split * D + d;
 #pragma unroll 8
-    for (int s = 0; s < n_split; ++s) o += acc[int64_t(s) * D] * w[s];
+    for (int s = grp; s < n_split; s += COMB_GROUPS) o += acc[int64_t(s) * D] * w[s];
   }
-  out[hrow * D + tid] = L > 0.f ? o / L : 0.f;
+  if (grp > 0) part[grp - 1][d] = o;
+  __syncthreads();
+  if (grp == 0) {
+#pragma unroll
+    for (int j = 0; j < COMB_GROUPS - 1; ++j) o += part[j][d];
+    out[hrow * D + d] = L > 0.f ? o / L : 0.f;
+  }
 }
 
 static int decode_chunk(int64_t n_seq, int kv_heads, int64_t max_len) {
-  // Aim for about 4 blocks per SM (132 SMs on an H100) in total; chunks of 64..128 keys.
+  // Aim for one wave of resident blocks (3 per SM, 132 SMs on an H100); chunks a multiple of 64 keys (16 per warp
+  // at least), which bounds the splits by max_len / 64 as the workspace assumes.
   int dev = 0, sms = 132;
   if (cudaGetDevice(&dev) == cudaSuccess) cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
   cudaGetLastError();
-  int64_t want_blocks = int64_t(sms) * 4;
+  int64_t want_blocks = int64_t(sms) * 3;
   int64_t per = (max_len * n_seq * kv_heads + want_blocks - 1) / want_blocks;
   int64_t chunk = ((per + DEC_MIN_CHUNK - 1) / DEC_MIN_CHUNK) * DEC_MIN_CHUNK;
-  if (chunk < DEC_MIN_CHUNK) chunk = DEC_MIN_CHUNK;
-  if (chunk > DEC_MAX_CHUNK) chunk = DEC_MAX_CHUNK;
-  return int(chunk);
+  return int(chunk < DEC_MIN_CHUNK ? DEC_MIN_CHUNK : chunk);
 }
 
 static mxc_status check_kv(const mxc_kv_layer* kv, const char* what) {
@@ -392,9 +550,10 @@ static mxc_status launch_prefill(const mxc_kv_layer* kv, int seq, const float* q
   constexpr size_t smem = prefill_smem_bytes<D>();
   // Per device and cheap, so set on every call (the calling thread may have switched devices).
   MXC_CUDA(cudaFuncSetAttribute(attention_prefill_kernel<T, D>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)),
-           "mxc_attention_prefill: raising the shared-memory limit (needs a device with >= 112 KiB per block)");
-  dim3 grid(unsigned((tokens + BQ - 1) / BQ), unsigned(heads));
-  attention_prefill_kernel<T, D><<<grid, PREFILL_THREADS, smem, st>>>(
+           "mxc_attention_prefill: raising the shared-memory limit (needs a device with >= 68 KiB per block)");
+  // x = head (the heads of one kv head are neighbours, so their K/V tiles meet in L2), y = query tile.
+  dim3 grid(unsigned(heads), unsigned((tokens + PF_BQ - 1) / PF_BQ));
+  attention_prefill_kernel<T, D><<<grid, PF_THREADS, smem, st>>>(
       static_cast<const T*>(kv->k), static_cast<const T*>(kv->v), q, out, tokens, heads, kv->kv_heads, pos0,
       int64_t(seq) * kv->capacity, scale * 1.4426950408889634f);
   return check_launch("mxc_attention_prefill");
@@ -423,7 +582,7 @@ static mxc_status launch_decode(const mxc_kv_layer* kv, const int32_t* seq_ids, 
       kv->kv_heads, chunk, n_split, scale * 1.4426950408889634f, ws_acc, ws_ml);
   mxc_status s = check_launch("mxc_attention_decode");
   if (s != MXC_OK) return s;
-  attention_decode_combine<D><<<unsigned(n_seq * heads), D, wbytes, st>>>(ws_acc, ws_ml, n_split, out);
+  attention_decode_combine<D><<<unsigned(n_seq * heads), D * COMB_GROUPS, wbytes, st>>>(ws_acc, ws_ml, n_split, out);
   return check_launch("mxc_attention_decode (combine)");
 }
 
@@ -464,6 +623,8 @@ mxc_status mxc_attention_prefill(const mxc_kv_layer* kv, int seq, const float* q
   MXC_CHECK_ARG(tokens >= 0 && pos0 >= 0 && pos0 + tokens <= kv->capacity,
                 "mxc_attention_prefill: positions [%lld, %lld) exceed the cache capacity %lld", (long long)pos0,
                 (long long)(pos0 + tokens), (long long)kv->capacity);
+  MXC_CHECK_ARG((tokens + PF_BQ - 1) / PF_BQ < 65536, "mxc_attention_prefill: %lld tokens in one call, over the %d supported",
+                (long long)tokens, 65535 * PF_BQ);
   if (tokens == 0) return MXC_OK;
   cudaStream_t cs = stream_of(s);
   bool f16 = kv->type == MXC_F16;

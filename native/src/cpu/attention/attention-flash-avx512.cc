@@ -52,10 +52,12 @@ void load_tile(const uint8_t* base, int64_t row0, int64_t stride, int bt, int d,
   for (int t = bt; t % TB != 0; ++t) std::fill(dst + t * d, dst + (t + 1) * d, 0.f);
 }
 
-// s[t][r] = sum_j k[t][j] * qt[j][r] for t < nt (a multiple of TB).
+// s[t][r] = sum_j k[t][j] * qt[j][r] for t < nt (a multiple of TB); fetches the next tile's K
+// rows meanwhile (TB of them per micro-tile).
 template <int RV>
-void scores(const float* qt, const float* k, int d, int nt, float* s) {
+void scores(const float* qt, const float* k, int d, int nt, float* s, const RowPrefetch& next_k) {
   for (int t = 0; t < nt; t += TB) {
+    next_k.fetch(t, t + TB);
     __m512 acc[TB][RV];
     for (int b = 0; b < TB; ++b)
       for (int v = 0; v < RV; ++v) acc[b][v] = _mm512_setzero_ps();
@@ -73,10 +75,14 @@ void scores(const float* qt, const float* k, int d, int nt, float* s) {
   }
 }
 
-// ot[j][r] = ot[j][r] * corr[r] + sum_{t < nt} v[t][j] * p[t][r].
+// ot[j][r] = ot[j][r] * corr[r] + sum_{t < nt} v[t][j] * p[t][r]; fetches the next tile's V rows
+// meanwhile, spread over the d / JB micro-tiles.
 template <int RV>
-void accumulate(const float* p, const float* vt, int d, int nt, const __m512* corr, float* ot) {
+void accumulate(const float* p, const float* vt, int d, int nt, const __m512* corr, float* ot,
+                const RowPrefetch& next_v) {
+  const int per = (BT + d / JB - 1) / (d / JB);
   for (int j = 0; j < d; j += JB) {
+    next_v.fetch(j / JB * per, (j / JB + 1) * per);
     __m512 acc[JB][RV];
     for (int b = 0; b < JB; ++b)
       for (int v = 0; v < RV; ++v) acc[b][v] = _mm512_mul_ps(_mm512_load_ps(ot + (j + b) * R + 16 * v), corr[v]);
@@ -100,6 +106,8 @@ struct Scratch {
   Tile qt, ot, k, v, s;
 };
 
+constexpr int64_t kv_bytes(KvType t) { return t == KvType::f32 ? 4 : 2; }
+
 template <KvType T, int RV>
 void run_block(const AttentionArgs& a, const FlashBlock& blk, const int32_t* tokens, int kvh, int64_t begin, int64_t end,
                FlashPartial* part) {
@@ -113,16 +121,13 @@ void run_block(const AttentionArgs& a, const FlashBlock& blk, const int32_t* tok
   float* vt = sc.v.fit(size_t(BT) * d);
   float* s = sc.s.fit(size_t(BT) * R);
 
-  // Q^T (scaled), positions per row; dead rows (rows .. 16 * RV) copy the last live row's position
-  // and have q = 0, so they stay finite and are never written out.
+  // Q^T (scaled), positions per row.
   alignas(64) int32_t rpos[R];
-  for (int r = 0; r < 16 * RV; ++r) {
-    const bool live = r < rows;
-    const int64_t i = flash_row_token(blk, tokens, group, rows, r);
-    rpos[r] = a.pos[i];
-    const float* q = a.q + (i * a.n_heads + int64_t(kvh) * group + r % group) * d;
-    for (int j = 0; j < d; ++j) qt[j * R + r] = live ? q[j] * a.scale : 0.f;
-  }
+  const __m512 scale = _mm512_set1_ps(a.scale);
+  auto pack = [&](const float* q, float* dst) {
+    for (int j = 0; j < d; j += 16) _mm512_storeu_ps(dst + j, _mm512_mul_ps(_mm512_loadu_ps(q + j), scale));
+  };
+  flash_load_q<RV>(a, blk, tokens, kvh, rows, d, pack, qt, R, rpos);
   std::fill(ot, ot + int64_t(d) * R, 0.f);
 
   __m512i posv[RV];
@@ -132,11 +137,16 @@ void run_block(const AttentionArgs& a, const FlashBlock& blk, const int32_t* tok
   for (int64_t t0 = begin; t0 < end; t0 += BT) {
     const int bt = int(std::min<int64_t>(BT, end - t0));
     const int nt = (bt + TB - 1) / TB * TB;
+    const int next_bt = int(std::max<int64_t>(0, std::min<int64_t>(BT, end - t0 - BT)));
+    const int64_t next0 = (base + (t0 + BT) * a.pos_stride) * kv_bytes(T);
+    const int64_t stride = a.pos_stride * kv_bytes(T);
+    const RowPrefetch next_k{next_bt ? a.k + next0 : nullptr, stride, next_bt, int(d * kv_bytes(T))};
+    const RowPrefetch next_v{next_bt ? a.v + next0 : nullptr, stride, next_bt, int(d * kv_bytes(T))};
     load_tile<T>(a.k, base + t0 * a.pos_stride, a.pos_stride, bt, d, kt);
-    scores<RV>(qt, kt, d, nt, s);
+    scores<RV>(qt, kt, d, nt, s, next_k);
     online_softmax<RV>(s, R, t0, bt, nt, t0 + nt - 1 > min_pos, posv, m, l, corr);
     load_tile<T>(a.v, base + t0 * a.pos_stride, a.pos_stride, bt, d, vt);
-    accumulate<RV>(s, vt, d, bt, corr, ot);
+    accumulate<RV>(s, vt, d, bt, corr, ot, next_v);
   }
 
   flash_write_rows<RV>(a, blk, tokens, kvh, rows, ot, R, m, l, part);

@@ -11,6 +11,8 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <new>
+#include <vector>
 
 #include "cpu/attention/attention-flash-simd.h"
 #include "cpu/attention/attention-flash.h"
@@ -82,9 +84,13 @@ void load_v_pairs(const uint16_t* base, int64_t row0, int64_t stride, int bt, in
 }
 
 // s[t][r] = sum_j k[t][j] * q[r][j] for t < nt (a multiple of TB); q2t[j/2][r] holds q's pairs.
-// Fetches the next tile's K rows meanwhile (TB of them per micro-tile).
+// When `masked`, positions t0 + t past row r's own (tile padding included) score FLASH_MASKED.
+// mx[v] = the max over t of each row vector's scores. Fetches the next tile's K rows meanwhile (TB
+// of them per micro-tile).
 template <int RV>
-void scores(const uint32_t* q2t, const uint16_t* k, int d, int nt, float* s, const RowPrefetch& next_k) {
+void scores(const uint32_t* q2t, const uint16_t* k, int d, int nt, int64_t t0, bool masked, const __m512i* posv,
+            float* s, __m512* mx, const RowPrefetch& next_k) {
+  for (int v = 0; v < RV; ++v) mx[v] = _mm512_set1_ps(-INFINITY);
   for (int t = 0; t < nt; t += TB) {
     next_k.fetch(t, t + TB);
     __m512 acc[TB][RV];
@@ -101,24 +107,71 @@ void scores(const uint32_t* q2t, const uint16_t* k, int d, int nt, float* s, con
         for (int v = 0; v < RV; ++v) acc[b][v] = _mm512_dpbf16_ps(acc[b][v], as_bh(q[v]), as_bh(kb));
       }
     }
-    for (int b = 0; b < TB; ++b)
-      for (int v = 0; v < RV; ++v) _mm512_store_ps(s + (t + b) * R + 16 * v, acc[b][v]);
-  }
-}
-
-// p2[t/2][r] = bf16(p[t][r]) | bf16(p[t+1][r]) << 16 for t < bt (p[bt] = 0 when bt is odd).
-template <int RV>
-void pair_probs(const float* p, int bt, uint32_t* p2) {
-  for (int t = 0; t < bt; t += 2) {
-    for (int v = 0; v < RV; ++v) {
-      const __m512 hi = t + 1 < bt ? _mm512_load_ps(p + (t + 1) * R + 16 * v) : _mm512_setzero_ps();
-      _mm512_store_si512(p2 + (t / 2) * R + 16 * v, bf16_pairs(_mm512_load_ps(p + t * R + 16 * v), hi));
+    for (int b = 0; b < TB; ++b) {
+      for (int v = 0; v < RV; ++v) {
+        __m512 x = acc[b][v];
+        if (masked) {
+          const __mmask16 past = _mm512_cmpgt_epi32_mask(_mm512_set1_epi32(int32_t(t0 + t + b)), posv[v]);
+          x = _mm512_mask_mov_ps(x, past, _mm512_set1_ps(FLASH_MASKED));
+        }
+        mx[v] = _mm512_max_ps(mx[v], x);
+        _mm512_store_ps(s + (t + b) * R + 16 * v, x);
+      }
     }
   }
 }
 
-// ot[j][r] = ot[j][r] * corr[r] + sum_t v[t][j] * p[t][r], over n2 position pairs. Fetches the
-// next tile's V rows meanwhile, spread over the d / JB micro-tiles.
+// e^x as exp512 (cpu/simd/exp-avx512.h) with a degree-4 polynomial: relative error < 5e-5, for
+// probabilities rounded to BF16 (8 significant bits) right after.
+inline __m512 exp512_bf16(__m512 x) {
+  x = _mm512_max_ps(_mm512_min_ps(x, _mm512_set1_ps(88.f)), _mm512_set1_ps(-87.f));
+  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504f)), _MM_FROUND_TO_NEAREST_INT);
+  const __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693147181f), x);
+  __m512 p = _mm512_set1_ps(1.f / 24);
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f / 6));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f));
+  return _mm512_scalef_ps(p, n);
+}
+
+// A running max may lag the true one by this much (p <= e^8): the accumulator's rescale is
+// skipped on tiles where no row's max grows past it (most tiles deep in a context). Exact either
+// way: o and l are both relative to the same m.
+constexpr float LAZY_MAX = 8.f;
+
+// The online softmax of one tile of scores s[t][r] (masked, tile max mx from scores): each row's
+// m grows to the tile's max only where that exceeds m + LAZY_MAX, corr = e^(m - m'), l' = l corr +
+// sum_t p, and p = e^(s - m') is written as BF16 pairs p2[t/2][r] = (p[t][r], p[t+1][r]) for
+// t < bt (p[bt] = 0 when bt is odd). p takes exp512_bf16 (relative error 4e-5, under the BF16
+// rounding that follows); l adds the unrounded p. Returns false when corr = 1 for every row.
+template <int RV>
+bool softmax_pairs(const float* s, int bt, const __m512* mx, __m512* m, __m512* l, __m512* corr, uint32_t* p2) {
+  bool rescale = false;
+  for (int v = 0; v < RV; ++v) {
+    const __mmask16 grow = _mm512_cmp_ps_mask(mx[v], _mm512_add_ps(m[v], _mm512_set1_ps(LAZY_MAX)), _CMP_GT_OQ);
+    const __m512 m_new = _mm512_mask_mov_ps(m[v], grow, mx[v]);
+    corr[v] = _mm512_set1_ps(1.f);
+    if (grow) {
+      corr[v] = exp512(_mm512_sub_ps(m[v], m_new));
+      rescale = true;
+    }
+    __m512 sum = _mm512_setzero_ps();
+    for (int t = 0; t < bt; t += 2) {
+      const __m512 p0 = exp512_bf16(_mm512_sub_ps(_mm512_load_ps(s + t * R + 16 * v), m_new));
+      const __m512 p1 = t + 1 < bt ? exp512_bf16(_mm512_sub_ps(_mm512_load_ps(s + (t + 1) * R + 16 * v), m_new))
+                                   : _mm512_setzero_ps();
+      sum = _mm512_add_ps(sum, _mm512_add_ps(p0, p1));
+      _mm512_store_si512(p2 + (t / 2) * R + 16 * v, bf16_pairs(p0, p1));
+    }
+    l[v] = _mm512_fmadd_ps(l[v], corr[v], sum);
+    m[v] = m_new;
+  }
+  return rescale;
+}
+
+// ot[j][r] = ot[j][r] * corr[r] + sum_t v[t][j] * p[t][r], over n2 position pairs (corr null: 1).
+// Fetches the next tile's V rows meanwhile, spread over the d / JB micro-tiles.
 template <int RV>
 void accumulate(const uint32_t* p2, const uint32_t* v2, int d, int n2, const __m512* corr, float* ot,
                 const RowPrefetch& next_v) {
@@ -127,7 +180,10 @@ void accumulate(const uint32_t* p2, const uint32_t* v2, int d, int n2, const __m
     next_v.fetch(j / JB * per, (j / JB + 1) * per);
     __m512 acc[JB][RV];
     for (int b = 0; b < JB; ++b)
-      for (int v = 0; v < RV; ++v) acc[b][v] = _mm512_mul_ps(_mm512_load_ps(ot + (j + b) * R + 16 * v), corr[v]);
+      for (int v = 0; v < RV; ++v) {
+        acc[b][v] = _mm512_load_ps(ot + (j + b) * R + 16 * v);
+        if (corr) acc[b][v] = _mm512_mul_ps(acc[b][v], corr[v]);
+      }
     for (int t = 0; t < n2; ++t) {
       __m512i pv[RV];
       for (int v = 0; v < RV; ++v) pv[v] = _mm512_load_si512(p2 + t * R + 16 * v);
@@ -142,6 +198,95 @@ void accumulate(const uint32_t* p2, const uint32_t* v2, int d, int n2, const __m
   }
 }
 
+// BF16 K rows [ctx_pad][d] and V pairs [ctx_pad / 2][d] of one (sequence, KV head), positions past
+// the sequence's context zero; null k: the block converts its tiles from the cache itself.
+struct StagedHead {
+  const uint16_t* k = nullptr;
+  const uint32_t* v2 = nullptr;
+};
+
+// The K/V of every sequence that brings 2+ query blocks, converted once per call (on the pool)
+// instead of once per block and tile: every block of a sequence reads the same positions. Decode
+// batches (one block per sequence) convert per tile, reading each position once either way.
+class StagedKv {
+ public:
+  StagedKv() = default;
+  StagedKv(const StagedKv&) = delete;
+  StagedKv& operator=(const StagedKv&) = delete;
+  ~StagedKv() { std::free(buf_); }
+
+  template <KvType T>
+  void stage(const AttentionArgs& a, const FlashPlan& plan) {
+    d_ = a.head_dim;
+    n_kv_ = a.n_kv_heads;
+    size_t total = 0;
+    for (const FlashBlock& b : plan.blocks) {
+      auto it = std::find_if(seqs_.begin(), seqs_.end(), [&](const Seq& s) { return s.seq == b.seq; });
+      if (it == seqs_.end()) {
+        seqs_.push_back({b.seq, b.ctx, 1, 0});
+      } else {
+        it->ctx = std::max(it->ctx, b.ctx);
+        ++it->blocks;
+      }
+    }
+    seqs_.erase(std::remove_if(seqs_.begin(), seqs_.end(), [](const Seq& s) { return s.blocks < 2; }), seqs_.end());
+    if (seqs_.empty()) return;
+    std::vector<int64_t> first_task;  // per staged sequence: its first (kv head, BT chunk) task
+    int64_t tasks = 0;
+    for (Seq& s : seqs_) {
+      s.off = total;
+      total += size_t(2) * pad(s.ctx) * d_ * n_kv_;
+      first_task.push_back(tasks);
+      tasks += pad(s.ctx) / BT * n_kv_;
+    }
+    buf_ = static_cast<uint16_t*>(std::aligned_alloc(64, total * 2));
+    if (!buf_) throw std::bad_alloc();
+    const auto* k16 = reinterpret_cast<const uint16_t*>(a.k);
+    const auto* v16 = reinterpret_cast<const uint16_t*>(a.v);
+    attention_for(a, tasks, [&](int64_t task, int) {
+      size_t i = 0;
+      while (i + 1 < seqs_.size() && first_task[i + 1] <= task) ++i;
+      const Seq& s = seqs_[i];
+      const int64_t chunks = pad(s.ctx) / BT;
+      const int kvh = int((task - first_task[i]) / chunks);
+      const int64_t t0 = (task - first_task[i]) % chunks * BT;
+      const int bt = int(std::min<int64_t>(BT, s.ctx - t0));
+      const StagedHead h = head(i, kvh);
+      auto* k = const_cast<uint16_t*>(h.k) + t0 * d_;
+      auto* v2 = const_cast<uint32_t*>(h.v2) + t0 / 2 * d_;
+      const int64_t row0 = int64_t(s.seq) * a.seq_stride + int64_t(kvh) * d_ + t0 * a.pos_stride;
+      load_k<T>(k16, row0, a.pos_stride, bt, d_, k);
+      std::memset(k + int64_t((bt + TB - 1) / TB * TB) * d_, 0, size_t(BT - (bt + TB - 1) / TB * TB) * d_ * 2);
+      load_v_pairs<T>(v16, row0, a.pos_stride, bt, d_, v2);
+      std::memset(v2 + int64_t((bt + 1) / 2) * d_, 0, size_t(BT / 2 - (bt + 1) / 2) * d_ * 4);
+    });
+  }
+
+  // Sequence seq's staged head kvh, or empty ones where it was not staged.
+  StagedHead at(int32_t seq, int kvh) const {
+    for (size_t i = 0; i < seqs_.size(); ++i)
+      if (seqs_[i].seq == seq) return head(i, kvh);
+    return {};
+  }
+
+ private:
+  struct Seq {
+    int32_t seq;
+    int64_t ctx;  // positions read: the largest ctx of its blocks
+    int blocks;
+    size_t off;   // in uint16_t
+  };
+  static int64_t pad(int64_t ctx) { return (ctx + BT - 1) / BT * BT; }
+  StagedHead head(size_t i, int kvh) const {
+    const size_t len = size_t(pad(seqs_[i].ctx)) * d_;  // K's uint16_t, as V's uint32_t pairs
+    uint16_t* k = buf_ + seqs_[i].off + size_t(kvh) * 2 * len;
+    return {k, reinterpret_cast<const uint32_t*>(k + len)};
+  }
+  std::vector<Seq> seqs_;
+  uint16_t* buf_ = nullptr;
+  int d_ = 0, n_kv_ = 0;
+};
+
 // Per-thread tiles (Tile holds floats; the BF16 / pair tiles reuse that storage).
 struct Scratch {
   Tile q2t, ot, k, v2, s, p2;
@@ -149,7 +294,7 @@ struct Scratch {
 
 template <KvType T, int RV>
 void run_block(const AttentionArgs& a, const FlashBlock& blk, const int32_t* tokens, int kvh, int64_t begin, int64_t end,
-               FlashPartial* part) {
+               const StagedHead& staged, FlashPartial* part) {
   thread_local Scratch sc;
   const int group = a.n_heads / a.n_kv_heads;
   const int d = a.head_dim;
@@ -161,18 +306,22 @@ void run_block(const AttentionArgs& a, const FlashBlock& blk, const int32_t* tok
   float* s = sc.s.fit(size_t(BT) * R);
   auto* p2 = reinterpret_cast<uint32_t*>(sc.p2.fit(size_t(BT / 2) * R));
 
-  // Q pairs (scaled, BF16); dead rows (rows .. 16 * RV) take the last live row's position, q = 0.
+  // Q pairs (scaled, BF16), (q[j], q[j+1]) per 32-bit word.
   alignas(64) int32_t rpos[R];
-  for (int r = 0; r < 16 * RV; ++r) {
-    const bool live = r < rows;
-    const int64_t i = flash_row_token(blk, tokens, group, rows, r);
-    rpos[r] = a.pos[i];
-    const float* q = a.q + (i * a.n_heads + int64_t(kvh) * group + r % group) * d;
-    for (int j = 0; j < d; j += 2) {
-      q2t[(j / 2) * R + r] =
-          live ? uint32_t(fp32_to_bf16(q[j] * a.scale)) | uint32_t(fp32_to_bf16(q[j + 1] * a.scale)) << 16 : 0u;
+  const __m512 scale = _mm512_set1_ps(a.scale);
+  auto pack = [&](const float* q, float* dst) {
+    int j = 0;
+    for (; j + 32 <= d; j += 32) {
+      const __m512bh x = _mm512_cvtne2ps_pbh(_mm512_mul_ps(_mm512_loadu_ps(q + j + 16), scale),
+                                             _mm512_mul_ps(_mm512_loadu_ps(q + j), scale));
+      _mm512_storeu_ps(dst + j / 2, reinterpret_cast<__m512>(x));
     }
-  }
+    if (j < d) {  // d = 16 (mod 32)
+      const __m256bh x = _mm512_cvtneps_pbh(_mm512_mul_ps(_mm512_loadu_ps(q + j), scale));
+      _mm256_storeu_ps(dst + j / 2, reinterpret_cast<__m256>(x));
+    }
+  };
+  flash_load_q<RV>(a, blk, tokens, kvh, rows, d / 2, pack, reinterpret_cast<float*>(q2t), R, rpos);
   std::fill(ot, ot + int64_t(d) * R, 0.f);
 
   __m512i posv[RV];
@@ -184,16 +333,30 @@ void run_block(const AttentionArgs& a, const FlashBlock& blk, const int32_t* tok
   for (int64_t t0 = begin; t0 < end; t0 += BT) {
     const int bt = int(std::min<int64_t>(BT, end - t0));
     const int nt = (bt + TB - 1) / TB * TB;
-    const int64_t row0 = base + t0 * a.pos_stride, next0 = row0 + BT * a.pos_stride;
     const int next_bt = int(std::max<int64_t>(0, std::min<int64_t>(BT, end - t0 - BT)));
-    const RowPrefetch next_k{next_bt ? reinterpret_cast<const uint8_t*>(k16 + next0) : nullptr, a.pos_stride * 2, next_bt, d * 2};
-    const RowPrefetch next_v{next_bt ? reinterpret_cast<const uint8_t*>(v16 + next0) : nullptr, a.pos_stride * 2, next_bt, d * 2};
-    load_k<T>(k16, row0, a.pos_stride, bt, d, kt);
-    scores<RV>(q2t, kt, d, nt, s, next_k);
-    online_softmax<RV>(s, R, t0, bt, nt, t0 + nt - 1 > min_pos, posv, m, l, corr);
-    pair_probs<RV>(s, bt, p2);
-    load_v_pairs<T>(v16, row0, a.pos_stride, bt, d, v2);
-    accumulate<RV>(p2, v2, d, (bt + 1) / 2, corr, ot, next_v);
+    const int64_t row0 = base + t0 * a.pos_stride, next0 = row0 + BT * a.pos_stride;
+    const uint16_t* k = kt;
+    const uint32_t* v = v2;
+    RowPrefetch next_k, next_v;
+    if (staged.k) {
+      k = staged.k + t0 * d;
+      v = staged.v2 + t0 / 2 * d;
+      if (next_bt) {
+        next_k = {reinterpret_cast<const uint8_t*>(k + BT * d), d * 2, next_bt, d * 2};
+        next_v = {reinterpret_cast<const uint8_t*>(v + BT / 2 * d), d * 4, (next_bt + 1) / 2, d * 4};
+      }
+    } else {
+      load_k<T>(k16, row0, a.pos_stride, bt, d, kt);
+      if (next_bt) {
+        next_k = {reinterpret_cast<const uint8_t*>(k16 + next0), a.pos_stride * 2, next_bt, d * 2};
+        next_v = {reinterpret_cast<const uint8_t*>(v16 + next0), a.pos_stride * 2, next_bt, d * 2};
+      }
+    }
+    __m512 mx[RV];
+    scores<RV>(q2t, k, d, nt, t0, t0 + nt - 1 > min_pos, posv, s, mx, next_k);
+    const bool rescale = softmax_pairs<RV>(s, bt, mx, m, l, corr, p2);
+    if (!staged.k) load_v_pairs<T>(v16, row0, a.pos_stride, bt, d, v2);
+    accumulate<RV>(p2, v, d, (bt + 1) / 2, rescale ? corr : nullptr, ot, next_v);
   }
 
   flash_write_rows<RV>(a, blk, tokens, kvh, rows, ot, R, m, l, part);
@@ -202,10 +365,12 @@ void run_block(const AttentionArgs& a, const FlashBlock& blk, const int32_t* tok
 template <KvType T>
 void run(const AttentionArgs& a) {
   const FlashPlan plan = flash_plan(a, pool_threads());
+  StagedKv staged;
+  staged.stage<T>(a, plan);
   const int group = a.n_heads / a.n_kv_heads;
   flash_run(a, plan, [&](const FlashBlock& blk, int kvh, int64_t begin, int64_t end, FlashPartial* part) {
     flash_with_rv(blk.count * group, [&](auto rv) {
-      run_block<T, decltype(rv)::value>(a, blk, plan.tokens.data(), kvh, begin, end, part);
+      run_block<T, decltype(rv)::value>(a, blk, plan.tokens.data(), kvh, begin, end, staged.at(blk.seq, kvh), part);
     });
   });
 }

@@ -84,29 +84,97 @@ inline void flash_with_rv(int rows, F&& run) {
   }
 }
 
+// x[c] = column c of the 16 x 16 block whose row r is x[r] (32-bit lanes), in place.
+inline void transpose16(__m512* x) {
+  __m512 t[16];
+  for (int i = 0; i < 16; i += 2) {
+    t[i] = _mm512_unpacklo_ps(x[i], x[i + 1]);
+    t[i + 1] = _mm512_unpackhi_ps(x[i], x[i + 1]);
+  }
+  // x[4g + o], 128-bit lane L: column 4L + o of rows 4g .. 4g + 3.
+  for (int i = 0; i < 16; i += 4) {
+    for (int k = 0; k < 2; ++k) {
+      const __m512d lo = _mm512_castps_pd(t[i + k]), hi = _mm512_castps_pd(t[i + k + 2]);
+      x[i + 2 * k] = _mm512_castpd_ps(_mm512_unpacklo_pd(lo, hi));
+      x[i + 2 * k + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(lo, hi));
+    }
+  }
+  // Gather lane L of x[o], x[4 + o], x[8 + o], x[12 + o] into x[4L + o].
+  for (int i = 0; i < 4; ++i) {
+    t[i] = _mm512_shuffle_f32x4(x[i], x[i + 4], 0x88);
+    t[i + 4] = _mm512_shuffle_f32x4(x[i], x[i + 4], 0xDD);
+    t[i + 8] = _mm512_shuffle_f32x4(x[i + 8], x[i + 12], 0x88);
+    t[i + 12] = _mm512_shuffle_f32x4(x[i + 8], x[i + 12], 0xDD);
+  }
+  for (int i = 0; i < 4; ++i) {
+    x[i] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0x88);
+    x[i + 8] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0xDD);
+    x[i + 4] = _mm512_shuffle_f32x4(t[i + 4], t[i + 12], 0x88);
+    x[i + 12] = _mm512_shuffle_f32x4(t[i + 4], t[i + 12], 0xDD);
+  }
+}
+
+// The block's Q^T and row positions, 16 rows at a time: pack(q, dst) writes a live row's `cols`
+// 32-bit values (q scaled, as F32 or as BF16 pairs) to dst, dead rows (rows .. 16 * RV) are 0 at the
+// last live row's position; then 16 x 16 transposes into qt[c * stride + r] (a scalar tail where
+// cols is not a multiple of 16).
+template <int RV, class Pack>
+inline void flash_load_q(const AttentionArgs& a, const FlashBlock& blk, const int32_t* tokens, int kvh, int rows,
+                         int cols, Pack&& pack, float* qt, int stride, int32_t* rpos) {
+  const int group = a.n_heads / a.n_kv_heads;
+  alignas(64) float tmp[16 * 256];
+  for (int v = 0; v < RV; ++v) {
+    for (int k = 0; k < 16; ++k) {
+      const int r = 16 * v + k;
+      const int64_t i = flash_row_token(blk, tokens, group, rows, r);
+      rpos[r] = a.pos[i];
+      if (r < rows) {
+        pack(a.q + (i * a.n_heads + int64_t(kvh) * group + r % group) * a.head_dim, tmp + k * cols);
+      } else {
+        std::fill(tmp + k * cols, tmp + (k + 1) * cols, 0.f);
+      }
+    }
+    int c0 = 0;
+    for (; c0 + 16 <= cols; c0 += 16) {
+      __m512 x[16];
+      for (int k = 0; k < 16; ++k) x[k] = _mm512_loadu_ps(tmp + k * cols + c0);
+      transpose16(x);
+      for (int c = 0; c < 16; ++c) _mm512_store_ps(qt + (c0 + c) * stride + 16 * v, x[c]);
+    }
+    for (; c0 < cols; ++c0)
+      for (int k = 0; k < 16; ++k) qt[c0 * stride + 16 * v + k] = tmp[k * cols + c0];
+  }
+}
+
 // The end of a block's work, O^T in ot[j * stride + r]: for a KV split (part), its unnormalized rows with
-// their max and sum for flash_run's merge; else each live row divided by its sum, into a.out.
+// their max and sum for flash_run's merge; else each live row divided by its sum, into a.out. Read
+// 16 x 16 at a time and transposed (head_dim is a multiple of 16).
 template <int RV>
 inline void flash_write_rows(const AttentionArgs& a, const FlashBlock& blk, const int32_t* tokens, int kvh, int rows,
                              const float* ot, int stride, const __m512* m, const __m512* l, FlashPartial* part) {
   const int group = a.n_heads / a.n_kv_heads;
   const int d = a.head_dim;
+  alignas(64) float scale[16 * RV];
   if (part) {
     alignas(64) float mm[16 * RV], ll[16 * RV];
     for (int v = 0; v < RV; ++v) _mm512_store_ps(mm + 16 * v, m[v]), _mm512_store_ps(ll + 16 * v, l[v]);
-    for (int r = 0; r < rows; ++r) {
-      part->m[r] = mm[r];
-      part->l[r] = ll[r];
-      for (int j = 0; j < d; ++j) part->o[r * d + j] = ot[j * stride + r];
-    }
-    return;
+    for (int r = 0; r < rows; ++r) part->m[r] = mm[r], part->l[r] = ll[r];
+    std::fill(scale, scale + 16 * RV, 1.f);
+  } else {
+    for (int v = 0; v < RV; ++v) _mm512_store_ps(scale + 16 * v, _mm512_div_ps(_mm512_set1_ps(1.f), l[v]));
   }
-  alignas(64) float inv[16 * RV];
-  for (int v = 0; v < RV; ++v) _mm512_store_ps(inv + 16 * v, _mm512_div_ps(_mm512_set1_ps(1.f), l[v]));
-  for (int r = 0; r < rows; ++r) {
-    const int64_t i = tokens[blk.first + r / group];
-    float* out = a.out + (i * a.n_heads + int64_t(kvh) * group + r % group) * d;
-    for (int j = 0; j < d; ++j) out[j] = ot[j * stride + r] * inv[r];
+  for (int v = 0; v < RV; ++v) {
+    for (int j = 0; j < d; j += 16) {
+      __m512 x[16];
+      for (int c = 0; c < 16; ++c) x[c] = _mm512_load_ps(ot + (j + c) * stride + 16 * v);
+      transpose16(x);
+      for (int k = 0; k < 16 && 16 * v + k < rows; ++k) {
+        const int r = 16 * v + k;
+        float* out = part ? part->o + int64_t(r) * d
+                          : a.out + (tokens[blk.first + r / group] * a.n_heads + int64_t(kvh) * group + r % group) * d;
+        _mm512_storeu_ps(out + j, _mm512_mul_ps(x[k], _mm512_set1_ps(scale[r])));
+      }
+    }
   }
 }
 

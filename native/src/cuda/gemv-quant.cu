@@ -6,11 +6,11 @@
 // a block. A lane's "unit" is 32 weights of its row: a quarter of a K-quant sub-block pair (Q4_K / Q5_K: 16
 // bytes of quants, one 128-bit load), an eighth of a Q6_K super-block, or one Q8_0 block. Lane l takes units
 // l, l + 32, ...; UNROLL (2 up to k = 2048, else 4) units of every lane are loaded before the first is used, so a
-// row of up to 4096 weights is in flight at once (one memory latency a row, not one a super-block). x is loaded
-// at its use (an L1 hit after a block's first warp): loading it with the weights cost registers, hence warps a
-// multiprocessor, and measured slower on the H100. A unit is four runs of 8
-// consecutive elements, each with one scale: weight = ds * q - dm with q a small integer, so a run's dot is
-// ds * sum(q * x) - dm * sum(x) and x (BF16, one 128-bit load a run) is read once per unit for all its weights.
+// row of up to 4096 weights is in flight at once (one memory latency a row, not one a super-block). A unit is
+// four runs of 8 consecutive elements, each with one scale: weight = ds * q - dm with q a small integer, so a
+// run's dot is ds * sum(q * x) - dm * sum(x), x (BF16, one 128-bit load a run) read once per unit for all its
+// weights. x is loaded at its use (an L1 hit after a block's first warp): loading it with the weights cost
+// registers, hence warps a multiprocessor, and measured slower on the H100 (bench/RESULTS.md).
 // Several rows of x (m <= 8 a pass) reuse the unit's decoded q: the weights are read once for all m.
 // Q6_K (210-byte blocks) and Q8_0 (34) are only 2-byte aligned: they are read as aligned 32-bit words and
 // funnel-shifted into place. The integer-to-float step adds the quant byte to 2^23's mantissa (exact).

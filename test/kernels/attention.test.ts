@@ -74,10 +74,11 @@ const roundKv: Record<KvCacheShape['type'], (x: number) => number> = {
 const kernels = skip ? [] : attentionKernels();
 
 /**
- * Runs every entry on case `c` and checks it. `split`: the pool is large enough that the flash
- * entries split KV ranges, so they must take decode batches too.
+ * Runs every entry on case `c` and checks it. `flashDecode`: the flash entries must take decode
+ * batches too (the pool is large enough that they split KV ranges, or the batch's (token, KV head)
+ * tasks fill it at 256+ positions).
  */
-function checkCase(c: Case, kvType: KvCacheShape['type'], split: boolean): void {
+function checkCase(c: Case, kvType: KvCacheShape['type'], flashDecode: boolean): void {
   const ctx = Math.max(...c.tokens.map(([, p]) => p)) + 1;
   const nSeq = Math.max(...c.tokens.map(([s]) => s)) + 1;
   const kvDim = c.nKvHeads * c.headDim;
@@ -128,7 +129,7 @@ function checkCase(c: Case, kvType: KvCacheShape['type'], split: boolean): void 
     const perSeq = new Map<number, number>();
     for (const s of seq) perSeq.set(s, (perSeq.get(s) ?? 0) + 1);
     const decodeBatch = Math.max(...perSeq.values()) < 2;
-    const flashExpected = !decodeBatch || split;
+    const flashExpected = !decodeBatch || flashDecode;
     let scalar: Float32Array | undefined;
     const ran: string[] = [];
     for (const name of [...kernels].reverse()) {
@@ -191,6 +192,20 @@ describe('attention with split KV ranges (16 threads)', { skip }, () => {
   after(() => setThreads(availableParallelism()));
   for (const kvType of KV_TYPES) {
     for (const c of SPLIT_CASES) test(`${c.name}, kv ${kvType}`, () => checkCase(c, kvType, true));
+  }
+});
+
+// At 2 threads a decode batch whose (token, KV head) tasks fill the pool takes the flash entries
+// from 256 positions, one block per task (no split).
+const FILL_CASES: Case[] = [
+  { name: 'decode at position 256, 2 KV heads', nHeads: 16, nKvHeads: 2, headDim: 128, tokens: [[0, 256]] },
+  { name: 'decode batch at 300 and 1030, GQA 3', nHeads: 6, nKvHeads: 2, headDim: 64, tokens: [[1, 1030], [0, 300]] },
+];
+describe('attention decode filling the pool (2 threads)', { skip }, () => {
+  before(() => setThreads(2));
+  after(() => setThreads(availableParallelism()));
+  for (const kvType of KV_TYPES) {
+    for (const c of FILL_CASES) test(`${c.name}, kv ${kvType}`, () => checkCase(c, kvType, true));
   }
 });
 

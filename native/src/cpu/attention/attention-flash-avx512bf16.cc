@@ -1,11 +1,12 @@
-// Flash attention over an F16 or BF16 KV cache with AVX512-BF16 dot products (vdpbf16ps: 32
-// multiply-adds per instruction, twice an FMA's 16). Same blocks, tiles and vertical online softmax
-// as attention-flash-avx512.cc; the operands change: Q (scaled), the probabilities P and an F16
-// cache's K and V tiles are rounded to BF16 (what bf16 flash attention on GPUs does; 8 significant
-// bits instead of F16's 11), accumulation stays F32.
-//   scores: S^T[t][r] += dot2(Q2^T[j/2][r], K[t][j..j+1]), the K pair broadcast from the BF16 tile;
+// Flash attention over a BF16 KV cache (or an F16 one where AttentionArgs::bf16_dots allows) with
+// AVX512-BF16 dot products (vdpbf16ps: 32 multiply-adds per instruction, twice an FMA's 16). Same
+// blocks, tiles and vertical online softmax as attention-flash-avx512.cc; the operands change: Q
+// (scaled), the probabilities P and an F16 cache's K and V are rounded to BF16 (what bf16 flash
+// attention on GPUs does; 8 significant bits instead of F16's 11), accumulation stays F32.
+//   scores: S^T[t][r] += dot2(Q2^T[j/2][r], K[t][j..j+1]), the K pair broadcast from BF16 rows;
 //   output: O^T[j][r] += dot2(P2^T[t/2][r], V2[t/2][j]), V2 = rows t and t+1 interleaved per j.
-// The next tile's K and V rows are prefetched while a tile computes.
+// A sequence with 2+ query blocks has its K rows and V pairs converted once per call (StagedKv);
+// decode blocks convert per tile. The next tile's K and V rows are prefetched while a tile computes.
 #include <immintrin.h>
 
 #include <algorithm>
@@ -378,7 +379,7 @@ void run(const AttentionArgs& a) {
 }  // namespace
 
 bool attention_flash_avx512bf16_accepts(const AttentionArgs& a) {
-  return a.kv_type != KvType::f32 && a.head_dim % 16 == 0 && a.head_dim <= D_MAX &&
+  return (a.kv_type == KvType::bf16 || (a.kv_type == KvType::f16 && a.bf16_dots)) && a.head_dim % 16 == 0 && a.head_dim <= D_MAX &&
          a.n_heads / a.n_kv_heads <= FLASH_MAX_ROWS && flash_worth_it(a, pool_threads());
 }
 

@@ -35,8 +35,9 @@ struct FlashPlan {
 // The plan for `a` on a pool of `threads`.
 FlashPlan flash_plan(const AttentionArgs& a, int threads);
 
-// Whether the flash entries take `a` on `threads`: some sequence brings 2+ tokens (prefill), or
-// a decode batch deep enough to split its KV ranges; other decode batches keep the per-token entry.
+// Whether the flash entries take `a` on `threads`: some sequence brings 2+ tokens (prefill), or a
+// decode batch of 256+ positions whose (token, KV head) tasks fill the pool, or one deep enough to
+// split its KV ranges; other decode batches keep the per-token entry.
 bool flash_worth_it(const AttentionArgs& a, int threads);
 
 // A split's unnormalized result for one block and KV head: o [rows][head_dim] (row r = token

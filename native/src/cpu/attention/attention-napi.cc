@@ -150,6 +150,7 @@ Napi::Value attention_kernel_run_js(const Napi::CallbackInfo& info) {
     int n_heads = int_of(info[4], 1 << 12, "nHeads");
     if (n_heads % kv->n_kv_heads != 0) throw Napi::RangeError::New(info.Env(), "nHeads must be a multiple of the kv heads");
     AttentionArgs a = attention_args_for(*kv, layer);
+    a.bf16_dots = true;  // the entry named, whatever MIXTILE_ATTENTION_BF16 lets the dispatch do
     const size_t q_len = size_t(n * n_heads * kv->head_dim);
     a.q = f32_array(info[5], q_len, "q");
     a.out = f32_array(info[6], q_len, "out");

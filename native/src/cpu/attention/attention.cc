@@ -1,9 +1,12 @@
 // Attention dispatch: for head_dim a multiple of 16 (64 and 128 in every Qwen3 model) the
 // flash AVX-512 path when some sequence brings 2+ tokens (prefill), the per-token AVX-512 path
-// for decode batches; the scalar reference otherwise. F16 and BF16 caches take the AVX512-BF16
-// flash entry where the CPU has it (Q, P and an F16 cache's K/V rounded to BF16; an F32 cache keeps
-// the F32 entry).
+// for decode batches; the scalar reference otherwise. A BF16 cache takes the AVX512-BF16 flash
+// entry where the CPU has it (Q and P rounded to BF16), an F16 cache too with
+// MIXTILE_ATTENTION_BF16=1 (its K/V rounded as well).
 #include "cpu/attention/attention.h"
+
+#include <cstdlib>
+#include <string>
 
 #include "threadpool.h"
 
@@ -46,6 +49,11 @@ AttentionArgs attention_args_for(const KvCache& kv, int layer) {
   a.pos_stride = kv.pos_stride();
   a.n_kv_heads = kv.n_kv_heads;
   a.head_dim = kv.head_dim;
+  static const bool bf16_dots = [] {
+    const char* e = std::getenv("MIXTILE_ATTENTION_BF16");
+    return e && std::string(e) == "1";
+  }();
+  a.bf16_dots = bf16_dots;
   return a;
 }
 

@@ -25,6 +25,10 @@ struct AttentionArgs {
   const uint8_t* v = nullptr;  // cache V, same layout
   int64_t seq_stride = 0;      // elements between slot s and s+1 of the same layer
   int64_t pos_stride = 0;      // elements between positions (= n_kv_heads * head_dim)
+  // An F16 cache may take the AVX512-BF16 flash entry, which rounds its K/V (and Q, P) to BF16:
+  // twice the F32 entry's speed, about 7x its error through a model (bench/RESULTS.md "CPU attention
+  // at long context"). Dispatch: MIXTILE_ATTENTION_BF16=1 (attention_args_for); by name: always.
+  bool bf16_dots = false;
 };
 
 struct AttentionKernel {
@@ -38,7 +42,7 @@ struct AttentionKernel {
 const std::vector<AttentionKernel>& attention_kernels();
 // First entry the active ISA runs and that accepts `a`.
 const AttentionKernel& attention_select(const AttentionArgs& a);
-// Args for `layer` of `kv` (k, v, strides, type); the caller fills q, out, pos, seq, n, heads, scale.
+// Args for `layer` of `kv` (k, v, strides, type, bf16_dots); the caller fills q, out, pos, seq, n, heads, scale.
 AttentionArgs attention_args_for(const KvCache& kv, int layer);
 
 // Runs fn(task, thread) over [0, n_tasks): on the pool, or on the calling thread when the call's

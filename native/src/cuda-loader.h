@@ -20,7 +20,7 @@ namespace mixtile {
   X(mxc_router_topk) X(mxc_embed_gather) X(mxc_dequant_bf16) X(mxc_dtype_bytes) X(mxc_blas_create)               \
   X(mxc_blas_destroy) X(mxc_blas_set_stream) X(mxc_gemm_bf16) X(mxc_gemm_f32) X(mxc_gemv_quant) X(mxc_gemv_quant_multi) X(mxc_kv_store) X(mxc_attention_prefill)           \
   X(mxc_attention_decode_workspace_bytes) X(mxc_attention_decode)                                               \
-  /* routed experts on the GPU (moe.cu) */ X(mxc_gather_rows_bf16) X(mxc_moe_combine) X(mxc_moe_route)
+  /* routed experts on the GPU (moe.cu) */ X(mxc_gather_rows_bf16) X(mxc_moe_combine) X(mxc_moe_route) X(mxc_add_when_ready)
 
 struct CudaApi {
 #define MIXTILE_CUDA_MEMBER(fn) decltype(&::fn) fn = nullptr;

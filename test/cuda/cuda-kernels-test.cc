@@ -1,12 +1,15 @@
 // Checks every libmixtile-cuda operator against a scalar CPU reference at awkward sizes (1, 7, 129
 // tokens; contexts 1, 100, 4096). Runs on a GPU machine: see test/cuda/README.md. Exit code 0 = all pass.
 #include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <memory>
 #include <numeric>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "cpu/dequant/dequant.h"  // the addon's scalar ggml dequantize_row: the reference of the quantized GEMV
@@ -981,7 +984,8 @@ static void test_moe(Rng& rng) {
 // memory (mapped), and replayed from a graph with new inputs (the block counter must come back to zero).
 static void test_moe_route(Rng& rng) {
   struct C { int hidden, experts, k; int64_t n; };
-  for (C c : {C{2048, 128, 8, 1}, C{2048, 128, 8, 16}, C{100, 60, 4, 3}, C{4096, 200, 8, 2}, C{1000, 300, 6, 5}}) {
+  for (C c : {C{2048, 128, 8, 1}, C{2048, 128, 8, 16}, C{100, 60, 4, 3}, C{4096, 200, 8, 2}, C{1000, 300, 6, 5},
+              C{3000, 128, 8, 2}}) {
     const size_t xs = size_t(c.n) * c.hidden, rs = size_t(c.n) * c.k;
     Dev dx(xs * 4), dnw(size_t(c.hidden) * 4), dr(size_t(c.experts) * c.hidden * 4), dl(size_t(c.n) * c.experts * 4);
     Dev rxn(xs * 4), rl(size_t(c.n) * c.experts * 4), rid(rs * 4), rw(rs * 4), cnt(4);
@@ -1044,6 +1048,42 @@ static void test_moe_route(Rng& rng) {
                 MXC_ERR_INVALID_ARG);
 }
 
+// mxc_add_when_ready: queued before the host has the sum; the host writes it and sets the flag a little later
+// (on a GPU the kernel polls meanwhile), then x == x0 + sum exactly and the flag is back to 0; twice with the
+// same flag (its reuse by the next layer), at 1 element, one row and 16 rows + 5.
+static void test_add_when_ready(Rng& rng) {
+  for (int64_t n : {int64_t(1), int64_t(2048), int64_t(16 * 2048 + 5)}) {
+    Dev dx(size_t(n) * 4);
+    void* pinned = nullptr;
+    MXT_CHECK(mxc_host_alloc(&pinned, size_t(n) * 4 + 64));
+    auto* sum = static_cast<float*>(pinned);
+    auto* flag = reinterpret_cast<volatile uint32_t*>(sum + n);
+    *flag = 0;
+    mxc_stream* st = nullptr;
+    MXT_CHECK(mxc_stream_create(&st));
+    for (int rep = 0; rep < 2; ++rep) {
+      auto x0 = rng.normals(size_t(n));
+      dx.put(x0);
+      MXT_CHECK(mxc_stream_sync(nullptr));
+      MXT_CHECK(mxc_add_when_ready(dx.as<float>(), sum, n, const_cast<uint32_t*>(flag), st));
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+      auto add = rng.normals(size_t(n));
+      std::memcpy(sum, add.data(), size_t(n) * 4);
+      std::atomic_thread_fence(std::memory_order_release);
+      *flag = 1u;
+      MXT_CHECK(mxc_stream_sync(st));
+      auto got = dx.get<float>(size_t(n));
+      int64_t bad = 0;
+      for (int64_t i = 0; i < n; ++i) bad += got[size_t(i)] != x0[size_t(i)] + add[size_t(i)];
+      const std::string name = "add_when_ready n=" + std::to_string(n) + " pass " + std::to_string(rep + 1);
+      expect(name + ": x + sum exact", bad == 0, std::to_string(bad) + " mismatches");
+      expect(name + ": flag cleared", *flag == 0u, "flag " + std::to_string(*flag));
+    }
+    MXT_CHECK(mxc_stream_destroy(st));
+    MXT_CHECK(mxc_host_free(pinned));
+  }
+}
+
 int main() {
   Rng rng(20261125);
   test_probe();
@@ -1066,6 +1106,7 @@ int main() {
   test_graph(rng);
   test_moe(rng);
   test_moe_route(rng);
+  test_add_when_ready(rng);
   std::printf("\n%d passed, %d failed\n", g_pass, g_fail);
   return g_fail ? 1 : 0;
 }

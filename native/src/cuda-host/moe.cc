@@ -1,5 +1,6 @@
 // MoE operators of libmixtile-cuda-host. The decode route (mxc_moe_route) is the composition it stands for,
-// mxc_rmsnorm + mxc_gemm_f32 + mxc_router_topk on the stream (the real kernel gives the same bits as those).
+// mxc_rmsnorm + mxc_gemm_f32 + mxc_router_topk on the stream (the real kernel gives the same bits as those);
+// mxc_add_when_ready adds once the host's flag is set.
 // Routed experts (the kernels around the per-expert GEMMs, mixtile-cuda.h "routed experts"): gather token
 // rows to BF16 grouped by expert, and combine the experts' outputs back into token order, summing each
 // token's slots in slot order as the GPU does (deterministic).
@@ -22,6 +23,25 @@ mxc_status mxc_moe_route(const float* x, const float* norm_w, float eps, const f
   MXH_TRY(mxc_rmsnorm(x, norm_w, xn, MXC_F32, n, hidden, eps, s));
   MXH_TRY(mxc_gemm_f32(n, n_experts, hidden, xn, router, logits, s));
   return mxc_router_topk(logits, n, n_experts, k, renormalize, ids, weights, s);
+}
+
+// The stand-in runs queued work only where the host synchronises, so the flag must already be set when this
+// runs: a host that synchronised with the stream before releasing the sum (a deadlock on a GPU) gets flag 2.
+mxc_status mxc_add_when_ready(float* x, const float* sum, int64_t n, uint32_t* flag, mxc_stream* s) {
+  MXH_CHECK_ARG(x && sum && flag, "mxc_add_when_ready: null pointer");
+  MXH_CHECK_ARG(n >= 0, "mxc_add_when_ready: negative length");
+  MXH_DEV(x, size_t(n) * 4, "mxc_add_when_ready");
+  MXH_DEV(sum, size_t(n) * 4, "mxc_add_when_ready");
+  MXH_DEV(flag, 4, "mxc_add_when_ready");
+  return submit(s, [=] {
+    auto* f = reinterpret_cast<volatile uint32_t*>(flag);
+    if (*f != 1u) {
+      *f = 2u;
+      return;
+    }
+    for (int64_t i = 0; i < n; ++i) x[i] += sum[i];
+    *f = 0u;
+  });
 }
 
 mxc_status mxc_gather_rows_bf16(const float* x, int64_t n_x, int64_t hidden, const int32_t* rows, int64_t n_rows,

@@ -217,6 +217,12 @@ mxc_status mxc_attention_decode(const mxc_kv_layer* kv, const int32_t* seq_ids, 
 mxc_status mxc_moe_route(const float* x, const float* norm_w, float eps, const float* router, int64_t n, int hidden,
                          int n_experts, int k, int renormalize, float* xn, float* logits, int32_t* ids, float* weights,
                          uint32_t* counter, mxc_stream* s);
+/* x[i] += sum[i] for i < n once the host has set *flag to 1; then *flag = 0. Queued before the host computes
+ * the sum: the GPU polls flag (pinned host memory) and reads sum (pinned host memory) over the bus, so the add
+ * starts the moment the host's sum is ready, with no launch or copy after it. The host writes sum, then sets
+ * *flag = 1 (a release store), and must not synchronise with this stream in between (it would wait forever).
+ * After ~10 s without the flag the kernel gives up: *flag = 2, x untouched. */
+mxc_status mxc_add_when_ready(float* x, const float* sum, int64_t n, uint32_t* flag, mxc_stream* s);
 
 /* ---- routed experts on the GPU (prefill; native/src/cuda/moe.cu) ----
  * The addon's GpuExperts streams each selected expert's raw weight bytes from pinned host memory,

@@ -3,6 +3,9 @@
 // kernel, the same float operations in the same order as mxc_rmsnorm + mxc_gemm_f32 + mxc_router_topk (so the
 // same bits), writing the normed state and the routing wherever the caller says: mapped pinned host memory
 // saves the copy to the host (issue 9: the three launches and the copy were ~48 us of a ~153 us layer).
+// Add when ready (mxc_add_when_ready): the residual add of the experts' sum, queued before the host computes it;
+// the GPU polls a flag in pinned memory and adds the pinned sum the moment the host sets it (no launch after the
+// experts, no copy).
 // Routed experts on the GPU (prefill), the two kernels around the per-expert GEMMs: gather the
 // tokens routed to the GPU's experts into one BF16 matrix (rows grouped by expert), and combine the
 // experts' outputs back into token order with the routing weights. The weights themselves are
@@ -14,14 +17,18 @@
 namespace mixtile::cuda {
 
 constexpr int ROUTE_THREADS = 256;  // rmsnorm_block's block size: the same sum of squares
-constexpr int ROUTE_LOADS = 16;     // router loads in flight per lane (gemm_f32_kernel waits on each in turn)
+constexpr int ROUTE_PREFETCH = 64;  // router values per lane loaded before the norm (a whole row up to hidden 2048)
+constexpr int ROUTE_LOADS = 16;     // router loads in flight per lane past those
 constexpr int ROUTE_MAX_HIDDEN = 8192;  // the normed row in shared memory (32 KiB)
 
-// Grid (experts / 8, tokens): each block norms its token's row into shared memory (rmsnorm_block's
-// arithmetic; block x == 0 also writes it out), then each warp takes one expert's router row as
-// gemm_f32_kernel does (lane-strided products summed in k order, then a warp sum). The last block to
-// finish (a counter in device memory, left at zero again) runs the top-k of every token.
-template <int PER>
+// Grid (experts / 8, tokens). Each warp takes one expert's router row and starts its first loads at once (they do
+// not depend on the norm, so their DRAM latency overlaps it). Each block norms its token's row into shared memory
+// with mxc_rmsnorm's arithmetic (rmsnorm_warp's sum order for hidden <= 1024, rmsnorm_block's above; x and the
+// norm weight loaded into registers all at once; block x == 0 also writes the row out); then each warp sums its
+// row as gemm_f32_kernel does (lane-strided products added in k order, then a warp sum). The last block to finish
+// (a counter in device memory, left at zero again) runs the top-k of every token. XPT: x values per thread,
+// hidden <= XPT * 256.
+template <int PER, int XPT>
 __global__ void __launch_bounds__(ROUTE_THREADS)
     moe_route_kernel(const float* __restrict__ x, const float* __restrict__ norm_w, float eps,
                      const float* __restrict__ router, int n_tok, int hidden, int n_experts, int k, int renorm,
@@ -30,31 +37,67 @@ __global__ void __launch_bounds__(ROUTE_THREADS)
   __shared__ float part[32];
   __shared__ bool last;
   const int t = blockIdx.y;
-  const float* xr = x + int64_t(t) * hidden;
-  float ss = 0.f;
-  for (int i = threadIdx.x; i < hidden; i += blockDim.x) ss += xr[i] * xr[i];
-  ss = warp_sum(ss);
-  if (threadIdx.x % 32 == 0) part[threadIdx.x / 32] = ss;
-  __syncthreads();
-  if (threadIdx.x < 32) {
-    float v = threadIdx.x < blockDim.x / 32 ? part[threadIdx.x] : 0.f;
-    v = warp_sum(v);
-    if (threadIdx.x == 0) part[0] = v;
-  }
-  __syncthreads();
-  const float r = rsqrtf(part[0] / float(hidden) + eps);
-  for (int i = threadIdx.x; i < hidden; i += blockDim.x) {
-    const float v = xr[i] * r * norm_w[i];
-    xs[i] = v;
-    if (blockIdx.x == 0) xn_out[int64_t(t) * hidden + i] = v;
-  }
-  __syncthreads();
   const int lane = threadIdx.x % 32;
   const int e = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
-  if (e < n_experts) {
-    const float* wr = router + int64_t(e) * hidden;
+  const bool has_e = e < n_experts;
+  const float* wr = router + int64_t(has_e ? e : 0) * hidden;
+  float wpre[ROUTE_PREFETCH];
+#pragma unroll
+  for (int j = 0; j < ROUTE_PREFETCH; ++j) {
+    const int kk = lane + 32 * j;
+    wpre[j] = has_e && kk < hidden ? __ldg(wr + kk) : 0.f;
+  }
+  const float* xr = x + int64_t(t) * hidden;
+  float xv[XPT], wn[XPT];
+#pragma unroll
+  for (int j = 0; j < XPT; ++j) {
+    const int i = threadIdx.x + ROUTE_THREADS * j;
+    xv[j] = i < hidden ? xr[i] : 0.f;
+    wn[j] = i < hidden ? norm_w[i] : 0.f;
+  }
+  float sumsq;
+  if (hidden <= 1024) {  // rmsnorm_warp: lane-strided, one warp sum (every warp gets the same bits)
+    float xw[32];
+#pragma unroll
+    for (int j = 0; j < 32; ++j) xw[j] = lane + 32 * j < hidden ? xr[lane + 32 * j] : 0.f;
+    float ss = 0.f;
+#pragma unroll
+    for (int j = 0; j < 32; ++j)
+      if (lane + 32 * j < hidden) ss += xw[j] * xw[j];
+    sumsq = warp_sum(ss);
+  } else {  // rmsnorm_block with 256 threads
+    float ss = 0.f;
+#pragma unroll
+    for (int j = 0; j < XPT; ++j)
+      if (threadIdx.x + ROUTE_THREADS * j < hidden) ss += xv[j] * xv[j];
+    ss = warp_sum(ss);
+    if (threadIdx.x % 32 == 0) part[threadIdx.x / 32] = ss;
+    __syncthreads();
+    if (threadIdx.x < 32) {
+      float v = threadIdx.x < blockDim.x / 32 ? part[threadIdx.x] : 0.f;
+      v = warp_sum(v);
+      if (threadIdx.x == 0) part[0] = v;
+    }
+    __syncthreads();
+    sumsq = part[0];
+  }
+  const float r = rsqrtf(sumsq / float(hidden) + eps);
+#pragma unroll
+  for (int j = 0; j < XPT; ++j) {
+    const int i = threadIdx.x + ROUTE_THREADS * j;
+    if (i < hidden) {
+      const float v = xv[j] * r * wn[j];
+      xs[i] = v;
+      if (blockIdx.x == 0) xn_out[int64_t(t) * hidden + i] = v;
+    }
+  }
+  __syncthreads();
+  if (has_e) {
     float acc = 0.f;
-    int kk = lane;
+#pragma unroll
+    for (int j = 0; j < ROUTE_PREFETCH; ++j)
+      if (lane + 32 * j < hidden) acc += xs[lane + 32 * j] * wpre[j];
+    int kk = lane + 32 * ROUTE_PREFETCH;
     for (; kk + 32 * (ROUTE_LOADS - 1) < hidden; kk += 32 * ROUTE_LOADS) {
       float wv[ROUTE_LOADS];
 #pragma unroll
@@ -76,6 +119,55 @@ __global__ void __launch_bounds__(ROUTE_THREADS)
     router_topk_warp<PER>(logits + int64_t(tt) * n_experts, n_experts, k, renorm, ids + int64_t(tt) * k,
                           weights + int64_t(tt) * k);
   if (threadIdx.x == 0) *counter = 0u;  // the next launch (stream order) counts from zero
+}
+
+// One block: thread 0 polls the host's flag (over the bus, uncached) until the host sets it, then every thread
+// adds its share of the pinned sum (uncached loads: the host just wrote it) into x, and thread 0 clears the flag
+// for the next layer. Past ~10 s of polling (%globaltimer) it gives up: flag 2, x untouched.
+constexpr int WAIT_ADD_THREADS = 1024;
+constexpr uint64_t WAIT_ADD_TIMEOUT_NS = 10'000'000'000ull;
+
+__global__ void __launch_bounds__(WAIT_ADD_THREADS)
+    add_when_ready_kernel(float* __restrict__ x, const float* sum, int64_t n, volatile uint32_t* flag) {
+  __shared__ uint32_t seen;
+  if (threadIdx.x == 0) {
+    uint64_t t0, now;
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t0));
+    uint32_t f = *flag;
+    while (f == 0) {
+      __nanosleep(100);
+      f = *flag;
+      asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(now));
+      if (f == 0 && now - t0 > WAIT_ADD_TIMEOUT_NS) {
+        *flag = 2u;
+        f = 2u;
+      }
+    }
+    seen = f;
+  }
+  __syncthreads();
+  if (seen != 1u) return;
+  for (int64_t i = threadIdx.x; i < n; i += blockDim.x) x[i] += __ldcv(sum + i);
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    *flag = 0u;
+    __threadfence_system();
+  }
+}
+
+template <int XPT>
+static void route_launch(dim3 grid, size_t shm, cudaStream_t st, int n_experts, const float* x, const float* norm_w,
+                         float eps, const float* router, int n, int hidden, int k, int renorm, float* xn, float* logits,
+                         int32_t* ids, float* weights, unsigned* c) {
+  if (n_experts <= 128)
+    moe_route_kernel<4, XPT><<<grid, ROUTE_THREADS, shm, st>>>(x, norm_w, eps, router, n, hidden, n_experts, k, renorm,
+                                                               xn, logits, ids, weights, c);
+  else if (n_experts <= 256)
+    moe_route_kernel<8, XPT><<<grid, ROUTE_THREADS, shm, st>>>(x, norm_w, eps, router, n, hidden, n_experts, k, renorm,
+                                                               xn, logits, ids, weights, c);
+  else
+    moe_route_kernel<32, XPT><<<grid, ROUTE_THREADS, shm, st>>>(x, norm_w, eps, router, n, hidden, n_experts, k,
+                                                                renorm, xn, logits, ids, weights, c);
 }
 
 // Thread per 4 elements of an output row (hidden % 4 == 0 and 16-byte aligned rows: float4 loads).
@@ -142,16 +234,18 @@ mxc_status mxc_moe_route(const float* x, const float* norm_w, float eps, const f
   const size_t shm = size_t(hidden) * 4;
   cudaStream_t st = stream_of(s);
   auto* c = reinterpret_cast<unsigned*>(counter);
-  if (n_experts <= 128)
-    moe_route_kernel<4><<<grid, ROUTE_THREADS, shm, st>>>(x, norm_w, eps, router, int(n), hidden, n_experts, k,
-                                                          renormalize, xn, logits, ids, weights, c);
-  else if (n_experts <= 256)
-    moe_route_kernel<8><<<grid, ROUTE_THREADS, shm, st>>>(x, norm_w, eps, router, int(n), hidden, n_experts, k,
-                                                          renormalize, xn, logits, ids, weights, c);
-  else
-    moe_route_kernel<32><<<grid, ROUTE_THREADS, shm, st>>>(x, norm_w, eps, router, int(n), hidden, n_experts, k,
-                                                           renormalize, xn, logits, ids, weights, c);
+  if (hidden <= 2048) route_launch<8>(grid, shm, st, n_experts, x, norm_w, eps, router, int(n), hidden, k, renormalize,
+                                     xn, logits, ids, weights, c);
+  else route_launch<32>(grid, shm, st, n_experts, x, norm_w, eps, router, int(n), hidden, k, renormalize, xn, logits,
+                        ids, weights, c);
   return check_launch("mxc_moe_route");
+}
+
+mxc_status mxc_add_when_ready(float* x, const float* sum, int64_t n, uint32_t* flag, mxc_stream* s) {
+  MXC_CHECK_ARG(x && sum && flag, "mxc_add_when_ready: null pointer");
+  MXC_CHECK_ARG(n >= 0, "mxc_add_when_ready: negative length");
+  add_when_ready_kernel<<<1, WAIT_ADD_THREADS, 0, stream_of(s)>>>(x, sum, n, flag);
+  return check_launch("mxc_add_when_ready");
 }
 
 mxc_status mxc_gather_rows_bf16(const float* x, int64_t n_x, int64_t hidden, const int32_t* rows, int64_t n_rows,

@@ -49,6 +49,14 @@ void profile_reset(GpuContext& g) {
   for (bool& r : g.profile->recorded) r = false;
 }
 
+void profile_add_latency(GpuContext& g, uint64_t released_ns) {
+  if (!gpu_profile_enabled() || !g.profile || !decode_step(g.plan)) return;
+  DecodeProfile& p = *g.profile;
+  if (!p.recorded[int(ProfileMark::add_end)]) return;
+  g.ok(g.api->mxc_event_sync(p.ev[int(ProfileMark::add_end)]), "profile event sync");
+  g.counters.profile_h2d_add_us += double(now_ns() - released_ns) * 1e-3;
+}
+
 void profile_collect(GpuContext& g) {
   if (!gpu_profile_enabled() || !g.profile || !decode_step(g.plan)) return;
   DecodeProfile& p = *g.profile;

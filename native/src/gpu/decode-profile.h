@@ -5,7 +5,8 @@
 //   attention   the attention graph (norm, q/k/v, RoPE, KV store, attention, o_proj + residual)
 //   route       post-attention norm + router + top-k (and a join of held-back experts before it)
 //   d2h         the routing's copy to pinned memory
-//   h2d + add   the experts' sum back up and the residual add
+//   h2d + add   the experts' sum back up and the residual add (glue wait: from the host's release of the sum to
+//               the end of the queued add, host-measured; that glue's add is then queued after the routing's wait)
 // Sums in GpuCounters (profile_*), in gpuStats. Off by default: each mark is one event record (~2 us).
 #pragma once
 #include "gpu/context.h"
@@ -21,5 +22,8 @@ void profile_mark(GpuContext& g, ProfileMark m);
 void profile_collect(GpuContext& g);
 // A new ubatch: the previous add is not this step's (no issue gap across steps).
 void profile_reset(GpuContext& g);
+// Glue wait (experts-bridge.h): the add was queued before the experts and has no GPU start mark, so its part is
+// measured on the host: from the flag's release (released_ns) until the add's add_end mark completes.
+void profile_add_latency(GpuContext& g, uint64_t released_ns);
 
 }  // namespace mixtile::gpu

@@ -15,9 +15,11 @@ namespace mixtile::gpu {
 // every call so one process can compare them; prefill always copies):
 //   mapped (default)  one route kernel (mxc_moe_route) writes the normed state and the routing straight into
 //                     the pinned h_route (mapped: no copy), and the residual add reads the pinned sum (no upload)
+//   wait              as mapped, but the add is queued before the experts run (mxc_add_when_ready): the GPU polls
+//                     a pinned flag and adds the pinned sum the moment the host sets it (no launch after the experts)
 //   fused             the one route kernel into device memory, then the copies as `copy`
 //   copy              norm, router GEMM and top-k as three kernels, one copy down, one upload (the old path)
-enum class DecodeGlue { copy, fused, mapped };
+enum class DecodeGlue { copy, fused, mapped, wait };
 // The glue of a decode step (copy where mxc_moe_route's limits rule the fused kernel out, hidden > 8192).
 DecodeGlue decode_glue(const GpuDims& d);
 const char* decode_glue_name(DecodeGlue glue);
@@ -34,14 +36,20 @@ struct ExpertsBridgeArgs {
   float* y = nullptr;               // device [n][hidden]: sum_k weights[k] * expert_ids[k](xn), overwritten
   int defer = 0;                    // decode: the lowest-weighted experts per token held back (deferred-experts.h)
   DeferJoin defer_join = DeferJoin::moe;
-  // Glue mapped: xn, ids and weights are the pinned h_route itself (the route kernel wrote them there), and the
-  // sum stays in the pinned h_y for the residual add to read over the bus (y is not written).
+  // Glue mapped / wait: xn, ids and weights are the pinned h_route itself (the route kernel wrote them there), and
+  // the sum stays in the pinned h_y for the residual add to read over the bus (y is not written).
   bool mapped = false;
+  // Glue wait: the residual add x += h_y is queued before the experts run and waits on the GPU for ready_flag
+  // (pinned, owned by the layer), which the host sets once h_y holds the sum; `routed` marks the routing's end
+  // on the stream (the host waits for it, not for the stream, which holds the waiting add).
+  float* x = nullptr;
+  uint32_t* ready_flag = nullptr;
+  HostFence* routed = nullptr;
 };
 
 // Runs the routed experts for this batch. Returns where the sum lies for the residual add once it may be read
 // in stream order: y (its upload queued on the context's stream), or with a.mapped the pinned h_y (which the
-// host rewrites only after its next wait for the stream).
+// host rewrites only after its next wait for the stream); nullptr with a.ready_flag (the add is queued and done).
 const float* run_routed_experts(GpuContext& g, const ExpertsWeights& experts, const ExpertsBridgeArgs& a);
 
 }  // namespace mixtile::gpu

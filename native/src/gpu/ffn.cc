@@ -60,6 +60,9 @@ std::shared_ptr<GpuFfn> gpu_moe_create(std::shared_ptr<GpuContext> ctx, int laye
   f->router = upload_f32(*ctx, router, "mlp.gate");
   f->route_counter = ctx->alloc(4, "MoE route counter");
   ctx->ok(ctx->api->mxc_memset(f->route_counter.as(), 0, 4, ctx->stream), "MoE route counter");
+  f->ready_flag = PinnedBuffer(ctx->api, 64, "pinned MoE sum flag");
+  *f->ready_flag.as<uint32_t>() = 0;
+  f->routed.init(ctx->api);
   f->graphs = std::make_unique<GraphCache>(ctx->api);
   return f;
 }
@@ -117,7 +120,8 @@ static void moe_forward(GpuFfn& f, GpuContext& g) {
   if (deferred_experts_pending(g) && (deferred_experts_join_kind(g) == DeferJoin::attention || !decode)) {
     deferred_experts_join(g);
   }
-  if (glue == DecodeGlue::mapped) {  // the route kernel writes into the pinned copy, packed the same way
+  const bool mapped = glue == DecodeGlue::mapped || glue == DecodeGlue::wait;
+  if (mapped) {  // the route kernel writes into the pinned copy, packed the same way
     xn = g.h_route.as<float>();
     ids = reinterpret_cast<int32_t*>(xn + n * d.hidden);
     weights = reinterpret_cast<float*>(ids + n * f.top_k);
@@ -154,11 +158,17 @@ static void moe_forward(GpuFfn& f, GpuContext& g) {
   a.ids = ids;
   a.weights = weights;
   a.y = g.tmp.as<float>();
-  a.mapped = glue == DecodeGlue::mapped;
-  const float* sum = run_routed_experts(g, *f.experts, a);
-  // A pinned sum (glue mapped) is read over the bus by the add itself: no upload before it.
-  g.ok(api.mxc_add(g.x.as<float>(), sum, g.x.as<float>(), n * d.hidden, g.stream), "MoE residual add");
-  profile_mark(g, ProfileMark::add_end);
+  a.mapped = mapped;
+  if (glue == DecodeGlue::wait) {
+    a.x = g.x.as<float>();
+    a.ready_flag = f.ready_flag.as<uint32_t>();
+    a.routed = &f.routed;
+  }
+  // A pinned sum (glue mapped) is read over the bus by the add itself: no upload before it; glue wait queued it.
+  if (const float* sum = run_routed_experts(g, *f.experts, a)) {
+    g.ok(api.mxc_add(g.x.as<float>(), sum, g.x.as<float>(), n * d.hidden, g.stream), "MoE residual add");
+    profile_mark(g, ProfileMark::add_end);
+  }
   g.counters.moe++;
 }
 

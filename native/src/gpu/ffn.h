@@ -22,6 +22,8 @@ struct GpuFfn {
   std::shared_ptr<ExpertsWeights> experts;
   DeviceBuffer router;
   DeviceBuffer route_counter;  // uint32, zero between launches: mxc_moe_route's count of finished blocks
+  PinnedBuffer ready_flag;     // uint32: glue wait's flag (the host sets it when the experts' sum is ready)
+  HostFence routed;            // glue wait: the end of the routing on the stream
   int top_k = 0;
   bool norm_topk_prob = true;
   bool experts_prefill_on_gpu = false;

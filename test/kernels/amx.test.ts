@@ -19,6 +19,8 @@ interface AmxInfo {
   minTokensInt8: number;
   minPairsPerExpertBf16: number;
   minPairsPerExpertInt8: number;
+  minTokensQ4k: number;
+  minPairsPerExpertQ4k: number;
   minCallTokensOverride: number;
 }
 const info = addon().amxInfo() as AmxInfo;
@@ -232,7 +234,8 @@ test('MIXTILE_AMX_INT8_GROUP=32 and MIXTILE_AMX_INT8_DOWN=bf16 through the exper
 test('amxInfo reports availability, the reason when off, and the switch point', () => {
   assert.equal(typeof info.available, 'boolean');
   assert.ok(info.minTokensBf16 >= 0 && info.minTokensInt8 >= 0);
-  assert.ok(info.minPairsPerExpertBf16 > 0 && info.minPairsPerExpertInt8 > 0);
+  assert.ok(info.minPairsPerExpertBf16 > 0 && info.minPairsPerExpertInt8 > 0 && info.minPairsPerExpertQ4k > 0);
+  assert.ok(info.minTokensQ4k >= 0);
   if (!info.available) assert.match(info.reason, /AMX|amx/);
 });
 
@@ -298,6 +301,10 @@ test('AMXInt4 through the experts table: Q4_K -> AMXInt4 (close to the generic Q
       process.env.MIXTILE_AMX_BACKEND = 'AMXInt4';
       const ex4 = expertsLoad({ gate: gate.w, up: up.w, down: down.w, router: router.w });
       assert.equal(ex4.kernelName(n, TOP_K), name);
+      // Below the entry's call threshold (decode) the generic kernels read the source weights.
+      const pairs = name === 'AMXInt4' ? info.minPairsPerExpertQ4k : info.minPairsPerExpertInt8;
+      const minCall = info.minCallTokensOverride >= 0 ? info.minCallTokensOverride : Math.ceil((pairs * N_EXPERT) / TOP_K);
+      if (minCall > 1) assert.equal(ex4.kernelName(minCall - 1, TOP_K), 'generic');
       const y = new Float32Array(n * hidden).fill(Number.NaN);
       moeForwardRouted(ex4, x, n, ids, weights, TOP_K, y);
       ex4.dispose();

@@ -57,7 +57,8 @@ test('experts backend from the rules: known names load, unknown names are refuse
   // call): without AMX every backend runs the same generic kernels; with AMX those two round.
   const amx = isaInfo().amxTile;
   const scale = Math.max(...auto.map(Math.abs));
-  for (const backend of ['auto', 'AVX512', 'generic', 'llamafile', 'AMXInt8', 'AMXBF16']) {
+  // AMXInt4 holds Q4_K gate/up only: these F32 weights get AMXInt8 instead.
+  for (const backend of ['auto', 'AVX512', 'generic', 'llamafile', 'AMXInt8', 'AMXBF16', 'AMXInt4']) {
     const y = run(backend, x);
     if (amx && backend.startsWith('AMX')) {
       const worst = Math.max(...y.map((v, i) => Math.abs(v - auto[i]!)));
@@ -66,5 +67,5 @@ test('experts backend from the rules: known names load, unknown names are refuse
       assert.deepEqual(y, auto, `backend ${backend} on ${isaInfo().active}`);
     }
   }
-  assert.throws(() => run('AMXFP4', x), /unknown backend "AMXFP4" \(known: auto, AMXInt8, AMXBF16, AVX512, llamafile, generic\)/);
+  assert.throws(() => run('AMXFP4', x), /unknown backend "AMXFP4" \(known: auto, AMXInt8, AMXBF16, AMXInt4, AVX512, llamafile, generic\)/);
 });

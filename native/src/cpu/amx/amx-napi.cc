@@ -1,5 +1,6 @@
 // JS exports for the AMX kernels: amxInfo() -> {available, reason, flags, minTokensBf16, minTokensInt8,
-// minPairsPerExpertBf16, minPairsPerExpertInt8, minCallTokensOverride, linearMinTokens},
+// minTokensQ4k, minPairsPerExpertBf16, minPairsPerExpertInt8, minPairsPerExpertQ4k, minCallTokensOverride,
+// linearMinTokens},
 // amxExpertsPack(gate, up, down, dtype "bf16" | "int8" | "q4k", group, downBf16?) -> handle (q4k: Q4_K
 // gate/up, Q4K panels; group and downBf16 ignored),
 // amxExpertsForward(h, x, n, ids, weights, topK, out, minTokens) (minTokens -1 = default),
@@ -42,6 +43,8 @@ Napi::Value amx_info_js(const Napi::CallbackInfo& info) {
   o.Set("minTokensInt8", Napi::Number::New(env, amx::default_min_tokens(amx::Dtype::int8)));
   o.Set("minPairsPerExpertBf16", Napi::Number::New(env, amx::default_min_pairs_per_expert(amx::Dtype::bf16)));
   o.Set("minPairsPerExpertInt8", Napi::Number::New(env, amx::default_min_pairs_per_expert(amx::Dtype::int8)));
+  o.Set("minTokensQ4k", Napi::Number::New(env, amx::default_min_tokens(amx::Dtype::q4k)));
+  o.Set("minPairsPerExpertQ4k", Napi::Number::New(env, amx::default_min_pairs_per_expert(amx::Dtype::q4k)));
   o.Set("minCallTokensOverride", Napi::Number::New(env, amx::call_min_tokens_override()));
   o.Set("linearMinTokens", Napi::Number::New(env, amx::default_linear_min_tokens()));
   return o;

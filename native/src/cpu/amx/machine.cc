@@ -43,10 +43,16 @@ constexpr int kDefaultMinTokensInt8 = 12;
 // = 1.5 per expert. MIXTILE_AMX_MIN_CALL_TOKENS (tokens per call) overrides both.
 constexpr double kMinPairsPerExpertBf16 = 1.5;
 constexpr double kMinPairsPerExpertInt8 = 16.0;
-// Q4K panels (AMXInt4): not yet measured on the AMX machine; the INT8 figures until then (the
-// panels read about the generic kernels' bytes, so the call threshold may come down).
-constexpr int kDefaultMinTokensQ4k = kDefaultMinTokensInt8;
-constexpr double kMinPairsPerExpertQ4k = kMinPairsPerExpertInt8;
+// Q4K panels (AMXInt4), measured by amx-q4k-bench on the test machine (bench/RESULTS.md "## AMX",
+// Q4K panels, 2026-11-25, 16 threads): AVX-512 / AMX time over the same Q4K panels 0.44 0.44 0.47
+// 0.66 0.64 0.77 1.20 0.98 1.38 at 1 2 4 6 8 12 16 24 32 tokens per expert (the AVX-512 path runs
+// at the DRAM floor up to 4; the AMX kernel pays a scale pass per 32-K group): AMX from 16.
+// Call threshold: the AVX-512 path over Q4K panels took 3.1-3.3 ms at 16-64 tokens (all 128
+// experts touched, 115 GB/s) where the generic Q4_K kernels took 5.1-6.8 ms in another machine
+// start (threshold-sweep.ts, run 8): from 16 tokens (1 pair per expert) until the two are timed
+// in one run (MIXTILE_AMX_BACKEND=AMXInt4 ... threshold-sweep.ts q4_k); decode stays generic.
+constexpr int kDefaultMinTokensQ4k = 16;
+constexpr double kMinPairsPerExpertQ4k = 1.0;
 // Tokens per call from which a linear layer runs on its AMX panels (same sweep, q_proj 2048 ->
 // 4096): AVX-512 GEMM / AMX-BF16 time 0.56 1.37 1.52 1.75 2.53 at 1 2 4 8 16 tokens (Q4_K), 0.83
 // 1.46 1.74 1.97 2.53 (BF16); 2.9x / 4.0x at 512.

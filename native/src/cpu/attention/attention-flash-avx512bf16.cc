@@ -199,95 +199,6 @@ void accumulate(const uint32_t* p2, const uint32_t* v2, int d, int n2, const __m
   }
 }
 
-// BF16 K rows [ctx_pad][d] and V pairs [ctx_pad / 2][d] of one (sequence, KV head), positions past
-// the sequence's context zero; null k: the block converts its tiles from the cache itself.
-struct StagedHead {
-  const uint16_t* k = nullptr;
-  const uint32_t* v2 = nullptr;
-};
-
-// The K/V of every sequence that brings 2+ query blocks, converted once per call (on the pool)
-// instead of once per block and tile: every block of a sequence reads the same positions. Decode
-// batches (one block per sequence) convert per tile, reading each position once either way.
-class StagedKv {
- public:
-  StagedKv() = default;
-  StagedKv(const StagedKv&) = delete;
-  StagedKv& operator=(const StagedKv&) = delete;
-  ~StagedKv() { std::free(buf_); }
-
-  template <KvType T>
-  void stage(const AttentionArgs& a, const FlashPlan& plan) {
-    d_ = a.head_dim;
-    n_kv_ = a.n_kv_heads;
-    size_t total = 0;
-    for (const FlashBlock& b : plan.blocks) {
-      auto it = std::find_if(seqs_.begin(), seqs_.end(), [&](const Seq& s) { return s.seq == b.seq; });
-      if (it == seqs_.end()) {
-        seqs_.push_back({b.seq, b.ctx, 1, 0});
-      } else {
-        it->ctx = std::max(it->ctx, b.ctx);
-        ++it->blocks;
-      }
-    }
-    seqs_.erase(std::remove_if(seqs_.begin(), seqs_.end(), [](const Seq& s) { return s.blocks < 2; }), seqs_.end());
-    if (seqs_.empty()) return;
-    std::vector<int64_t> first_task;  // per staged sequence: its first (kv head, BT chunk) task
-    int64_t tasks = 0;
-    for (Seq& s : seqs_) {
-      s.off = total;
-      total += size_t(2) * pad(s.ctx) * d_ * n_kv_;
-      first_task.push_back(tasks);
-      tasks += pad(s.ctx) / BT * n_kv_;
-    }
-    buf_ = static_cast<uint16_t*>(std::aligned_alloc(64, total * 2));
-    if (!buf_) throw std::bad_alloc();
-    const auto* k16 = reinterpret_cast<const uint16_t*>(a.k);
-    const auto* v16 = reinterpret_cast<const uint16_t*>(a.v);
-    attention_for(a, tasks, [&](int64_t task, int) {
-      size_t i = 0;
-      while (i + 1 < seqs_.size() && first_task[i + 1] <= task) ++i;
-      const Seq& s = seqs_[i];
-      const int64_t chunks = pad(s.ctx) / BT;
-      const int kvh = int((task - first_task[i]) / chunks);
-      const int64_t t0 = (task - first_task[i]) % chunks * BT;
-      const int bt = int(std::min<int64_t>(BT, s.ctx - t0));
-      const StagedHead h = head(i, kvh);
-      auto* k = const_cast<uint16_t*>(h.k) + t0 * d_;
-      auto* v2 = const_cast<uint32_t*>(h.v2) + t0 / 2 * d_;
-      const int64_t row0 = int64_t(s.seq) * a.seq_stride + int64_t(kvh) * d_ + t0 * a.pos_stride;
-      load_k<T>(k16, row0, a.pos_stride, bt, d_, k);
-      std::memset(k + int64_t((bt + TB - 1) / TB * TB) * d_, 0, size_t(BT - (bt + TB - 1) / TB * TB) * d_ * 2);
-      load_v_pairs<T>(v16, row0, a.pos_stride, bt, d_, v2);
-      std::memset(v2 + int64_t((bt + 1) / 2) * d_, 0, size_t(BT / 2 - (bt + 1) / 2) * d_ * 4);
-    });
-  }
-
-  // Sequence seq's staged head kvh, or empty ones where it was not staged.
-  StagedHead at(int32_t seq, int kvh) const {
-    for (size_t i = 0; i < seqs_.size(); ++i)
-      if (seqs_[i].seq == seq) return head(i, kvh);
-    return {};
-  }
-
- private:
-  struct Seq {
-    int32_t seq;
-    int64_t ctx;  // positions read: the largest ctx of its blocks
-    int blocks;
-    size_t off;   // in uint16_t
-  };
-  static int64_t pad(int64_t ctx) { return (ctx + BT - 1) / BT * BT; }
-  StagedHead head(size_t i, int kvh) const {
-    const size_t len = size_t(pad(seqs_[i].ctx)) * d_;  // K's uint16_t, as V's uint32_t pairs
-    uint16_t* k = buf_ + seqs_[i].off + size_t(kvh) * 2 * len;
-    return {k, reinterpret_cast<const uint32_t*>(k + len)};
-  }
-  std::vector<Seq> seqs_;
-  uint16_t* buf_ = nullptr;
-  int d_ = 0, n_kv_ = 0;
-};
-
 // Per-thread tiles (Tile holds floats; the BF16 / pair tiles reuse that storage).
 struct Scratch {
   Tile q2t, ot, k, v2, s, p2;
@@ -295,7 +206,7 @@ struct Scratch {
 
 template <KvType T, int RV>
 void run_block(const AttentionArgs& a, const FlashBlock& blk, const int32_t* tokens, int kvh, int64_t begin, int64_t end,
-               const StagedHead& staged, FlashPartial* part) {
+               const StagedKv::Head& staged, FlashPartial* part) {
   thread_local Scratch sc;
   const int group = a.n_heads / a.n_kv_heads;
   const int d = a.head_dim;
@@ -340,8 +251,8 @@ void run_block(const AttentionArgs& a, const FlashBlock& blk, const int32_t* tok
     const uint32_t* v = v2;
     RowPrefetch next_k, next_v;
     if (staged.k) {
-      k = staged.k + t0 * d;
-      v = staged.v2 + t0 / 2 * d;
+      k = reinterpret_cast<const uint16_t*>(staged.k) + t0 * d;
+      v = reinterpret_cast<const uint32_t*>(staged.v) + t0 / 2 * d;
       if (next_bt) {
         next_k = {reinterpret_cast<const uint8_t*>(k + BT * d), d * 2, next_bt, d * 2};
         next_v = {reinterpret_cast<const uint8_t*>(v + BT / 2 * d), d * 4, (next_bt + 1) / 2, d * 4};
@@ -366,8 +277,14 @@ void run_block(const AttentionArgs& a, const FlashBlock& blk, const int32_t* tok
 template <KvType T>
 void run(const AttentionArgs& a) {
   const FlashPlan plan = flash_plan(a, pool_threads());
+  // Staged: K rows [BT][d] BF16 and V pairs [BT / 2][d] per chunk, 2 d bytes per position each.
   StagedKv staged;
-  staged.stage<T>(a, plan);
+  const auto* k16 = reinterpret_cast<const uint16_t*>(a.k);
+  const auto* v16 = reinterpret_cast<const uint16_t*>(a.v);
+  staged.stage(a, plan, BT, size_t(a.head_dim) * 2, [&](int64_t row0, int bt, uint8_t* k, uint8_t* v) {
+    load_k<T>(k16, row0, a.pos_stride, bt, a.head_dim, reinterpret_cast<uint16_t*>(k));
+    load_v_pairs<T>(v16, row0, a.pos_stride, bt, a.head_dim, reinterpret_cast<uint32_t*>(v));
+  });
   const int group = a.n_heads / a.n_kv_heads;
   flash_run(a, plan, [&](const FlashBlock& blk, int kvh, int64_t begin, int64_t end, FlashPartial* part) {
     flash_with_rv(blk.count * group, [&](auto rv) {

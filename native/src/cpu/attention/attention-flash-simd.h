@@ -7,8 +7,10 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
+#include <cstring>
 #include <new>
 #include <type_traits>
+#include <vector>
 
 #include "cpu/attention/attention-flash.h"
 #include "cpu/attention/attention.h"
@@ -190,6 +192,93 @@ struct RowPrefetch {
     for (int r = r0; r < std::min(r1, rows); ++r)
       for (int c = 0; c < bytes; c += 64) _mm_prefetch(reinterpret_cast<const char*>(base + r * stride + c), _MM_HINT_T0);
   }
+};
+
+// The K and V of every sequence that brings 2+ query blocks, converted once per call on the pool
+// into an entry's tile layout instead of once per block and tile: every block of a sequence reads
+// the same positions. Per (sequence, KV head): K then V, `bytes` per position each, in chunks of
+// `bt_max` positions (an entry's tile), positions past the sequence's context zero. Decode batches
+// (one block per sequence) read each position once either way and convert per tile.
+class StagedKv {
+ public:
+  struct Head {
+    const uint8_t* k = nullptr;  // null: not staged
+    const uint8_t* v = nullptr;
+  };
+  StagedKv() = default;
+  StagedKv(const StagedKv&) = delete;
+  StagedKv& operator=(const StagedKv&) = delete;
+  ~StagedKv() { std::free(buf_); }
+
+  // fill(cache row, bt, k, v) converts positions [row, row + bt) (bt <= bt_max; the cache index of
+  // the first, as AttentionArgs::k counts elements) into the chunks at k and v (zeroed before).
+  template <class Fill>
+  void stage(const AttentionArgs& a, const FlashPlan& plan, int bt_max, size_t bytes, Fill&& fill) {
+    bt_ = bt_max;
+    bytes_ = bytes;
+    for (const FlashBlock& b : plan.blocks) {
+      auto it = std::find_if(seqs_.begin(), seqs_.end(), [&](const Seq& s) { return s.seq == b.seq; });
+      if (it == seqs_.end()) {
+        seqs_.push_back({b.seq, b.ctx, 1, 0});
+      } else {
+        it->ctx = std::max(it->ctx, b.ctx);
+        ++it->blocks;
+      }
+    }
+    seqs_.erase(std::remove_if(seqs_.begin(), seqs_.end(), [](const Seq& s) { return s.blocks < 2; }), seqs_.end());
+    if (seqs_.empty()) return;
+    n_kv_ = a.n_kv_heads;
+    std::vector<int64_t> first_task;  // per staged sequence: its first (KV head, chunk) task
+    int64_t tasks = 0;
+    size_t total = 0;
+    for (Seq& s : seqs_) {
+      s.off = total;
+      total += 2 * size_t(pad(s.ctx)) * bytes_ * size_t(n_kv_);
+      first_task.push_back(tasks);
+      tasks += pad(s.ctx) / bt_ * n_kv_;
+    }
+    buf_ = static_cast<uint8_t*>(std::aligned_alloc(64, total));
+    if (!buf_) throw std::bad_alloc();
+    attention_for(a, tasks, [&](int64_t task, int) {
+      size_t i = 0;
+      while (i + 1 < seqs_.size() && first_task[i + 1] <= task) ++i;
+      const Seq& s = seqs_[i];
+      const int64_t chunks = pad(s.ctx) / bt_;
+      const int kvh = int((task - first_task[i]) / chunks);
+      const int64_t t0 = (task - first_task[i]) % chunks * bt_;
+      const int bt = int(std::min<int64_t>(bt_, s.ctx - t0));
+      const Head h = head(i, kvh);
+      auto* k = const_cast<uint8_t*>(h.k) + size_t(t0) * bytes_;
+      auto* v = const_cast<uint8_t*>(h.v) + size_t(t0) * bytes_;
+      if (bt < bt_) std::memset(k, 0, size_t(bt_) * bytes_), std::memset(v, 0, size_t(bt_) * bytes_);
+      fill(int64_t(s.seq) * a.seq_stride + int64_t(kvh) * a.head_dim + t0 * a.pos_stride, bt, k, v);
+    });
+  }
+
+  // Sequence seq's staged KV head kvh, or an empty Head where it was not staged.
+  Head at(int32_t seq, int kvh) const {
+    for (size_t i = 0; i < seqs_.size(); ++i)
+      if (seqs_[i].seq == seq) return head(i, kvh);
+    return {};
+  }
+
+ private:
+  struct Seq {
+    int32_t seq;
+    int64_t ctx;  // positions read: the largest ctx of its blocks
+    int blocks;
+    size_t off;   // bytes into buf_
+  };
+  int64_t pad(int64_t ctx) const { return (ctx + bt_ - 1) / bt_ * bt_; }
+  Head head(size_t i, int kvh) const {
+    const size_t len = size_t(pad(seqs_[i].ctx)) * bytes_;
+    const uint8_t* k = buf_ + seqs_[i].off + size_t(kvh) * 2 * len;
+    return {k, k + len};
+  }
+  std::vector<Seq> seqs_;
+  uint8_t* buf_ = nullptr;
+  int bt_ = 1, n_kv_ = 0;
+  size_t bytes_ = 0;
 };
 
 // A 64-byte aligned float buffer that only grows.

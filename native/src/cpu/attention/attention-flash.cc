@@ -75,8 +75,9 @@ bool flash_worth_it(const AttentionArgs& a, int threads) {
   int64_t max_ctx = 0;
   for (int64_t i = 0; i < a.n; ++i) max_ctx = std::max<int64_t>(max_ctx, int64_t(a.pos[i]) + 1);
   // A decode batch whose (token, KV head) tasks fill the pool from FLASH_MIN_SPLIT positions: one
-  // block per task (2 threads, 32/4 heads, f16: 0.56 vs 0.89 ms at 2048 positions, 3.8 vs 7.2 at
-  // 8192, equal at 64). Else one block per token, so flash_plan splits iff the second test holds.
+  // block per task (2 threads, 32/4 heads, f16, F32 entry: 0.74 vs 0.89 ms per call at 2048
+  // positions, 83 vs 74 GFLOP per CPU-s at 512, equal at 64). Else one block per token, so
+  // flash_plan splits iff the second test holds.
   if (a.n * a.n_kv_heads >= threads && max_ctx >= FLASH_MIN_SPLIT) return true;
   return a.n * a.n_kv_heads < 2 * int64_t(threads) && max_ctx / FLASH_MIN_SPLIT >= 2;
 }

@@ -1,5 +1,6 @@
 // Attention core: every dispatch entry this CPU runs x every KV type, at awkward sizes: contexts
-// of 1, 17, 130 and 2049 positions, query blocks that are not a multiple of the flash tiles
+// of 1, 17, 130 and 2049 positions, prefills of 1 to 1000 tokens (the flash entries' K/V staged
+// once per call from 2 query blocks a sequence), query blocks that are not a multiple of the flash tiles
 // (64 rows, 64-position KV tiles), GQA groups of 1/3/4/8/16, head dims 64/80/128 and 40 (which
 // the AVX-512 entries decline), tokens of several sequences mixed and out of order, causal
 // positions that start mid-cache. The scalar entry is checked against a float64 softmax over the
@@ -56,6 +57,8 @@ const CASES: Case[] = [
   { name: 'GQA 3 (63 live rows of 64), tokens out of order', nHeads: 6, nKvHeads: 2, headDim: 64, tokens: run(0, 40, 70).reverse() },
   { name: 'GQA 16 (4 tokens a block)', nHeads: 16, nKvHeads: 1, headDim: 64, tokens: run(0, 3, 14) },
   { name: 'context 2049: 69 tokens ending at 2048, GQA 8', nHeads: 8, nKvHeads: 1, headDim: 64, tokens: run(0, 1980, 2049) },
+  { name: '100 tokens from 17, GQA 6 (16 rows in the last block)', nHeads: 12, nKvHeads: 2, headDim: 128, tokens: run(0, 17, 117) },
+  { name: '1000 tokens from 0 beside 3 of another sequence, head dim 16', nHeads: 4, nKvHeads: 2, headDim: 16, tokens: mix(run(1, 0, 1000), run(0, 40, 43)) },
 ];
 const KV_TYPES: Array<KvCacheShape['type']> = ['f32', 'f16', 'bf16'];
 
@@ -186,6 +189,7 @@ const SPLIT_CASES: Case[] = [
   { name: 'decode batch at 700 and 1500 (empty splits)', nHeads: 8, nKvHeads: 2, headDim: 128, tokens: [[1, 1500], [0, 700]] },
   { name: 'prefill 5 tokens at 1000, GQA 4', nHeads: 8, nKvHeads: 2, headDim: 64, tokens: run(0, 1000, 1005) },
   { name: 'positions 10 and 1200 in one block', nHeads: 4, nKvHeads: 1, headDim: 64, tokens: [[0, 10], [0, 1200]] },
+  { name: 'prefill 20 tokens at 1200, GQA 8 (3 blocks: staged K/V, split)', nHeads: 8, nKvHeads: 1, headDim: 128, tokens: run(0, 1200, 1220) },
 ];
 describe('attention with split KV ranges (16 threads)', { skip }, () => {
   before(() => setThreads(16));

@@ -3,7 +3,8 @@
 // (noisy shared boxes), median ms and GFLOP/s (2 * 2 * heads * dim per (token, visible position)),
 // also per CPU-second of this process (less disturbed than wall time when the box is loaded).
 //   node --import tsx bench/kernels/attention-bench.ts [reps=7] [kv=f16] [tokens=512] [depths=0,1536]
-// Threads: MIXTILE_THREADS. Addon: MIXTILE_ADDON.
+// Threads: MIXTILE_THREADS. Addon: MIXTILE_ADDON. Entries run by name, so flash-avx512bf16 shows
+// over an F16 cache too, which the dispatch gives it only with MIXTILE_ATTENTION_BF16=1.
 import { attentionKernelRun, attentionKernels } from '../../src/native/attention.ts';
 import { kvCacheCreate, kvCacheDispose, kvCacheWrite, type KvCacheShape } from '../../src/native/kv-cache.ts';
 

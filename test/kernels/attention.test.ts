@@ -5,8 +5,10 @@
 // the AVX-512 entries decline), tokens of several sequences mixed and out of order, causal
 // positions that start mid-cache. The scalar entry is checked against a float64 softmax over the
 // same (rounded) K/V; every other entry against scalar. flash-avx512 declines decode batches
-// (one token per sequence), which the per-token avx512 entry takes; flash-avx512bf16 takes F16 and
-// BF16 caches, and rounds Q, P and F16 K/V to BF16, so it is held to 1% of the output's size.
+// (one token per sequence) unless they split KV ranges or fill the pool from 256 positions; the
+// per-token avx512 entry takes them. flash-avx512bf16 run by name takes F16 and BF16 caches (the
+// dispatch gives it F16 ones only with MIXTILE_ATTENTION_BF16=1) and rounds Q, P and F16 K/V to
+// BF16, so it is held to 1% of the output's size.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';

@@ -1,16 +1,16 @@
 #!/usr/bin/env bash
 # Issue 9 decode glue, one device call (12-layer synthetic Qwen3-30B-A3B Q4_K_M, rules qwen3moe-hybrid):
-#   1. test/engine/hybrid-glue.test.ts on the GPU (mapped / fused / copy glue: the same logits bit for bit);
+#   1. test/engine/hybrid-glue.test.ts on the GPU (every glue: the same logits bit for bit);
 #   2. glue-ab.ts: every decode step under each MIXTILE_DECODE_GLUE, alternated in one process (speed, host
 #      counters, same bits), then again with MIXTILE_GPU_PROFILE=1 (GPU µs per part of a MoE layer);
-#   3. `mixtile bench -p 0 -n 128 -r 3 -v` alternating the old glue (copy, no pool hot window) with the new
-#      default (mapped, 3 ms hot window), plus mapped without the window and the default with deferral 2;
+#   3. `mixtile bench -p 0 -n 128 -r 3 -v` per GLUE_BENCH entry (default: the old glue, copy without the pool's hot
+#      window, alternated with mapped and its 3 ms window, mapped without it, and with deferral 2);
 #   4. the CUDA kernel test's MoE checks (mxc_moe_route vs its three-kernel definition bit for bit, mxc_add_when_ready)
 #      against the built library.
 # Run from a snapshot root (scripts/device-snapshot.sh glue) after
 # `export MIXTILE_CUDA_ARCHS=90 && source .device/env.sh && bash .device/setup.sh`; logs in $OUT/main.log.
 #   GLUE_BUDGET  seconds for the whole script (default 280); GLUE_STEPS decode steps of glue-ab (default 96);
-#   GLUE_AB      its glues (default mapped,wait,async,copy); GLUE_BENCH "glue:hot_us[:VAR=value]" per bench run
+#   GLUE_AB      its glues (default wait,mapped,copy); GLUE_BENCH "glue:hot_us[:VAR=value]" per bench run
 set -uo pipefail
 R=${OUT:-/tmp/glue-run}; BUDGET=${GLUE_BUDGET:-280}
 source "$(dirname "$0")/steps.sh"
@@ -34,7 +34,7 @@ if [ ! -f "$F" ]; then
 fi
 wait $BPID
 step glue-test 40 node --import tsx --test test/engine/hybrid-glue.test.ts
-G=${GLUE_AB:-mapped,wait,async,copy}
+G=${GLUE_AB:-wait,mapped,copy}
 step ab 45 node --import tsx bench/device/glue-ab.ts "$F" "${GLUE_STEPS:-96}" "$G"
 step ab-profile 30 env MIXTILE_GPU_PROFILE=1 node --import tsx bench/device/glue-ab.ts "$F" 32 "$G"
 for v in ${GLUE_BENCH:-copy:0 mapped:3000 copy:0 mapped:3000 mapped:0 mapped:3000:MIXTILE_DEFER_EXPERTS=2}; do

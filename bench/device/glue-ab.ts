@@ -4,7 +4,7 @@
 // them alike. Prints per glue: decode ms/token (median, mean), the context's per-token host counters and, with
 // MIXTILE_GPU_PROFILE=1, the GPU µs per MoE layer of each part; and whether every step's logits were the same
 // bits under every glue (the glues change where data travels, not the math).
-// Usage: node --import tsx bench/device/glue-ab.ts FILE [steps=64] [glues=mapped,wait,async,fused,copy]
+// Usage: node --import tsx bench/device/glue-ab.ts FILE [steps=64] [glues=wait,mapped,fused,copy]
 import { performance } from 'node:perf_hooks';
 import { loadModel } from '../../src/model/load.ts';
 import type { GpuStats } from '../../src/native/gpu.ts';
@@ -15,7 +15,7 @@ if (!file) {
   process.exit(2);
 }
 const steps = Number(stepsArg ?? 64);
-const glues = (gluesArg ?? 'mapped,wait,async,fused,copy').split(',');
+const glues = (gluesArg ?? 'wait,mapped,fused,copy').split(',');
 const PROMPT = 16;
 
 const t0 = performance.now();

@@ -1,9 +1,8 @@
 // The decode glue of the GPU + CPU forward (MIXTILE_DECODE_GLUE, native/src/gpu/experts-bridge.h): how a one-token
 // MoE layer takes its routing to the host and its experts' sum back. On a GPU, or in CI on the CPU stand-in:
-//   - mapped (default: one route kernel writing into pinned memory, the residual add reading the pinned sum),
-//     wait (as mapped, the add queued before the experts, polling a pinned flag), async (as wait, the experts on a
-//     helper thread while the next layer is issued), fused (the one kernel, then the copies) and copy (three
-//     kernels and two copies) give the same logits bit for bit, on one-token steps of one and of two slots (graphs replayed per glue), with deferral off and on;
+//   - wait (default: one route kernel writing into pinned memory, the residual add queued before the experts,
+//     polling a pinned flag, reading the pinned sum), mapped (the add launched after the experts), fused (the one
+//     kernel, then the copies) and copy (three kernels and two copies) give the same logits bit for bit, on one-token steps of one and of two slots (graphs replayed per glue), with deferral off and on;
 //   - prefill steps take the copy path whatever the setting; a bad value is a clear error.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -17,7 +16,7 @@ import { gpuSkip } from '../cuda/target.ts';
 
 const skip = gpuSkip();
 
-const GLUES = ['mapped', 'wait', 'async', 'fused', 'copy'] as const;
+const GLUES = ['wait', 'mapped', 'fused', 'copy'] as const;
 
 /** Runs fn with MIXTILE_DECODE_GLUE set to glue (undefined: unset), restoring it after. */
 function withGlue<T>(glue: string | undefined, fn: () => T): T {
@@ -63,7 +62,7 @@ describe('hybrid decode glue (MIXTILE_DECODE_GLUE)', { skip }, () => {
   });
 
   for (const defer of [0, 1]) {
-    test(`mapped, wait, async, fused and copy give the same logits bit for bit (deferral ${defer})`, async () => {
+    test(`wait, mapped, fused and copy give the same logits bit for bit (deferral ${defer})`, async () => {
       const old = process.env.MIXTILE_DEFER_EXPERTS;
       process.env.MIXTILE_DEFER_EXPERTS = String(defer);
       const m = await loadModel(tiny, { ctxSize: 64, nSeq: 2, rules: 'qwen3moe-hybrid' });
@@ -90,7 +89,7 @@ describe('hybrid decode glue (MIXTILE_DECODE_GLUE)', { skip }, () => {
     const m = await loadModel(tiny, { ctxSize: 16, nSeq: 1, rules: 'qwen3moe-hybrid' });
     try {
       withGlue(undefined, () => m.forward(batch([1, 2], [0, 1], [0, 0], [1])));
-      assert.throws(() => withGlue('pinned', () => m.forward(batch([3], [2], [0], [0]))), /MIXTILE_DECODE_GLUE: 'pinned' is not mapped, wait, async, fused or copy/);
+      assert.throws(() => withGlue('pinned', () => m.forward(batch([3], [2], [0], [0]))), /MIXTILE_DECODE_GLUE: 'pinned' is not mapped, wait, fused or copy/);
     } finally {
       m.dispose();
     }

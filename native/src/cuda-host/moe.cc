@@ -4,10 +4,6 @@
 // Routed experts (the kernels around the per-expert GEMMs, mixtile-cuda.h "routed experts"): gather token
 // rows to BF16 grouped by expert, and combine the experts' outputs back into token order, summing each
 // token's slots in slot order as the GPU does (deterministic).
-#include <atomic>
-#include <chrono>
-#include <thread>
-
 #include "host-common.h"
 
 using namespace mixtile::cuda_host;
@@ -29,9 +25,8 @@ mxc_status mxc_moe_route(const float* x, const float* norm_w, float eps, const f
   return mxc_router_topk(logits, n, n_experts, k, renormalize, ids, weights, s);
 }
 
-// The stand-in runs queued work only where the host synchronises: the thread that does waits here for the flag
-// (another thread releases it: glue async's helper), giving up after 10 s with flag 2 as the GPU does (a host
-// that synchronised with the stream before releasing the sum from the same thread).
+// The stand-in runs queued work only where the host synchronises, so the flag must already be set when this
+// runs: a host that synchronised with the stream before releasing the sum (a deadlock on a GPU) gets flag 2.
 mxc_status mxc_add_when_ready(float* x, const float* sum, int64_t n, uint32_t* flag, mxc_stream* s) {
   MXH_CHECK_ARG(x && sum && flag, "mxc_add_when_ready: null pointer");
   MXH_CHECK_ARG(n >= 0, "mxc_add_when_ready: negative length");
@@ -40,13 +35,10 @@ mxc_status mxc_add_when_ready(float* x, const float* sum, int64_t n, uint32_t* f
   MXH_DEV(flag, 4, "mxc_add_when_ready");
   return submit(s, [=] {
     auto* f = reinterpret_cast<volatile uint32_t*>(flag);
-    const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-    while (*f == 0u && std::chrono::steady_clock::now() < give_up) std::this_thread::yield();
     if (*f != 1u) {
       *f = 2u;
       return;
     }
-    std::atomic_thread_fence(std::memory_order_acquire);
     for (int64_t i = 0; i < n; ++i) x[i] += sum[i];
     *f = 0u;
   });

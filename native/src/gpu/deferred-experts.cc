@@ -117,31 +117,7 @@ class DeferredRunner {
 
 DeferredExperts::DeferredExperts() = default;
 DeferredExperts::~DeferredExperts() {
-  try {
-    if (experts_runner && experts_running) experts_runner->wait();
-    if (runner && running) runner->wait();
-  } catch (...) {  // a job's error no caller will see now
-  }
-}
-
-static DeferredExperts& deferred_state(GpuContext& g) {
-  if (!g.deferred) g.deferred = std::make_shared<DeferredExperts>();
-  return *g.deferred;
-}
-
-void async_experts_start(GpuContext& g, std::function<void()> job) {
-  async_experts_join(g);
-  DeferredExperts& d = deferred_state(g);
-  if (!d.experts_runner) d.experts_runner = std::make_unique<DeferredRunner>();
-  d.experts_running = true;
-  d.experts_runner->start(std::move(job));
-}
-
-void async_experts_join(GpuContext& g) {
-  DeferredExperts* d = g.deferred.get();
-  if (!d || !d->experts_running) return;
-  d->experts_running = false;
-  d->experts_runner->wait();
+  if (runner && running) runner->wait();
 }
 
 // The held-back experts' sum into y (on whichever thread runs it).
@@ -168,11 +144,13 @@ void deferred_experts_compute(GpuContext& g) {
 
 void deferred_experts_hold(GpuContext& g, const ExpertsWeights& experts, DeferJoin join, const float* x, int64_t n,
                            const int32_t* ids, const float* w, int k) {
-  DeferredExperts& d = deferred_state(g);
-  if (!d.y.as()) {
-    d.y = PinnedBuffer(g.api, size_t(g.dims.ubatch * g.dims.hidden) * 4, "pinned deferred experts output");
-    d.y_fence.init(g.api);
+  if (!g.deferred) {
+    auto d = std::make_shared<DeferredExperts>();
+    d->y = PinnedBuffer(g.api, size_t(g.dims.ubatch * g.dims.hidden) * 4, "pinned deferred experts output");
+    d->y_fence.init(g.api);
+    g.deferred = std::move(d);
   }
+  DeferredExperts& d = *g.deferred;
   if (d.pending) throw std::logic_error("deferred experts: a held-back part was not joined before the next one");
   d.experts = &experts;
   d.join = join;
@@ -206,7 +184,6 @@ void deferred_experts_add_to(GpuContext& g, float* y_host) {
 }
 
 void deferred_experts_join(GpuContext& g) {
-  async_experts_join(g);
   DeferredExperts* d = g.deferred.get();
   if (!d || !d->pending) return;
   deferred_experts_compute(g);
@@ -223,7 +200,6 @@ void deferred_experts_join(GpuContext& g) {
 void deferred_experts_drop(GpuContext& g) {
   DeferredExperts* d = g.deferred.get();
   if (!d) return;
-  async_experts_join(g);
   if (d->running) {  // its buffers are about to be reused
     d->running = false;
     d->runner->wait();

@@ -12,7 +12,6 @@
 // the math (bench/RESULTS.md, docs/design-decisions.md give the measured effect); `defer` 0 is today's path.
 #pragma once
 #include <cstdint>
-#include <functional>
 #include <memory>
 #include <vector>
 
@@ -46,11 +45,7 @@ struct DeferredExperts {
   PinnedBuffer y;               // f32 [ubatch][hidden]: their weighted sum (uploaded by a join into x)
   HostFence y_fence;            // the upload of y, before the CPU rewrites it
   bool running = false;         // MIXTILE_DEFER_ASYNC: the helper thread is computing y
-  // Glue async (experts-bridge.h): a decode layer's whole expert sum computed by a helper thread while this thread
-  // issues the next layer's GPU work (whose queued add waits on the GPU for it); joined by async_experts_join.
-  bool experts_running = false;
-  std::unique_ptr<DeferredRunner> experts_runner;
-  std::unique_ptr<DeferredRunner> runner;  // last members: join their threads before y goes
+  std::unique_ptr<DeferredRunner> runner;  // last member: joins its thread before y goes
 };
 
 // Holds back the given experts of this step (after the layer's immediate experts ran). MIXTILE_DEFER_EAGER=1
@@ -69,13 +64,6 @@ void deferred_experts_join(GpuContext& g);
 // Forgets a pending part (a new ubatch overwrites x; the old one's last layer had no reader).
 void deferred_experts_drop(GpuContext& g);
 bool deferred_experts_pending(const GpuContext& g);
-
-// Glue async: runs `job` (a layer's experts; it releases the GPU's queued add itself) on the context's helper
-// thread, which drives the CPU pool meanwhile; one job at a time (a running one is joined first).
-void async_experts_start(GpuContext& g, std::function<void()> job);
-// Waits for a running job and rethrows its error. deferred_experts_join and _drop call it, so whatever reads x
-// on the host side of the forward (the output head, a copy to the host, a new ubatch) sees every error.
-void async_experts_join(GpuContext& g);
 DeferJoin deferred_experts_join_kind(const GpuContext& g);
 
 }  // namespace mixtile::gpu

@@ -21,19 +21,17 @@ namespace mixtile::gpu {
 DecodeGlue decode_glue(const GpuDims& d) {
   if (d.hidden > 8192) return DecodeGlue::copy;
   const char* e = std::getenv("MIXTILE_DECODE_GLUE");
-  if (!e || !*e || std::strcmp(e, "mapped") == 0) return DecodeGlue::mapped;
-  if (std::strcmp(e, "wait") == 0) return DecodeGlue::wait;
-  if (std::strcmp(e, "async") == 0) return DecodeGlue::async;
+  if (!e || !*e || std::strcmp(e, "wait") == 0) return DecodeGlue::wait;
+  if (std::strcmp(e, "mapped") == 0) return DecodeGlue::mapped;
   if (std::strcmp(e, "fused") == 0) return DecodeGlue::fused;
   if (std::strcmp(e, "copy") == 0) return DecodeGlue::copy;
-  throw std::invalid_argument(std::string("MIXTILE_DECODE_GLUE: '") + e + "' is not mapped, wait, async, fused or copy");
+  throw std::invalid_argument(std::string("MIXTILE_DECODE_GLUE: '") + e + "' is not mapped, wait, fused or copy");
 }
 
 const char* decode_glue_name(DecodeGlue glue) {
   switch (glue) {
     case DecodeGlue::mapped: return "mapped";
     case DecodeGlue::wait: return "wait";
-    case DecodeGlue::async: return "async";
     case DecodeGlue::fused: return "fused";
     case DecodeGlue::copy: break;
   }
@@ -103,31 +101,8 @@ const float* run_routed_experts(GpuContext& g, const ExpertsWeights& experts, co
   if (queued_add) a.routed->wait();
   else g.sync();
   const uint64_t t1 = now_ns();
-  async_experts_join(g);  // the previous layer's job: done (this routing needed its sum), its error rethrown here
   profile_collect(g);
   if (queued_add && gpu_profile_enabled()) queue_add_when_ready(g, a, a.n * experts.hidden);
-  if (a.async && a.defer == 0 && !deferred_experts_pending(g)) {
-    // The job owns the flag from here: it releases it when the sum is in h_y (or when it fails).
-    uint32_t* ready = flag.flag;
-    flag.flag = nullptr;
-    const ExpertsWeights* ew = &experts;
-    float* hy = g.h_y.as<float>();
-    GpuCounters* counters = &g.counters;
-    const int64_t n = a.n;
-    const int top_k = a.top_k;
-    async_experts_start(g, [ew, hx, hids, hw, hy, ready, counters, n, top_k] {
-      FlagRelease release;
-      release.flag = ready;
-      const uint64_t t = now_ns();
-      moe_forward_routed(*ew, hx, n, hids, hw, top_k, hy);
-      counters->experts_cpu_ns += now_ns() - t;
-    });
-    g.counters.experts_wait_ns += t1 - t0;
-    g.counters.experts_cpu_tokens += uint64_t(a.n);
-    g.counters.d2h_bytes += xb + 2 * rb;
-    g.counters.h2d_bytes += xb;
-    return nullptr;
-  }
   if (gpu_experts_wanted(a)) {  // prefill: experts streamed to the GPU beside the CPU kernel (gpu-experts-bridge.h)
     run_gpu_experts(g, experts, a, hx, hids, hw);
     g.counters.experts_wait_ns += t1 - t0;

@@ -13,16 +13,14 @@ namespace mixtile::gpu {
 
 // How a decode step's MoE layer moves its routing down and the experts' sum back (MIXTILE_DECODE_GLUE, read at
 // every call so one process can compare them; prefill always copies):
-//   mapped (default)  one route kernel (mxc_moe_route) writes the normed state and the routing straight into
-//                     the pinned h_route (mapped: no copy), and the residual add reads the pinned sum (no upload)
-//   wait              as mapped, but the add is queued before the experts run (mxc_add_when_ready): the GPU polls
-//                     a pinned flag and adds the pinned sum the moment the host sets it (no launch after the experts)
-//   async             as wait, and the experts run on a helper thread (driving the CPU pool) while this thread
-//                     returns and issues the next layer's attention and route behind the queued add: the host's
-//                     issue time overlaps the experts (no deferral: the math is the same; with deferral, wait)
+//   wait (default)    one route kernel (mxc_moe_route) writes the normed state and the routing straight into the
+//                     pinned h_route (mapped: no copy), and the residual add is queued before the experts run
+//                     (mxc_add_when_ready): the GPU polls a pinned flag and adds the pinned sum the moment the host
+//                     sets it (no launch and no upload after the experts)
+//   mapped            as wait, but the add (reading the pinned sum) is launched after the experts
 //   fused             the one route kernel into device memory, then the copies as `copy`
 //   copy              norm, router GEMM and top-k as three kernels, one copy down, one upload (the old path)
-enum class DecodeGlue { copy, fused, mapped, wait, async };
+enum class DecodeGlue { copy, fused, mapped, wait };
 // The glue of a decode step (copy where mxc_moe_route's limits rule the fused kernel out, hidden > 8192).
 DecodeGlue decode_glue(const GpuDims& d);
 const char* decode_glue_name(DecodeGlue glue);
@@ -48,7 +46,6 @@ struct ExpertsBridgeArgs {
   float* x = nullptr;
   uint32_t* ready_flag = nullptr;
   HostFence* routed = nullptr;
-  bool async = false;  // glue async: the experts run on the helper thread (deferred-experts.h async_experts_*)
 };
 
 // Runs the routed experts for this batch. Returns where the sum lies for the residual add once it may be read

@@ -120,8 +120,7 @@ static void moe_forward(GpuFfn& f, GpuContext& g) {
   if (deferred_experts_pending(g) && (deferred_experts_join_kind(g) == DeferJoin::attention || !decode)) {
     deferred_experts_join(g);
   }
-  const bool queued_add = glue == DecodeGlue::wait || glue == DecodeGlue::async;
-  const bool mapped = glue == DecodeGlue::mapped || queued_add;
+  const bool mapped = glue == DecodeGlue::mapped || glue == DecodeGlue::wait;
   if (mapped) {  // the route kernel writes into the pinned copy, packed the same way
     xn = g.h_route.as<float>();
     ids = reinterpret_cast<int32_t*>(xn + n * d.hidden);
@@ -160,11 +159,10 @@ static void moe_forward(GpuFfn& f, GpuContext& g) {
   a.weights = weights;
   a.y = g.tmp.as<float>();
   a.mapped = mapped;
-  if (queued_add) {
+  if (glue == DecodeGlue::wait) {
     a.x = g.x.as<float>();
     a.ready_flag = f.ready_flag.as<uint32_t>();
     a.routed = &f.routed;
-    a.async = glue == DecodeGlue::async;
   }
   // A pinned sum (glue mapped) is read over the bus by the add itself: no upload before it; glue wait queued it.
   if (const float* sum = run_routed_experts(g, *f.experts, a)) {

@@ -155,18 +155,18 @@ inline void dequantize_q4k(const std::vector<uint8_t>& bytes, int64_t rows, int6
     mixtile::dequantize_row(mixtile::GgmlType::Q4_K, bytes.data() + size_t(r) * row_bytes, &out[size_t(r * k)], k);
 }
 
-// Q4K panels: y[n][H] in float64 replaying the kernels' rounding: x and h INT8 per 32, gate/up
-// weights exactly their Q4_K values (w holds them dequantized), down weights exact too, or INT8
-// per 32 (down_int8: a down of another type in INT8 group-32 panels).
+// Q4K panels: y[n][H] in float64 replaying the kernels' rounding: x INT8 per act_group, gate/up
+// weights exactly their Q4_K values (w holds them dequantized), down weights exact too with h per
+// act_group, or INT8 per 32 with h per 32 (down_int8: a down of another type in INT8 g32 panels).
 inline void reference_q4k(const Experts& w, bool down_int8, const float* x, int64_t n, const int32_t* ids,
-                          const float* rw, int top_k, std::vector<double>& y) {
+                          const float* rw, int top_k, std::vector<double>& y, int act_group = 32) {
   const int64_t H = w.H, F = w.F;
   using mixtile::amx::Dtype;
   y.assign(size_t(n * H), 0.0);
   std::vector<double> xq, hq, wq;
   std::vector<float> h(static_cast<size_t>(F));
   for (int64_t t = 0; t < n; ++t) {
-    quantized_row(Dtype::int8, 32, x + t * H, H, xq);
+    quantized_row(Dtype::int8, act_group, x + t * H, H, xq);
     for (int j = 0; j < top_k; ++j) {
       const int64_t e = ids[t * top_k + j];
       for (int64_t f = 0; f < F; ++f) {
@@ -176,7 +176,7 @@ inline void reference_q4k(const Experts& w, bool down_int8, const float* x, int6
         for (int64_t i = 0; i < H; ++i) g += double(gr[i]) * xq[size_t(i)], u += double(ur[i]) * xq[size_t(i)];
         h[size_t(f)] = float(g / (1 + std::exp(-g)) * u);
       }
-      quantized_row(Dtype::int8, 32, h.data(), F, hq);
+      quantized_row(Dtype::int8, down_int8 ? 32 : act_group, h.data(), F, hq);
       for (int64_t o = 0; o < H; ++o) {
         const float* dr = &w.down[size_t((e * H + o) * F)];
         if (down_int8) {

@@ -2,7 +2,8 @@
 // panels requantized from the same Q4_K weights (AMXInt8 g64, the default, and g32), on
 // Qwen3-30B-A3B expert shapes (hidden 2048, ffn 768, 128 experts, top-8), all experts streamed
 // from DRAM. Prints repack time and bytes, the 512-token and 1-expert calls, the AMX / AVX-512
-// crossover over the Q4K panels (kDefaultMinTokensQ4k) and decode-like calls.
+// crossover over the Q4K panels (kDefaultMinTokensQ4k) and decode-like calls; "a256" / "a128": the
+// folded-scale kernels (MIXTILE_AMX_INT4_ACT_GROUP) over the same panels.
 // Usage: amx-q4k-bench [threads]
 #include <algorithm>
 #include <chrono>
@@ -105,6 +106,11 @@ int main(int argc, char** argv) {
   const mixtile::amx::BlockRowFn down_blocks = blocks(qd, H, F);
   auto pe_q4 = mixtile::amx::pack_experts_q4k(E, H, F, blocks(qg, F, H), blocks(qu, F, H), &down_blocks, rows(qd, H, F));
   const double t_q4 = seconds_since(t0);
+  // The same panels with folded sub-block scales (activations per 256 / 128): kernels.h panel_q4k_folded_*.
+  auto pe_q4f = mixtile::amx::pack_experts_q4k(E, H, F, blocks(qg, F, H), blocks(qu, F, H), &down_blocks,
+                                               rows(qd, H, F), {}, 256);
+  auto pe_q4f128 = mixtile::amx::pack_experts_q4k(E, H, F, blocks(qg, F, H), blocks(qu, F, H), &down_blocks,
+                                                  rows(qd, H, F), {}, 128);
   t0 = Clock::now();
   auto pe_i64 = mixtile::amx::pack_experts(Dtype::int8, 64, E, H, F, rows(qg, F, H), rows(qu, F, H), rows(qd, H, F));
   const double t_i64 = seconds_since(t0);
@@ -124,6 +130,8 @@ int main(int argc, char** argv) {
     int min_tokens;
   };
   const Mode modes[] = {{"AMX Q4K", pe_q4.get(), kAmx},       {"AVX512 Q4K", pe_q4.get(), kAvx},
+                        {"AMX Q4K a256", pe_q4f.get(), kAmx}, {"AMX Q4K a128", pe_q4f128.get(), kAmx},
+                        {"AVX512 Q4K a256", pe_q4f.get(), kAvx},
                         {"AMX-INT8 g64", pe_i64.get(), kAmx}, {"AMX-INT8 g32", pe_i32.get(), kAmx},
                         {"VNNI-INT8 g64", pe_i64.get(), kAvx}};
   const double flop_per_pair = 2.0 * 3 * H * F;
@@ -144,15 +152,18 @@ int main(int argc, char** argv) {
     }
   }
 
-  std::printf("\ncrossover (every expert gets m tokens, top-8; ms per call)\n  %4s %6s | %9s %9s %6s | %9s\n", "m",
-              "tokens", "AMX-Q4K", "AVX-Q4K", "ratio", "AMX-I8g64");
+  std::printf("\ncrossover (every expert gets m tokens, top-8; ms per call)\n  %4s %6s | %9s %9s %6s | %9s | %9s %9s\n",
+              "m", "tokens", "AMX-Q4K", "AVX-Q4K", "ratio", "AMX-I8g64", "AMX-a256", "AVX-a256");
   for (int64_t m : {1, 2, 4, 6, 8, 12, 16, 24, 32}) {
     const Routing rt = uniform_routing(m, 8);
     const int64_t n = m * E / 8;
     const double ta = time_forward(*pe_q4, x.data(), n, rt.ids, rt.w, 8, y.data(), kAmx, 5);
     const double tv = time_forward(*pe_q4, x.data(), n, rt.ids, rt.w, 8, y.data(), kAvx, 5);
     const double ti = time_forward(*pe_i64, x.data(), n, rt.ids, rt.w, 8, y.data(), kAmx, 5);
-    std::printf("  %4ld %6ld | %9.3f %9.3f %6.2f | %9.3f\n", long(m), long(n), ta * 1e3, tv * 1e3, tv / ta, ti * 1e3);
+    const double tf = time_forward(*pe_q4f, x.data(), n, rt.ids, rt.w, 8, y.data(), kAmx, 5);
+    const double vf = time_forward(*pe_q4f, x.data(), n, rt.ids, rt.w, 8, y.data(), kAvx, 5);
+    std::printf("  %4ld %6ld | %9.3f %9.3f %6.2f | %9.3f | %9.3f %9.3f\n", long(m), long(n), ta * 1e3, tv * 1e3, tv / ta,
+                ti * 1e3, tf * 1e3, vf * 1e3);
   }
   std::printf("\ndecode-like (top-8, random experts; ms per call)\n");
   for (int64_t n : {1, 4}) {

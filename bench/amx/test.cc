@@ -109,7 +109,7 @@ void check_case(const Variant& v, int64_t E, int64_t H, int64_t F, int top_k, co
 // down gets): all-AMX, all-AVX-512 (bit-identical to AMX) and the default switch against the
 // float64 replay. hidden is whole Q4_K super-blocks; ffn too where down is Q4_K, else any size.
 void check_q4k_case(int64_t E, int64_t H, int64_t F, int top_k, bool down_q4k, const std::vector<int64_t>& tokens,
-                    uint64_t seed) {
+                    uint64_t seed, int act_group = 32) {
   std::vector<uint8_t> qg, qu, qd;
   bench::random_q4k(qg, E * F, H, seed + 1);
   bench::random_q4k(qu, E * F, H, seed + 2);
@@ -129,14 +129,16 @@ void check_q4k_case(int64_t E, int64_t H, int64_t F, int top_k, bool down_q4k, c
   const mixtile::amx::BlockRowFn down_blocks = blocks(qd, H, F);
   const auto pe = mixtile::amx::pack_experts_q4k(
       E, H, F, blocks(qg, F, H), blocks(qu, F, H), down_q4k ? &down_blocks : nullptr,
-      [&w](int64_t e, int64_t r, float* dst) { std::memcpy(dst, &w.down[size_t((e * w.H + r) * w.F)], size_t(w.F) * 4); });
-  const char* name = down_q4k ? "q4k" : "q4k+int8dn";
+      [&w](int64_t e, int64_t r, float* dst) { std::memcpy(dst, &w.down[size_t((e * w.H + r) * w.F)], size_t(w.F) * 4); },
+      {}, act_group);
+  char name[32];
+  std::snprintf(name, sizeof name, "q4k-a%d%s", act_group, down_q4k ? "" : "+int8dn");
   for (int64_t n : tokens) {
     std::vector<float> x;
     bench::random_acts(x, n, H, seed + 10 + uint64_t(n));
     Route rt = route(n, top_k, E, seed + 20 + uint64_t(n));
     std::vector<double> ref;
-    bench::reference_q4k(w, !down_q4k, x.data(), n, rt.ids.data(), rt.w.data(), top_k, ref);
+    bench::reference_q4k(w, !down_q4k, x.data(), n, rt.ids.data(), rt.w.data(), top_k, ref, act_group);
     std::vector<float> y_amx;
     for (int min_tokens : {0, std::numeric_limits<int>::max(), -1}) {
       std::vector<float> y(size_t(n * H), std::numeric_limits<float>::quiet_NaN());
@@ -207,11 +209,13 @@ int main(int argc, char** argv) {
       check_case(v, 4, 96, 40, 3, tokens, 200);   // ffn smaller than one panel pair
       if (!quick) check_case(v, 3, 512, 160, 2, {129}, 300);
     }
-    for (bool down_q4k : {true, false}) {
-      check_q4k_case(5, 512, 256, 2, down_q4k, tokens, 400);
-      if (!quick) check_q4k_case(4, 256, 512, 3, down_q4k, {1, 17, 129}, 500);
+    for (int act_group : {32, 256, 64}) {
+      for (bool down_q4k : {true, false}) {
+        check_q4k_case(5, 512, 256, 2, down_q4k, tokens, 400, act_group);
+        if (!quick) check_q4k_case(4, 256, 512, 3, down_q4k, {1, 17, 129}, 500, act_group);
+      }
+      check_q4k_case(4, 256, 40, 2, false, tokens, 600, act_group);  // ffn off the panel sizes (a non-Q4_K down)
     }
-    check_q4k_case(4, 256, 40, 2, false, tokens, 600);  // ffn off the panel sizes (a non-Q4_K down allows it)
   }
   mixtile::amx::tuning = defaults;
   accuracy_report(quick ? 4 : 64, 20.0);

@@ -36,6 +36,17 @@ int int8_group() {
   throw std::invalid_argument("MIXTILE_AMX_INT8_GROUP must be 32, 64, 128 or 256, got \"" + v + "\"");
 }
 
+// AMXInt4 activation group: MIXTILE_AMX_INT4_ACT_GROUP (32, 64, 128, 256), else 32: the per-32 scale
+// pass (most accurate), or the sub-block scales folded into the integer products with one scale pass
+// per group (256: llama.cpp's Q4_K x Q8_K arithmetic; amx.h PackedExperts::q4_act_group).
+int int4_act_group() {
+  const char* env = std::getenv("MIXTILE_AMX_INT4_ACT_GROUP");
+  if (!env || !*env) return 32;
+  const std::string v = env;
+  if (v == "32" || v == "64" || v == "128" || v == "256") return std::stoi(v);
+  throw std::invalid_argument("MIXTILE_AMX_INT4_ACT_GROUP must be 32, 64, 128 or 256, got \"" + v + "\"");
+}
+
 // MIXTILE_AMX_INT8_DOWN=bf16: INT8 gate+up with BF16 down panels (h kept in BF16), int8 (default)
 // for all-INT8 (amx.h pack_experts, down_bf16).
 bool int8_down_bf16() {
@@ -86,7 +97,7 @@ std::shared_ptr<void> prepare(const ExpertsWeights& ew) {
     const amx::BlockRowFn down = blocks_of(ew.down);
     return amx::pack_experts_q4k(ew.n_expert, ew.hidden, ew.ffn, blocks_of(ew.gate), blocks_of(ew.up),
                                  ew.down.type == GgmlType::Q4_K ? &down : nullptr, rows_of(ew.down),
-                                 amx::cache_key("experts", DT, 32, {&ew.gate, &ew.up, &ew.down}));
+                                 amx::cache_key("experts", DT, 32, {&ew.gate, &ew.up, &ew.down}), int4_act_group());
   }
   const int group = DT == amx::Dtype::int8 ? int8_group() : kInt8Group;
   const bool down_bf16 = DT == amx::Dtype::int8 && int8_down_bf16();

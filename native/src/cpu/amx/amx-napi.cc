@@ -2,7 +2,7 @@
 // minTokensQ4k, minPairsPerExpertBf16, minPairsPerExpertInt8, minPairsPerExpertQ4k, minCallTokensOverride,
 // linearMinTokens},
 // amxExpertsPack(gate, up, down, dtype "bf16" | "int8" | "q4k", group, downBf16?) -> handle (q4k: Q4_K
-// gate/up, Q4K panels; group and downBf16 ignored),
+// gate/up, Q4K panels; group = the activation group 32, 64, 128 or 256; downBf16 ignored),
 // amxExpertsForward(h, x, n, ids, weights, topK, out, minTokens) (minTokens -1 = default),
 // amxExpertsBytes(h), amxLastStats() -> {convertMs, gateUpMs, downMs, sumMs, totalMs, flops,
 // expertsAmx, expertsAvx512} of the last forward (any caller, dispatch table included).
@@ -82,7 +82,7 @@ amx::RowFn rows_of(const std::shared_ptr<Weight>& w) {
 // Q4K panels (Q4_K gate/up; down Q4_K, else INT8 group 32 from its dequantized rows).
 std::shared_ptr<amx::PackedExperts> pack_q4k(const std::shared_ptr<Weight>& gate, const std::shared_ptr<Weight>& up,
                                              const std::shared_ptr<Weight>& down, const amx::CacheKey& cache,
-                                             const char* fn) {
+                                             const char* fn, int act_group = 32) {
   if (gate->type != GgmlType::Q4_K || up->type != GgmlType::Q4_K) {
     throw std::invalid_argument(std::string(fn) + ": dtype \"q4k\" needs Q4_K gate and up weights");
   }
@@ -91,7 +91,8 @@ std::shared_ptr<amx::PackedExperts> pack_q4k(const std::shared_ptr<Weight>& gate
   };
   const amx::BlockRowFn down_blocks = blocks(down);
   return amx::pack_experts_q4k(gate->ne[2], gate->ne[0], gate->ne[1], blocks(gate), blocks(up),
-                               down->type == GgmlType::Q4_K ? &down_blocks : nullptr, rows_of(down), cache);
+                               down->type == GgmlType::Q4_K ? &down_blocks : nullptr, rows_of(down), cache,
+                               act_group);
 }
 
 Napi::Value amx_experts_pack_js(const Napi::CallbackInfo& info) {
@@ -111,7 +112,7 @@ Napi::Value amx_experts_pack_js(const Napi::CallbackInfo& info) {
   if (!amx::available()) throw Napi::Error::New(env, "amxExpertsPack: " + amx::unavailable_reason());
   auto h = std::make_shared<AmxHandle>();
   try {
-    h->pe = dt == amx::Dtype::q4k ? pack_q4k(gate, up, down, {}, "amxExpertsPack")
+    h->pe = dt == amx::Dtype::q4k ? pack_q4k(gate, up, down, {}, "amxExpertsPack", group)
                                   : amx::pack_experts(dt, group, n_expert, hidden, ffn, rows_of(gate), rows_of(up),
                                                       rows_of(down), {}, down_bf16);
   } catch (const std::exception& e) {

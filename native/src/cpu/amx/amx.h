@@ -71,6 +71,9 @@ struct PackedExperts {
   Dtype down_dtype = Dtype::bf16;  // down panels and h: dtype, or BF16 under INT8 gate+up (down_bf16),
                                    // or INT8 group 32 under Q4K gate+up when down is not Q4_K (Q6_K)
   int group = 64;  // INT8 group size along K (32, 64, 128 or 256); Q4K: 32
+  // Q4K: activations (x, and h for a Q4K down) INT8 per 32 with the per-32 scale pass, or per 64 / 128
+  // / 256 with the sub-block scales folded into the integer products (kernels.h panel_q4k_folded_*).
+  int q4_act_group = 32;
   int64_t n_expert = 0, hidden = 0, ffn = 0;
   std::shared_ptr<uint8_t> storage;  // owns every matrix below (a buffer, or a mapped cache file)
   size_t storage_bytes = 0;
@@ -113,9 +116,11 @@ using BlockRowFn = std::function<const uint8_t*(int64_t expert, int64_t row)>;
 // Repacks Q4_K experts into Q4K panels (a re-layout: no requantization). hidden (and ffn for a
 // Q4_K down) must be multiples of 256, as Q4_K rows are. down_q4k: the down rows as Q4_K blocks, or nullptr when down has another type:
 // then down becomes INT8 group-32 panels from down_rows (dequantized F32 rows).
+// act_group: PackedExperts::q4_act_group (32, 64, 128 or 256); the packed bytes do not depend on it.
 std::shared_ptr<PackedExperts> pack_experts_q4k(int64_t n_expert, int64_t hidden, int64_t ffn, const BlockRowFn& gate,
                                                 const BlockRowFn& up, const BlockRowFn* down_q4k,
-                                                const RowFn& down_rows, const CacheKey& cache = {});
+                                                const RowFn& down_rows, const CacheKey& cache = {},
+                                                int act_group = 32);
 // Repacks one dense matrix (parallel over panels); row(0, r, dst) writes row r (k floats).
 std::shared_ptr<PackedLinear> pack_linear(Dtype dtype, int group, int64_t n_out, int64_t k, const RowFn& row,
                                           const CacheKey& cache = {});

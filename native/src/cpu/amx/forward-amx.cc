@@ -90,6 +90,13 @@ inline void silu_mul16(const float* gate, const float* up, float* h) {
   _mm512_storeu_ps(h, _mm512_mul_ps(_mm512_div_ps(g, _mm512_add_ps(_mm512_set1_ps(1.0f), e)), _mm512_loadu_ps(up)));
 }
 
+// scales[0 .. n) per-group slots where groups of `factor` slots were quantized as one (their scale
+// in the first `n / factor` entries): each value into all of its slots (back to front: in place).
+void spread_scales(float* scales, int64_t n, int factor) {
+  if (factor <= 1) return;
+  for (int64_t i = n - 1; i >= 0; --i) scales[i] = scales[i / factor];
+}
+
 std::mutex forward_mutex;  // guards the shared scratch and the stats
 ForwardStats stats;
 
@@ -119,6 +126,9 @@ void experts_forward(const PackedExperts& pe, const ForwardArgs& a) {
   const bool int8 = pe.dtype != Dtype::bf16, q4 = pe.dtype == Dtype::q4k;
   const bool h_int8 = pe.down_dtype != Dtype::bf16;  // else h is BF16 for BF16 down panels
   const bool h_q4 = pe.down_dtype == Dtype::q4k;
+  // Activation quantization groups: x (and h for Q4K down panels) per q4_act_group under Q4K; each
+  // group's scale is then written to all of its per-`group` slots (kernels.h, folded kernels).
+  const int x_group = q4 ? pe.q4_act_group : pe.group, h_group = h_q4 ? pe.q4_act_group : pe.group;
   const int group = pe.group;
   const int min_tokens = a.min_tokens >= 0 ? a.min_tokens : default_min_tokens(pe.dtype);
   const bool amx_ok = available();
@@ -169,6 +179,20 @@ void experts_forward(const PackedExperts& pe, const ForwardArgs& a) {
   for (int64_t e = 0; e < E; ++e)
     for (int64_t r = row_start[e]; r < row_start[e + 1]; r += kRowAlign) block_expert[r / kRowAlign] = int32_t(e);
 
+  // Q4K panel p of w for a row block: the per-32 kernels, or the folded ones (q4_act_group > 32).
+  auto run_q4 = [&](bool use_amx, const int8_t* A, int64_t lda, const float* as, const int32_t* sums, int mrows,
+                    const PackedMatrix& w, int64_t p, float* C) {
+    const uint8_t* panel = w.data + p * w.panel_bytes;
+    const uint8_t* sm = w.q4_sm + p * w.n_groups * 64;
+    const float* dd = w.q4_d + p * (w.k_pad / 256) * 64;
+    if (pe.q4_act_group > 32) {
+      (use_amx ? panel_q4k_folded_amx : panel_q4k_folded_avx512)(A, lda, as, sums, pe.q4_act_group, mrows, panel, sm,
+                                                                 dd, w.n_groups, C);
+    } else {
+      (use_amx ? panel_q4k_amx : panel_q4k_avx512)(A, lda, as, sums, mrows, panel, sm, dd, w.n_groups, C);
+    }
+  };
+
   // 1. Convert.
   parallel_for(int64_t(block_expert.size()), [&](int64_t b, int) {
     const int64_t e = block_expert[b];
@@ -179,7 +203,8 @@ void experts_forward(const PackedExperts& pe, const ForwardArgs& a) {
       const float* x = real ? a.x + pair_tok[pair_start[e] + i] * H : zero_row;
       const int64_t k = real ? H : 0;
       if (int8) {
-        quantize_row_int8(x, k, k_in, group, reinterpret_cast<int8_t*>(act) + r * lda_in, act_scale + r * ng_in);
+        quantize_row_int8(x, k, k_in, x_group, reinterpret_cast<int8_t*>(act) + r * lda_in, act_scale + r * ng_in);
+        spread_scales(act_scale + r * ng_in, k_in / group, x_group / group);
         if (q4) group_sums_int8(reinterpret_cast<int8_t*>(act) + r * lda_in, k_in, group, act_sum + r * ng_in);
       } else {
         convert_row_bf16(x, k, k_in, reinterpret_cast<uint16_t*>(act) + r * lda_in);
@@ -196,16 +221,17 @@ void experts_forward(const PackedExperts& pe, const ForwardArgs& a) {
     int32_t n0;
   };
   std::vector<Task> up_tasks, down_tasks;
+  // h columns per gate+up task: whole h quantization groups.
+  const int64_t up_block = int8 ? std::max(kUpBlockCols, h_group) : kUpBlockCols;
   for (int64_t e = 0; e < E; ++e) {
     if (count[e] == 0) continue;
     const int64_t m_pad = row_start[e + 1] - row_start[e];
     for (int64_t m0 = 0; m0 < m_pad; m0 += kChunkRows) {
-      for (int64_t n0 = 0; n0 < k_h; n0 += (int8 ? std::max(kUpBlockCols, group) : kUpBlockCols))
+      for (int64_t n0 = 0; n0 < k_h; n0 += up_block)
         up_tasks.push_back({int32_t(e), int32_t(m0), int32_t(n0)});
       for (int64_t n0 = 0; n0 < H; n0 += kDownBlockCols) down_tasks.push_back({int32_t(e), int32_t(m0), int32_t(n0)});
     }
   }
-  const int64_t up_block = int8 ? std::max(kUpBlockCols, group) : kUpBlockCols;
   for (int64_t e = 0; e < E; ++e) {
     if (count[e] == 0) continue;
     ++(amx_ok && count[e] >= min_tokens ? stats.experts_amx : stats.experts_avx512);
@@ -232,9 +258,7 @@ void experts_forward(const PackedExperts& pe, const ForwardArgs& a) {
       const uint8_t* panel = w.data + p * w.panel_bytes;
       if (q4) {
         const int8_t* A = reinterpret_cast<const int8_t*>(act) + r0 * lda_in;
-        (use_amx ? panel_q4k_amx : panel_q4k_avx512)(A, lda_in, act_scale + r0 * ng_in, act_sum + r0 * ng_in, mrows,
-                                                    panel, w.q4_sm + p * w.n_groups * 64,
-                                                    w.q4_d + p * (w.k_pad / 256) * 64, w.n_groups, C);
+        run_q4(use_amx, A, lda_in, act_scale + r0 * ng_in, act_sum + r0 * ng_in, mrows, w, p, C);
       } else if (int8) {
         const int8_t* A = reinterpret_cast<const int8_t*>(act) + r0 * lda_in;
         const float* as = act_scale + r0 * ng_in;
@@ -251,7 +275,8 @@ void experts_forward(const PackedExperts& pe, const ForwardArgs& a) {
       const int64_t r = r0 + m;
       if (h_int8) {
         int8_t* hq = reinterpret_cast<int8_t*>(hbuf) + r * lda_h + t.n0;
-        quantize_row_int8(hf + m * ncols, ncols, ncols, group, hq, h_scale + r * ng_h + t.n0 / group);
+        quantize_row_int8(hf + m * ncols, ncols, ncols, h_group, hq, h_scale + r * ng_h + t.n0 / group);
+        spread_scales(h_scale + r * ng_h + t.n0 / group, ncols / group, h_group / group);
         if (h_q4) group_sums_int8(hq, ncols, group, h_sum + r * ng_h + t.n0 / group);
       } else {
         convert_row_bf16(hf + m * ncols, ncols, ncols, reinterpret_cast<uint16_t*>(hbuf) + r * lda_h + t.n0);
@@ -270,9 +295,7 @@ void experts_forward(const PackedExperts& pe, const ForwardArgs& a) {
     const uint8_t* panel = w.data + p * w.panel_bytes;
     if (h_q4) {
       const int8_t* A = reinterpret_cast<const int8_t*>(hbuf) + r0 * lda_h;
-      (use_amx ? panel_q4k_amx : panel_q4k_avx512)(A, lda_h, h_scale + r0 * ng_h, h_sum + r0 * ng_h, mrows, panel,
-                                                  w.q4_sm + p * w.n_groups * 64, w.q4_d + p * (w.k_pad / 256) * 64,
-                                                  w.n_groups, C);
+      run_q4(use_amx, A, lda_h, h_scale + r0 * ng_h, h_sum + r0 * ng_h, mrows, w, p, C);
     } else if (h_int8) {
       const int8_t* A = reinterpret_cast<const int8_t*>(hbuf) + r0 * lda_h;
       const float* as = h_scale + r0 * ng_h;

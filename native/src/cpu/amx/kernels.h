@@ -42,6 +42,20 @@ void panel_q4k_amx(const int8_t* A, int64_t lda, const float* a_scale, const int
                    const uint8_t* panel, const uint8_t* sm, const float* dd, int64_t n_groups, float* C);
 void panel_q4k_avx512(const int8_t* A, int64_t lda, const float* a_scale, const int32_t* a_sum, int mrows,
                       const uint8_t* panel, const uint8_t* sm, const float* dd, int64_t n_groups, float* C);
+// Q4K with activations INT8 per act_group (64, 128 or 256, within one Q4_K super-block; a_scale
+// still has a slot per 32, each group's value in all of its slots, read at the group's first) and
+// the sub-block scales folded into the integer products: the AMX kernel stages, per K step, the
+// bytes of q*sc (<= 945) split into low bytes and high parts and the mins m as B tiles, so three
+// TDPBSUD pairs per step accumulate S = sum x*q*sc and M = sum x*m over the whole activation group
+// and the float pass c += a_scale * (d*S - dmin*M) runs once per act_group instead of per 32 (the
+// arithmetic of llama.cpp's Q4_K x Q8_K at act_group 256). The AVX-512 path makes the same S and M
+// exactly (per-32 sums, then vpmulld) and the same float steps, so the same bits.
+void panel_q4k_folded_amx(const int8_t* A, int64_t lda, const float* a_scale, const int32_t* a_sum, int act_group,
+                          int mrows, const uint8_t* panel, const uint8_t* sm, const float* dd, int64_t n_groups,
+                          float* C);
+void panel_q4k_folded_avx512(const int8_t* A, int64_t lda, const float* a_scale, const int32_t* a_sum,
+                             int act_group, int mrows, const uint8_t* panel, const uint8_t* sm, const float* dd,
+                             int64_t n_groups, float* C);
 // sums[g] = sum of q[g*group .. (g+1)*group) for g < k_pad / group.
 void group_sums_int8(const int8_t* q, int64_t k_pad, int group, int32_t* sums);
 

@@ -111,7 +111,10 @@ void q4_pack(const Q4Plan& p, int64_t e, const BlockRowFn& a, const BlockRowFn* 
 
 std::shared_ptr<PackedExperts> pack_experts_q4k(int64_t n_expert, int64_t hidden, int64_t ffn, const BlockRowFn& gate,
                                                 const BlockRowFn& up, const BlockRowFn* down_q4k,
-                                                const RowFn& down_rows, const CacheKey& cache) {
+                                                const RowFn& down_rows, const CacheKey& cache, int act_group) {
+  if (act_group != 32 && act_group != 64 && act_group != 128 && act_group != 256) {
+    throw std::invalid_argument("AMX Q4K: activation group must be 32, 64, 128 or 256, got " + std::to_string(act_group));
+  }
   if (n_expert <= 0 || hidden <= 0 || ffn <= 0) throw std::invalid_argument("AMX Q4K pack: empty expert shapes");
   // K of a Q4K matrix is whole Q4_K rows: hidden for gate/up, ffn for a Q4_K down.
   if (hidden % QK_K || (down_q4k && ffn % QK_K)) {
@@ -122,6 +125,7 @@ std::shared_ptr<PackedExperts> pack_experts_q4k(int64_t n_expert, int64_t hidden
   pe->dtype = Dtype::q4k;
   pe->down_dtype = down_q4k ? Dtype::q4k : Dtype::int8;
   pe->group = kQ4Group;
+  pe->q4_act_group = act_group;
   pe->n_expert = n_expert;
   pe->hidden = hidden;
   pe->ffn = ffn;

@@ -1,4 +1,4 @@
-// Internal to native/src/cpu/amx: the five AMX tile operations the kernels use, as macros over
+// Internal to native/src/cpu/amx: the six AMX tile operations the kernels use, as macros over
 // the intrinsics, or (MIXTILE_AMX_EMULATE, for testing the kernels' indexing on CPUs without
 // AMX) over a scalar model of the eight 16 x 64-byte tile registers.
 #pragma once
@@ -11,6 +11,7 @@
 #define TILE_ZERO(t) _tile_zero(t)
 #define TILE_DPBF16PS(c, a, b) _tile_dpbf16ps(c, a, b)
 #define TILE_DPBSSD(c, a, b) _tile_dpbssd(c, a, b)
+#define TILE_DPBSUD(c, a, b) _tile_dpbsud(c, a, b)
 #else
 #include <cstring>
 namespace mixtile::amx::emu {
@@ -76,10 +77,23 @@ inline void dpbssd(int c, int a, int b) {
       std::memcpy(&tiles.t[c][m][4 * n], &acc, 4);
     }
 }
+// TDPBSUD: as TDPBSSD with B unsigned (signed activations x unsigned weight bytes).
+inline void dpbsud(int c, int a, int b) {
+  check_shapes(c, a, b);
+  for (int m = 0; m < tiles.rows[c]; ++m)
+    for (int n = 0; n < tiles.colsb[c] / 4; ++n) {
+      int32_t acc;
+      std::memcpy(&acc, &tiles.t[c][m][4 * n], 4);
+      for (int k = 0; k < tiles.rows[b]; ++k)
+        for (int j = 0; j < 4; ++j) acc += int32_t(int8_t(tiles.t[a][m][4 * k + j])) * int32_t(tiles.t[b][k][4 * n + j]);
+      std::memcpy(&tiles.t[c][m][4 * n], &acc, 4);
+    }
+}
 }  // namespace mixtile::amx::emu
 #define TILE_LOAD(t, ptr, stride) ::mixtile::amx::emu::load(t, ptr, stride)
 #define TILE_STORE(t, ptr, stride) ::mixtile::amx::emu::store(t, ptr, stride)
 #define TILE_ZERO(t) ::mixtile::amx::emu::zero(t)
 #define TILE_DPBF16PS(c, a, b) ::mixtile::amx::emu::dpbf16ps(c, a, b)
 #define TILE_DPBSSD(c, a, b) ::mixtile::amx::emu::dpbssd(c, a, b)
+#define TILE_DPBSUD(c, a, b) ::mixtile::amx::emu::dpbsud(c, a, b)
 #endif

@@ -261,12 +261,41 @@ static void test_gemm_f32_and_speed(Rng& rng) {
   std::printf("info: lm_head GEMV 1 x %lld x %lld (bf16): %.1f ms\n", (long long)vocab, (long long)hidden, ms);
 }
 
+// mxc_add_when_ready runs where the host synchronises: a host that synchronises before setting the flag (on a GPU,
+// a wait on itself) finds flag 2 and x untouched instead of hanging; set first, the add runs and clears it.
+static void test_add_when_ready_order(Rng& rng) {
+  const int n = 300;
+  Dev x(n * 4);
+  auto xv = rng.normals(n);
+  x.put(xv);
+  void* pinned = nullptr;
+  MXT_CHECK(mxc_host_alloc(&pinned, n * 4 + 64));
+  auto* sum = static_cast<float*>(pinned);
+  auto* flag = reinterpret_cast<uint32_t*>(sum + n);
+  for (int i = 0; i < n; ++i) sum[i] = 1.f;
+  *flag = 0;
+  MXT_CHECK(mxc_stream_sync(nullptr));
+  MXT_CHECK(mxc_add_when_ready(x.as<float>(), sum, n, flag, nullptr));
+  auto got = x.get<float>(n);  // synchronises with the flag still 0
+  expect("add_when_ready: synchronised before the flag -> flag 2", *flag == 2u, "flag " + std::to_string(*flag));
+  expect("add_when_ready: ... and x untouched", got == xv);
+  *flag = 0;
+  MXT_CHECK(mxc_add_when_ready(x.as<float>(), sum, n, flag, nullptr));
+  *flag = 1;
+  got = x.get<float>(n);
+  bool ok = true;
+  for (int i = 0; i < n; ++i) ok = ok && got[i] == xv[i] + 1.f;
+  expect("add_when_ready: flag set first -> x + sum, flag cleared", ok && *flag == 0u);
+  MXT_CHECK(mxc_host_free(pinned));
+}
+
 int main() {
   Rng rng(20261125);
   test_capacity();
   test_ranges();
   test_graph_semantics(rng);
   test_deferred(rng);
+  test_add_when_ready_order(rng);
   test_events();
   test_device();
   test_gemm_f32_and_speed(rng);

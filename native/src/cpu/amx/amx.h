@@ -43,7 +43,8 @@ namespace mixtile::amx {
 // the Q4_K sub-block scale and min as 6-bit integers (q4_sm [panel][group][sc 32 | m 32] bytes),
 // per (column, 256-K super-block) d and dmin as F32 (q4_d [panel][super][d 32 | dmin 32]); so
 // w = d*sc*q - dmin*m exactly as Q4_K dequantizes. 0.59 bytes per weight (Q4_K 0.5625, INT8
-// panels 1.125). Activations: INT8 per token per 32-K group plus the group's integer sum.
+// panels 1.125). Activations: INT8 per token per 32-K group plus the group's integer sum, or per
+// 64/128/256 for the folded kernels (PackedExperts::q4_act_group).
 enum class Dtype : int { bf16 = 0, int8 = 1, q4k = 2 };
 
 // Bumped whenever the packed bytes of a given source change (panel layout, rounding, scales):

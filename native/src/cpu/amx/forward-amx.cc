@@ -7,7 +7,9 @@
 //   2 gate+up  tasks = (expert, 128-row chunk, 64-column block of ffn): the block's 4 fused
 //              panels (gate+up rows for 64 h columns, 2 x 64 x hidden weights, 512 KiB BF16 at
 //              hidden 2048) stay in L2 while the row chunk runs over them; h is written already
-//              converted for down (a 64-column block is one INT8 group of 64, or two of 32).
+//              converted for down (a 64-column block is one INT8 group of 64, or two of 32; the
+//              block widens to h's quantization group where that is larger: INT8 g128/g256,
+//              Q4K activations per 128/256).
 //   3 down     tasks = (expert, 128-row chunk, 128-column block of hidden): Y_pairs rows.
 //   4 sum      tasks = token blocks: y[t] = sum_j Y_pairs[pair(t, j)].
 // Splitting N (and M for big experts) across threads keeps each weight block in one core's L2;

@@ -1,0 +1,44 @@
+// One attention entry over one prefill chunk (or a decode token) of a Qwen3-30B-A3B layer (32 heads,
+// 4 KV heads, head dim 128) at one cache depth, for A/B runs across addons (MIXTILE_ADDON) that a
+// shell loop alternates; attention-bench.ts alternates the entries of one addon instead. Prints the
+// median of `reps` calls after a first that warms up: GFLOP per CPU-second of this process, i.e. per
+// core, which the load of a shared box disturbs less than wall time, and wall microseconds.
+//   node --import tsx bench/kernels/attention-one.ts <entry> [kv=f16] [depth=1536] [reps=3] [tokens=512]
+// Entries run by name (attentionKernels()), so flash-avx512bf16 takes an F16 cache here.
+import { attentionKernelRun } from '../../src/native/attention.ts';
+import { kvCacheCreate, kvCacheDispose, kvCacheWrite, type KvCacheShape } from '../../src/native/kv-cache.ts';
+
+const name = process.argv[2];
+if (!name) throw new Error('usage: attention-one.ts <entry> [kv] [depth] [reps] [tokens]');
+const kvType = (process.argv[3] ?? 'f16') as KvCacheShape['type'];
+const depth = Number(process.argv[4] ?? 1536);
+const reps = Number(process.argv[5] ?? 3);
+const n = Number(process.argv[6] ?? 512);
+const nHeads = 32, nKvHeads = 4, headDim = 128, ctx = depth + n, kvDim = nKvHeads * headDim;
+
+const kv = kvCacheCreate({ type: kvType, nSeq: 1, nLayers: 1, ctx, nKvHeads, headDim });
+const K = new Float32Array(ctx * kvDim).map(() => Math.random() * 2 - 1);
+const V = new Float32Array(ctx * kvDim).map(() => Math.random() * 2 - 1);
+kvCacheWrite(kv, 0, ctx, new Int32Array(ctx), Int32Array.from({ length: ctx }, (_, i) => i), K, V);
+const q = new Float32Array(n * nHeads * headDim).map(() => Math.random() * 2 - 1);
+const out = new Float32Array(q.length);
+const pos = Int32Array.from({ length: n }, (_, i) => depth + i);
+let visible = 0;
+for (const p of pos) visible += p + 1;
+const flop = 2 * 2 * nHeads * headDim * visible;
+const cpuMs: number[] = [];
+const wallUs: number[] = [];
+for (let r = 0; r <= reps; r++) {
+  const c0 = process.cpuUsage();
+  const t0 = process.hrtime.bigint();
+  if (!attentionKernelRun(name, kv, 0, n, nHeads, q, out, pos, new Int32Array(n))) throw new Error(`${name} declines this call`);
+  const wall = Number(process.hrtime.bigint() - t0) / 1e3;
+  const c = process.cpuUsage(c0);
+  if (r > 0) cpuMs.push((c.user + c.system) / 1e3), wallUs.push(wall);
+}
+const median = (v: number[]): number => v.sort((a, b) => a - b)[v.length >> 1]!;
+console.log(
+  `${name} kv ${kvType} tokens ${n} depth ${depth}: ${(flop / median(cpuMs) / 1e6).toFixed(1)} GFLOP per CPU-s, ` +
+    `${median(wallUs).toFixed(0)} us`,
+);
+kvCacheDispose(kv);

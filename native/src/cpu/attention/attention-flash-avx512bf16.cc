@@ -12,8 +12,6 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
-#include <new>
-#include <vector>
 
 #include "cpu/attention/attention-flash-simd.h"
 #include "cpu/attention/attention-flash.h"
@@ -64,7 +62,8 @@ void load_k(const uint16_t* base, int64_t row0, int64_t stride, int bt, int d, u
       std::memcpy(dst + t * d, src, size_t(d) * 2);
     } else {
       for (int c = 0; c < d; c += 16) {
-        const __m256bh x = _mm512_cvtneps_pbh(_mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + c))));
+        const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + c));
+        const __m256bh x = _mm512_cvtneps_pbh(_mm512_cvtph_ps(h));
         _mm256_store_si256(reinterpret_cast<__m256i*>(dst + t * d + c), reinterpret_cast<__m256i>(x));
       }
     }
@@ -296,8 +295,9 @@ void run(const AttentionArgs& a) {
 }  // namespace
 
 bool attention_flash_avx512bf16_accepts(const AttentionArgs& a) {
-  return (a.kv_type == KvType::bf16 || (a.kv_type == KvType::f16 && a.bf16_dots)) && a.head_dim % 16 == 0 && a.head_dim <= D_MAX &&
-         a.n_heads / a.n_kv_heads <= FLASH_MAX_ROWS && flash_worth_it(a, pool_threads());
+  const bool kv = a.kv_type == KvType::bf16 || (a.kv_type == KvType::f16 && a.bf16_dots);
+  return kv && a.head_dim % 16 == 0 && a.head_dim <= D_MAX && a.n_heads / a.n_kv_heads <= FLASH_MAX_ROWS &&
+         flash_worth_it(a, pool_threads());
 }
 
 void attention_flash_avx512bf16(const AttentionArgs& a) {

@@ -55,14 +55,18 @@ void update_scale(double& scale, double measured_ms, double predicted_ms) {
 ExpertCostParams calibrate_expert_cost(GpuExperts& gpu, const GpuExpertWeights& gw, const ExpertsWeights& ew) {
   ExpertCostParams p;
   const CudaApi& api = gpu.api();
-  // CPU: 1 token on each of up to 16 experts (weights streamed once each), then 128 tokens on each of 4.
-  const int64_t E = ew.n_expert, few = std::min<int64_t>(16, E), many = std::min<int64_t>(4, E), R = 128;
+  // CPU: 1 token on each of up to 16 experts (weights streamed once each), then 32 tokens on each of up to 64: the
+  // shape of a prefill call (512 tokens x top-8 of 128 give ~32 an expert), with experts enough to keep every pool
+  // thread busy as the real call does. 128 tokens on 4 experts measured 8.3 us a row on the H100 machine where the
+  // 512-token call needs ~1.5 (bench/RESULTS.md "Last device call of session 4"): the split then gave the CPU 5% of
+  // the experts, and pp512 went 1515 -> 1986 t/s with MIXTILE_EXPERT_COST=cpu_row_us=1.5.
+  const int64_t E = ew.n_expert, few = std::min<int64_t>(16, E), many = std::min<int64_t>(64, E), R = 32;
   std::vector<int32_t> ids1(static_cast<size_t>(few)), ids2(static_cast<size_t>(many * R));
   for (int64_t i = 0; i < few; ++i) ids1[size_t(i)] = int32_t(i);
   for (int64_t i = 0; i < many * R; ++i) ids2[size_t(i)] = int32_t(i % many);
   time_cpu(ew, ids2, 1);  // warm the pool, the scratch and the AMX tile state
   p.cpu_base_us = time_cpu(ew, ids1, 3) / double(few) * 1e6;
-  p.cpu_row_us = std::max(0.0, (time_cpu(ew, ids2, 2) * 1e6 - double(many) * p.cpu_base_us) / double(many * (R - 1)));
+  p.cpu_row_us = std::max(0.0, (time_cpu(ew, ids2, 3) * 1e6 - double(many) * p.cpu_base_us) / double(many * (R - 1)));
   // GPU: PCIe from these weights, one expert's compute at 1 and 256 tokens.
   p.pcie_gbps = gpu.measure_h2d_gbps(gw, size_t(256) << 20);
   const double g1 = gpu.measure_expert_s(gw, 1), g256 = gpu.measure_expert_s(gw, 256);

@@ -27,7 +27,7 @@ struct ExpertsSplitResult {
   double cpu_ms = 0;     // measured: the CPU experts part (wall clock)
 };
 
-// Measures the cost model's constants on this layer's weights (CPU kernel at 1 and 128 tokens per
+// Measures the cost model's constants on this layer's weights (CPU kernel at 1 and 32 tokens per
 // expert, PCIe H2D from the weights, GPU expert at 1 and 256 tokens, one small whole call), then
 // applies MIXTILE_EXPERT_COST. Tens of milliseconds; the GPU's scratch grows to those sizes.
 ExpertCostParams calibrate_expert_cost(GpuExperts& gpu, const GpuExpertWeights& gw, const ExpertsWeights& ew);

@@ -11,13 +11,14 @@
 #include <string>
 
 #include "common.h"
+#include "timing.h"
 #include "cpu/amx/kernels.h"
 #include "cpu/dequant/dequant.h"
 #include "tensor.h"
 #include "threadpool.h"
 
 using mixtile::amx::Dtype;
-using Clock = std::chrono::steady_clock;
+using bench::Clock;
 
 namespace {
 
@@ -25,57 +26,11 @@ constexpr int64_t E = 128, H = 2048, F = 768;
 constexpr double kPeakBf16 = 14.7e12, kPeakInt8 = 28.7e12;  // anchor README, 16 threads, register-resident
 constexpr double kDramBytesPerS = 106e9;                     // anchor README, 16 threads
 
-double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
-
-// Median of `reps` timed runs after 2 warm-ups, in seconds.
-double time_forward(const mixtile::amx::PackedExperts& pe, const float* x, int64_t n, const std::vector<int32_t>& ids,
-                    const std::vector<float>& w, int top_k, float* y, int min_tokens, int reps = 7) {
-  mixtile::amx::ForwardArgs a{x, n, ids.data(), w.data(), top_k, y, min_tokens};
-  for (int i = 0; i < 2; ++i) mixtile::amx::experts_forward(pe, a);
-  std::vector<double> t;
-  for (int i = 0; i < reps; ++i) {
-    const auto t0 = Clock::now();
-    mixtile::amx::experts_forward(pe, a);
-    t.push_back(seconds_since(t0));
-  }
-  std::sort(t.begin(), t.end());
-  return t[t.size() / 2];
-}
-
-struct Routing {
-  std::vector<int32_t> ids;
-  std::vector<float> w;
-};
-
-// Each token picks top_k distinct random experts.
-Routing random_routing(int64_t n, int top_k, uint64_t seed) {
-  bench::Rng r(seed);
-  Routing rt;
-  for (int64_t t = 0; t < n; ++t) {
-    std::vector<int32_t> used;
-    while (int(used.size()) < top_k) {
-      const int32_t e = int32_t(r.next() % uint64_t(E));
-      if (std::find(used.begin(), used.end(), e) == used.end()) used.push_back(e);
-    }
-    for (int32_t e : used) {
-      rt.ids.push_back(e);
-      rt.w.push_back(0.125f);
-    }
-  }
-  return rt;
-}
-
-// n = m * E / top_k tokens, token t -> experts (t * top_k + j) mod E: every expert gets exactly m.
-Routing uniform_routing(int64_t m, int top_k) {
-  Routing rt;
-  const int64_t n = m * E / top_k;
-  for (int64_t t = 0; t < n; ++t)
-    for (int j = 0; j < top_k; ++j) {
-      rt.ids.push_back(int32_t((t * top_k + j) % E));
-      rt.w.push_back(0.125f);
-    }
-  return rt;
-}
+using bench::random_routing;
+using bench::Routing;
+using bench::seconds_since;
+using bench::time_forward;
+using bench::uniform_routing;
 
 std::string cpu_model() {
   std::ifstream f("/proc/cpuinfo");

@@ -59,6 +59,31 @@ inline void unpack_step(const uint8_t* src, int8_t* dst) {
     }
 }
 
+// One K step of the AVX-512 paths over a Q4K panel: the step's nibbles (two column tiles of 16; low nibbles the
+// first 32 K of the step, high the next 32) times R activation rows, int32 sums into ai[half][row][tile].
+template <int R>
+inline void q4_step_dots(const uint8_t* bp, const int8_t* ak, int64_t lda, __m512i (&ai)[2][R][2]) {
+  const __m512i m4 = _mm512_set1_epi8(0x0F);
+  for (auto& h : ai)
+    for (auto& r : h) r[0] = r[1] = _mm512_setzero_si512();
+  for (int kq = 0; kq < 8; ++kq) {
+    const __m512i p0 = _mm512_load_si512(bp + kq * 64);
+    const __m512i p1 = _mm512_load_si512(bp + kQ4TileBytes + kq * 64);
+    const __m512i lo0 = _mm512_and_si512(p0, m4), hi0 = _mm512_and_si512(_mm512_srli_epi16(p0, 4), m4);
+    const __m512i lo1 = _mm512_and_si512(p1, m4), hi1 = _mm512_and_si512(_mm512_srli_epi16(p1, 4), m4);
+    for (int i = 0; i < R; ++i) {
+      int32_t ql, qh;
+      std::memcpy(&ql, ak + i * lda + 4 * kq, 4);
+      std::memcpy(&qh, ak + i * lda + 32 + 4 * kq, 4);
+      const __m512i xl = _mm512_set1_epi32(ql), xh = _mm512_set1_epi32(qh);
+      ai[0][i][0] = _mm512_dpbusd_epi32(ai[0][i][0], lo0, xl);
+      ai[0][i][1] = _mm512_dpbusd_epi32(ai[0][i][1], lo1, xl);
+      ai[1][i][0] = _mm512_dpbusd_epi32(ai[1][i][0], hi0, xh);
+      ai[1][i][1] = _mm512_dpbusd_epi32(ai[1][i][1], hi1, xh);
+    }
+  }
+}
+
 }  // namespace
 
 void panel_q4k_amx(const int8_t* A, int64_t lda, const float* a_scale, const int32_t* a_sum, int mrows,
@@ -129,7 +154,6 @@ void panel_q4k_avx512(const int8_t* A, int64_t lda, const float* a_scale, const 
                       const uint8_t* panel, const uint8_t* sm, const float* dd, int64_t n_groups, float* C) {
   const int mr = (mrows + 3) & ~3;
   const int64_t k_steps = n_groups / 2;
-  const __m512i m4 = _mm512_set1_epi8(0x0F);
   for (int m = 0; m < mr; m += 4) {
     __m512 acc[4][2];
     for (auto& r : acc) r[0] = r[1] = _mm512_setzero_ps();
@@ -139,24 +163,7 @@ void panel_q4k_avx512(const int8_t* A, int64_t lda, const float* a_scale, const 
       if (m == 0) prefetch_q4(bp);
       const int8_t* ak = a + ks * kInt8Step;
       __m512i ai[2][4][2];  // [group half][row][column tile]
-      for (auto& h : ai)
-        for (auto& r : h) r[0] = r[1] = _mm512_setzero_si512();
-      for (int kq = 0; kq < 8; ++kq) {
-        const __m512i p0 = _mm512_load_si512(bp + kq * 64);
-        const __m512i p1 = _mm512_load_si512(bp + kQ4TileBytes + kq * 64);
-        const __m512i lo0 = _mm512_and_si512(p0, m4), hi0 = _mm512_and_si512(_mm512_srli_epi16(p0, 4), m4);
-        const __m512i lo1 = _mm512_and_si512(p1, m4), hi1 = _mm512_and_si512(_mm512_srli_epi16(p1, 4), m4);
-        for (int i = 0; i < 4; ++i) {
-          int32_t ql, qh;
-          std::memcpy(&ql, ak + i * lda + 4 * kq, 4);
-          std::memcpy(&qh, ak + i * lda + 32 + 4 * kq, 4);
-          const __m512i xl = _mm512_set1_epi32(ql), xh = _mm512_set1_epi32(qh);
-          ai[0][i][0] = _mm512_dpbusd_epi32(ai[0][i][0], lo0, xl);
-          ai[0][i][1] = _mm512_dpbusd_epi32(ai[0][i][1], lo1, xl);
-          ai[1][i][0] = _mm512_dpbusd_epi32(ai[1][i][0], hi0, xh);
-          ai[1][i][1] = _mm512_dpbusd_epi32(ai[1][i][1], hi1, xh);
-        }
-      }
+      q4_step_dots<4>(bp, ak, lda, ai);
       const GroupScales lo = group_scales(sm, dd, 2 * ks), hi = group_scales(sm, dd, 2 * ks + 1);
       for (int i = 0; i < 4; ++i) {
         const int64_t gi = int64_t(m + i) * n_groups + 2 * ks;
@@ -311,7 +318,6 @@ void panel_q4k_folded_avx512(const int8_t* A, int64_t lda, const float* a_scale,
   const int mr = (mrows + 3) & ~3;
   const int gsteps = act_group / kInt8Step;
   const int64_t k_steps = n_groups / 2;
-  const __m512i m4 = _mm512_set1_epi8(0x0F);
   auto u8x16 = [](const uint8_t* p) { return _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))); };
   for (int m = 0; m < mr; m += 2) {
     __m512 acc[2][2];
@@ -325,24 +331,7 @@ void panel_q4k_folded_avx512(const int8_t* A, int64_t lda, const float* a_scale,
         if (m == 0) prefetch_q4(bp);
         const int8_t* ak = a + ks * kInt8Step;
         __m512i ai[2][2][2];  // [group half][row][column tile]
-        for (auto& h : ai)
-          for (auto& r : h) r[0] = r[1] = _mm512_setzero_si512();
-        for (int kq = 0; kq < 8; ++kq) {
-          const __m512i p0 = _mm512_load_si512(bp + kq * 64);
-          const __m512i p1 = _mm512_load_si512(bp + kQ4TileBytes + kq * 64);
-          const __m512i lo0 = _mm512_and_si512(p0, m4), hi0 = _mm512_and_si512(_mm512_srli_epi16(p0, 4), m4);
-          const __m512i lo1 = _mm512_and_si512(p1, m4), hi1 = _mm512_and_si512(_mm512_srli_epi16(p1, 4), m4);
-          for (int i = 0; i < 2; ++i) {
-            int32_t ql, qh;
-            std::memcpy(&ql, ak + i * lda + 4 * kq, 4);
-            std::memcpy(&qh, ak + i * lda + 32 + 4 * kq, 4);
-            const __m512i xl = _mm512_set1_epi32(ql), xh = _mm512_set1_epi32(qh);
-            ai[0][i][0] = _mm512_dpbusd_epi32(ai[0][i][0], lo0, xl);
-            ai[0][i][1] = _mm512_dpbusd_epi32(ai[0][i][1], lo1, xl);
-            ai[1][i][0] = _mm512_dpbusd_epi32(ai[1][i][0], hi0, xh);
-            ai[1][i][1] = _mm512_dpbusd_epi32(ai[1][i][1], hi1, xh);
-          }
-        }
+        q4_step_dots<2>(bp, ak, lda, ai);
         for (int h = 0; h < 2; ++h) {
           const uint8_t* g = sm + (2 * ks + h) * 64;
           const __m512i sc0 = u8x16(g), sc1 = u8x16(g + 16), mn0 = u8x16(g + 32), mn1 = u8x16(g + 48);

@@ -6,30 +6,20 @@
 // Threads: MIXTILE_THREADS. Addon: MIXTILE_ADDON. Entries run by name, so flash-avx512bf16 shows
 // over an F16 cache too, which the dispatch gives it only with MIXTILE_ATTENTION_BF16=1.
 import { attentionKernelRun, attentionKernels } from '../../src/native/attention.ts';
-import { kvCacheCreate, kvCacheDispose, kvCacheWrite, type KvCacheShape } from '../../src/native/kv-cache.ts';
+import { kvCacheDispose, type KvCacheShape } from '../../src/native/kv-cache.ts';
+import { attentionSetup, chunkAt, nHeads } from './attention-setup.ts';
 
 const reps = Number(process.argv[2] ?? 7);
 const kvType = (process.argv[3] ?? 'f16') as KvCacheShape['type'];
 const n = Number(process.argv[4] ?? 512);
 const depths = (process.argv[5] ?? '0,1536').split(',').map(Number);
-const nHeads = 32, nKvHeads = 4, headDim = 128;
-const ctx = Math.max(...depths) + n;
-const kvDim = nKvHeads * headDim;
 
-const kv = kvCacheCreate({ type: kvType, nSeq: 1, nLayers: 1, ctx, nKvHeads, headDim });
-const K = new Float32Array(ctx * kvDim).map(() => Math.random() * 2 - 1);
-const V = new Float32Array(ctx * kvDim).map(() => Math.random() * 2 - 1);
-kvCacheWrite(kv, 0, ctx, new Int32Array(ctx), Int32Array.from({ length: ctx }, (_, i) => i), K, V);
-const q = new Float32Array(n * nHeads * headDim).map(() => Math.random() * 2 - 1);
-const out = new Float32Array(q.length);
+const { kv, q, out } = attentionSetup(kvType, Math.max(...depths) + n, n);
 const seq = new Int32Array(n);
 const names = attentionKernels().filter((k) => k !== 'scalar');
 
 for (const depth of depths) {
-  const pos = Int32Array.from({ length: n }, (_, i) => depth + i);
-  let visible = 0;
-  for (const p of pos) visible += p + 1;
-  const flop = 2 * 2 * nHeads * headDim * visible;
+  const { pos, flop } = chunkAt(depth, n);
   const ms = new Map<string, number[]>(names.map((k) => [k, []]));
   const cpu = new Map<string, number[]>(names.map((k) => [k, []]));
   for (let r = 0; r < reps + 1; r++) {

@@ -6,7 +6,8 @@
 //   node --import tsx bench/kernels/attention-one.ts <entry> [kv=f16] [depth=1536] [reps=3] [tokens=512]
 // Entries run by name (attentionKernels()), so flash-avx512bf16 takes an F16 cache here.
 import { attentionKernelRun } from '../../src/native/attention.ts';
-import { kvCacheCreate, kvCacheDispose, kvCacheWrite, type KvCacheShape } from '../../src/native/kv-cache.ts';
+import { kvCacheDispose, type KvCacheShape } from '../../src/native/kv-cache.ts';
+import { attentionSetup, chunkAt, nHeads } from './attention-setup.ts';
 
 const name = process.argv[2];
 if (!name) throw new Error('usage: attention-one.ts <entry> [kv] [depth] [reps] [tokens]');
@@ -14,18 +15,9 @@ const kvType = (process.argv[3] ?? 'f16') as KvCacheShape['type'];
 const depth = Number(process.argv[4] ?? 1536);
 const reps = Number(process.argv[5] ?? 3);
 const n = Number(process.argv[6] ?? 512);
-const nHeads = 32, nKvHeads = 4, headDim = 128, ctx = depth + n, kvDim = nKvHeads * headDim;
 
-const kv = kvCacheCreate({ type: kvType, nSeq: 1, nLayers: 1, ctx, nKvHeads, headDim });
-const K = new Float32Array(ctx * kvDim).map(() => Math.random() * 2 - 1);
-const V = new Float32Array(ctx * kvDim).map(() => Math.random() * 2 - 1);
-kvCacheWrite(kv, 0, ctx, new Int32Array(ctx), Int32Array.from({ length: ctx }, (_, i) => i), K, V);
-const q = new Float32Array(n * nHeads * headDim).map(() => Math.random() * 2 - 1);
-const out = new Float32Array(q.length);
-const pos = Int32Array.from({ length: n }, (_, i) => depth + i);
-let visible = 0;
-for (const p of pos) visible += p + 1;
-const flop = 2 * 2 * nHeads * headDim * visible;
+const { kv, q, out } = attentionSetup(kvType, depth + n, n);
+const { pos, flop } = chunkAt(depth, n);
 const cpuMs: number[] = [];
 const wallUs: number[] = [];
 for (let r = 0; r <= reps; r++) {

@@ -8,9 +8,11 @@
 #include <string>
 
 #include "cpu/attention/attention.h"
+#include "cpu/call-scratch.h"
 #include "cpu/linear/linear-cost.h"
 #include "cpu/dequant/dequant.h"
 #include "cpu/norm/norm.h"
+#include "cpu/norm/residual.h"
 #include "cpu/profile/op-profile.h"
 #include "cpu/rope/rope.h"
 #include "threadpool.h"
@@ -87,9 +89,9 @@ void attention_block_forward(const AttentionLayer& L, KvCache& kv, float* x, int
                              const int32_t* seq) {
   const int64_t hidden = L.hidden, d = L.head_dim;
   const int64_t q_dim = L.n_heads * d, kv_dim = L.n_kv_heads * d;
-  // One scratch allocation per call: h [n, hidden], q/att [n, q_dim], k/v [n, kv_dim].
-  std::vector<float> buf(static_cast<size_t>(n * (hidden * 2 + q_dim * 2 + kv_dim * 2)));
-  float* h = buf.data();
+  // One scratch region per call, reused across calls: h [n, hidden], q/att [n, q_dim], k/v [n, kv_dim], o [n, hidden].
+  thread_local CallScratch scratch;
+  float* h = scratch.floats(static_cast<size_t>(n * (hidden * 2 + q_dim * 2 + kv_dim * 2)));
   float* q = h + n * hidden;
   float* att = q + n * q_dim;
   float* k = att + n * q_dim;
@@ -148,7 +150,7 @@ void attention_block_forward(const AttentionLayer& L, KvCache& kv, float* x, int
 
   OpTimer t_o(Op::attn_o);
   linear_forward(*L.wo, att, n, o);
-  for (int64_t i = 0; i < n * hidden; ++i) x[i] += o[i];
+  residual_add(x, o, n, hidden);
   t_o.set(linear_bytes(*L.wo), linear_flops(*L.wo, n));
 }
 

@@ -7,8 +7,10 @@
 #include <string>
 
 #include "cpu/attention/attention-block.h"
+#include "cpu/call-scratch.h"
 #include "cpu/linear/linear-cost.h"
 #include "cpu/norm/norm.h"
+#include "cpu/norm/residual.h"
 #include "cpu/profile/op-profile.h"
 
 namespace mixtile {
@@ -82,35 +84,38 @@ static uint64_t experts_bytes(const ExpertsWeights& ew, const std::vector<int32_
 
 void ffn_block_forward(const FfnBlock& b, float* x, int64_t n) {
   const int64_t hidden = b.hidden;
-  std::vector<float> h(static_cast<size_t>(n * hidden)), y(static_cast<size_t>(n * hidden));
+  // h and y [n, hidden] in scratch reused across calls.
+  thread_local CallScratch scratch;
+  float* h = scratch.floats(static_cast<size_t>(2 * n * hidden));
+  float* y = h + n * hidden;
   if (b.experts) {
     const ExpertsWeights& ew = *b.experts;
     OpTimer t_route(Op::ffn_router);
-    rms_norm(x, b.norm.data(), h.data(), n, hidden, b.eps);
+    rms_norm(x, b.norm.data(), h, n, hidden, b.eps);
     std::vector<int32_t> ids(size_t(n * b.top_k));
     std::vector<float> w(size_t(n * b.top_k));
-    moe_route(ew, h.data(), n, b.top_k, b.norm_topk_prob, ids.data(), w.data());
+    moe_route(ew, h, n, b.top_k, b.norm_topk_prob, ids.data(), w.data());
     t_route.set(uint64_t(ew.router.size()) * 4, 2 * uint64_t(n) * uint64_t(ew.router.size()));
     t_route.stop();
     OpTimer t_exp(Op::ffn_experts);
-    moe_forward_routed(ew, h.data(), n, ids.data(), w.data(), b.top_k, y.data());
-    for (int64_t i = 0; i < n * hidden; ++i) x[i] += y[size_t(i)];
+    moe_forward_routed(ew, h, n, ids.data(), w.data(), b.top_k, y);
+    residual_add(x, y, n, hidden);
     if (op_profile_enabled()) t_exp.set(experts_bytes(ew, ids), 6 * uint64_t(n * b.top_k) * uint64_t(ew.hidden * ew.ffn));
     return;
   }
   OpTimer t_dense(Op::ffn_dense);
-  rms_norm(x, b.norm.data(), h.data(), n, hidden, b.eps);
+  rms_norm(x, b.norm.data(), h, n, hidden, b.eps);
   {
     const int64_t ffn = b.gate->m;
     std::vector<float> g(static_cast<size_t>(n * ffn)), u(static_cast<size_t>(n * ffn));
-    linear_forward(*b.gate, h.data(), n, g.data());
-    linear_forward(*b.up, h.data(), n, u.data());
+    linear_forward(*b.gate, h, n, g.data());
+    linear_forward(*b.up, h, n, u.data());
     for (int64_t i = 0; i < n * ffn; ++i) g[size_t(i)] = g[size_t(i)] / (1.0f + std::exp(-g[size_t(i)])) * u[size_t(i)];
-    linear_forward(*b.down, g.data(), n, y.data());
+    linear_forward(*b.down, g.data(), n, y);
     t_dense.set(linear_bytes(*b.gate) + linear_bytes(*b.up) + linear_bytes(*b.down),
                 linear_flops(*b.gate, n) + linear_flops(*b.up, n) + linear_flops(*b.down, n));
   }
-  for (int64_t i = 0; i < n * hidden; ++i) x[i] += y[size_t(i)];
+  residual_add(x, y, n, hidden);
 }
 
 std::shared_ptr<LmHead> lm_head_create(float eps, const Weight& norm, const Weight& out, const std::string& backend) {

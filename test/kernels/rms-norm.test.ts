@@ -13,6 +13,9 @@ const SHAPES: Array<[number, number]> = [
   [36, 128],
   [1, 2048],
   [2, 2051],
+  // 64K+ elements: chunks of 16 rows on the pool, the last one partial.
+  [77, 1000],
+  [520, 128],
 ];
 const SCALES = [1e-3, 1, 300];
 const EPS = 1e-6;

@@ -9,6 +9,7 @@
 
 #include "cpu/amx/kernels.h"
 #include "cpu/amx/tile-ops.h"
+#include "cpu/amx/tile-steps.h"
 
 namespace mixtile::amx {
 
@@ -204,24 +205,7 @@ void panel_int8_amx_g32(const int8_t* A, int64_t lda, const float* a_scale, int 
       for (int64_t ks = k0; ks < k1; ++ks) {
         const uint8_t* bp = panel + ks * kStepBytes;
         if (m == 0) prefetch_ahead(bp);
-        TILE_ZERO(0);
-        TILE_ZERO(1);
-        TILE_ZERO(2);
-        TILE_ZERO(3);
-        TILE_LOAD(4, a0 + ks * kInt8Step, lda);
-        TILE_LOAD(5, a0 + ks * kInt8Step + 32, lda);
-        TILE_LOAD(6, bp, 64);                    // tile0 quads 0-7
-        TILE_LOAD(7, bp + kTileBytes, 64);       // tile1 quads 0-7
-        TILE_DPBSSD(0, 4, 6);
-        TILE_DPBSSD(1, 4, 7);
-        TILE_LOAD(6, bp + 512, 64);               // tile0 quads 8-15
-        TILE_LOAD(7, bp + kTileBytes + 512, 64);  // tile1 quads 8-15
-        TILE_DPBSSD(2, 5, 6);
-        TILE_DPBSSD(3, 5, 7);
-        TILE_STORE(0, S[0], 128);
-        TILE_STORE(1, S[0] + 16, 128);
-        TILE_STORE(2, S[1], 128);
-        TILE_STORE(3, S[1] + 16, 128);
+        tile_step_half_k(a0 + ks * kInt8Step, lda, bp, S[0], S[1]);
         scale_accumulate_halves(S[0], S[1], rows, as + 2 * ks, n_groups, w_scale + 2 * ks * kPanelCols, c);
       }
     }

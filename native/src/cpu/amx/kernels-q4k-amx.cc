@@ -8,6 +8,7 @@
 
 #include "cpu/amx/kernels.h"
 #include "cpu/amx/tile-ops.h"
+#include "cpu/amx/tile-steps.h"
 
 namespace mixtile::amx {
 
@@ -111,24 +112,7 @@ void panel_q4k_amx(const int8_t* A, int64_t lda, const float* a_scale, const int
       const int64_t r0 = int64_t(m) * 16 * n_groups;
       for (int64_t ks = k0; ks < k1; ++ks) {
         const int8_t* bp = stage[ks - k0];
-        TILE_ZERO(0);
-        TILE_ZERO(1);
-        TILE_ZERO(2);
-        TILE_ZERO(3);
-        TILE_LOAD(4, a0 + ks * kInt8Step, lda);
-        TILE_LOAD(5, a0 + ks * kInt8Step + 32, lda);
-        TILE_LOAD(6, bp, 64);                    // tile0 quads 0-7 (group 2ks)
-        TILE_LOAD(7, bp + kTileBytes, 64);       // tile1 quads 0-7
-        TILE_DPBSSD(0, 4, 6);
-        TILE_DPBSSD(1, 4, 7);
-        TILE_LOAD(6, bp + 512, 64);               // tile0 quads 8-15 (group 2ks + 1)
-        TILE_LOAD(7, bp + kTileBytes + 512, 64);  // tile1 quads 8-15
-        TILE_DPBSSD(2, 5, 6);
-        TILE_DPBSSD(3, 5, 7);
-        TILE_STORE(0, S[0], 128);
-        TILE_STORE(1, S[0] + 16, 128);
-        TILE_STORE(2, S[1], 128);
-        TILE_STORE(3, S[1] + 16, 128);
+        tile_step_half_k(a0 + ks * kInt8Step, lda, bp, S[0], S[1]);
         const GroupScales& lo = gs[2 * (ks - k0)];
         const GroupScales& hi = gs[2 * (ks - k0) + 1];
         for (int r = 0; r < rows; ++r) {

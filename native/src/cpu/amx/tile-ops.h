@@ -64,31 +64,25 @@ inline void dpbf16ps(int c, int a, int b) {
       std::memcpy(&tiles.t[c][m][4 * n], &acc, 4);
     }
 }
-// TDPBSSD: C[m][n] += sum_k A[m][4k+j] * B[k][4n+j] (signed x signed, int32 accumulate), k < B rows.
-inline void dpbssd(int c, int a, int b) {
+// TDPBSSD / TDPBSUD: C[m][n] += sum_k A[m][4k+j] * B[k][4n+j] (A signed; B signed, or unsigned weight bytes
+// for TDPBSUD; int32 accumulate), k < B rows.
+template <bool B_SIGNED>
+inline void dp_int8(int c, int a, int b) {
   check_shapes(c, a, b);
   for (int m = 0; m < tiles.rows[c]; ++m)
     for (int n = 0; n < tiles.colsb[c] / 4; ++n) {
       int32_t acc;
       std::memcpy(&acc, &tiles.t[c][m][4 * n], 4);
       for (int k = 0; k < tiles.rows[b]; ++k)
-        for (int j = 0; j < 4; ++j)
-          acc += int32_t(int8_t(tiles.t[a][m][4 * k + j])) * int32_t(int8_t(tiles.t[b][k][4 * n + j]));
+        for (int j = 0; j < 4; ++j) {
+          const uint8_t bv = tiles.t[b][k][4 * n + j];
+          acc += int32_t(int8_t(tiles.t[a][m][4 * k + j])) * (B_SIGNED ? int32_t(int8_t(bv)) : int32_t(bv));
+        }
       std::memcpy(&tiles.t[c][m][4 * n], &acc, 4);
     }
 }
-// TDPBSUD: as TDPBSSD with B unsigned (signed activations x unsigned weight bytes).
-inline void dpbsud(int c, int a, int b) {
-  check_shapes(c, a, b);
-  for (int m = 0; m < tiles.rows[c]; ++m)
-    for (int n = 0; n < tiles.colsb[c] / 4; ++n) {
-      int32_t acc;
-      std::memcpy(&acc, &tiles.t[c][m][4 * n], 4);
-      for (int k = 0; k < tiles.rows[b]; ++k)
-        for (int j = 0; j < 4; ++j) acc += int32_t(int8_t(tiles.t[a][m][4 * k + j])) * int32_t(tiles.t[b][k][4 * n + j]);
-      std::memcpy(&tiles.t[c][m][4 * n], &acc, 4);
-    }
-}
+inline void dpbssd(int c, int a, int b) { dp_int8<true>(c, a, b); }
+inline void dpbsud(int c, int a, int b) { dp_int8<false>(c, a, b); }
 }  // namespace mixtile::amx::emu
 #define TILE_LOAD(t, ptr, stride) ::mixtile::amx::emu::load(t, ptr, stride)
 #define TILE_STORE(t, ptr, stride) ::mixtile::amx::emu::store(t, ptr, stride)
